@@ -1,0 +1,607 @@
+//! The `Conversation` aggregate: the state a decision needs, folded from events, and the rules
+//! that decide each command.
+//!
+//! Rules are checked in one order, and every check happens before the first event is written,
+//! so a refused command writes nothing: existence (NotFound) -> role and ownership (Forbidden)
+//! -> input (EmptyMessage, Validation) -> state (Conflict).
+
+use std::collections::BTreeSet;
+
+use cqrs_es::Aggregate;
+use cqrs_es::event_sink::EventSink;
+use serde::{Deserialize, Serialize};
+
+use crate::actor::{Actor, Role};
+use crate::command::{ConversationCommand, ConversationServices, NewMessage};
+use crate::content::{
+    MAX_CLIENT_MSG_ID_CHARS, MAX_CONTENT_CHARS, MAX_FEEDBACK_COMMENT_CHARS, MAX_FILE_ID_CHARS,
+    MAX_ID, MAX_READ_IDS_PER_COMMAND, sanitize_content, trimmed_len,
+};
+use crate::error::ConversationError;
+use crate::event::ConversationEvent;
+use crate::kinds::{ConversationStatus, MessageType};
+
+/// One support conversation between a user and the support side (admins and the system).
+///
+/// Memory is bounded by unread messages, not by history: per side it keeps only the ids still
+/// unread, plus the last message id and a count.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Conversation {
+    id: Option<u64>,
+    user: Option<Actor>,
+    status: Option<ConversationStatus>,
+    admin_id: Option<u64>,
+    last_message_id: Option<u64>,
+    message_count: u64,
+    /// Messages the user sent that the support side has not read yet.
+    unread_by_staff: BTreeSet<u64>,
+    /// Messages the support side sent that the user has not read yet.
+    unread_by_user: BTreeSet<u64>,
+    feedback_given: bool,
+}
+
+impl Conversation {
+    /// The conversation id, once opened.
+    pub fn id(&self) -> Option<u64> {
+        self.id
+    }
+
+    /// The owning user's id, once opened.
+    pub fn user_id(&self) -> Option<u64> {
+        self.user.as_ref().map(|u| u.id)
+    }
+
+    /// The owning user, once opened.
+    pub fn user(&self) -> Option<&Actor> {
+        self.user.as_ref()
+    }
+
+    pub fn status(&self) -> Option<ConversationStatus> {
+        self.status
+    }
+
+    pub fn admin_id(&self) -> Option<u64> {
+        self.admin_id
+    }
+
+    pub fn last_message_id(&self) -> Option<u64> {
+        self.last_message_id
+    }
+
+    pub fn message_count(&self) -> u64 {
+        self.message_count
+    }
+
+    /// Ids of the user's messages not yet read by the support side, ascending.
+    pub fn unread_by_staff(&self) -> &BTreeSet<u64> {
+        &self.unread_by_staff
+    }
+
+    /// Ids of the support side's messages not yet read by the user, ascending.
+    pub fn unread_by_user(&self) -> &BTreeSet<u64> {
+        &self.unread_by_user
+    }
+
+    pub fn feedback_given(&self) -> bool {
+        self.feedback_given
+    }
+
+    /// Whether `actor` is the owning user.
+    fn is_owner(&self, actor: &Actor) -> bool {
+        actor.role == Role::User && self.user_id() == Some(actor.id)
+    }
+
+    /// The cross-stream fact, ignoring a (mistaken) mention of this very conversation.
+    fn other_active(&self, services: &ConversationServices, this_id: u64) -> Option<u64> {
+        services
+            .other_active_conversation
+            .filter(|other| *other != this_id)
+    }
+
+    fn opened_status(&self) -> Result<ConversationStatus, ConversationError> {
+        self.status.ok_or(ConversationError::NotFound)
+    }
+
+    /// Owner user or support side (admin, system).
+    fn authorize_participant(&self, actor: &Actor) -> Result<(), ConversationError> {
+        match actor.role {
+            Role::Auditor => Err(auditor_forbidden()),
+            Role::Admin | Role::System => Ok(()),
+            Role::User if self.is_owner(actor) => Ok(()),
+            Role::User => Err(not_owner()),
+        }
+    }
+
+    /// Support side (admin, system) only.
+    fn authorize_staff(&self, actor: &Actor, what: &str) -> Result<(), ConversationError> {
+        match actor.role {
+            Role::Auditor => Err(auditor_forbidden()),
+            Role::Admin | Role::System => Ok(()),
+            Role::User => Err(ConversationError::Forbidden(format!(
+                "only an admin may {what}"
+            ))),
+        }
+    }
+
+    fn decide(
+        &self,
+        command: ConversationCommand,
+        services: &ConversationServices,
+    ) -> Result<Vec<ConversationEvent>, ConversationError> {
+        match command {
+            ConversationCommand::OpenConversation {
+                actor,
+                conversation_id,
+                initial_message,
+            } => self.open(actor, conversation_id, initial_message, services),
+            ConversationCommand::SendMessage { actor, message } => {
+                self.send(actor, message, services)
+            }
+            ConversationCommand::MarkMessagesRead { actor, message_ids } => {
+                self.mark_read(actor, message_ids)
+            }
+            ConversationCommand::CloseConversation { actor } => self.close(actor),
+            ConversationCommand::ReopenConversation { actor } => self.reopen(actor, services),
+            ConversationCommand::ArchiveConversation { actor } => self.archive(actor),
+            ConversationCommand::AssignConversation { actor, admin_id } => {
+                self.assign(actor, admin_id)
+            }
+            ConversationCommand::GiveFeedback {
+                actor,
+                rating,
+                comment,
+            } => self.give_feedback(actor, rating, comment),
+        }
+    }
+
+    fn open(
+        &self,
+        actor: Actor,
+        conversation_id: u64,
+        initial_message: Option<NewMessage>,
+        services: &ConversationServices,
+    ) -> Result<Vec<ConversationEvent>, ConversationError> {
+        match actor.role {
+            Role::User => {}
+            Role::Auditor => return Err(auditor_forbidden()),
+            Role::Admin | Role::System => {
+                return Err(ConversationError::Forbidden(
+                    "only a user may open a conversation".into(),
+                ));
+            }
+        }
+        if let Some(message) = &initial_message {
+            authorize_message_type(&actor, message.message_type)?;
+        }
+        if conversation_id == 0 || conversation_id > MAX_ID {
+            return Err(ConversationError::Validation(format!(
+                "conversation_id must be between 1 and {MAX_ID}"
+            )));
+        }
+        let initial_message = initial_message.map(validate_message).transpose()?;
+        if self.status.is_some() {
+            return Err(ConversationError::Conflict(
+                "conversation already exists".into(),
+            ));
+        }
+        if self.other_active(services, conversation_id).is_some() {
+            return Err(already_active());
+        }
+        if initial_message.is_some() && services.next_message_id == 0 {
+            return Err(out_of_order_message_id());
+        }
+
+        let mut events = vec![ConversationEvent::ConversationOpened {
+            conversation_id,
+            user: actor.clone(),
+        }];
+        if let Some(message) = initial_message {
+            events.push(message.into_event(services.next_message_id, actor));
+        }
+        Ok(events)
+    }
+
+    fn send(
+        &self,
+        actor: Actor,
+        message: NewMessage,
+        services: &ConversationServices,
+    ) -> Result<Vec<ConversationEvent>, ConversationError> {
+        let status = self.opened_status()?;
+        self.authorize_participant(&actor)?;
+        authorize_message_type(&actor, message.message_type)?;
+        let message = validate_message(message)?;
+
+        let mut events = Vec::with_capacity(2);
+        match status {
+            ConversationStatus::Active => {}
+            ConversationStatus::Archived => {
+                return Err(ConversationError::Conflict(
+                    "conversation is archived".into(),
+                ));
+            }
+            ConversationStatus::Closed if actor.role == Role::User => {
+                let this_id = self.id.unwrap_or_default();
+                if self.other_active(services, this_id).is_some() {
+                    return Err(already_active());
+                }
+                // A user's message to their closed conversation reopens it.
+                events.push(ConversationEvent::ConversationReopened { by: actor.clone() });
+            }
+            ConversationStatus::Closed => {
+                return Err(ConversationError::Conflict(
+                    "conversation is closed; reopen it before replying".into(),
+                ));
+            }
+        }
+        let message_id = services.next_message_id;
+        if message_id == 0 || self.last_message_id.is_some_and(|last| message_id <= last) {
+            return Err(out_of_order_message_id());
+        }
+        events.push(message.into_event(message_id, actor));
+        Ok(events)
+    }
+
+    fn mark_read(
+        &self,
+        actor: Actor,
+        message_ids: Vec<u64>,
+    ) -> Result<Vec<ConversationEvent>, ConversationError> {
+        self.opened_status()?;
+        self.authorize_participant(&actor)?;
+        if message_ids.len() > MAX_READ_IDS_PER_COMMAND {
+            return Err(ConversationError::Validation(format!(
+                "at most {MAX_READ_IDS_PER_COMMAND} message ids per read receipt"
+            )));
+        }
+        // Only the other side's messages that are still unread count; the rest is ignored.
+        let unread = if actor.role == Role::User {
+            &self.unread_by_user
+        } else {
+            &self.unread_by_staff
+        };
+        let newly_read: BTreeSet<u64> = message_ids
+            .into_iter()
+            .filter(|id| unread.contains(id))
+            .collect();
+        if newly_read.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![ConversationEvent::MessagesRead {
+            message_ids: newly_read.into_iter().collect(),
+            reader: actor,
+        }])
+    }
+
+    fn close(&self, actor: Actor) -> Result<Vec<ConversationEvent>, ConversationError> {
+        let status = self.opened_status()?;
+        self.authorize_participant(&actor)?;
+        match status {
+            ConversationStatus::Active => Ok(vec![ConversationEvent::ConversationClosed {
+                by: actor,
+            }]),
+            ConversationStatus::Closed => Err(ConversationError::Conflict(
+                "conversation is already closed".into(),
+            )),
+            ConversationStatus::Archived => Err(ConversationError::Conflict(
+                "conversation is archived".into(),
+            )),
+        }
+    }
+
+    fn reopen(
+        &self,
+        actor: Actor,
+        services: &ConversationServices,
+    ) -> Result<Vec<ConversationEvent>, ConversationError> {
+        let status = self.opened_status()?;
+        self.authorize_staff(&actor, "reopen a conversation")?;
+        match status {
+            ConversationStatus::Closed => {}
+            ConversationStatus::Active => {
+                return Err(ConversationError::Conflict(
+                    "conversation is already active".into(),
+                ));
+            }
+            ConversationStatus::Archived => {
+                return Err(ConversationError::Conflict(
+                    "conversation is archived".into(),
+                ));
+            }
+        }
+        if self
+            .other_active(services, self.id.unwrap_or_default())
+            .is_some()
+        {
+            return Err(already_active());
+        }
+        Ok(vec![ConversationEvent::ConversationReopened { by: actor }])
+    }
+
+    fn archive(&self, actor: Actor) -> Result<Vec<ConversationEvent>, ConversationError> {
+        let status = self.opened_status()?;
+        self.authorize_staff(&actor, "archive a conversation")?;
+        if status == ConversationStatus::Archived {
+            return Err(ConversationError::Conflict(
+                "conversation is already archived".into(),
+            ));
+        }
+        Ok(vec![ConversationEvent::ConversationArchived { by: actor }])
+    }
+
+    fn assign(
+        &self,
+        actor: Actor,
+        admin_id: u64,
+    ) -> Result<Vec<ConversationEvent>, ConversationError> {
+        let status = self.opened_status()?;
+        self.authorize_staff(&actor, "assign a conversation")?;
+        if admin_id == 0 || admin_id > MAX_ID {
+            return Err(ConversationError::Validation(format!(
+                "admin_id must be between 1 and {MAX_ID}"
+            )));
+        }
+        if status == ConversationStatus::Archived {
+            return Err(ConversationError::Conflict(
+                "conversation is archived".into(),
+            ));
+        }
+        if self.admin_id == Some(admin_id) {
+            return Ok(Vec::new());
+        }
+        Ok(vec![ConversationEvent::ConversationAssigned {
+            admin_id,
+            by: actor,
+        }])
+    }
+
+    fn give_feedback(
+        &self,
+        actor: Actor,
+        rating: u8,
+        comment: Option<String>,
+    ) -> Result<Vec<ConversationEvent>, ConversationError> {
+        let status = self.opened_status()?;
+        match actor.role {
+            Role::Auditor => return Err(auditor_forbidden()),
+            Role::Admin | Role::System => {
+                return Err(ConversationError::Forbidden(
+                    "only the conversation's user may give feedback".into(),
+                ));
+            }
+            Role::User if !self.is_owner(&actor) => return Err(not_owner()),
+            Role::User => {}
+        }
+        if !(1..=5).contains(&rating) {
+            return Err(ConversationError::Validation(
+                "rating must be between 1 and 5".into(),
+            ));
+        }
+        let comment = comment.map(|c| sanitize_content(&c));
+        if let Some(c) = &comment
+            && trimmed_len(c) > MAX_FEEDBACK_COMMENT_CHARS
+        {
+            return Err(ConversationError::Validation(format!(
+                "comment must be at most {MAX_FEEDBACK_COMMENT_CHARS} characters"
+            )));
+        }
+        let comment = comment.filter(|c| trimmed_len(c) > 0);
+        if self.feedback_given {
+            return Err(ConversationError::Conflict(
+                "feedback was already given for this conversation".into(),
+            ));
+        }
+        if status != ConversationStatus::Closed {
+            return Err(ConversationError::Conflict(
+                "feedback can be given only on a closed conversation".into(),
+            ));
+        }
+        Ok(vec![ConversationEvent::FeedbackGiven {
+            rating,
+            comment,
+            by: actor,
+        }])
+    }
+}
+
+impl Aggregate for Conversation {
+    const TYPE: &'static str = "conversation";
+    type Command = ConversationCommand;
+    type Event = ConversationEvent;
+    type Error = ConversationError;
+    type Services = ConversationServices;
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        // Decide everything first: a refused command must write nothing.
+        let events = self.decide(command, services)?;
+        for event in events {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            ConversationEvent::ConversationOpened {
+                conversation_id,
+                user,
+            } => {
+                self.id = Some(conversation_id);
+                self.user = Some(user);
+                self.status = Some(ConversationStatus::Active);
+            }
+            ConversationEvent::MessageSent {
+                message_id, sender, ..
+            } => {
+                self.last_message_id = Some(self.last_message_id.map_or(message_id, |last| {
+                    last.max(message_id)
+                }));
+                self.message_count += 1;
+                match sender.role {
+                    Role::User => {
+                        self.unread_by_staff.insert(message_id);
+                    }
+                    Role::Admin | Role::System => {
+                        self.unread_by_user.insert(message_id);
+                    }
+                    // Auditors never write; nothing to track should one appear in old data.
+                    Role::Auditor => {}
+                }
+            }
+            ConversationEvent::MessagesRead {
+                message_ids,
+                reader,
+            } => {
+                let unread = if reader.role == Role::User {
+                    &mut self.unread_by_user
+                } else {
+                    &mut self.unread_by_staff
+                };
+                for id in message_ids {
+                    unread.remove(&id);
+                }
+            }
+            ConversationEvent::ConversationClosed { .. } => {
+                self.status = Some(ConversationStatus::Closed);
+            }
+            ConversationEvent::ConversationReopened { .. } => {
+                self.status = Some(ConversationStatus::Active);
+            }
+            ConversationEvent::ConversationArchived { .. } => {
+                self.status = Some(ConversationStatus::Archived);
+            }
+            ConversationEvent::ConversationAssigned { admin_id, .. } => {
+                self.admin_id = Some(admin_id);
+            }
+            ConversationEvent::FeedbackGiven { .. } => {
+                self.feedback_given = true;
+            }
+        }
+    }
+}
+
+/// A message that passed validation, ready to become a `MessageSent`.
+struct ValidMessage {
+    message_type: MessageType,
+    content: String,
+    file_id: Option<String>,
+    client_msg_id: Option<String>,
+}
+
+impl ValidMessage {
+    fn into_event(self, message_id: u64, sender: Actor) -> ConversationEvent {
+        ConversationEvent::MessageSent {
+            message_id,
+            sender,
+            message_type: self.message_type,
+            content: self.content,
+            file_id: self.file_id,
+            client_msg_id: self.client_msg_id,
+        }
+    }
+}
+
+/// Only the system may send `system` messages.
+fn authorize_message_type(actor: &Actor, message_type: MessageType) -> Result<(), ConversationError> {
+    if message_type == MessageType::System && actor.role != Role::System {
+        return Err(ConversationError::Forbidden(
+            "only the system may send system messages".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Input rules of a message, independent of the conversation's state.
+fn validate_message(message: NewMessage) -> Result<ValidMessage, ConversationError> {
+    let NewMessage {
+        message_type,
+        content,
+        file_id,
+        client_msg_id,
+    } = message;
+
+    let content = sanitize_content(&content);
+    let length = trimmed_len(&content);
+    if length > MAX_CONTENT_CHARS {
+        return Err(ConversationError::Validation(format!(
+            "content must be at most {MAX_CONTENT_CHARS} characters"
+        )));
+    }
+    if message_type.carries_file() {
+        // The file is the message; a caption is optional.
+        match &file_id {
+            None => {
+                return Err(ConversationError::Validation(format!(
+                    "{message_type} messages need a file_id"
+                )));
+            }
+            Some(id) if id.trim().is_empty() => {
+                return Err(ConversationError::Validation(format!(
+                    "{message_type} messages need a file_id"
+                )));
+            }
+            Some(id) if id.chars().count() > MAX_FILE_ID_CHARS => {
+                return Err(ConversationError::Validation(format!(
+                    "file_id must be at most {MAX_FILE_ID_CHARS} characters"
+                )));
+            }
+            Some(id) if id.chars().any(char::is_control) => {
+                return Err(ConversationError::Validation(
+                    "file_id must not contain control characters".into(),
+                ));
+            }
+            Some(_) => {}
+        }
+    } else {
+        if length == 0 {
+            return Err(ConversationError::EmptyMessage);
+        }
+        if file_id.is_some() {
+            return Err(ConversationError::Validation(format!(
+                "{message_type} messages cannot carry a file_id"
+            )));
+        }
+    }
+    if let Some(id) = &client_msg_id {
+        let chars = id.chars().count();
+        if chars == 0 || chars > MAX_CLIENT_MSG_ID_CHARS {
+            return Err(ConversationError::Validation(format!(
+                "client_msg_id must be 1 to {MAX_CLIENT_MSG_ID_CHARS} characters"
+            )));
+        }
+        if id.chars().any(char::is_control) {
+            return Err(ConversationError::Validation(
+                "client_msg_id must not contain control characters".into(),
+            ));
+        }
+    }
+    Ok(ValidMessage {
+        message_type,
+        content,
+        file_id,
+        client_msg_id,
+    })
+}
+
+fn auditor_forbidden() -> ConversationError {
+    ConversationError::Forbidden("auditors have read-only access".into())
+}
+
+fn not_owner() -> ConversationError {
+    ConversationError::Forbidden("this conversation belongs to another user".into())
+}
+
+fn already_active() -> ConversationError {
+    ConversationError::Conflict("user already has an active conversation".into())
+}
+
+fn out_of_order_message_id() -> ConversationError {
+    ConversationError::Conflict(
+        "message id is not greater than the conversation's last message id".into(),
+    )
+}

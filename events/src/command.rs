@@ -1,0 +1,124 @@
+//! Commands: what a caller asks of one conversation, and the outside facts handed in with them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::actor::Actor;
+use crate::kinds::MessageType;
+
+/// Facts the command layer hands to the pure domain for one decision (no clock, no randomness
+/// inside).
+#[derive(Debug, Clone, Default)]
+pub struct ConversationServices {
+    /// The id the next accepted message receives (the store's sequencer hands out increasing,
+    /// system-wide unique ids). If one command yields several messages, it uses
+    /// `next_message_id`, `next_message_id + 1`, ...
+    pub next_message_id: u64,
+    /// The user's active conversation other than this one, if any (a cross-stream fact looked
+    /// up by the command layer).
+    pub other_active_conversation: Option<u64>,
+}
+
+/// A message as the caller submitted it, not yet validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewMessage {
+    pub message_type: MessageType,
+    pub content: String,
+    pub file_id: Option<String>,
+    pub client_msg_id: Option<String>,
+}
+
+impl NewMessage {
+    /// A plain text message without a client id.
+    pub fn text(content: impl Into<String>) -> Self {
+        Self {
+            message_type: MessageType::Text,
+            content: content.into(),
+            file_id: None,
+            client_msg_id: None,
+        }
+    }
+
+    #[must_use]
+    pub fn with_client_msg_id(mut self, client_msg_id: impl Into<String>) -> Self {
+        self.client_msg_id = Some(client_msg_id.into());
+        self
+    }
+}
+
+/// What a caller asks of one conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConversationCommand {
+    OpenConversation {
+        actor: Actor,
+        conversation_id: u64,
+        initial_message: Option<NewMessage>,
+    },
+    SendMessage {
+        actor: Actor,
+        message: NewMessage,
+    },
+    MarkMessagesRead {
+        actor: Actor,
+        message_ids: Vec<u64>,
+    },
+    CloseConversation {
+        actor: Actor,
+    },
+    ReopenConversation {
+        actor: Actor,
+    },
+    ArchiveConversation {
+        actor: Actor,
+    },
+    AssignConversation {
+        actor: Actor,
+        admin_id: u64,
+    },
+    GiveFeedback {
+        actor: Actor,
+        rating: u8,
+        comment: Option<String>,
+    },
+}
+
+impl ConversationCommand {
+    /// Who issues the command.
+    pub fn actor(&self) -> &Actor {
+        match self {
+            ConversationCommand::OpenConversation { actor, .. }
+            | ConversationCommand::SendMessage { actor, .. }
+            | ConversationCommand::MarkMessagesRead { actor, .. }
+            | ConversationCommand::CloseConversation { actor }
+            | ConversationCommand::ReopenConversation { actor }
+            | ConversationCommand::ArchiveConversation { actor }
+            | ConversationCommand::AssignConversation { actor, .. }
+            | ConversationCommand::GiveFeedback { actor, .. } => actor,
+        }
+    }
+
+    /// The `client_msg_id` of the message the command carries, if any.
+    pub fn client_msg_id(&self) -> Option<&str> {
+        match self {
+            ConversationCommand::OpenConversation {
+                initial_message: Some(message),
+                ..
+            }
+            | ConversationCommand::SendMessage { message, .. } => message.client_msg_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// A short stable name for logs and metrics (`send_message`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConversationCommand::OpenConversation { .. } => "open_conversation",
+            ConversationCommand::SendMessage { .. } => "send_message",
+            ConversationCommand::MarkMessagesRead { .. } => "mark_messages_read",
+            ConversationCommand::CloseConversation { .. } => "close_conversation",
+            ConversationCommand::ReopenConversation { .. } => "reopen_conversation",
+            ConversationCommand::ArchiveConversation { .. } => "archive_conversation",
+            ConversationCommand::AssignConversation { .. } => "assign_conversation",
+            ConversationCommand::GiveFeedback { .. } => "give_feedback",
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Events: the facts a conversation records. Their `event_type` strings never change once
+//! written; a shape change means a new `event_version` and an upcaster (see [`crate::upcast`]).
+
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::actor::Actor;
+use crate::error::UnknownEvent;
+use crate::kinds::MessageType;
+
+/// Every `event_type` this build writes, in declaration order.
+pub const EVENT_TYPES: [&str; 8] = [
+    "ConversationOpened",
+    "MessageSent",
+    "MessagesRead",
+    "ConversationClosed",
+    "ConversationReopened",
+    "ConversationArchived",
+    "ConversationAssigned",
+    "FeedbackGiven",
+];
+
+/// A fact recorded in a conversation's stream.
+///
+/// Serialized externally tagged (`{"MessageSent": {...}}`), with the tag equal to
+/// `event_type()`, so the store can keep the type and the inner payload apart
+/// ([`ConversationEvent::payload_json`], [`ConversationEvent::from_parts`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConversationEvent {
+    ConversationOpened {
+        conversation_id: u64,
+        user: Actor,
+    },
+    MessageSent {
+        message_id: u64,
+        sender: Actor,
+        message_type: MessageType,
+        content: String,
+        file_id: Option<String>,
+        client_msg_id: Option<String>,
+    },
+    /// Only the ids newly marked by this receipt, ascending.
+    MessagesRead {
+        message_ids: Vec<u64>,
+        reader: Actor,
+    },
+    ConversationClosed {
+        by: Actor,
+    },
+    ConversationReopened {
+        by: Actor,
+    },
+    ConversationArchived {
+        by: Actor,
+    },
+    ConversationAssigned {
+        admin_id: u64,
+        by: Actor,
+    },
+    FeedbackGiven {
+        rating: u8,
+        comment: Option<String>,
+        by: Actor,
+    },
+}
+
+impl ConversationEvent {
+    /// The stable type name, as a static string (same as `event_type()`).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ConversationEvent::ConversationOpened { .. } => "ConversationOpened",
+            ConversationEvent::MessageSent { .. } => "MessageSent",
+            ConversationEvent::MessagesRead { .. } => "MessagesRead",
+            ConversationEvent::ConversationClosed { .. } => "ConversationClosed",
+            ConversationEvent::ConversationReopened { .. } => "ConversationReopened",
+            ConversationEvent::ConversationArchived { .. } => "ConversationArchived",
+            ConversationEvent::ConversationAssigned { .. } => "ConversationAssigned",
+            ConversationEvent::FeedbackGiven { .. } => "FeedbackGiven",
+        }
+    }
+
+    /// The current version written for `event_type`, or `None` for a type this build does not
+    /// know.
+    pub fn current_version(event_type: &str) -> Option<&'static str> {
+        match event_type {
+            "MessageSent" => Some("2"),
+            t if EVENT_TYPES.contains(&t) => Some("1"),
+            _ => None,
+        }
+    }
+
+    /// The actor who caused the event.
+    pub fn actor(&self) -> &Actor {
+        match self {
+            ConversationEvent::ConversationOpened { user, .. } => user,
+            ConversationEvent::MessageSent { sender, .. } => sender,
+            ConversationEvent::MessagesRead { reader, .. } => reader,
+            ConversationEvent::ConversationClosed { by }
+            | ConversationEvent::ConversationReopened { by }
+            | ConversationEvent::ConversationArchived { by }
+            | ConversationEvent::ConversationAssigned { by, .. }
+            | ConversationEvent::FeedbackGiven { by, .. } => by,
+        }
+    }
+
+    /// The variant's fields only (the inner object, without the type tag), as the store keeps
+    /// them next to `event_type`.
+    pub fn payload_json(&self) -> Value {
+        // Serializing these plain types (no maps with non-string keys, no custom serializers)
+        // cannot fail, and the externally tagged form is always a one-entry object.
+        match serde_json::to_value(self) {
+            Ok(Value::Object(mut tagged)) => tagged
+                .remove(self.type_name())
+                .unwrap_or_else(|| Value::Object(Map::new())),
+            _ => Value::Object(Map::new()),
+        }
+    }
+
+    /// The inverse of ([`DomainEvent::event_type`], [`ConversationEvent::payload_json`]).
+    /// The payload must already be in the current shape (see [`crate::upcast::upcast_payload`]).
+    pub fn from_parts(event_type: &str, payload: Value) -> Result<Self, UnknownEvent> {
+        if !EVENT_TYPES.contains(&event_type) {
+            return Err(UnknownEvent::new(
+                event_type,
+                "unknown event type (this build knows only ".to_string()
+                    + &EVENT_TYPES.join(", ")
+                    + ")",
+            ));
+        }
+        let mut tagged = Map::with_capacity(1);
+        tagged.insert(event_type.to_string(), payload);
+        serde_json::from_value(Value::Object(tagged)).map_err(|err| {
+            UnknownEvent::new(
+                event_type,
+                format!("payload does not match the current shape: {err}"),
+            )
+        })
+    }
+}
+
+impl DomainEvent for ConversationEvent {
+    fn event_type(&self) -> String {
+        self.type_name().to_string()
+    }
+
+    fn event_version(&self) -> String {
+        match self {
+            ConversationEvent::MessageSent { .. } => "2",
+            _ => "1",
+        }
+        .to_string()
+    }
+}

@@ -1,0 +1,568 @@
+//! The command layer: turns a caller's intent into a decision of the domain and appends the
+//! decided events, with the idempotency keys and the active-conversation index, in one
+//! transaction under the sequencer lock.
+//!
+//! One appender task per node takes commands from a queue and handles whatever has queued up as
+//! one batch in one transaction (group commit): one lock, one disk flush for many commands. The
+//! domain decides inside that transaction, so the message ids it is handed increase in commit
+//! order, and concurrent senders to one conversation never conflict. Aggregates are kept in a
+//! bounded cache; the cache is trusted only while this node was the last writer (the sequencer's
+//! next position is the one this node left), otherwise it is dropped and streams are reloaded.
+//!
+//! Architecture Invariant: a reply is sent only after the transaction holding its events has
+//! committed.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+
+use events::{
+    Actor, Conversation, ConversationCommand, ConversationError, ConversationEvent,
+    ConversationServices, ConversationStatus, NewMessage,
+};
+use lru::LruCache;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::clock::now_micros;
+use crate::store::{
+    AppendTxn, CONVERSATION_STREAM, EventMetadata, EventStore, GENESIS_HASH, SqlStore, StoreError,
+    StoredEvent,
+};
+
+/// Commands handled in one transaction at most.
+const MAX_BATCH: usize = 256;
+/// How many times a batch that met a concurrent writer is tried again before callers see an error.
+const MAX_CONFLICT_RETRIES: usize = 3;
+
+/// What a caller wants done.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Intent {
+    /// A command on a named conversation.
+    On(u64, ConversationCommand),
+    /// The user's active conversation, opened when they have none, and the message (if any) sent
+    /// to it.
+    OpenOrContinue {
+        actor: Actor,
+        message: Option<NewMessage>,
+    },
+}
+
+impl Intent {
+    fn actor(&self) -> &Actor {
+        match self {
+            Intent::On(_, command) => command.actor(),
+            Intent::OpenOrContinue { actor, .. } => actor,
+        }
+    }
+
+    fn client_msg_id(&self) -> Option<&str> {
+        match self {
+            Intent::On(_, command) => command.client_msg_id(),
+            Intent::OpenOrContinue { message, .. } => {
+                message.as_ref().and_then(|m| m.client_msg_id.as_deref())
+            }
+        }
+    }
+}
+
+/// What an accepted command did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    pub conversation_id: u64,
+    /// The events appended (empty when the command changed nothing), or for a retried
+    /// client_msg_id, the original message's event.
+    pub events: Vec<StoredEvent>,
+    /// The conversation was opened by this command.
+    pub opened: bool,
+    /// A retry of a message already accepted: nothing was appended.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Rejected(#[from] ConversationError),
+    /// Nothing was written (or, after a failed commit, the outcome is unknown: a retry with the
+    /// same client_msg_id finds the original if it was written).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for CommandError {
+    fn from(error: StoreError) -> Self {
+        if error.is_unavailable() {
+            CommandError::Unavailable(error.to_string())
+        } else {
+            CommandError::Internal(error.to_string())
+        }
+    }
+}
+
+struct Job {
+    intent: Intent,
+    metadata: EventMetadata,
+    reply: oneshot::Sender<Result<Committed, CommandError>>,
+}
+
+/// The handle callers use; cheap to clone.
+#[derive(Clone)]
+pub struct CommandBus {
+    jobs: mpsc::Sender<Job>,
+    head: watch::Receiver<u64>,
+}
+
+impl CommandBus {
+    /// Starts the appender task on the store.
+    pub async fn start(store: EventStore, cache_capacity: usize) -> Result<Self, StoreError> {
+        let head = store.head_position().await?;
+        let (head_tx, head_rx) = watch::channel(head);
+        let (jobs, queue) = mpsc::channel(MAX_BATCH * 4);
+        let capacity = NonZeroUsize::new(cache_capacity).unwrap_or(NonZeroUsize::MIN);
+        match store {
+            EventStore::MySql(s) => {
+                tokio::spawn(Appender::new(s, capacity, head_tx).run(queue));
+            }
+            EventStore::Sqlite(s) => {
+                tokio::spawn(Appender::new(s, capacity, head_tx).run(queue));
+            }
+        }
+        Ok(CommandBus {
+            jobs,
+            head: head_rx,
+        })
+    }
+
+    /// Decides and appends; returns once the events are committed.
+    pub async fn execute(&self, intent: Intent, metadata: EventMetadata) -> Result<Committed, CommandError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                intent,
+                metadata,
+                reply,
+            })
+            .await
+            .map_err(|_| CommandError::Unavailable("the appender has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| CommandError::Internal("the appender dropped the command".into()))?
+    }
+
+    /// The newest position this node has committed; changes wake projectors at once.
+    pub fn committed_head(&self) -> watch::Receiver<u64> {
+        self.head.clone()
+    }
+}
+
+/// A cached aggregate with the stream position it was folded to.
+#[derive(Clone)]
+struct Folded {
+    conversation: Conversation,
+    sequence: u64,
+    hash: String,
+}
+
+struct Appender<DB: Database> {
+    store: SqlStore<DB>,
+    cache: LruCache<u64, Folded>,
+    /// The sequencer's next position after this node's last commit; None when unknown.
+    expected_next_position: Option<u64>,
+    last_recorded_at: i64,
+    head: watch::Sender<u64>,
+}
+
+/// One job's outcome inside a batch, before commit.
+enum Decided {
+    Appended(Committed),
+    Reply(Result<Committed, CommandError>),
+}
+
+/// Why a batch stopped before commit.
+enum BatchError {
+    Conflict,
+    Store(StoreError),
+}
+
+impl From<StoreError> for BatchError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict { .. } => BatchError::Conflict,
+            other => BatchError::Store(other),
+        }
+    }
+}
+
+/// What a batch accumulates before it writes: events, and idempotency keys visible to later jobs
+/// of the same batch.
+#[derive(Default)]
+struct Pending {
+    events: Vec<StoredEvent>,
+    keys: HashMap<(String, u64, String), (u64, u64)>,
+}
+
+impl<DB> Appender<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    i64: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    fn new(store: SqlStore<DB>, capacity: NonZeroUsize, head: watch::Sender<u64>) -> Self {
+        Appender {
+            store,
+            cache: LruCache::new(capacity),
+            expected_next_position: None,
+            last_recorded_at: 0,
+            head,
+        }
+    }
+
+    async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let jobs = std::mem::take(&mut batch);
+            self.handle_batch(jobs).await;
+        }
+    }
+
+    async fn handle_batch(&mut self, jobs: Vec<Job>) {
+        let mut attempt = 0;
+        let outcome = loop {
+            match self.try_batch(&jobs).await {
+                Err(BatchError::Conflict) if attempt < MAX_CONFLICT_RETRIES => {
+                    attempt += 1;
+                    self.forget_everything();
+                }
+                other => break other,
+            }
+        };
+        match outcome {
+            Ok(decided) => {
+                for (job, decided) in jobs.into_iter().zip(decided) {
+                    let result = match decided {
+                        Decided::Appended(committed) => Ok(committed),
+                        Decided::Reply(result) => result,
+                    };
+                    // A caller that gave up does not undo a commit.
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(error) => {
+                self.forget_everything();
+                let error = match error {
+                    BatchError::Conflict => CommandError::Internal(
+                        "the conversation kept changing under concurrent writers".into(),
+                    ),
+                    BatchError::Store(error) => {
+                        tracing::error!(%error, "append batch failed");
+                        CommandError::from(error)
+                    }
+                };
+                for job in jobs {
+                    let _ = job.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    fn forget_everything(&mut self) {
+        self.cache.clear();
+        self.expected_next_position = None;
+    }
+
+    async fn try_batch(&mut self, jobs: &[Job]) -> Result<Vec<Decided>, BatchError> {
+        let mut txn = self.store.begin_append().await?;
+        if self.expected_next_position != Some(txn.state.next_position) {
+            // Another node (or a raw append) wrote since our last commit: cached folds may be stale.
+            self.cache.clear();
+        }
+        let first_position = txn.state.next_position;
+        let mut pending = Pending::default();
+        let mut touched = Vec::new();
+        let mut decided = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match self.decide(&mut txn, &mut pending, job).await {
+                Ok(Decided::Appended(committed)) => {
+                    touched.push(committed.conversation_id);
+                    decided.push(Decided::Appended(committed));
+                }
+                Ok(other) => decided.push(other),
+                Err(error) => {
+                    let _ = txn.rollback().await;
+                    return Err(error);
+                }
+            }
+        }
+        let written = async {
+            txn.insert_events(&pending.events).await?;
+            for ((role, sender, client_msg_id), (conversation_id, position)) in &pending.keys {
+                txn.insert_idempotency(*conversation_id, role, *sender, client_msg_id, *position)
+                    .await?;
+            }
+            Ok::<_, StoreError>(txn)
+        }
+        .await;
+        let txn = match written {
+            Ok(txn) => txn,
+            Err(error) => return Err(error.into()),
+        };
+        let next_position = txn.state.next_position;
+        if let Err(error) = txn.commit().await {
+            // The commit may or may not have happened: forget what we folded.
+            for id in touched {
+                self.cache.pop(&id);
+            }
+            return Err(error.into());
+        }
+        self.expected_next_position = Some(next_position);
+        if next_position > first_position {
+            self.head.send_replace(next_position - 1);
+        }
+        Ok(decided)
+    }
+
+    async fn decide(
+        &mut self,
+        txn: &mut AppendTxn<DB>,
+        pending: &mut Pending,
+        job: &Job,
+    ) -> Result<Decided, BatchError> {
+        let actor = job.intent.actor().clone();
+        let named_conversation = match &job.intent {
+            Intent::On(id, _) => Some(*id),
+            Intent::OpenOrContinue { .. } => None,
+        };
+        if let Some(client_msg_id) = job.intent.client_msg_id() {
+            if let Some(original) = self
+                .find_original(txn, pending, named_conversation, &actor, client_msg_id)
+                .await?
+            {
+                return Ok(Decided::Reply(Ok(original)));
+            }
+        }
+
+        let (conversation_id, command, opening) = match &job.intent {
+            Intent::On(id, command) => (*id, command.clone(), false),
+            Intent::OpenOrContinue { actor, message } => {
+                match txn.active_conversation(actor.id).await? {
+                    Some(id) => match message {
+                        Some(message) => (
+                            id,
+                            ConversationCommand::SendMessage {
+                                actor: actor.clone(),
+                                message: message.clone(),
+                            },
+                            false,
+                        ),
+                        None => {
+                            return Ok(Decided::Reply(Ok(Committed {
+                                conversation_id: id,
+                                events: Vec::new(),
+                                opened: false,
+                                duplicate: false,
+                            })));
+                        }
+                    },
+                    None => {
+                        let id = txn.state.next_conversation_id;
+                        let command = ConversationCommand::OpenConversation {
+                            actor: actor.clone(),
+                            conversation_id: id,
+                            initial_message: message.clone(),
+                        };
+                        (id, command, true)
+                    }
+                }
+            }
+        };
+
+        let mut folded = self.load(txn, conversation_id).await?;
+        let other_active_conversation = match (&command, folded.conversation.status()) {
+            (ConversationCommand::OpenConversation { .. }, _) => {
+                txn.active_conversation(actor.id).await?
+            }
+            (_, Some(ConversationStatus::Closed)) => match folded.conversation.user_id() {
+                Some(user_id) => txn
+                    .active_conversation(user_id)
+                    .await?
+                    .filter(|id| *id != conversation_id),
+                None => None,
+            },
+            _ => None,
+        };
+        let services = ConversationServices {
+            next_message_id: txn.state.next_message_id,
+            other_active_conversation,
+        };
+        let prior_status = folded.conversation.status();
+        let sink = cqrs_es::event_sink::EventSink::default();
+        let mut decided_state = folded.conversation.clone();
+        if let Err(rejected) =
+            cqrs_es::Aggregate::handle(&mut decided_state, command, &services, &sink).await
+        {
+            return Ok(Decided::Reply(Err(rejected.into())));
+        }
+        let new_events = sink.collect().await;
+        if new_events.is_empty() {
+            return Ok(Decided::Reply(Ok(Committed {
+                conversation_id,
+                events: Vec::new(),
+                opened: false,
+                duplicate: false,
+            })));
+        }
+
+        let recorded_at = now_micros().max(self.last_recorded_at);
+        self.last_recorded_at = recorded_at;
+        let metadata = serde_json::to_string(&job.metadata)
+            .map_err(|e| StoreError::Invalid(format!("metadata: {e}")))?;
+        let mut rows = Vec::with_capacity(new_events.len());
+        for event in &new_events {
+            let payload = serde_json::to_string(&event.payload_json())
+                .map_err(|e| StoreError::Invalid(format!("payload: {e}")))?;
+            let mut row = StoredEvent {
+                position: txn.state.next_position,
+                stream_type: CONVERSATION_STREAM.to_string(),
+                stream_id: conversation_id.to_string(),
+                sequence: folded.sequence + 1,
+                event_type: cqrs_es::DomainEvent::event_type(event),
+                event_version: cqrs_es::DomainEvent::event_version(event),
+                payload,
+                metadata: metadata.clone(),
+                recorded_at_micros: recorded_at,
+                hash: String::new(),
+            };
+            row.hash = row.expected_hash(&folded.hash);
+            txn.state.next_position += 1;
+            folded.sequence = row.sequence;
+            folded.hash = row.hash.clone();
+            let user_id = decided_state.user_id();
+            Self::index(txn, pending, conversation_id, user_id, event, &row, prior_status).await?;
+            rows.push(row);
+        }
+        if opening {
+            txn.state.next_conversation_id = conversation_id + 1;
+        }
+        folded.conversation = decided_state;
+        self.cache.put(conversation_id, folded);
+        pending.events.extend(rows.iter().cloned());
+        Ok(Decided::Appended(Committed {
+            conversation_id,
+            events: rows,
+            opened: opening,
+            duplicate: false,
+        }))
+    }
+
+    /// Keeps the write-side indexes in step with one decided event.
+    async fn index(
+        txn: &mut AppendTxn<DB>,
+        pending: &mut Pending,
+        conversation_id: u64,
+        user_id: Option<u64>,
+        event: &ConversationEvent,
+        row: &StoredEvent,
+        prior_status: Option<ConversationStatus>,
+    ) -> Result<(), StoreError> {
+        match event {
+            ConversationEvent::MessageSent {
+                message_id,
+                sender,
+                client_msg_id,
+                ..
+            } => {
+                txn.state.next_message_id = txn.state.next_message_id.max(message_id + 1);
+                if let Some(client_msg_id) = client_msg_id {
+                    pending.keys.insert(
+                        (sender.role.as_str().to_string(), sender.id, client_msg_id.clone()),
+                        (conversation_id, row.position),
+                    );
+                }
+            }
+            ConversationEvent::ConversationOpened { user, .. } => {
+                txn.set_active_conversation(user.id, Some(conversation_id)).await?;
+            }
+            ConversationEvent::ConversationReopened { .. } => {
+                if let Some(user_id) = user_id {
+                    txn.set_active_conversation(user_id, Some(conversation_id)).await?;
+                }
+            }
+            ConversationEvent::ConversationClosed { .. } | ConversationEvent::ConversationArchived { .. }
+                if prior_status == Some(ConversationStatus::Active) =>
+            {
+                if let Some(user_id) = user_id {
+                    txn.set_active_conversation(user_id, None).await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The fold of a conversation at its newest sequence: from the cache, or from its stream.
+    async fn load(&mut self, txn: &mut AppendTxn<DB>, conversation_id: u64) -> Result<Folded, StoreError> {
+        if let Some(folded) = self.cache.get(&conversation_id) {
+            return Ok(folded.clone());
+        }
+        let mut folded = Folded {
+            conversation: Conversation::default(),
+            sequence: 0,
+            hash: GENESIS_HASH.to_string(),
+        };
+        let stream = txn
+            .read_stream(CONVERSATION_STREAM, &conversation_id.to_string(), 0)
+            .await?;
+        for stored in stream {
+            cqrs_es::Aggregate::apply(&mut folded.conversation, stored.decode()?);
+            folded.sequence = stored.sequence;
+            folded.hash = stored.hash;
+        }
+        self.cache.put(conversation_id, folded.clone());
+        Ok(folded)
+    }
+
+    /// The message a sender already sent with this client_msg_id, if any.
+    async fn find_original(
+        &mut self,
+        txn: &mut AppendTxn<DB>,
+        pending: &Pending,
+        conversation_id: Option<u64>,
+        sender: &Actor,
+        client_msg_id: &str,
+    ) -> Result<Option<Committed>, StoreError> {
+        let key = (sender.role.as_str().to_string(), sender.id, client_msg_id.to_string());
+        let in_batch = pending
+            .keys
+            .get(&key)
+            .filter(|(conversation, _)| conversation_id.is_none_or(|id| id == *conversation));
+        let original = match in_batch {
+            Some((_, position)) => pending.events.iter().find(|e| e.position == *position).cloned(),
+            None => {
+                match txn
+                    .find_idempotent(conversation_id, &key.0, key.1, &key.2)
+                    .await?
+                {
+                    Some(position) => txn.event_at(position).await?,
+                    None => None,
+                }
+            }
+        };
+        let Some(original) = original else {
+            return Ok(None);
+        };
+        let conversation_id = original.stream_id.parse().map_err(|_| StoreError::Corrupt {
+            position: original.position,
+            reason: format!("stream id {:?} is not a conversation id", original.stream_id),
+        })?;
+        Ok(Some(Committed {
+            conversation_id,
+            events: vec![original],
+            opened: false,
+            duplicate: true,
+        }))
+    }
+}

@@ -1,0 +1,13 @@
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    chatd::telemetry::init();
+    match chatd::cli::run(chatd::cli::Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("chatd: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

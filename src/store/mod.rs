@@ -1,0 +1,282 @@
+//! The event store: one table of events with a global position, per-stream sequences and a
+//! hash chain, on MySQL or SQLite (chosen at start-up from the database URL).
+//!
+//! It owns the events table, the sequencer row, the idempotency keys and the write-side index of
+//! active conversations. It never decides anything: the domain in `events/` does, inside the
+//! append transaction that [`crate::commands`] drives.
+//!
+//! Architecture Invariant: every append transaction first locks the sequencer row and takes its
+//! positions from it, so commit order equals position order on every back end.
+
+mod hash;
+mod repository;
+mod sql;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use hash::{GENESIS_HASH, chain_hash};
+pub use sql::{AppendTxn, ChainBreak, MAX_READ_BATCH, SequencerState, SqlStore};
+
+/// The cqrs-es aggregate type of conversation streams.
+pub const CONVERSATION_STREAM: &str = "conversation";
+
+/// Who did what, from where: recorded with every event (the audit trail).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    pub actor_id: u64,
+    pub actor_role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_addr: Option<String>,
+}
+
+/// One event as stored: the row of the events table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredEvent {
+    pub position: u64,
+    pub stream_type: String,
+    pub stream_id: String,
+    pub sequence: u64,
+    pub event_type: String,
+    pub event_version: String,
+    /// The payload exactly as stored (JSON text); the hash covers these bytes.
+    pub payload: String,
+    /// The metadata exactly as stored (JSON text).
+    pub metadata: String,
+    pub recorded_at_micros: i64,
+    pub hash: String,
+}
+
+impl StoredEvent {
+    /// The domain event in its current shape (old versions upcast).
+    pub fn decode(&self) -> Result<events::ConversationEvent, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            position: self.position,
+            reason,
+        };
+        let payload: serde_json::Value =
+            serde_json::from_str(&self.payload).map_err(|e| corrupt(format!("payload: {e}")))?;
+        let payload = events::upcast::upcast_payload(&self.event_type, &self.event_version, payload)
+            .map_err(|e| corrupt(e.to_string()))?;
+        events::ConversationEvent::from_parts(&self.event_type, payload)
+            .map_err(|e| corrupt(e.to_string()))
+    }
+
+    pub fn decode_metadata(&self) -> Result<EventMetadata, StoreError> {
+        serde_json::from_str(&self.metadata).map_err(|e| StoreError::Corrupt {
+            position: self.position,
+            reason: format!("metadata: {e}"),
+        })
+    }
+
+    /// The hash this row should carry, given the hash of the previous event of its stream.
+    pub fn expected_hash(&self, previous_hash: &str) -> String {
+        chain_hash(
+            previous_hash,
+            &self.stream_type,
+            &self.stream_id,
+            self.sequence,
+            &self.event_type,
+            &self.event_version,
+            self.recorded_at_micros,
+            &self.payload,
+            &self.metadata,
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached (or went away mid-transaction); nothing was written.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// Another writer appended to the stream first.
+    #[error("stream {stream_id} already has an event at sequence {sequence}")]
+    Conflict { stream_id: String, sequence: u64 },
+    /// A stored event that cannot be read: unknown type or version, broken JSON.
+    #[error("event at position {position} cannot be read: {reason}")]
+    Corrupt { position: u64, reason: String },
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl StoreError {
+    pub fn from_sqlx(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(error),
+            sqlx::Error::Database(db) if is_connection_lost(db.as_ref()) => {
+                StoreError::Unavailable(error)
+            }
+            _ => StoreError::Database(error),
+        }
+    }
+
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// Server errors that mean the server or the connection went away, not that the statement was wrong.
+fn is_connection_lost(error: &dyn sqlx::error::DatabaseError) -> bool {
+    if let Some(mysql) = error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        // shutdown in progress, too many connections, connection killed, gone away, lost
+        return matches!(mysql.number(), 1053 | 1040 | 1927 | 2006 | 2013);
+    }
+    false
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    MySql,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            Ok(Backend::MySql)
+        } else if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else {
+            Err(StoreError::Invalid(format!(
+                "unsupported database URL (want mysql://... or sqlite://...): {}",
+                redact_url(url)
+            )))
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::MySql => "mysql",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// The URL without its password, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Connection settings for the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub url: String,
+    pub max_connections: u32,
+    /// How long a request waits for a connection before the database counts as unavailable.
+    pub acquire_timeout: Duration,
+}
+
+impl StoreOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        StoreOptions {
+            url: url.into(),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The event store on one of its back ends. Cheap to clone.
+#[derive(Clone)]
+pub enum EventStore {
+    MySql(SqlStore<sqlx::MySql>),
+    Sqlite(SqlStore<sqlx::Sqlite>),
+}
+
+/// Calls the same method on whichever back end is in use.
+macro_rules! on_backend {
+    ($store:expr, $inner:ident => $body:expr) => {
+        match $store {
+            EventStore::MySql($inner) => $body,
+            EventStore::Sqlite($inner) => $body,
+        }
+    };
+}
+pub(crate) use on_backend;
+
+impl EventStore {
+    /// Connects, without migrating.
+    pub async fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
+        Ok(match Backend::of_url(&options.url)? {
+            Backend::MySql => EventStore::MySql(SqlStore::connect_mysql(options).await?),
+            Backend::Sqlite => EventStore::Sqlite(SqlStore::connect_sqlite(options).await?),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            EventStore::MySql(_) => Backend::MySql,
+            EventStore::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Applies pending migrations; a second run changes nothing.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match self {
+            EventStore::MySql(s) => sqlx::migrate!("./migrations/mysql").run(s.pool()).await,
+            EventStore::Sqlite(s) => sqlx::migrate!("./migrations/sqlite").run(s.pool()).await,
+        }
+    }
+
+    /// A cheap round trip, for readiness.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_backend!(self, s => s.ping().await)
+    }
+
+    /// The position of the newest committed event (0 for an empty log).
+    pub async fn head_position(&self) -> Result<u64, StoreError> {
+        on_backend!(self, s => s.head_position().await)
+    }
+
+    /// Up to `limit` events after `position`, in position order.
+    pub async fn read_from(&self, position: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        on_backend!(self, s => s.read_from(position, limit).await)
+    }
+
+    /// The events of one stream after `sequence`, in sequence order.
+    pub async fn read_stream(
+        &self,
+        stream_type: &str,
+        stream_id: &str,
+        after_sequence: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        on_backend!(self, s => s.read_stream(stream_type, stream_id, after_sequence).await)
+    }
+
+    /// Checks every stream's hash chain; the first broken link, if any.
+    pub async fn verify_chains(&self) -> Result<Option<ChainBreak>, StoreError> {
+        on_backend!(self, s => s.verify_chains().await)
+    }
+
+    /// Closes the pool, waiting for connections in use.
+    pub async fn close(&self) {
+        on_backend!(self, s => s.pool().close().await)
+    }
+}

@@ -1,0 +1,474 @@
+//! The statements of the event store, written once for both back ends: MySQL and SQLite agree on
+//! every statement here (`?` placeholders, no upserts), so one generic implementation serves both.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type};
+
+use super::{GENESIS_HASH, StoreError, StoreOptions, StoredEvent};
+
+/// How many events one read of the log returns at most.
+pub const MAX_READ_BATCH: u32 = 10_000;
+/// Rows per multi-row insert (10 parameters each: well under every back end's parameter limit).
+const INSERT_CHUNK: usize = 200;
+
+const EVENT_COLUMNS: &str = "position, stream_type, stream_id, sequence, event_type, \
+     event_version, payload, metadata, recorded_at, hash";
+
+/// The sequencer row: what the next append hands out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SequencerState {
+    pub next_position: u64,
+    pub next_message_id: u64,
+    pub next_conversation_id: u64,
+}
+
+/// The first link of a stream's hash chain that does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChainBreak {
+    pub stream_type: String,
+    pub stream_id: String,
+    pub sequence: u64,
+    pub position: u64,
+    pub reason: String,
+}
+
+/// The store on one back end.
+pub struct SqlStore<DB: Database> {
+    pool: Pool<DB>,
+}
+
+impl<DB: Database> Clone for SqlStore<DB> {
+    fn clone(&self) -> Self {
+        SqlStore {
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+impl<DB: Database> SqlStore<DB> {
+    pub fn pool(&self) -> &Pool<DB> {
+        &self.pool
+    }
+}
+
+impl SqlStore<sqlx::MySql> {
+    pub(super) async fn connect_mysql(options: &StoreOptions) -> Result<Self, StoreError> {
+        let connect = MySqlConnectOptions::from_str(&options.url)
+            .map_err(|e| StoreError::Invalid(format!("database URL: {e}")))?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // Read committed: a transaction that waited for the sequencer lock reads what
+                    // was committed before it got the lock, not an older snapshot.
+                    conn.execute("set session transaction isolation level read committed")
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(connect)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(SqlStore { pool })
+    }
+}
+
+impl SqlStore<sqlx::Sqlite> {
+    pub(super) async fn connect_sqlite(options: &StoreOptions) -> Result<Self, StoreError> {
+        let connect = SqliteConnectOptions::from_str(&options.url)
+            .map_err(|e| StoreError::Invalid(format!("database URL: {e}")))?;
+        let path = connect.get_filename().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Invalid(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let connect = connect
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // Full: an acknowledged append survives a power cut, not only a crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(options.acquire_timeout.max(std::time::Duration::from_secs(5)))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(SqlStore { pool })
+    }
+}
+
+fn to_db(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::Invalid(format!("{value} is out of range")))
+}
+
+fn from_db(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Invalid(format!("negative {what}: {value}")))
+}
+
+/// An append transaction: holds the sequencer lock from `begin` to `commit`.
+pub struct AppendTxn<DB: Database> {
+    tx: Transaction<'static, DB>,
+    pub state: SequencerState,
+}
+
+impl<DB> SqlStore<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    i64: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("select 1")
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    pub async fn head_position(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query("select next_position from event_sequencer where id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        let next: i64 = row.try_get(0).map_err(StoreError::from_sqlx)?;
+        Ok(from_db(next, "position")?.saturating_sub(1))
+    }
+
+    pub async fn read_from(&self, position: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = format!(
+            "select {EVENT_COLUMNS} from events where position > ? order by position limit ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(to_db(position)?)
+            .bind(i64::from(limit.clamp(1, MAX_READ_BATCH)))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(Self::event_from_row).collect()
+    }
+
+    pub async fn read_stream(
+        &self,
+        stream_type: &str,
+        stream_id: &str,
+        after_sequence: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(StoreError::from_sqlx)?;
+        Self::read_stream_on(&mut conn, stream_type, stream_id, after_sequence).await
+    }
+
+    async fn read_stream_on(
+        conn: &mut DB::Connection,
+        stream_type: &str,
+        stream_id: &str,
+        after_sequence: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = format!(
+            "select {EVENT_COLUMNS} from events \
+             where stream_type = ? and stream_id = ? and sequence > ? order by sequence"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(stream_type.to_string())
+            .bind(stream_id.to_string())
+            .bind(to_db(after_sequence)?)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(Self::event_from_row).collect()
+    }
+
+    /// Walks the whole log in position order and checks every stream's chain: sequences
+    /// contiguous from 1, and each hash equal to the one recomputed from its predecessor.
+    pub async fn verify_chains(&self) -> Result<Option<ChainBreak>, StoreError> {
+        let mut heads: HashMap<(String, String), (u64, String)> = HashMap::new();
+        let mut position = 0;
+        loop {
+            let batch = self.read_from(position, MAX_READ_BATCH).await?;
+            let Some(last) = batch.last() else {
+                return Ok(None);
+            };
+            position = last.position;
+            for event in batch {
+                let key = (event.stream_type.clone(), event.stream_id.clone());
+                let (previous_sequence, previous_hash) = heads
+                    .get(&key)
+                    .map(|(s, h)| (*s, h.as_str()))
+                    .unwrap_or((0, GENESIS_HASH));
+                let broken = |reason: String| ChainBreak {
+                    stream_type: event.stream_type.clone(),
+                    stream_id: event.stream_id.clone(),
+                    sequence: event.sequence,
+                    position: event.position,
+                    reason,
+                };
+                if event.sequence != previous_sequence + 1 {
+                    return Ok(Some(broken(format!(
+                        "sequence {} follows {previous_sequence}: an event is missing or out of place",
+                        event.sequence
+                    ))));
+                }
+                if event.expected_hash(previous_hash) != event.hash {
+                    return Ok(Some(broken(
+                        "hash does not match the event's contents and its predecessor".into(),
+                    )));
+                }
+                heads.insert(key, (event.sequence, event.hash));
+            }
+        }
+    }
+
+    /// Opens an append transaction and takes the sequencer lock. Every writer does this first, so
+    /// appends are serialised system-wide and positions are handed out in commit order.
+    pub async fn begin_append(&self) -> Result<AppendTxn<DB>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
+        // A write as the first statement: MySQL takes the row lock, SQLite the database write lock.
+        sqlx::query("update event_sequencer set next_position = next_position where id = 1")
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        let row = sqlx::query(
+            "select next_position, next_message_id, next_conversation_id from event_sequencer where id = 1",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        let get = |i: usize, what: &str| -> Result<u64, StoreError> {
+            from_db(row.try_get::<i64, _>(i).map_err(StoreError::from_sqlx)?, what)
+        };
+        let state = SequencerState {
+            next_position: get(0, "position")?,
+            next_message_id: get(1, "message id")?,
+            next_conversation_id: get(2, "conversation id")?,
+        };
+        Ok(AppendTxn { tx, state })
+    }
+
+    fn event_from_row(row: &DB::Row) -> Result<StoredEvent, StoreError> {
+        let text = |i: usize| row.try_get::<String, _>(i).map_err(StoreError::from_sqlx);
+        let int = |i: usize| row.try_get::<i64, _>(i).map_err(StoreError::from_sqlx);
+        Ok(StoredEvent {
+            position: from_db(int(0)?, "position")?,
+            stream_type: text(1)?,
+            stream_id: text(2)?,
+            sequence: from_db(int(3)?, "sequence")?,
+            event_type: text(4)?,
+            event_version: text(5)?,
+            payload: text(6)?,
+            metadata: text(7)?,
+            recorded_at_micros: int(8)?,
+            hash: text(9)?,
+        })
+    }
+}
+
+impl<DB> AppendTxn<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    i64: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    /// The last sequence and hash of a stream, as committed before this transaction.
+    pub async fn stream_head(
+        &mut self,
+        stream_type: &str,
+        stream_id: &str,
+    ) -> Result<Option<(u64, String)>, StoreError> {
+        let row = sqlx::query(
+            "select sequence, hash from events where stream_type = ? and stream_id = ? \
+             order by sequence desc limit 1",
+        )
+        .bind(stream_type.to_string())
+        .bind(stream_id.to_string())
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        row.map(|row| {
+            let sequence: i64 = row.try_get(0).map_err(StoreError::from_sqlx)?;
+            let hash: String = row.try_get(1).map_err(StoreError::from_sqlx)?;
+            Ok((from_db(sequence, "sequence")?, hash))
+        })
+        .transpose()
+    }
+
+    pub async fn read_stream(
+        &mut self,
+        stream_type: &str,
+        stream_id: &str,
+        after_sequence: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        SqlStore::<DB>::read_stream_on(&mut self.tx, stream_type, stream_id, after_sequence).await
+    }
+
+    pub async fn event_at(&mut self, position: u64) -> Result<Option<StoredEvent>, StoreError> {
+        let sql = format!("select {EVENT_COLUMNS} from events where position = ?");
+        let row = sqlx::query(&sql)
+            .bind(to_db(position)?)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        row.as_ref().map(SqlStore::<DB>::event_from_row).transpose()
+    }
+
+    /// The position of the message a sender already sent with this client_msg_id: in the given
+    /// conversation, or in any of theirs when none is named.
+    pub async fn find_idempotent(
+        &mut self,
+        conversation_id: Option<u64>,
+        sender_role: &str,
+        sender_id: u64,
+        client_msg_id: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let query = match conversation_id {
+            Some(conversation_id) => sqlx::query(
+                "select position from message_idempotency where conversation_id = ? \
+                 and sender_role = ? and sender_id = ? and client_msg_id = ?",
+            )
+            .bind(to_db(conversation_id)?),
+            None => sqlx::query(
+                "select max(position) from message_idempotency \
+                 where sender_role = ? and sender_id = ? and client_msg_id = ?",
+            ),
+        };
+        let row = query
+            .bind(sender_role.to_string())
+            .bind(to_db(sender_id)?)
+            .bind(client_msg_id.to_string())
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        match row {
+            Some(row) => {
+                let position: Option<i64> = row.try_get(0).map_err(StoreError::from_sqlx)?;
+                position.map(|p| from_db(p, "position")).transpose()
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub async fn insert_idempotency(
+        &mut self,
+        conversation_id: u64,
+        sender_role: &str,
+        sender_id: u64,
+        client_msg_id: &str,
+        position: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "insert into message_idempotency \
+             (conversation_id, sender_role, sender_id, client_msg_id, position) values (?, ?, ?, ?, ?)",
+        )
+        .bind(to_db(conversation_id)?)
+        .bind(sender_role.to_string())
+        .bind(to_db(sender_id)?)
+        .bind(client_msg_id.to_string())
+        .bind(to_db(position)?)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    pub async fn active_conversation(&mut self, user_id: u64) -> Result<Option<u64>, StoreError> {
+        let row = sqlx::query("select conversation_id from active_conversations where user_id = ?")
+            .bind(to_db(user_id)?)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        row.map(|row| {
+            from_db(
+                row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx)?,
+                "conversation id",
+            )
+        })
+        .transpose()
+    }
+
+    /// Records (Some) or clears (None) the user's active conversation.
+    pub async fn set_active_conversation(
+        &mut self,
+        user_id: u64,
+        conversation_id: Option<u64>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("delete from active_conversations where user_id = ?")
+            .bind(to_db(user_id)?)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        if let Some(conversation_id) = conversation_id {
+            sqlx::query("insert into active_conversations (user_id, conversation_id) values (?, ?)")
+                .bind(to_db(user_id)?)
+                .bind(to_db(conversation_id)?)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        }
+        Ok(())
+    }
+
+    /// Inserts events whose positions, sequences and hashes the caller has set. A duplicate
+    /// (stream, sequence) is a conflict: another writer got there first.
+    pub async fn insert_events(&mut self, events: &[StoredEvent]) -> Result<(), StoreError> {
+        for chunk in events.chunks(INSERT_CHUNK) {
+            let placeholders = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!("insert into events ({EVENT_COLUMNS}) values {placeholders}");
+            let mut query = sqlx::query(&sql);
+            for event in chunk {
+                query = query
+                    .bind(to_db(event.position)?)
+                    .bind(event.stream_type.clone())
+                    .bind(event.stream_id.clone())
+                    .bind(to_db(event.sequence)?)
+                    .bind(event.event_type.clone())
+                    .bind(event.event_version.clone())
+                    .bind(event.payload.clone())
+                    .bind(event.metadata.clone())
+                    .bind(event.recorded_at_micros)
+                    .bind(event.hash.clone());
+            }
+            query.execute(&mut *self.tx).await.map_err(|error| {
+                let duplicate = matches!(&error, sqlx::Error::Database(db) if db.is_unique_violation());
+                match (duplicate, chunk.first()) {
+                    (true, Some(first)) => StoreError::Conflict {
+                        stream_id: first.stream_id.clone(),
+                        sequence: first.sequence,
+                    },
+                    _ => StoreError::from_sqlx(error),
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Writes the sequencer state and commits, releasing the lock.
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        sqlx::query(
+            "update event_sequencer set next_position = ?, next_message_id = ?, \
+             next_conversation_id = ? where id = 1",
+        )
+        .bind(to_db(self.state.next_position)?)
+        .bind(to_db(self.state.next_message_id)?)
+        .bind(to_db(self.state.next_conversation_id)?)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        self.tx.commit().await.map_err(StoreError::from_sqlx)
+    }
+
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        self.tx.rollback().await.map_err(StoreError::from_sqlx)
+    }
+}
