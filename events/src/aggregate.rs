@@ -277,9 +277,9 @@ impl Conversation {
         let status = self.opened_status()?;
         self.authorize_participant(&actor)?;
         match status {
-            ConversationStatus::Active => Ok(vec![ConversationEvent::ConversationClosed {
-                by: actor,
-            }]),
+            ConversationStatus::Active => {
+                Ok(vec![ConversationEvent::ConversationClosed { by: actor }])
+            }
             ConversationStatus::Closed => Err(ConversationError::Conflict(
                 "conversation is already closed".into(),
             )),
@@ -438,9 +438,10 @@ impl Aggregate for Conversation {
             ConversationEvent::MessageSent {
                 message_id, sender, ..
             } => {
-                self.last_message_id = Some(self.last_message_id.map_or(message_id, |last| {
-                    last.max(message_id)
-                }));
+                self.last_message_id = Some(
+                    self.last_message_id
+                        .map_or(message_id, |last| last.max(message_id)),
+                );
                 self.message_count += 1;
                 match sender.role {
                     Role::User => {
@@ -507,7 +508,10 @@ impl ValidMessage {
 }
 
 /// Only the system may send `system` messages.
-fn authorize_message_type(actor: &Actor, message_type: MessageType) -> Result<(), ConversationError> {
+fn authorize_message_type(
+    actor: &Actor,
+    message_type: MessageType,
+) -> Result<(), ConversationError> {
     if message_type == MessageType::System && actor.role != Role::System {
         return Err(ConversationError::Forbidden(
             "only the system may send system messages".into(),

@@ -263,7 +263,11 @@ mod send_message {
             .given(active())
             .when(send(
                 system(),
-                with_file(MessageType::System, "An agent will be with you shortly", None),
+                with_file(
+                    MessageType::System,
+                    "An agent will be with you shortly",
+                    None,
+                ),
             ))
             .then_expect_events(vec![ConversationEvent::MessageSent {
                 message_id: 6,
@@ -462,7 +466,10 @@ mod send_message {
     fn control_characters_are_removed_but_newlines_and_tabs_are_kept() {
         framework(5)
             .given(active())
-            .when(send(user(), text("a\u{0}b\u{7}\r\nc\td\u{1b}[31m\u{7f}e\u{85}")))
+            .when(send(
+                user(),
+                text("a\u{0}b\u{7}\r\nc\td\u{1b}[31m\u{7f}e\u{85}"),
+            ))
             .then_expect_events(vec![sent(5, user(), "ab\nc\td[31me")]);
     }
 
@@ -500,7 +507,10 @@ mod send_message {
     fn an_image_may_come_without_a_caption() {
         framework(5)
             .given(active())
-            .when(send(user(), with_file(MessageType::Image, "", Some("f_abc"))))
+            .when(send(
+                user(),
+                with_file(MessageType::Image, "", Some("f_abc")),
+            ))
             .then_expect_events(vec![ConversationEvent::MessageSent {
                 message_id: 5,
                 sender: user(),
@@ -1119,7 +1129,10 @@ mod archive_conversation {
             send(admin(), text("hi")),
             send(user(), text("hi")),
         ] {
-            let result = framework(9).given(archived()).when(command).inspect_result();
+            let result = framework(9)
+                .given(archived())
+                .when(command)
+                .inspect_result();
 
             conflict()(result);
         }
@@ -1325,21 +1338,30 @@ mod give_feedback {
 
     #[test]
     fn a_rating_of_zero_is_invalid() {
-        let result = framework(1).given(closed()).when(give(0, None)).inspect_result();
+        let result = framework(1)
+            .given(closed())
+            .when(give(0, None))
+            .inspect_result();
 
         invalid()(result);
     }
 
     #[test]
     fn a_rating_of_six_is_invalid() {
-        let result = framework(1).given(closed()).when(give(6, None)).inspect_result();
+        let result = framework(1)
+            .given(closed())
+            .when(give(6, None))
+            .inspect_result();
 
         invalid()(result);
     }
 
     #[test]
     fn feedback_on_an_active_conversation_is_a_conflict() {
-        let result = framework(1).given(active()).when(give(5, None)).inspect_result();
+        let result = framework(1)
+            .given(active())
+            .when(give(5, None))
+            .inspect_result();
 
         conflict()(result);
     }

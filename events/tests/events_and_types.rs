@@ -126,7 +126,10 @@ fn a_payload_of_the_wrong_shape_is_refused() {
 #[test]
 fn roles_statuses_and_message_types_use_lowercase_names() {
     for role in [Role::User, Role::Admin, Role::Auditor, Role::System] {
-        assert_eq!(serde_json::to_value(role).expect("ser"), json!(role.as_str()));
+        assert_eq!(
+            serde_json::to_value(role).expect("ser"),
+            json!(role.as_str())
+        );
         assert_eq!(Role::from_str(role.as_str()), Ok(role));
     }
     for status in [
@@ -134,7 +137,10 @@ fn roles_statuses_and_message_types_use_lowercase_names() {
         ConversationStatus::Closed,
         ConversationStatus::Archived,
     ] {
-        assert_eq!(serde_json::to_value(status).expect("ser"), json!(status.as_str()));
+        assert_eq!(
+            serde_json::to_value(status).expect("ser"),
+            json!(status.as_str())
+        );
         assert_eq!(ConversationStatus::from_str(status.as_str()), Ok(status));
     }
     for kind in [
@@ -143,7 +149,10 @@ fn roles_statuses_and_message_types_use_lowercase_names() {
         MessageType::File,
         MessageType::System,
     ] {
-        assert_eq!(serde_json::to_value(kind).expect("ser"), json!(kind.as_str()));
+        assert_eq!(
+            serde_json::to_value(kind).expect("ser"),
+            json!(kind.as_str())
+        );
         assert_eq!(MessageType::from_str(kind.as_str()), Ok(kind));
     }
 }
@@ -259,8 +268,22 @@ fn the_aggregate_folds_the_facts_the_command_layer_reads() {
     assert_eq!(conversation.admin_id(), Some(1));
     assert_eq!(conversation.last_message_id(), Some(9));
     assert_eq!(conversation.message_count(), 3);
-    assert_eq!(conversation.unread_by_staff().iter().copied().collect::<Vec<_>>(), [9]);
-    assert_eq!(conversation.unread_by_user().iter().copied().collect::<Vec<_>>(), [8]);
+    assert_eq!(
+        conversation
+            .unread_by_staff()
+            .iter()
+            .copied()
+            .collect::<Vec<_>>(),
+        [9]
+    );
+    assert_eq!(
+        conversation
+            .unread_by_user()
+            .iter()
+            .copied()
+            .collect::<Vec<_>>(),
+        [8]
+    );
     assert!(!conversation.feedback_given());
 }
 

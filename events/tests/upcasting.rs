@@ -1,12 +1,15 @@
 //! Old event shapes still load: each stored sample is upcast to the current shape.
 
-use cqrs_es::persist::{EventUpcaster, SerializedEvent};
+use cqrs_es::persist::SerializedEvent;
 use events::upcast::{upcast_payload, upcasters};
 use events::{Actor, ConversationEvent, MessageType, Role};
 use serde_json::{Value, json};
 
 fn message_sent_v1_sample() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/samples/message_sent_v1.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/samples/message_sent_v1.json"
+    );
     let text = std::fs::read_to_string(path).expect("read sample");
     serde_json::from_str(&text).expect("parse sample")
 }

@@ -1,0 +1,341 @@
+//! Property: whatever sequence of commands several actors throw at one conversation, the
+//! aggregate keeps its invariants, and a refused command changes nothing.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::*;
+use cqrs_es::Aggregate;
+use cqrs_es::event_sink::EventSink;
+use events::{
+    Actor, Conversation, ConversationCommand, ConversationEvent, ConversationServices,
+    ConversationStatus, MessageType, NewMessage, Role,
+};
+use proptest::prelude::*;
+use proptest::sample::Index;
+
+/// A command before the message ids it reads are resolved against what exists.
+#[derive(Debug, Clone)]
+enum Step {
+    Open(Option<NewMessage>),
+    Send(NewMessage),
+    MarkRead(Vec<Index>),
+    Close,
+    Reopen,
+    Archive,
+    Assign(u64),
+    Feedback(u8, Option<String>),
+}
+
+#[derive(Debug, Clone)]
+struct Turn {
+    actor: Actor,
+    step: Step,
+    /// The user has another active conversation (the cross-stream fact).
+    other_active: bool,
+    /// Ids the sequencer handed to other conversations since the last turn.
+    gap: u64,
+}
+
+fn actor() -> impl Strategy<Value = Actor> {
+    prop::sample::select(vec![
+        user(),
+        user(),
+        user(),
+        other_user(),
+        admin(),
+        other_admin(),
+        auditor(),
+        system(),
+    ])
+}
+
+/// Mostly well-formed messages, so that the state rules get exercised, and some of anything.
+fn message() -> impl Strategy<Value = NewMessage> {
+    let well_formed = prop_oneof![
+        3 => "[a-z ]{0,8}[a-z]".prop_map(NewMessage::text),
+        1 => (prop::sample::select(vec![MessageType::Image, MessageType::File]), "[a-z ]{0,6}")
+            .prop_map(|(message_type, content)| NewMessage {
+                message_type,
+                content,
+                file_id: Some("f_1".into()),
+                client_msg_id: None,
+            }),
+    ];
+    prop_oneof![3 => well_formed, 2 => any_message()]
+}
+
+fn any_message() -> impl Strategy<Value = NewMessage> {
+    let message_type = prop::sample::select(vec![
+        MessageType::Text,
+        MessageType::Text,
+        MessageType::Text,
+        MessageType::Image,
+        MessageType::File,
+        MessageType::System,
+    ]);
+    let content = prop_oneof![
+        6 => "[a-z ]{1,12}",
+        1 => Just(String::new()),
+        1 => Just("  \n\t ".to_string()),
+        1 => Just("a\u{0}b\r\nc\u{1b}".to_string()),
+        1 => Just("x".repeat(5001)),
+    ];
+    let file_id = prop_oneof![
+        3 => Just(None),
+        3 => Just(Some("f_1".to_string())),
+        1 => Just(Some(String::new())),
+    ];
+    let client_msg_id = prop_oneof![
+        3 => Just(None),
+        2 => "[a-z0-9-]{1,8}".prop_map(Some),
+        1 => Just(Some("c".repeat(65))),
+    ];
+    (message_type, content, file_id, client_msg_id).prop_map(
+        |(message_type, content, file_id, client_msg_id)| NewMessage {
+            message_type,
+            content,
+            file_id,
+            client_msg_id,
+        },
+    )
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    // Weighted so that archiving (final) comes late enough for the rest to be exercised.
+    prop_oneof![
+        10 => prop::option::of(message()).prop_map(Step::Open),
+        100 => message().prop_map(Step::Send),
+        40 => prop::collection::vec(any::<Index>(), 0..6).prop_map(Step::MarkRead),
+        20 => Just(Step::Close),
+        15 => Just(Step::Reopen),
+        3 => Just(Step::Archive),
+        10 => (0u64..4).prop_map(Step::Assign),
+        15 => (0u8..7, prop::option::of("[a-z ]{0,6}")).prop_map(|(r, c)| Step::Feedback(r, c)),
+    ]
+}
+
+fn turn() -> impl Strategy<Value = Turn> {
+    (actor(), step(), prop::bool::weighted(0.1), 0u64..3).prop_map(
+        |(actor, step, other_active, gap)| Turn {
+            actor,
+            step,
+            other_active,
+            gap,
+        },
+    )
+}
+
+/// Which side of the conversation an actor speaks for (None for auditors).
+fn side(role: Role) -> Option<bool> {
+    match role {
+        Role::User => Some(true),
+        Role::Admin | Role::System => Some(false),
+        Role::Auditor => None,
+    }
+}
+
+fn allowed_edge(from: Option<ConversationStatus>, to: ConversationStatus) -> bool {
+    use ConversationStatus::*;
+    matches!(
+        (from, to),
+        (None, Active)
+            | (Some(Active), Closed)
+            | (Some(Closed), Active)
+            | (Some(Active | Closed), Archived)
+    )
+}
+
+/// What the test remembers independently of the aggregate.
+#[derive(Default)]
+struct Model {
+    /// message id -> sent by the user side?
+    messages: BTreeMap<u64, bool>,
+    read: BTreeSet<u64>,
+    feedback_count: u32,
+    owner: Option<u64>,
+}
+
+fn command(actor: Actor, step: Step, model: &Model) -> ConversationCommand {
+    match step {
+        Step::Open(initial_message) => ConversationCommand::OpenConversation {
+            actor,
+            conversation_id: CONVERSATION,
+            initial_message,
+        },
+        Step::Send(message) => ConversationCommand::SendMessage { actor, message },
+        Step::MarkRead(indexes) => {
+            // Known ids and a couple that never existed.
+            let mut candidates: Vec<u64> = model.messages.keys().copied().collect();
+            candidates.extend([0, 999_999]);
+            ConversationCommand::MarkMessagesRead {
+                actor,
+                message_ids: indexes.iter().map(|i| *i.get(&candidates)).collect(),
+            }
+        }
+        Step::Close => ConversationCommand::CloseConversation { actor },
+        Step::Reopen => ConversationCommand::ReopenConversation { actor },
+        Step::Archive => ConversationCommand::ArchiveConversation { actor },
+        Step::Assign(admin_id) => ConversationCommand::AssignConversation { actor, admin_id },
+        Step::Feedback(rating, comment) => ConversationCommand::GiveFeedback {
+            actor,
+            rating,
+            comment,
+        },
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn any_command_sequence_keeps_the_conversation_invariants(
+        open_first in prop::bool::weighted(0.9),
+        rest in prop::collection::vec(turn(), 1..60)
+    ) {
+        // Most sequences start with the owner opening the conversation, so that the rest
+        // exercises the rules rather than NotFound; some start from nothing.
+        let mut turns = Vec::with_capacity(rest.len() + 1);
+        if open_first {
+            turns.push(Turn { actor: user(), step: Step::Open(None), other_active: false, gap: 0 });
+        }
+        turns.extend(rest);
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let mut conversation = Conversation::default();
+        let mut model = Model::default();
+        let mut next_message_id = 1u64;
+
+        for Turn { actor, step, other_active, gap } in turns {
+            // arrange
+            next_message_id += gap;
+            let services = ConversationServices {
+                next_message_id,
+                other_active_conversation: other_active.then_some(CONVERSATION + 1),
+            };
+            let command = command(actor.clone(), step, &model);
+            let before = conversation.clone();
+            let sink = EventSink::default();
+
+            // act
+            let result = runtime.block_on(conversation.handle(command.clone(), &services, &sink));
+            let events = runtime.block_on(sink.collect());
+
+            // assert
+            if result.is_err() {
+                prop_assert!(events.is_empty(), "refused {command:?} emitted {events:?}");
+                prop_assert_eq!(&conversation, &before, "refused {:?} changed the state", command);
+                continue;
+            }
+
+            prop_assert_ne!(actor.role, Role::Auditor, "auditor's {:?} was accepted", command);
+            if actor.role == Role::User && model.owner.is_some() {
+                prop_assert_eq!(model.owner, Some(actor.id), "non-owner's {:?} accepted", command);
+            }
+
+            // Folding the emitted events onto the old state gives the new state (replay = live).
+            let mut replayed = before.clone();
+            for event in &events {
+                replayed.apply(event.clone());
+            }
+            prop_assert_eq!(&replayed, &conversation);
+
+            let mut status = before.status();
+            let mut last_id = before.last_message_id();
+            let mut expected_id = next_message_id;
+            for event in &events {
+                // Every event survives the store's split into type and payload.
+                let back = ConversationEvent::from_parts(
+                    &cqrs_es::DomainEvent::event_type(event),
+                    event.payload_json(),
+                );
+                prop_assert_eq!(back.as_ref(), Ok(event));
+
+                match event {
+                    ConversationEvent::ConversationOpened { user, .. } => {
+                        prop_assert!(allowed_edge(status, ConversationStatus::Active));
+                        prop_assert_eq!(user.role, Role::User);
+                        prop_assert!(!other_active);
+                        model.owner = Some(user.id);
+                        status = Some(ConversationStatus::Active);
+                    }
+                    ConversationEvent::MessageSent { message_id, sender, message_type, content, file_id, .. } => {
+                        prop_assert_eq!(status, Some(ConversationStatus::Active));
+                        prop_assert!(last_id.is_none_or(|last| *message_id > last), "ids must increase");
+                        prop_assert_eq!(*message_id, expected_id);
+                        if *message_type == MessageType::System {
+                            prop_assert_eq!(sender.role, Role::System);
+                        }
+                        prop_assert_eq!(message_type.carries_file(), file_id.is_some());
+                        prop_assert!(content.chars().all(|c| !c.is_control() || c == '\n' || c == '\t'));
+                        prop_assert!(content.trim().chars().count() <= 5000);
+                        let from_user = side(sender.role).expect("auditors never send");
+                        model.messages.insert(*message_id, from_user);
+                        last_id = Some(*message_id);
+                        expected_id += 1;
+                    }
+                    ConversationEvent::MessagesRead { message_ids, reader } => {
+                        prop_assert!(!message_ids.is_empty());
+                        prop_assert!(message_ids.windows(2).all(|w| w[0] < w[1]), "ascending");
+                        let reader_is_user = side(reader.role).expect("auditors never read");
+                        for id in message_ids {
+                            let sender_is_user = model.messages.get(id).copied();
+                            prop_assert_eq!(sender_is_user, Some(!reader_is_user), "id {} is not the other side's", id);
+                            prop_assert!(model.read.insert(*id), "id {} was already read", id);
+                        }
+                    }
+                    ConversationEvent::ConversationClosed { .. } => {
+                        prop_assert!(allowed_edge(status, ConversationStatus::Closed));
+                        status = Some(ConversationStatus::Closed);
+                    }
+                    ConversationEvent::ConversationReopened { .. } => {
+                        prop_assert!(allowed_edge(status, ConversationStatus::Active));
+                        prop_assert!(!other_active);
+                        status = Some(ConversationStatus::Active);
+                    }
+                    ConversationEvent::ConversationArchived { by } => {
+                        prop_assert!(allowed_edge(status, ConversationStatus::Archived));
+                        prop_assert!(by.role.is_staff());
+                        status = Some(ConversationStatus::Archived);
+                    }
+                    ConversationEvent::ConversationAssigned { admin_id, by } => {
+                        prop_assert_ne!(status, Some(ConversationStatus::Archived));
+                        prop_assert!(*admin_id > 0);
+                        prop_assert!(by.role.is_staff());
+                        prop_assert_ne!(before.admin_id(), Some(*admin_id));
+                    }
+                    ConversationEvent::FeedbackGiven { rating, by, .. } => {
+                        prop_assert_eq!(status, Some(ConversationStatus::Closed));
+                        prop_assert_eq!(model.feedback_count, 0, "feedback twice");
+                        prop_assert!((1..=5).contains(rating));
+                        prop_assert_eq!(Some(by.id), model.owner);
+                        model.feedback_count += 1;
+                    }
+                }
+            }
+            prop_assert_eq!(status, conversation.status());
+            if before.status() == Some(ConversationStatus::Archived) {
+                prop_assert_eq!(conversation.status(), Some(ConversationStatus::Archived), "archived is final");
+            }
+
+            // The aggregate's unread sets are exactly the model's unread messages per side.
+            let unread = |from_user: bool| -> BTreeSet<u64> {
+                model
+                    .messages
+                    .iter()
+                    .filter(|(id, side)| **side == from_user && !model.read.contains(id))
+                    .map(|(id, _)| *id)
+                    .collect()
+            };
+            prop_assert_eq!(conversation.unread_by_staff(), &unread(true));
+            prop_assert_eq!(conversation.unread_by_user(), &unread(false));
+            prop_assert_eq!(conversation.message_count(), model.messages.len() as u64);
+
+            // The command layer hands out the next unused id.
+            next_message_id = expected_id;
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Test harness: a fresh database per test on each back end, and the real server on it.
+//!
+//! MySQL comes from `CHAT_TEST_MYSQL_URL` (default the local MariaDB); when it cannot be reached
+//! the test fails: a suite never skips a back end.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chatd::commands::{CommandBus, Committed, Intent};
+use chatd::config::Config;
+use chatd::startup::Application;
+use chatd::store::{Backend, EventMetadata, EventStore, StoreOptions};
+use events::{Actor, NewMessage, Role};
+use sqlx::Connection;
+
+pub const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
+
+/// One fresh, migrated database.
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    pub store: EventStore,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    MySql { server_url: String, database: String },
+    Sqlite { dir: std::path::PathBuf },
+}
+
+fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "{:x}{:x}{:x}",
+        std::process::id(),
+        nanos % 0xffff_ffff,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn mysql_server_url() -> String {
+    std::env::var("CHAT_TEST_MYSQL_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| DEFAULT_MYSQL_URL.to_string())
+}
+
+/// Replaces the database name of a MySQL URL.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .unwrap_or(base.len());
+    format!("{}/{database}{query}", &base[..host_end])
+}
+
+impl TestDb {
+    pub async fn sqlite() -> TestDb {
+        let dir = std::env::temp_dir().join(format!("chatd-test-{}", unique_suffix()));
+        let url = format!("sqlite://{}", dir.join("chatd.db").display());
+        let store = connect(&url).await;
+        TestDb {
+            backend: Backend::Sqlite,
+            url,
+            store,
+            cleanup: Cleanup::Sqlite { dir },
+        }
+    }
+
+    pub async fn mysql() -> TestDb {
+        let server_url = mysql_server_url();
+        let database = format!("chatd_t_{}", unique_suffix());
+        let mut admin = sqlx::MySqlConnection::connect(&server_url).await.unwrap_or_else(|e| {
+            panic!(
+                "MySQL is required for this suite and is not reachable at {server_url} \
+                 (set CHAT_TEST_MYSQL_URL): {e}"
+            )
+        });
+        sqlx::query(&format!("create database {database}"))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let url = with_database(&server_url, &database);
+        let store = connect(&url).await;
+        TestDb {
+            backend: Backend::MySql,
+            url,
+            store,
+            cleanup: Cleanup::MySql {
+                server_url,
+                database,
+            },
+        }
+    }
+
+    /// The same test on every back end: SQLite and MySQL.
+    pub async fn each() -> Vec<TestDb> {
+        vec![TestDb::sqlite().await, TestDb::mysql().await]
+    }
+
+    pub async fn commands(&self) -> CommandBus {
+        CommandBus::start(self.store.clone(), 1000).await.expect("start command bus")
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Drops the database (left in place when the test failed before this, for inspection).
+    pub async fn cleanup(self) {
+        self.store.close().await;
+        match self.cleanup {
+            Cleanup::MySql {
+                server_url,
+                database,
+            } => {
+                if let Ok(mut admin) = sqlx::MySqlConnection::connect(&server_url).await {
+                    let _ = sqlx::query(&format!("drop database if exists {database}"))
+                        .execute(&mut admin)
+                        .await;
+                }
+            }
+            Cleanup::Sqlite { dir } => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
+
+async fn connect(url: &str) -> EventStore {
+    let mut options = StoreOptions::new(url);
+    options.max_connections = 32;
+    let store = EventStore::connect(&options).await.expect("connect test store");
+    store.migrate().await.expect("migrate test store");
+    store
+}
+
+pub fn user(id: u64) -> Actor {
+    Actor {
+        id,
+        role: Role::User,
+        identifier: format!("user_uuid_{id}"),
+    }
+}
+
+pub fn admin(id: u64) -> Actor {
+    Actor {
+        id,
+        role: Role::Admin,
+        identifier: format!("admin_{id}"),
+    }
+}
+
+pub fn auditor(id: u64) -> Actor {
+    Actor {
+        id,
+        role: Role::Auditor,
+        identifier: format!("auditor_{id}"),
+    }
+}
+
+pub fn meta(actor: &Actor) -> EventMetadata {
+    EventMetadata {
+        actor_id: actor.id,
+        actor_role: actor.role.as_str().to_string(),
+        request_id: Some(format!("req-{}", unique_suffix())),
+        client_msg_id: None,
+        remote_addr: Some("127.0.0.1".into()),
+    }
+}
+
+pub fn text(content: &str) -> NewMessage {
+    NewMessage::text(content)
+}
+
+/// Opens (or continues) the user's conversation with a first message.
+pub async fn open_with(bus: &CommandBus, user: &Actor, content: &str) -> Committed {
+    bus.execute(
+        Intent::OpenOrContinue {
+            actor: user.clone(),
+            message: Some(text(content)),
+        },
+        meta(user),
+    )
+    .await
+    .expect("open conversation")
+}
+
+/// The message id recorded in a MessageSent event.
+pub fn message_id_of(event: &chatd::store::StoredEvent) -> u64 {
+    match event.decode().expect("decode") {
+        events::ConversationEvent::MessageSent { message_id, .. } => message_id,
+        other => panic!("expected MessageSent, got {other:?}"),
+    }
+}
+
+/// The real server on a fresh database of the given back end, on a free port.
+pub struct TestApp {
+    pub address: String,
+    pub db_url: String,
+    pub client: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn(db: &TestDb) -> TestApp {
+        let url = db.url.clone();
+        let data_dir = std::env::temp_dir().join(format!("chatd-app-{}", unique_suffix()));
+        let config = Config::from_lookup(|name| match name {
+            "CHAT_DATABASE_URL" => Some(url.clone()),
+            "CHAT_PORT" => Some("0".into()),
+            "CHAT_DATA_DIR" => Some(data_dir.display().to_string()),
+            _ => None,
+        })
+        .expect("config");
+        let app = Application::build(&config).await.expect("build app");
+        let address = format!("http://{}", app.local_addr().expect("local addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        TestApp {
+            address,
+            db_url: db.url.clone(),
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            handle,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.handle).await;
+    }
+}
