@@ -208,6 +208,7 @@ pub struct TestApp {
     pub address: String,
     pub db_url: String,
     pub client: reqwest::Client,
+    store: EventStore,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -225,6 +226,7 @@ impl TestApp {
         .expect("config");
         let app = Application::build(&config).await.expect("build app");
         let address = format!("http://{}", app.local_addr().expect("local addr"));
+        let store = app.state().store.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
@@ -233,9 +235,15 @@ impl TestApp {
             address,
             db_url: db.url.clone(),
             client: reqwest::Client::new(),
+            store,
             shutdown: Some(tx),
             handle,
         }
+    }
+
+    /// The server's own store (closing it makes the database unreachable for the server).
+    pub fn state_store(&self) -> &EventStore {
+        &self.store
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

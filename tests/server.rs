@@ -1,0 +1,52 @@
+//! The real server over real HTTP, on each back end.
+
+mod support;
+
+use serde_json::Value;
+use support::*;
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_in_the_contract_envelope() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+
+        let health = app.get("/healthz").await;
+        let ready = app.get("/readyz").await;
+
+        assert_eq!(health.status(), 200, "{}", db.name());
+        let health: Value = health.json().await.unwrap();
+        assert_eq!(health["status"], "success");
+        assert_eq!(ready.status(), 200);
+        let ready: Value = ready.json().await.unwrap();
+        assert_eq!(ready["data"]["database"]["backend"], db.name());
+        assert_eq!(ready["data"]["database"]["head_position"], 0);
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn readyz_answers_503_unavailable_when_the_database_is_gone() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        app.state_store().close().await;
+
+        let ready = app.get("/readyz").await;
+
+        assert_eq!(ready.status(), 503, "{}", db.name());
+        let body: Value = ready.json().await.unwrap();
+        assert_eq!(body["status"], "error");
+        assert_eq!(body["error_code"], "UNAVAILABLE");
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_route_is_404() {
+    let db = TestDb::sqlite().await;
+    let app = TestApp::spawn(&db).await;
+    assert_eq!(app.get("/nope").await.status(), 404);
+    app.stop().await;
+    db.cleanup().await;
+}
