@@ -9,7 +9,7 @@ run: ## the server on the embedded default (SQLite in ./data)
 	cargo run --release -- serve
 
 test: ## every suite, on SQLite and on MySQL
-	cargo test --workspace --all-targets
+	cargo test --workspace
 
 lint: ## formatting and clippy, warnings are errors
 	cargo fmt --all -- --check
@@ -19,7 +19,7 @@ fmt:
 	cargo fmt --all
 
 bench: ## append throughput and latency on SQLite and MySQL
-	cargo run --release --bin chatd-bench
+	cargo bench --bench append
 
 ci: ## what CI runs
 	.ci/run

@@ -135,7 +135,11 @@ impl CommandBus {
     }
 
     /// Decides and appends; returns once the events are committed.
-    pub async fn execute(&self, intent: Intent, metadata: EventMetadata) -> Result<Committed, CommandError> {
+    pub async fn execute(
+        &self,
+        intent: Intent,
+        metadata: EventMetadata,
+    ) -> Result<Committed, CommandError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job {
@@ -157,7 +161,6 @@ impl CommandBus {
 }
 
 /// A cached aggregate with the stream position it was folded to.
-#[derive(Clone)]
 struct Folded {
     conversation: Conversation,
     sequence: u64,
@@ -336,13 +339,12 @@ where
             Intent::On(id, _) => Some(*id),
             Intent::OpenOrContinue { .. } => None,
         };
-        if let Some(client_msg_id) = job.intent.client_msg_id() {
-            if let Some(original) = self
+        if let Some(client_msg_id) = job.intent.client_msg_id()
+            && let Some(original) = self
                 .find_original(txn, pending, named_conversation, &actor, client_msg_id)
                 .await?
-            {
-                return Ok(Decided::Reply(Ok(original)));
-            }
+        {
+            return Ok(Decided::Reply(Ok(original)));
         }
 
         let (conversation_id, command, opening) = match &job.intent {
@@ -400,14 +402,18 @@ where
         };
         let prior_status = folded.conversation.status();
         let sink = cqrs_es::event_sink::EventSink::default();
-        let mut decided_state = folded.conversation.clone();
-        if let Err(rejected) =
-            cqrs_es::Aggregate::handle(&mut decided_state, command, &services, &sink).await
-        {
+        // Decided in place, without a copy: the domain checks everything before it writes its
+        // first event, so a refused command leaves the state as it was. If the batch fails
+        // later, the whole cache is dropped.
+        let decision =
+            cqrs_es::Aggregate::handle(&mut folded.conversation, command, &services, &sink).await;
+        let new_events = sink.collect().await;
+        if let Err(rejected) = decision {
+            self.cache.put(conversation_id, folded);
             return Ok(Decided::Reply(Err(rejected.into())));
         }
-        let new_events = sink.collect().await;
         if new_events.is_empty() {
+            self.cache.put(conversation_id, folded);
             return Ok(Decided::Reply(Ok(Committed {
                 conversation_id,
                 events: Vec::new(),
@@ -440,14 +446,22 @@ where
             txn.state.next_position += 1;
             folded.sequence = row.sequence;
             folded.hash = row.hash.clone();
-            let user_id = decided_state.user_id();
-            Self::index(txn, pending, conversation_id, user_id, event, &row, prior_status).await?;
+            let user_id = folded.conversation.user_id();
+            Self::index(
+                txn,
+                pending,
+                conversation_id,
+                user_id,
+                event,
+                &row,
+                prior_status,
+            )
+            .await?;
             rows.push(row);
         }
         if opening {
             txn.state.next_conversation_id = conversation_id + 1;
         }
-        folded.conversation = decided_state;
         self.cache.put(conversation_id, folded);
         pending.events.extend(rows.iter().cloned());
         Ok(Decided::Appended(Committed {
@@ -478,20 +492,27 @@ where
                 txn.state.next_message_id = txn.state.next_message_id.max(message_id + 1);
                 if let Some(client_msg_id) = client_msg_id {
                     pending.keys.insert(
-                        (sender.role.as_str().to_string(), sender.id, client_msg_id.clone()),
+                        (
+                            sender.role.as_str().to_string(),
+                            sender.id,
+                            client_msg_id.clone(),
+                        ),
                         (conversation_id, row.position),
                     );
                 }
             }
             ConversationEvent::ConversationOpened { user, .. } => {
-                txn.set_active_conversation(user.id, Some(conversation_id)).await?;
+                txn.set_active_conversation(user.id, Some(conversation_id))
+                    .await?;
             }
             ConversationEvent::ConversationReopened { .. } => {
                 if let Some(user_id) = user_id {
-                    txn.set_active_conversation(user_id, Some(conversation_id)).await?;
+                    txn.set_active_conversation(user_id, Some(conversation_id))
+                        .await?;
                 }
             }
-            ConversationEvent::ConversationClosed { .. } | ConversationEvent::ConversationArchived { .. }
+            ConversationEvent::ConversationClosed { .. }
+            | ConversationEvent::ConversationArchived { .. }
                 if prior_status == Some(ConversationStatus::Active) =>
             {
                 if let Some(user_id) = user_id {
@@ -503,10 +524,15 @@ where
         Ok(())
     }
 
-    /// The fold of a conversation at its newest sequence: from the cache, or from its stream.
-    async fn load(&mut self, txn: &mut AppendTxn<DB>, conversation_id: u64) -> Result<Folded, StoreError> {
-        if let Some(folded) = self.cache.get(&conversation_id) {
-            return Ok(folded.clone());
+    /// The fold of a conversation at its newest sequence, taken out of the cache (the caller puts
+    /// it back) or folded from its stream.
+    async fn load(
+        &mut self,
+        txn: &mut AppendTxn<DB>,
+        conversation_id: u64,
+    ) -> Result<Folded, StoreError> {
+        if let Some(folded) = self.cache.pop(&conversation_id) {
+            return Ok(folded);
         }
         let mut folded = Folded {
             conversation: Conversation::default(),
@@ -521,7 +547,6 @@ where
             folded.sequence = stored.sequence;
             folded.hash = stored.hash;
         }
-        self.cache.put(conversation_id, folded.clone());
         Ok(folded)
     }
 
@@ -534,13 +559,21 @@ where
         sender: &Actor,
         client_msg_id: &str,
     ) -> Result<Option<Committed>, StoreError> {
-        let key = (sender.role.as_str().to_string(), sender.id, client_msg_id.to_string());
+        let key = (
+            sender.role.as_str().to_string(),
+            sender.id,
+            client_msg_id.to_string(),
+        );
         let in_batch = pending
             .keys
             .get(&key)
             .filter(|(conversation, _)| conversation_id.is_none_or(|id| id == *conversation));
         let original = match in_batch {
-            Some((_, position)) => pending.events.iter().find(|e| e.position == *position).cloned(),
+            Some((_, position)) => pending
+                .events
+                .iter()
+                .find(|e| e.position == *position)
+                .cloned(),
             None => {
                 match txn
                     .find_idempotent(conversation_id, &key.0, key.1, &key.2)
@@ -554,10 +587,16 @@ where
         let Some(original) = original else {
             return Ok(None);
         };
-        let conversation_id = original.stream_id.parse().map_err(|_| StoreError::Corrupt {
-            position: original.position,
-            reason: format!("stream id {:?} is not a conversation id", original.stream_id),
-        })?;
+        let conversation_id = original
+            .stream_id
+            .parse()
+            .map_err(|_| StoreError::Corrupt {
+                position: original.position,
+                reason: format!(
+                    "stream id {:?} is not a conversation id",
+                    original.stream_id
+                ),
+            })?;
         Ok(Some(Committed {
             conversation_id,
             events: vec![original],

@@ -37,11 +37,19 @@ impl Config {
             .parse()
             .context("CHAT_BIND must be an IP address")?;
         let port = parse(get("CHAT_PORT"), "CHAT_PORT", 10000)?;
-        let db_max_connections = parse(get("CHAT_DB_MAX_CONNECTIONS"), "CHAT_DB_MAX_CONNECTIONS", 16)?;
+        let db_max_connections = parse(
+            get("CHAT_DB_MAX_CONNECTIONS"),
+            "CHAT_DB_MAX_CONNECTIONS",
+            16,
+        )?;
         if db_max_connections == 0 {
             bail!("CHAT_DB_MAX_CONNECTIONS must be at least 1");
         }
-        let acquire_ms: u64 = parse(get("CHAT_DB_ACQUIRE_TIMEOUT_MS"), "CHAT_DB_ACQUIRE_TIMEOUT_MS", 2000)?;
+        let acquire_ms: u64 = parse(
+            get("CHAT_DB_ACQUIRE_TIMEOUT_MS"),
+            "CHAT_DB_ACQUIRE_TIMEOUT_MS",
+            2000,
+        )?;
         let aggregate_cache = parse(get("CHAT_AGGREGATE_CACHE"), "CHAT_AGGREGATE_CACHE", 10_000)?;
         Ok(Config {
             data_dir,
@@ -95,7 +103,8 @@ mod tests {
 
     #[test]
     fn a_malformed_port_is_refused_with_its_name() {
-        let error = Config::from_lookup(|n| (n == "CHAT_PORT").then(|| "ten".to_string())).unwrap_err();
+        let error =
+            Config::from_lookup(|n| (n == "CHAT_PORT").then(|| "ten".to_string())).unwrap_err();
         assert!(error.to_string().contains("CHAT_PORT"));
     }
 }

@@ -19,7 +19,11 @@ async fn an_opened_conversation_and_its_first_message_are_read_back_in_order() {
 
         assert!(opened.opened, "{}", db.name());
         assert_eq!(opened.events.len(), 2);
-        let types: Vec<_> = opened.events.iter().map(|e| e.event_type.as_str()).collect();
+        let types: Vec<_> = opened
+            .events
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect();
         assert_eq!(types, ["ConversationOpened", "MessageSent"]);
         let stream = db
             .store
@@ -27,12 +31,18 @@ async fn an_opened_conversation_and_its_first_message_are_read_back_in_order() {
             .await
             .unwrap();
         assert_eq!(stream, opened.events);
-        assert_eq!(stream.iter().map(|e| e.sequence).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(
+            stream.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+            [1, 2]
+        );
         let log = db.store.read_from(0, 100).await.unwrap();
         assert_eq!(log, opened.events);
         assert_eq!(db.store.head_position().await.unwrap(), 2);
         let metadata = log[1].decode_metadata().unwrap();
-        assert_eq!((metadata.actor_id, metadata.actor_role.as_str()), (42, "user"));
+        assert_eq!(
+            (metadata.actor_id, metadata.actor_role.as_str()),
+            (42, "user")
+        );
         assert!(metadata.request_id.is_some());
         db.cleanup().await;
     }
@@ -53,8 +63,16 @@ async fn message_ids_increase_within_a_conversation_and_are_unique_across_conver
         let all: std::collections::BTreeSet<_> = ids.iter().map(|(_, id)| *id).collect();
         assert_eq!(all.len(), ids.len(), "{}: ids are unique", db.name());
         for conversation in [1, 2] {
-            let mine: Vec<_> = ids.iter().filter(|(c, _)| *c == conversation).map(|(_, id)| *id).collect();
-            assert!(mine.windows(2).all(|w| w[0] < w[1]), "{}: {mine:?}", db.name());
+            let mine: Vec<_> = ids
+                .iter()
+                .filter(|(c, _)| *c == conversation)
+                .map(|(_, id)| *id)
+                .collect();
+            assert!(
+                mine.windows(2).all(|w| w[0] < w[1]),
+                "{}: {mine:?}",
+                db.name()
+            );
         }
         db.cleanup().await;
     }
@@ -93,11 +111,19 @@ async fn a_retry_with_the_same_client_msg_id_returns_the_original_and_appends_no
             .await
             .unwrap();
 
-        assert!(!first.duplicate && retry.duplicate && named_retry.duplicate, "{}", db.name());
+        assert!(
+            !first.duplicate && retry.duplicate && named_retry.duplicate,
+            "{}",
+            db.name()
+        );
         let original = first.events.last().unwrap();
         assert_eq!(retry.events, vec![original.clone()]);
         assert_eq!(named_retry.events, vec![original.clone()]);
-        assert_eq!(db.store.head_position().await.unwrap(), head, "nothing appended");
+        assert_eq!(
+            db.store.head_position().await.unwrap(),
+            head,
+            "nothing appended"
+        );
         db.cleanup().await;
     }
 }
@@ -121,7 +147,11 @@ async fn the_same_client_msg_id_from_another_sender_is_a_new_message() {
         };
         let from_user = send(user(1)).await.unwrap();
         let from_admin = send(admin(9)).await.unwrap();
-        assert!(!from_user.duplicate && !from_admin.duplicate, "{}", db.name());
+        assert!(
+            !from_user.duplicate && !from_admin.duplicate,
+            "{}",
+            db.name()
+        );
         assert_ne!(from_user.events, from_admin.events);
         db.cleanup().await;
     }
@@ -148,7 +178,10 @@ async fn a_refused_command_writes_nothing() {
             .await;
         let by_stranger = bus
             .execute(
-                Intent::On(opened.conversation_id, ConversationCommand::CloseConversation { actor: user(2) }),
+                Intent::On(
+                    opened.conversation_id,
+                    ConversationCommand::CloseConversation { actor: user(2) },
+                ),
                 meta(&user(2)),
             )
             .await;
@@ -167,19 +200,36 @@ async fn a_refused_command_writes_nothing() {
             .await;
         let missing = bus
             .execute(
-                Intent::On(999, ConversationCommand::CloseConversation { actor: admin(1) }),
+                Intent::On(
+                    999,
+                    ConversationCommand::CloseConversation { actor: admin(1) },
+                ),
                 meta(&admin(1)),
             )
             .await;
 
-        assert!(matches!(by_auditor, Err(CommandError::Rejected(ConversationError::Forbidden(_)))));
-        assert!(matches!(by_stranger, Err(CommandError::Rejected(ConversationError::Forbidden(_)))));
+        assert!(matches!(
+            by_auditor,
+            Err(CommandError::Rejected(ConversationError::Forbidden(_)))
+        ));
+        assert!(matches!(
+            by_stranger,
+            Err(CommandError::Rejected(ConversationError::Forbidden(_)))
+        ));
         assert!(matches!(
             feedback_on_active,
             Err(CommandError::Rejected(ConversationError::Conflict(_)))
         ));
-        assert_eq!(missing, Err(CommandError::Rejected(ConversationError::NotFound)));
-        assert_eq!(db.store.head_position().await.unwrap(), head, "{}", db.name());
+        assert_eq!(
+            missing,
+            Err(CommandError::Rejected(ConversationError::NotFound))
+        );
+        assert_eq!(
+            db.store.head_position().await.unwrap(),
+            head,
+            "{}",
+            db.name()
+        );
         db.cleanup().await;
     }
 }
@@ -191,11 +241,21 @@ async fn a_user_has_at_most_one_active_conversation() {
         let alice = user(5);
         let first = open_with(&bus, &alice, "one").await;
         let again = open_with(&bus, &alice, "two").await;
-        assert_eq!(again.conversation_id, first.conversation_id, "{}", db.name());
+        assert_eq!(
+            again.conversation_id,
+            first.conversation_id,
+            "{}",
+            db.name()
+        );
         assert!(!again.opened);
 
         bus.execute(
-            Intent::On(first.conversation_id, ConversationCommand::CloseConversation { actor: alice.clone() }),
+            Intent::On(
+                first.conversation_id,
+                ConversationCommand::CloseConversation {
+                    actor: alice.clone(),
+                },
+            ),
             meta(&alice),
         )
         .await
@@ -217,7 +277,10 @@ async fn a_user_has_at_most_one_active_conversation() {
                 meta(&alice),
             )
             .await;
-        assert!(matches!(reopen, Err(CommandError::Rejected(ConversationError::Conflict(_)))));
+        assert!(matches!(
+            reopen,
+            Err(CommandError::Rejected(ConversationError::Conflict(_)))
+        ));
         db.cleanup().await;
     }
 }
@@ -237,7 +300,7 @@ async fn concurrent_senders_to_one_conversation_all_succeed() {
                         opened.conversation_id,
                         ConversationCommand::SendMessage {
                             actor: actor.clone(),
-                            message: NewMessage::text(&format!("message {n}")),
+                            message: NewMessage::text(format!("message {n}")),
                         },
                     ),
                     meta(&actor),
@@ -246,7 +309,9 @@ async fn concurrent_senders_to_one_conversation_all_succeed() {
             }));
         }
         for task in tasks {
-            task.await.unwrap().unwrap_or_else(|e| panic!("{}: {e}", db.name()));
+            task.await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{}: {e}", db.name()));
         }
         let stream = db
             .store
@@ -254,14 +319,29 @@ async fn concurrent_senders_to_one_conversation_all_succeed() {
             .await
             .unwrap();
         assert_eq!(stream.len(), 42);
-        assert!(stream.iter().enumerate().all(|(i, e)| e.sequence == i as u64 + 1));
+        assert!(
+            stream
+                .iter()
+                .enumerate()
+                .all(|(i, e)| e.sequence == i as u64 + 1)
+        );
         let ids: Vec<u64> = stream.iter().skip(1).map(message_id_of).collect();
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{}: {ids:?}", db.name());
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "{}: {ids:?}",
+            db.name()
+        );
         db.cleanup().await;
     }
 }
 
-fn raw_event(stream: &str, sequence: usize, event_type: &str, version: &str, payload: serde_json::Value) -> SerializedEvent {
+fn raw_event(
+    stream: &str,
+    sequence: usize,
+    event_type: &str,
+    version: &str,
+    payload: serde_json::Value,
+) -> SerializedEvent {
     SerializedEvent {
         aggregate_id: stream.to_string(),
         sequence,
@@ -279,13 +359,29 @@ async fn an_append_at_a_taken_sequence_is_an_optimistic_lock_conflict() {
         let bus = db.commands().await;
         let opened = open_with(&bus, &user(1), "hi").await;
         let stream = opened.conversation_id.to_string();
-        let stale = raw_event(&stream, 2, "ConversationClosed", "1", json!({"by": {"id": 1, "role": "user", "identifier": "u"}}));
+        let stale = raw_event(
+            &stream,
+            2,
+            "ConversationClosed",
+            "1",
+            json!({"by": {"id": 1, "role": "user", "identifier": "u"}}),
+        );
 
-        let direct = db.store.append_serialized(std::slice::from_ref(&stale)).await;
+        let direct = db
+            .store
+            .append_serialized(std::slice::from_ref(&stale))
+            .await;
         let through_cqrs = db.store.persist::<Conversation>(&[stale], None).await;
 
-        assert!(matches!(direct, Err(StoreError::Conflict { .. })), "{}: {direct:?}", db.name());
-        assert!(matches!(through_cqrs, Err(PersistenceError::OptimisticLockError)));
+        assert!(
+            matches!(direct, Err(StoreError::Conflict { .. })),
+            "{}: {direct:?}",
+            db.name()
+        );
+        assert!(matches!(
+            through_cqrs,
+            Err(PersistenceError::OptimisticLockError)
+        ));
         assert_eq!(db.store.head_position().await.unwrap(), 2);
         db.cleanup().await;
     }
@@ -311,13 +407,19 @@ async fn the_command_layer_sees_events_another_writer_appended() {
 
         let close_again = bus
             .execute(
-                Intent::On(opened.conversation_id, ConversationCommand::CloseConversation { actor: admin(9) }),
+                Intent::On(
+                    opened.conversation_id,
+                    ConversationCommand::CloseConversation { actor: admin(9) },
+                ),
                 meta(&admin(9)),
             )
             .await;
 
         assert!(
-            matches!(close_again, Err(CommandError::Rejected(ConversationError::Conflict(_)))),
+            matches!(
+                close_again,
+                Err(CommandError::Rejected(ConversationError::Conflict(_)))
+            ),
             "{}: {close_again:?}",
             db.name()
         );
@@ -333,20 +435,39 @@ async fn the_hash_chain_verifies_and_a_changed_payload_is_detected() {
         for n in 0..3 {
             open_with(&bus, &user(1), &format!("more {n}")).await;
         }
-        assert_eq!(db.store.verify_chains().await.unwrap(), None, "{}", db.name());
+        assert_eq!(
+            db.store.verify_chains().await.unwrap(),
+            None,
+            "{}",
+            db.name()
+        );
 
         let target = &opened.events[1];
-        let sql = "update events set payload = replace(payload, 'hello', 'hellp') where position = ?";
+        let sql =
+            "update events set payload = replace(payload, 'hello', 'hellp') where position = ?";
         match &db.store {
             chatd::store::EventStore::MySql(s) => {
-                sqlx::query(sql).bind(target.position as i64).execute(s.pool()).await.unwrap();
+                sqlx::query(sql)
+                    .bind(target.position as i64)
+                    .execute(s.pool())
+                    .await
+                    .unwrap();
             }
             chatd::store::EventStore::Sqlite(s) => {
-                sqlx::query(sql).bind(target.position as i64).execute(s.pool()).await.unwrap();
+                sqlx::query(sql)
+                    .bind(target.position as i64)
+                    .execute(s.pool())
+                    .await
+                    .unwrap();
             }
         }
 
-        let broken = db.store.verify_chains().await.unwrap().expect("the change is detected");
+        let broken = db
+            .store
+            .verify_chains()
+            .await
+            .unwrap()
+            .expect("the change is detected");
         assert_eq!(broken.stream_id, opened.conversation_id.to_string());
         assert_eq!(broken.sequence, 2);
         assert_eq!(broken.position, target.position);
@@ -371,7 +492,13 @@ async fn a_stored_v1_message_is_read_in_the_current_shape() {
 
         let event = stored[1].decode().unwrap();
 
-        let ConversationEvent::MessageSent { sender, content, message_type, .. } = event else {
+        let ConversationEvent::MessageSent {
+            sender,
+            content,
+            message_type,
+            ..
+        } = event
+        else {
             panic!("{}: not a MessageSent: {event:?}", db.name());
         };
         assert_eq!((sender.id, sender.role), (42, events::Role::User));
@@ -385,7 +512,8 @@ async fn a_stored_v1_message_is_read_in_the_current_shape() {
 async fn an_unknown_event_type_or_corrupt_json_is_a_clear_error_naming_the_position() {
     for db in TestDb::each().await {
         let bus = db.commands().await;
-        let opened = json!({"conversation_id": 60, "user": {"id": 1, "role": "user", "identifier": "u"}});
+        let opened =
+            json!({"conversation_id": 60, "user": {"id": 1, "role": "user", "identifier": "u"}});
         let stored = db
             .store
             .append_serialized(&[
@@ -399,17 +527,30 @@ async fn an_unknown_event_type_or_corrupt_json_is_a_clear_error_naming_the_posit
         let mut corrupt = stored[0].clone();
         corrupt.payload = "{not json".into();
 
-        assert!(matches!(unknown, Err(StoreError::Corrupt { position, .. }) if position == stored[1].position));
+        assert!(
+            matches!(unknown, Err(StoreError::Corrupt { position, .. }) if position == stored[1].position)
+        );
         assert!(matches!(corrupt.decode(), Err(StoreError::Corrupt { .. })));
         let head = db.store.head_position().await.unwrap();
         let refused = bus
             .execute(
-                Intent::On(60, ConversationCommand::CloseConversation { actor: admin(1) }),
+                Intent::On(
+                    60,
+                    ConversationCommand::CloseConversation { actor: admin(1) },
+                ),
                 meta(&admin(1)),
             )
             .await;
-        assert!(matches!(refused, Err(CommandError::Internal(ref m)) if m.contains("position")), "{}: {refused:?}", db.name());
-        assert_eq!(db.store.head_position().await.unwrap(), head, "nothing written");
+        assert!(
+            matches!(refused, Err(CommandError::Internal(ref m)) if m.contains("position")),
+            "{}: {refused:?}",
+            db.name()
+        );
+        assert_eq!(
+            db.store.head_position().await.unwrap(),
+            head,
+            "nothing written"
+        );
         // The appender is still serving other conversations.
         open_with(&bus, &user(2), "still here").await;
         db.cleanup().await;
@@ -432,7 +573,11 @@ async fn commands_fail_cleanly_when_the_database_is_gone() {
             )
             .await;
 
-        assert!(matches!(result, Err(CommandError::Unavailable(_))), "{}: {result:?}", db.name());
+        assert!(
+            matches!(result, Err(CommandError::Unavailable(_))),
+            "{}: {result:?}",
+            db.name()
+        );
         db.cleanup().await;
     }
 }

@@ -35,12 +35,21 @@ fn tail(store: EventStore, expected: usize) -> JoinHandle<Vec<u64>> {
 fn assert_contiguous(seen: &[u64], expected: usize, backend: &str) {
     assert_eq!(seen.len(), expected, "{backend}: every event seen");
     for (i, position) in seen.iter().enumerate() {
-        assert_eq!(*position, i as u64 + 1, "{backend}: position {position} seen at index {i}: a gap or a repeat");
+        assert_eq!(
+            *position,
+            i as u64 + 1,
+            "{backend}: position {position} seen at index {i}: a gap or a repeat"
+        );
     }
 }
 
 /// `writers` tasks, each sending `per_writer` messages round-robin over the conversations.
-fn send_many(bus: &CommandBus, conversations: &[u64], writers: u64, per_writer: usize) -> Vec<JoinHandle<()>> {
+fn send_many(
+    bus: &CommandBus,
+    conversations: &[u64],
+    writers: u64,
+    per_writer: usize,
+) -> Vec<JoinHandle<()>> {
     (0..writers)
         .map(|writer| {
             let bus = bus.clone();
@@ -51,7 +60,7 @@ fn send_many(bus: &CommandBus, conversations: &[u64], writers: u64, per_writer: 
                     let conversation = conversations[(writer as usize + n) % conversations.len()];
                     let command = ConversationCommand::SendMessage {
                         actor: actor.clone(),
-                        message: NewMessage::text(&format!("writer {writer} message {n}")),
+                        message: NewMessage::text(format!("writer {writer} message {n}")),
                     };
                     bus.execute(Intent::On(conversation, command), meta(&actor))
                         .await
@@ -65,13 +74,18 @@ fn send_many(bus: &CommandBus, conversations: &[u64], writers: u64, per_writer: 
 async fn open_conversations(bus: &CommandBus, count: u64) -> Vec<u64> {
     let mut ids = Vec::new();
     for user_id in 1..=count {
-        ids.push(open_with(bus, &user(user_id), "hello").await.conversation_id);
+        ids.push(
+            open_with(bus, &user(user_id), "hello")
+                .await
+                .conversation_id,
+        );
     }
     ids
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sixteen_writers_on_four_conversations_and_a_tailing_reader_see_every_event_once_in_order() {
+async fn sixteen_writers_on_four_conversations_and_a_tailing_reader_see_every_event_once_in_order()
+{
     for db in TestDb::each().await {
         let bus = db.commands().await;
         let conversations = open_conversations(&bus, 4).await;
@@ -90,7 +104,12 @@ async fn sixteen_writers_on_four_conversations_and_a_tailing_reader_see_every_ev
                 .read_stream(CONVERSATION_STREAM, &conversation.to_string(), 0)
                 .await
                 .unwrap();
-            assert!(stream.iter().enumerate().all(|(i, e)| e.sequence == i as u64 + 1));
+            assert!(
+                stream
+                    .iter()
+                    .enumerate()
+                    .all(|(i, e)| e.sequence == i as u64 + 1)
+            );
             let ids: Vec<u64> = stream.iter().skip(1).map(message_id_of).collect();
             assert!(ids.windows(2).all(|w| w[0] < w[1]));
         }
@@ -100,7 +119,12 @@ async fn sixteen_writers_on_four_conversations_and_a_tailing_reader_see_every_ev
 }
 
 /// Appends one event inside a transaction that stays open for `hold` before committing.
-async fn append_held(store: &EventStore, stream_id: &str, hold: Duration, started: tokio::sync::oneshot::Sender<u64>) {
+async fn append_held(
+    store: &EventStore,
+    stream_id: &str,
+    hold: Duration,
+    started: tokio::sync::oneshot::Sender<u64>,
+) {
     macro_rules! held {
         ($sql:expr) => {{
             let mut txn = $sql.begin_append().await.expect("begin");
@@ -111,14 +135,18 @@ async fn append_held(store: &EventStore, stream_id: &str, hold: Duration, starte
                 sequence: 1,
                 event_type: "ConversationOpened".into(),
                 event_version: "1".into(),
-                payload: r#"{"conversation_id":77,"user":{"id":77,"role":"user","identifier":"u77"}}"#.into(),
+                payload:
+                    r#"{"conversation_id":77,"user":{"id":77,"role":"user","identifier":"u77"}}"#
+                        .into(),
                 metadata: r#"{"actor_id":77,"actor_role":"user"}"#.into(),
                 recorded_at_micros: chatd::clock::now_micros(),
                 hash: String::new(),
             };
             event.hash = event.expected_hash(GENESIS_HASH);
             txn.state.next_position += 1;
-            txn.insert_events(std::slice::from_ref(&event)).await.expect("insert");
+            txn.insert_events(std::slice::from_ref(&event))
+                .await
+                .expect("insert");
             let _ = started.send(event.position);
             tokio::time::sleep(hold).await;
             txn.commit().await.expect("commit");
@@ -152,7 +180,12 @@ async fn a_reader_never_passes_a_writer_held_inside_its_transaction() {
 
         let seen = reader.await.unwrap();
         assert_contiguous(&seen, expected, db.name());
-        assert_eq!(held_position, 9, "{}: the held writer took the next position", db.name());
+        assert_eq!(
+            held_position,
+            9,
+            "{}: the held writer took the next position",
+            db.name()
+        );
         assert_eq!(db.store.verify_chains().await.unwrap(), None);
         db.cleanup().await;
     }

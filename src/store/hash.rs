@@ -43,7 +43,17 @@ mod tests {
     use super::*;
 
     fn sample(payload: &str) -> String {
-        chain_hash(GENESIS_HASH, "conversation", "1", 1, "MessageSent", "2", 5, payload, "{}")
+        chain_hash(
+            GENESIS_HASH,
+            "conversation",
+            "1",
+            1,
+            "MessageSent",
+            "2",
+            5,
+            payload,
+            "{}",
+        )
     }
 
     #[test]
@@ -60,7 +70,17 @@ mod tests {
     #[test]
     fn the_previous_hash_is_part_of_the_chain() {
         let first = sample("{}");
-        let after_genesis = chain_hash(GENESIS_HASH, "conversation", "1", 2, "T", "1", 5, "{}", "{}");
+        let after_genesis = chain_hash(
+            GENESIS_HASH,
+            "conversation",
+            "1",
+            2,
+            "T",
+            "1",
+            5,
+            "{}",
+            "{}",
+        );
         let after_first = chain_hash(&first, "conversation", "1", 2, "T", "1", 5, "{}", "{}");
         assert_ne!(after_genesis, after_first);
     }

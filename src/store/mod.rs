@@ -61,8 +61,9 @@ impl StoredEvent {
         };
         let payload: serde_json::Value =
             serde_json::from_str(&self.payload).map_err(|e| corrupt(format!("payload: {e}")))?;
-        let payload = events::upcast::upcast_payload(&self.event_type, &self.event_version, payload)
-            .map_err(|e| corrupt(e.to_string()))?;
+        let payload =
+            events::upcast::upcast_payload(&self.event_type, &self.event_version, payload)
+                .map_err(|e| corrupt(e.to_string()))?;
         events::ConversationEvent::from_parts(&self.event_type, payload)
             .map_err(|e| corrupt(e.to_string()))
     }
@@ -256,7 +257,11 @@ impl EventStore {
     }
 
     /// Up to `limit` events after `position`, in position order.
-    pub async fn read_from(&self, position: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+    pub async fn read_from(
+        &self,
+        position: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         on_backend!(self, s => s.read_from(position, limit).await)
     }
 

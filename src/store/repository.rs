@@ -58,7 +58,10 @@ fn stream_of(events: Vec<StoredEvent>) -> ReplayStream {
 impl EventStore {
     /// Appends already-decided events, checking each stream's next sequence (optimistic
     /// concurrency): a stream that moved on gives `StoreError::Conflict`.
-    pub async fn append_serialized(&self, events: &[SerializedEvent]) -> Result<Vec<StoredEvent>, StoreError> {
+    pub async fn append_serialized(
+        &self,
+        events: &[SerializedEvent],
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         on_backend!(self, s => append_serialized(s, events).await)
     }
 }

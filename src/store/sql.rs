@@ -6,7 +6,9 @@ use std::str::FromStr;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type};
+use sqlx::{
+    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type,
+};
 
 use super::{GENESIS_HASH, StoreError, StoreOptions, StoredEvent};
 
@@ -93,7 +95,11 @@ impl SqlStore<sqlx::Sqlite> {
             .journal_mode(SqliteJournalMode::Wal)
             // Full: an acknowledged append survives a power cut, not only a crash.
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(options.acquire_timeout.max(std::time::Duration::from_secs(5)))
+            .busy_timeout(
+                options
+                    .acquire_timeout
+                    .max(std::time::Duration::from_secs(5)),
+            )
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections)
@@ -145,7 +151,11 @@ where
         Ok(from_db(next, "position")?.saturating_sub(1))
     }
 
-    pub async fn read_from(&self, position: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+    pub async fn read_from(
+        &self,
+        position: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let sql = format!(
             "select {EVENT_COLUMNS} from events where position > ? order by position limit ?"
         );
@@ -244,7 +254,10 @@ where
         .await
         .map_err(StoreError::from_sqlx)?;
         let get = |i: usize, what: &str| -> Result<u64, StoreError> {
-            from_db(row.try_get::<i64, _>(i).map_err(StoreError::from_sqlx)?, what)
+            from_db(
+                row.try_get::<i64, _>(i).map_err(StoreError::from_sqlx)?,
+                what,
+            )
         };
         let state = SequencerState {
             next_position: get(0, "position")?,
@@ -409,12 +422,14 @@ where
             .await
             .map_err(StoreError::from_sqlx)?;
         if let Some(conversation_id) = conversation_id {
-            sqlx::query("insert into active_conversations (user_id, conversation_id) values (?, ?)")
-                .bind(to_db(user_id)?)
-                .bind(to_db(conversation_id)?)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+            sqlx::query(
+                "insert into active_conversations (user_id, conversation_id) values (?, ?)",
+            )
+            .bind(to_db(user_id)?)
+            .bind(to_db(conversation_id)?)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
         }
         Ok(())
     }
@@ -440,7 +455,8 @@ where
                     .bind(event.hash.clone());
             }
             query.execute(&mut *self.tx).await.map_err(|error| {
-                let duplicate = matches!(&error, sqlx::Error::Database(db) if db.is_unique_violation());
+                let duplicate =
+                    matches!(&error, sqlx::Error::Database(db) if db.is_unique_violation());
                 match (duplicate, chunk.first()) {
                     (true, Some(first)) => StoreError::Conflict {
                         stream_id: first.stream_id.clone(),

@@ -24,8 +24,13 @@ pub struct TestDb {
 }
 
 enum Cleanup {
-    MySql { server_url: String, database: String },
-    Sqlite { dir: std::path::PathBuf },
+    MySql {
+        server_url: String,
+        database: String,
+    },
+    Sqlite {
+        dir: std::path::PathBuf,
+    },
 }
 
 fn unique_suffix() -> String {
@@ -79,12 +84,14 @@ impl TestDb {
     pub async fn mysql() -> TestDb {
         let server_url = mysql_server_url();
         let database = format!("chatd_t_{}", unique_suffix());
-        let mut admin = sqlx::MySqlConnection::connect(&server_url).await.unwrap_or_else(|e| {
-            panic!(
-                "MySQL is required for this suite and is not reachable at {server_url} \
+        let mut admin = sqlx::MySqlConnection::connect(&server_url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "MySQL is required for this suite and is not reachable at {server_url} \
                  (set CHAT_TEST_MYSQL_URL): {e}"
-            )
-        });
+                )
+            });
         sqlx::query(&format!("create database {database}"))
             .execute(&mut admin)
             .await
@@ -108,7 +115,9 @@ impl TestDb {
     }
 
     pub async fn commands(&self) -> CommandBus {
-        CommandBus::start(self.store.clone(), 1000).await.expect("start command bus")
+        CommandBus::start(self.store.clone(), 1000)
+            .await
+            .expect("start command bus")
     }
 
     pub fn name(&self) -> &'static str {
@@ -139,7 +148,9 @@ impl TestDb {
 async fn connect(url: &str) -> EventStore {
     let mut options = StoreOptions::new(url);
     options.max_connections = 32;
-    let store = EventStore::connect(&options).await.expect("connect test store");
+    let store = EventStore::connect(&options)
+        .await
+        .expect("connect test store");
     store.migrate().await.expect("migrate test store");
     store
 }
