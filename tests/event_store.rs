@@ -592,3 +592,63 @@ async fn migrations_run_twice_change_nothing() {
         db.cleanup().await;
     }
 }
+
+/// MySQL only: a server connection killed while its append transaction waits for the sequencer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_whose_connection_dies_writes_nothing_and_the_next_one_succeeds() {
+    use sqlx::Connection;
+    let db = TestDb::mysql().await;
+    let bus = db.commands().await;
+    open_with(&bus, &user(1), "before").await;
+    let head = db.store.head_position().await.unwrap();
+    let mut holder = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
+    let mut killer = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
+    let mut held = holder.begin().await.unwrap();
+    sqlx::query("update event_sequencer set next_position = next_position where id = 1")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+
+    let waiting = tokio::spawn({
+        let bus = bus.clone();
+        async move { open_with_result(&bus, &user(2), "during").await }
+    });
+    let victim: i64 = loop {
+        let row: Option<(i64,)> = sqlx::query_as(
+            "select id from information_schema.processlist \
+             where info like 'update event_sequencer%' and id <> connection_id() limit 1",
+        )
+        .fetch_optional(&mut killer)
+        .await
+        .unwrap();
+        match row {
+            Some((id,)) if !waiting.is_finished() => break id,
+            _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    };
+    // The holder's own connection is idle; the waiting one is the appender's.
+    sqlx::query(&format!("kill {victim}")).execute(&mut killer).await.unwrap();
+    let result = waiting.await.unwrap();
+    held.rollback().await.unwrap();
+
+    assert!(matches!(result, Err(CommandError::Unavailable(_))), "{result:?}");
+    assert_eq!(db.store.head_position().await.unwrap(), head, "nothing half-written");
+    let after = open_with(&bus, &user(3), "after").await;
+    assert_eq!(after.events[0].position, head + 1, "no gap in positions");
+    db.cleanup().await;
+}
+
+async fn open_with_result(
+    bus: &chatd::commands::CommandBus,
+    actor: &events::Actor,
+    content: &str,
+) -> Result<chatd::commands::Committed, CommandError> {
+    bus.execute(
+        Intent::OpenOrContinue {
+            actor: actor.clone(),
+            message: Some(text(content)),
+        },
+        meta(actor),
+    )
+    .await
+}

@@ -128,13 +128,17 @@ impl StoreError {
     }
 }
 
-/// Server errors that mean the server or the connection went away, not that the statement was wrong.
+/// Errors that mean the database cannot be reached or is busy, not that the statement was wrong:
+/// nothing was written and a retry may succeed.
 fn is_connection_lost(error: &dyn sqlx::error::DatabaseError) -> bool {
     if let Some(mysql) = error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-        // shutdown in progress, too many connections, connection killed, gone away, lost
-        return matches!(mysql.number(), 1053 | 1040 | 1927 | 2006 | 2013);
+        // shutdown in progress, too many connections, lock wait timeout, connection killed,
+        // gone away, lost
+        return matches!(mysql.number(), 1053 | 1040 | 1205 | 1927 | 2006 | 2013);
     }
-    false
+    // SQLite: the database stayed locked by another writer beyond the busy timeout.
+    matches!(error.code().as_deref(), Some("5") | Some("6") | Some("517"))
+        && error.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
 }
 
 /// Which database a URL names.
