@@ -1,4 +1,4 @@
-//! The operator's commands: `chatd [serve]`, `chatd migrate`.
+//! The operator's commands: `chatd [serve]`, `chatd migrate`, `chatd replay`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -20,6 +20,12 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Rebuild read tables from the log into fresh tables and swap them in.
+    Replay {
+        /// Only this projection (default: all).
+        #[arg(long)]
+        projection: Option<String>,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -32,7 +38,78 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await;
             Ok(())
         }
+        Command::Replay { projection } => {
+            let store = open_store(&config).await?;
+            let result = replay(&store, projection.as_deref()).await;
+            store.close().await;
+            result
+        }
     }
+}
+
+async fn replay(store: &crate::store::EventStore, only: Option<&str>) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    use std::time::{Duration, Instant};
+
+    let projectors: Vec<_> = projections::all_projectors()
+        .into_iter()
+        .filter(|p| only.is_none_or(|name| p.name() == name))
+        .collect();
+    if projectors.is_empty() {
+        let known: Vec<_> = projections::all_projectors()
+            .iter()
+            .map(|p| p.name())
+            .collect();
+        anyhow::bail!(
+            "no projection named {:?}; known: {}",
+            only.unwrap_or_default(),
+            known.join(", ")
+        );
+    }
+    let names: Vec<_> = projectors.iter().map(|p| p.name()).collect();
+    let head = store.head_position().await?;
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(head);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} events  {per_sec}  eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    tracing::info!(projections = ?names, head, "replay started");
+    let started = Instant::now();
+    let mut last_log = Instant::now();
+    let position = projections::replay(store, &projectors, 2000, |progress| match &bar {
+        Some(bar) => {
+            bar.set_length(progress.head.max(progress.position));
+            bar.set_position(progress.position);
+        }
+        None if last_log.elapsed() >= Duration::from_secs(2) => {
+            last_log = Instant::now();
+            tracing::info!(
+                applied = progress.applied,
+                position = progress.position,
+                head = progress.head,
+                "replaying"
+            );
+        }
+        None => {}
+    })
+    .await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "replayed {} up to position {position} in {seconds:.1} s ({:.0} events/s)",
+        names.join(", "),
+        position as f64 / seconds.max(1e-9)
+    );
+    Ok(())
 }
 
 async fn serve(config: &Config) -> anyhow::Result<()> {

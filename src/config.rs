@@ -19,6 +19,8 @@ pub struct Config {
     pub db_acquire_timeout: Duration,
     /// Conversations whose folded state the command layer keeps in memory.
     pub aggregate_cache: usize,
+    /// How long an acknowledged command waits for the read tables to show it.
+    pub read_your_writes_timeout: Duration,
 }
 
 impl Config {
@@ -51,6 +53,11 @@ impl Config {
             2000,
         )?;
         let aggregate_cache = parse(get("CHAT_AGGREGATE_CACHE"), "CHAT_AGGREGATE_CACHE", 10_000)?;
+        let read_your_writes_ms: u64 = parse(
+            get("CHAT_READ_YOUR_WRITES_TIMEOUT_MS"),
+            "CHAT_READ_YOUR_WRITES_TIMEOUT_MS",
+            2000,
+        )?;
         Ok(Config {
             data_dir,
             database_url,
@@ -60,6 +67,7 @@ impl Config {
             db_max_connections,
             db_acquire_timeout: Duration::from_millis(acquire_ms),
             aggregate_cache,
+            read_your_writes_timeout: Duration::from_millis(read_your_writes_ms),
         })
     }
 

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use projections::{Projections, RuntimeOptions, all_projectors};
+
 use crate::commands::CommandBus;
 use crate::config::Config;
 use crate::http::{self, AppState};
@@ -22,12 +24,20 @@ impl Application {
         let commands = CommandBus::start(store.clone(), config.aggregate_cache)
             .await
             .context("starting the command layer")?;
+        let projections = Arc::new(Projections::start(
+            Arc::new(store.clone()),
+            all_projectors(),
+            commands.committed_head(),
+            RuntimeOptions::new(node_id()),
+        ));
         let listener = TcpListener::bind(config.listen_addr())
             .await
             .with_context(|| format!("binding {}", config.listen_addr()))?;
         let state = AppState {
             store,
             commands,
+            projections,
+            read_your_writes: config.read_your_writes_timeout,
             started: Arc::new(std::time::Instant::now()),
         };
         Ok(Application { listener, state })
@@ -47,14 +57,31 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let store = self.state.store.clone();
+        let projections = self.state.projections.clone();
         let app = http::router(self.state);
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP")?;
+        projections.stop().await;
         store.close().await;
         Ok(())
     }
+}
+
+/// Names this process in projector leases.
+fn node_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        crate::clock::now_micros()
+    )
 }
 
 /// Connects to the configured database and applies pending migrations.

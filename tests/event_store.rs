@@ -627,12 +627,22 @@ async fn an_append_whose_connection_dies_writes_nothing_and_the_next_one_succeed
         }
     };
     // The holder's own connection is idle; the waiting one is the appender's.
-    sqlx::query(&format!("kill {victim}")).execute(&mut killer).await.unwrap();
+    sqlx::query(&format!("kill {victim}"))
+        .execute(&mut killer)
+        .await
+        .unwrap();
     let result = waiting.await.unwrap();
     held.rollback().await.unwrap();
 
-    assert!(matches!(result, Err(CommandError::Unavailable(_))), "{result:?}");
-    assert_eq!(db.store.head_position().await.unwrap(), head, "nothing half-written");
+    assert!(
+        matches!(result, Err(CommandError::Unavailable(_))),
+        "{result:?}"
+    );
+    assert_eq!(
+        db.store.head_position().await.unwrap(),
+        head,
+        "nothing half-written"
+    );
     let after = open_with(&bus, &user(3), "after").await;
     assert_eq!(after.events[0].position, head + 1, "no gap in positions");
     db.cleanup().await;

@@ -1,17 +1,86 @@
-//! Read models folded from the event log: conversations, messages, search, analytics.
+//! Read models folded from the event log (`conversations`, `messages`), and the runtime that keeps
+//! them current: each projector reads the log from its checkpoint in position order and writes its
+//! tables and its new checkpoint in one transaction.
 //!
-//! Knows SQL and events; knows nothing of HTTP or sockets. The service implements
-//! [`EventSource`] over its event store, so each projector can be tested on a log made in memory.
+//! This crate knows SQL and events; it knows nothing of HTTP or sockets, nor of any database
+//! driver: the service implements [`ProjectionStore`] and [`SqlTxn`] over its event store.
+//! A projector never decides anything; it only records what the log says, so replaying the log
+//! from position 0 rebuilds identical tables.
 
-/// One event as the log hands it to a reader: its global position and what it recorded.
+mod conversations;
+mod messages;
+mod runtime;
+mod sql;
+
+pub use conversations::ConversationsProjector;
+pub use messages::MessagesProjector;
+pub use runtime::{
+    Projections, ProjectorState, ProjectorStatus, ReplayProgress, RuntimeOptions, replay,
+};
+pub use sql::{ProjectionError, ProjectionStore, SqlTxn, SqlValue, Tables};
+
+use async_trait::async_trait;
+use events::ConversationEvent;
+
+/// One event as the log hands it to a reader.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoggedEvent {
     pub position: u64,
+    pub stream_type: String,
     pub stream_id: String,
     pub sequence: u64,
     pub event_type: String,
     pub event_version: String,
     pub payload: serde_json::Value,
-    pub metadata: serde_json::Value,
     pub recorded_at_micros: i64,
+}
+
+impl LoggedEvent {
+    /// The domain event in its current shape; an unreadable event names its position.
+    pub fn decode(&self) -> Result<ConversationEvent, ProjectionError> {
+        let unreadable = |reason: String| ProjectionError::Apply {
+            position: self.position,
+            reason,
+        };
+        let payload = events::upcast::upcast_payload(
+            &self.event_type,
+            &self.event_version,
+            self.payload.clone(),
+        )
+        .map_err(|e| unreadable(e.to_string()))?;
+        ConversationEvent::from_parts(&self.event_type, payload)
+            .map_err(|e| unreadable(e.to_string()))
+    }
+
+    /// The conversation id of a conversation stream.
+    pub fn conversation_id(&self) -> Result<u64, ProjectionError> {
+        self.stream_id.parse().map_err(|_| ProjectionError::Apply {
+            position: self.position,
+            reason: format!("stream id {:?} is not a conversation id", self.stream_id),
+        })
+    }
+}
+
+/// A read model: a stable name (its checkpoint key), the tables it owns, and how one event
+/// changes them. `apply` runs inside the transaction that also moves the checkpoint.
+#[async_trait]
+pub trait Projector: Send + Sync {
+    /// Never changes once deployed: it keys the checkpoint.
+    fn name(&self) -> &'static str;
+    /// The tables it owns (live names); `replay` rebuilds exactly these.
+    fn tables(&self) -> &'static [&'static str];
+    async fn apply(
+        &self,
+        txn: &mut dyn SqlTxn,
+        tables: &Tables,
+        event: &LoggedEvent,
+    ) -> Result<(), ProjectionError>;
+}
+
+/// Every projector of the service, in a stable order.
+pub fn all_projectors() -> Vec<std::sync::Arc<dyn Projector>> {
+    vec![
+        std::sync::Arc::new(ConversationsProjector),
+        std::sync::Arc::new(MessagesProjector),
+    ]
 }

@@ -25,11 +25,22 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         tracing::warn!(%error, "readiness check failed");
         ApiError::unavailable()
     })?;
+    let projectors: Vec<_> = state
+        .projections
+        .statuses()
+        .into_iter()
+        .map(|mut status| {
+            status.head = status.head.max(head);
+            status.lag = status.head.saturating_sub(status.position);
+            status
+        })
+        .collect();
     Ok(Json(json!({
         "status": "success",
         "data": {
             "status": "ready",
             "database": {"backend": state.store.backend().name(), "head_position": head},
+            "projectors": projectors,
         }
     })))
 }

@@ -9,6 +9,7 @@
 //! positions from it, so commit order equals position order on every back end.
 
 mod hash;
+mod projection;
 mod repository;
 mod sql;
 
@@ -138,7 +139,9 @@ fn is_connection_lost(error: &dyn sqlx::error::DatabaseError) -> bool {
     }
     // SQLite: the database stayed locked by another writer beyond the busy timeout.
     matches!(error.code().as_deref(), Some("5") | Some("6") | Some("517"))
-        && error.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+        && error
+            .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+            .is_some()
 }
 
 /// Which database a URL names.

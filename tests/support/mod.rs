@@ -220,6 +220,7 @@ pub struct TestApp {
     pub db_url: String,
     pub client: reqwest::Client,
     store: EventStore,
+    pub state: chatd::http::AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -238,6 +239,7 @@ impl TestApp {
         let app = Application::build(&config).await.expect("build app");
         let address = format!("http://{}", app.local_addr().expect("local addr"));
         let store = app.state().store.clone();
+        let state = app.state().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
@@ -247,6 +249,7 @@ impl TestApp {
             db_url: db.url.clone(),
             client: reqwest::Client::new(),
             store,
+            state,
             shutdown: Some(tx),
             handle,
         }

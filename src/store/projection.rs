@@ -1,0 +1,263 @@
+//! The read side's view of the store: the log as `LoggedEvent`s and transactions for projectors
+//! (`projections::ProjectionStore` and `SqlTxn`), on both back ends.
+
+use async_trait::async_trait;
+use projections::{LoggedEvent, ProjectionError, ProjectionStore, SqlTxn, SqlValue};
+use sqlx::{Database, Row, Transaction};
+
+use super::sql::SqlStore;
+use super::{EventStore, StoreError, StoredEvent};
+
+impl From<StoreError> for ProjectionError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(e) => ProjectionError::Unavailable(e.to_string()),
+            StoreError::Corrupt { position, reason } => ProjectionError::Apply { position, reason },
+            other => ProjectionError::Database(other.to_string()),
+        }
+    }
+}
+
+fn sql_error(error: sqlx::Error) -> ProjectionError {
+    if let sqlx::Error::Database(db) = &error
+        && db.is_unique_violation()
+    {
+        return ProjectionError::Duplicate(db.message().to_string());
+    }
+    StoreError::from_sqlx(error).into()
+}
+
+impl TryFrom<StoredEvent> for LoggedEvent {
+    type Error = ProjectionError;
+
+    fn try_from(event: StoredEvent) -> Result<Self, Self::Error> {
+        let payload = serde_json::from_str(&event.payload).map_err(|e| ProjectionError::Apply {
+            position: event.position,
+            reason: format!("payload is not JSON: {e}"),
+        })?;
+        Ok(LoggedEvent {
+            position: event.position,
+            stream_type: event.stream_type,
+            stream_id: event.stream_id,
+            sequence: event.sequence,
+            event_type: event.event_type,
+            event_version: event.event_version,
+            payload,
+            recorded_at_micros: event.recorded_at_micros,
+        })
+    }
+}
+
+#[async_trait]
+impl ProjectionStore for EventStore {
+    async fn read_from(
+        &self,
+        position: u64,
+        limit: u32,
+    ) -> Result<Vec<LoggedEvent>, ProjectionError> {
+        EventStore::read_from(self, position, limit)
+            .await?
+            .into_iter()
+            .map(LoggedEvent::try_from)
+            .collect()
+    }
+
+    async fn head(&self) -> Result<u64, ProjectionError> {
+        Ok(self.head_position().await?)
+    }
+
+    async fn begin(&self) -> Result<Box<dyn SqlTxn>, ProjectionError> {
+        Ok(match self {
+            EventStore::MySql(s) => Box::new(MySqlTxn(begin(s).await?)),
+            EventStore::Sqlite(s) => Box::new(SqliteTxn(begin(s).await?)),
+        })
+    }
+}
+
+async fn begin<DB: Database>(
+    store: &SqlStore<DB>,
+) -> Result<Transaction<'static, DB>, ProjectionError> {
+    store.pool().begin().await.map_err(sql_error)
+}
+
+/// Binds projection values and reads rows back, the same way on both back ends.
+macro_rules! sql_txn {
+    ($name:ident, $db:ty) => {
+        pub struct $name(Transaction<'static, $db>);
+
+        impl $name {
+            fn query<'q>(
+                sql: &'q str,
+                params: &'q [SqlValue],
+            ) -> sqlx::query::Query<'q, $db, <$db as Database>::Arguments<'q>> {
+                let mut query = sqlx::query(sql);
+                for param in params {
+                    query = match param {
+                        SqlValue::Null => query.bind(None::<i64>),
+                        SqlValue::Int(v) => query.bind(*v),
+                        SqlValue::Text(v) => query.bind(v.as_str()),
+                    };
+                }
+                query
+            }
+        }
+
+        #[async_trait]
+        impl SqlTxn for $name {
+            async fn execute(
+                &mut self,
+                sql: &str,
+                params: &[SqlValue],
+            ) -> Result<u64, ProjectionError> {
+                let done = Self::query(sql, params)
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(sql_error)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn fetch_row(
+                &mut self,
+                sql: &str,
+                params: &[SqlValue],
+            ) -> Result<Option<Vec<SqlValue>>, ProjectionError> {
+                let row = Self::query(sql, params)
+                    .fetch_optional(&mut *self.0)
+                    .await
+                    .map_err(sql_error)?;
+                Ok(row.as_ref().map(row_values))
+            }
+
+            async fn create_empty_copy(
+                &mut self,
+                from: &str,
+                to: &str,
+            ) -> Result<(), ProjectionError> {
+                self.copy_table(from, to).await
+            }
+
+            async fn replace_table(
+                &mut self,
+                live: &str,
+                rebuilt: &str,
+            ) -> Result<(), ProjectionError> {
+                self.swap_table(live, rebuilt).await
+            }
+
+            async fn commit(self: Box<Self>) -> Result<(), ProjectionError> {
+                self.0.commit().await.map_err(sql_error)
+            }
+
+            async fn rollback(self: Box<Self>) -> Result<(), ProjectionError> {
+                self.0.rollback().await.map_err(sql_error)
+            }
+        }
+    };
+}
+
+sql_txn!(MySqlTxn, sqlx::MySql);
+sql_txn!(SqliteTxn, sqlx::Sqlite);
+
+fn row_values<R: Row>(row: &R) -> Vec<SqlValue>
+where
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    (0..row.len())
+        .map(|i| match row.try_get::<Option<i64>, _>(i) {
+            Ok(Some(v)) => SqlValue::Int(v),
+            Ok(None) => SqlValue::Null,
+            Err(_) => match row.try_get::<Option<String>, _>(i) {
+                Ok(Some(v)) => SqlValue::Text(v),
+                _ => SqlValue::Null,
+            },
+        })
+        .collect()
+}
+
+impl MySqlTxn {
+    async fn copy_table(&mut self, from: &str, to: &str) -> Result<(), ProjectionError> {
+        for sql in [
+            format!("drop table if exists {to}"),
+            format!("create table {to} like {from}"),
+        ] {
+            sqlx::query(&sql)
+                .execute(&mut *self.0)
+                .await
+                .map_err(sql_error)?;
+        }
+        Ok(())
+    }
+
+    async fn swap_table(&mut self, live: &str, rebuilt: &str) -> Result<(), ProjectionError> {
+        // One RENAME swaps both names atomically: readers see the old table or the new one.
+        let retired = format!("{live}__retired");
+        for sql in [
+            format!("drop table if exists {retired}"),
+            format!("rename table {live} to {retired}, {rebuilt} to {live}"),
+            format!("drop table {retired}"),
+        ] {
+            sqlx::query(&sql)
+                .execute(&mut *self.0)
+                .await
+                .map_err(sql_error)?;
+        }
+        Ok(())
+    }
+}
+
+impl SqliteTxn {
+    /// The copy gets the live table's columns only; its indexes are created at the swap, so the
+    /// rebuild inserts into a bare table.
+    async fn copy_table(&mut self, from: &str, to: &str) -> Result<(), ProjectionError> {
+        let ddl: Option<(String,)> =
+            sqlx::query_as("select sql from sqlite_master where type = 'table' and name = ?")
+                .bind(from)
+                .fetch_optional(&mut *self.0)
+                .await
+                .map_err(sql_error)?;
+        let Some((ddl,)) = ddl else {
+            return Err(ProjectionError::Database(format!("no table {from}")));
+        };
+        let Some(columns) = ddl.find('(') else {
+            return Err(ProjectionError::Database(format!(
+                "unexpected definition of {from}"
+            )));
+        };
+        for sql in [
+            format!("drop table if exists {to}"),
+            format!("create table {to} {}", &ddl[columns..]),
+        ] {
+            sqlx::query(&sql)
+                .execute(&mut *self.0)
+                .await
+                .map_err(sql_error)?;
+        }
+        Ok(())
+    }
+
+    /// Inside this transaction: drop the live table, rename the rebuilt one, recreate the live
+    /// table's indexes. Readers see the old table until the commit.
+    async fn swap_table(&mut self, live: &str, rebuilt: &str) -> Result<(), ProjectionError> {
+        let indexes: Vec<(String,)> = sqlx::query_as(
+            "select sql from sqlite_master where type = 'index' and tbl_name = ? and sql is not null",
+        )
+        .bind(live)
+        .fetch_all(&mut *self.0)
+        .await
+        .map_err(sql_error)?;
+        let mut statements = vec![
+            format!("drop table {live}"),
+            format!("alter table {rebuilt} rename to {live}"),
+        ];
+        statements.extend(indexes.into_iter().map(|(sql,)| sql));
+        for sql in statements {
+            sqlx::query(&sql)
+                .execute(&mut *self.0)
+                .await
+                .map_err(sql_error)?;
+        }
+        Ok(())
+    }
+}

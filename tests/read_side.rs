@@ -1,0 +1,455 @@
+//! Projectors: replay equivalence, crash in the middle of a batch, two instances, and an event
+//! that cannot be applied; on SQLite and on MySQL.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chatd::commands::{CommandBus, Intent};
+use chatd::store::{EventStore, StoredEvent};
+use events::{Actor, ConversationCommand, NewMessage};
+use projections::{
+    LoggedEvent, ProjectionError, ProjectionStore, Projections, Projector, ProjectorState,
+    RuntimeOptions, SqlTxn, Tables, all_projectors,
+};
+use serde_json::json;
+use sqlx::Row;
+use support::*;
+
+/// A small deterministic generator, so a failing history can be reproduced.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Appends `count` mixed commands from many users and admins: every event type appears.
+async fn mixed_history(bus: &CommandBus, count: usize, seed: u64) {
+    let mut rng = Rng(seed);
+    let mut conversations: Vec<(u64, u64)> = Vec::new(); // (conversation, user)
+    let mut messages: Vec<(u64, u64)> = Vec::new(); // (conversation, message id)
+    for n in 0..count {
+        let admin = admin(900 + rng.below(3));
+        let pick = rng.below(100);
+        let (intent, actor): (Intent, Actor) = if conversations.is_empty() || pick < 25 {
+            let user = user(1 + rng.below(40));
+            let message = NewMessage::text(format!("user message {n} 你好 <b>"));
+            (
+                Intent::OpenOrContinue {
+                    actor: user.clone(),
+                    message: Some(message),
+                },
+                user,
+            )
+        } else {
+            let (conversation, user_id) =
+                conversations[rng.below(conversations.len() as u64) as usize];
+            let owner = user(user_id);
+            let read_ids = |rng: &mut Rng| -> Vec<u64> {
+                let mine: Vec<u64> = messages
+                    .iter()
+                    .filter(|(c, _)| *c == conversation)
+                    .map(|(_, id)| *id)
+                    .collect();
+                mine.into_iter().filter(|_| rng.below(2) == 0).collect()
+            };
+            let (command, actor) = match pick {
+                25..=49 => (
+                    ConversationCommand::SendMessage {
+                        actor: admin.clone(),
+                        message: NewMessage::text(format!("reply {n}")),
+                    },
+                    admin.clone(),
+                ),
+                50..=59 => (
+                    ConversationCommand::SendMessage {
+                        actor: owner.clone(),
+                        message: NewMessage::text(format!("more {n}")),
+                    },
+                    owner.clone(),
+                ),
+                60..=67 => (
+                    ConversationCommand::MarkMessagesRead {
+                        actor: owner.clone(),
+                        message_ids: read_ids(&mut rng),
+                    },
+                    owner.clone(),
+                ),
+                68..=75 => (
+                    ConversationCommand::MarkMessagesRead {
+                        actor: admin.clone(),
+                        message_ids: read_ids(&mut rng),
+                    },
+                    admin.clone(),
+                ),
+                76..=81 => (
+                    ConversationCommand::CloseConversation {
+                        actor: owner.clone(),
+                    },
+                    owner.clone(),
+                ),
+                82..=85 => (
+                    ConversationCommand::CloseConversation {
+                        actor: admin.clone(),
+                    },
+                    admin.clone(),
+                ),
+                86..=89 => (
+                    ConversationCommand::ReopenConversation {
+                        actor: admin.clone(),
+                    },
+                    admin.clone(),
+                ),
+                90..=91 => (
+                    ConversationCommand::ArchiveConversation {
+                        actor: admin.clone(),
+                    },
+                    admin.clone(),
+                ),
+                92..=95 => (
+                    ConversationCommand::AssignConversation {
+                        actor: admin.clone(),
+                        admin_id: 900 + rng.below(3),
+                    },
+                    admin.clone(),
+                ),
+                _ => (
+                    ConversationCommand::GiveFeedback {
+                        actor: owner.clone(),
+                        rating: 1 + rng.below(5) as u8,
+                        comment: Some(format!("comment {n}")),
+                    },
+                    owner.clone(),
+                ),
+            };
+            (Intent::On(conversation, command), actor)
+        };
+        let Ok(committed) = bus.execute(intent, meta(&actor)).await else {
+            continue; // refused by the domain: part of a realistic history
+        };
+        for event in &committed.events {
+            match event.decode().unwrap() {
+                events::ConversationEvent::ConversationOpened { user, .. } => {
+                    conversations.push((committed.conversation_id, user.id))
+                }
+                events::ConversationEvent::MessageSent { message_id, .. } => {
+                    messages.push((committed.conversation_id, message_id))
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Every row of a table, in id order, as text.
+async fn dump(store: &EventStore, table: &str) -> Vec<String> {
+    let sql = format!("select * from {table} order by id");
+    macro_rules! rows {
+        ($pool:expr) => {{
+            sqlx::query(&sql)
+                .fetch_all($pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| {
+                    (0..row.len())
+                        .map(|i| match row.try_get::<Option<i64>, _>(i) {
+                            Ok(v) => format!("{v:?}"),
+                            Err(_) => format!("{:?}", row.try_get::<Option<String>, _>(i).unwrap()),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("|")
+                })
+                .collect()
+        }};
+    }
+    match store {
+        EventStore::MySql(s) => rows!(s.pool()),
+        EventStore::Sqlite(s) => rows!(s.pool()),
+    }
+}
+
+fn options(node: &str) -> RuntimeOptions {
+    let mut options = RuntimeOptions::new(node);
+    options.lease_ttl = Duration::from_secs(1);
+    options.lease_renew = Duration::from_millis(200);
+    options.poll_interval = Duration::from_millis(20);
+    options
+}
+
+fn start(
+    db: &TestDb,
+    bus: &CommandBus,
+    projectors: Vec<Arc<dyn Projector>>,
+    node: &str,
+) -> Projections {
+    Projections::start(
+        Arc::new(db.store.clone()),
+        projectors,
+        bus.committed_head(),
+        options(node),
+    )
+}
+
+async fn caught_up(projections: &Projections, store: &EventStore) {
+    let head = store.head_position().await.unwrap();
+    assert!(
+        projections.wait_for(head, Duration::from_secs(60)).await,
+        "projectors reach the head {head}: {:?}",
+        projections.statuses()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dropping_the_read_tables_and_replaying_the_log_gives_identical_rows() {
+    for db in TestDb::each().await {
+        let bus = db.commands().await;
+        let live = start(&db, &bus, all_projectors(), "node-a");
+        mixed_history(&bus, 3000, 7).await;
+        caught_up(&live, &db.store).await;
+        live.stop().await;
+        let conversations = dump(&db.store, "conversations").await;
+        let messages = dump(&db.store, "messages").await;
+        assert!(
+            conversations.len() > 20 && messages.len() > 1000,
+            "{}: a real history",
+            db.name()
+        );
+        for kind in [
+            "ConversationOpened",
+            "MessageSent",
+            "MessagesRead",
+            "ConversationClosed",
+            "ConversationReopened",
+            "ConversationArchived",
+            "ConversationAssigned",
+            "FeedbackGiven",
+        ] {
+            let log = db.store.read_from(0, 10_000).await.unwrap();
+            assert!(
+                log.iter().any(|e| e.event_type == kind),
+                "{}: the history has {kind}",
+                db.name()
+            );
+        }
+
+        let position = projections::replay(&db.store, &all_projectors(), 500, |_| {})
+            .await
+            .unwrap();
+
+        assert_eq!(position, db.store.head_position().await.unwrap());
+        assert_eq!(
+            dump(&db.store, "conversations").await,
+            conversations,
+            "{}",
+            db.name()
+        );
+        assert_eq!(dump(&db.store, "messages").await, messages, "{}", db.name());
+        // The live projectors carry on from the replayed checkpoint.
+        let live = start(&db, &bus, all_projectors(), "node-b");
+        open_with(&bus, &user(77), "after the replay").await;
+        caught_up(&live, &db.store).await;
+        assert_eq!(dump(&db.store, "messages").await.len(), messages.len() + 1);
+        live.stop().await;
+        db.cleanup().await;
+    }
+}
+
+/// The conversations projector, stalling for good at one position (a process about to be killed).
+struct StallAt {
+    position: u64,
+    reached: tokio::sync::mpsc::Sender<()>,
+}
+
+#[async_trait]
+impl Projector for StallAt {
+    fn name(&self) -> &'static str {
+        "conversations"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["conversations"]
+    }
+
+    async fn apply(
+        &self,
+        txn: &mut dyn SqlTxn,
+        tables: &Tables,
+        event: &LoggedEvent,
+    ) -> Result<(), ProjectionError> {
+        if event.position == self.position {
+            let _ = self.reached.send(()).await;
+            std::future::pending::<()>().await;
+        }
+        projections::ConversationsProjector
+            .apply(txn, tables, event)
+            .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_projector_killed_in_the_middle_of_a_batch_resumes_with_nothing_lost_or_applied_twice() {
+    for db in TestDb::each().await {
+        let bus = db.commands().await;
+        mixed_history(&bus, 1500, 11).await;
+        let (reached, mut stalled) = tokio::sync::mpsc::channel(1);
+        let stall: Arc<dyn Projector> = Arc::new(StallAt {
+            position: 700,
+            reached,
+        });
+        let doomed = start(&db, &bus, vec![stall], "node-doomed");
+        stalled.recv().await.unwrap();
+        // Some batches are committed, one is half applied inside its transaction: kill it.
+        doomed.abort();
+        drop(doomed);
+
+        let restarted = start(&db, &bus, all_projectors(), "node-restarted");
+        caught_up(&restarted, &db.store).await;
+        restarted.stop().await;
+        let after_crash = dump(&db.store, "conversations").await;
+        projections::replay(&db.store, &all_projectors(), 500, |_| {})
+            .await
+            .unwrap();
+
+        assert_eq!(
+            after_crash,
+            dump(&db.store, "conversations").await,
+            "{}",
+            db.name()
+        );
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_two_instances_one_applies_and_the_other_takes_over_when_it_stops() {
+    for db in TestDb::each().await {
+        let bus = db.commands().await;
+        open_with(&bus, &user(1), "hello").await;
+        let first = start(&db, &bus, all_projectors(), "node-1");
+        let second = start(&db, &bus, all_projectors(), "node-2");
+        caught_up(&first, &db.store).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for name in ["conversations", "messages"] {
+            let running_on = [&first, &second]
+                .iter()
+                .filter(|p| {
+                    p.statuses()
+                        .iter()
+                        .any(|s| s.name == name && s.state == ProjectorState::Running)
+                })
+                .count();
+            assert_eq!(
+                running_on,
+                1,
+                "{}: {name} runs on exactly one node",
+                db.name()
+            );
+        }
+        let running = |p: &Projections| {
+            p.statuses()
+                .iter()
+                .filter(|s| s.state == ProjectorState::Running)
+                .count()
+        };
+        let (leader, standby) = (first, second);
+        leader.abort();
+        drop(leader);
+        open_with(&bus, &user(2), "while the leader is gone").await;
+
+        caught_up(&standby, &db.store).await;
+        assert_eq!(running(&standby), 2, "{}: the standby took over", db.name());
+        assert_eq!(dump(&db.store, "conversations").await.len(), 2);
+        standby.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_a_projector_cannot_apply_stops_it_with_the_position_and_keeps_its_checkpoint() {
+    for db in TestDb::each().await {
+        let bus = db.commands().await;
+        let opened = open_with(&bus, &user(1), "hello").await;
+        let projections = start(&db, &bus, all_projectors(), "node-1");
+        caught_up(&projections, &db.store).await;
+        let good = db.store.head_position().await.unwrap();
+        let bad: Vec<StoredEvent> = db
+            .store
+            .append_serialized(&[cqrs_es::persist::SerializedEvent {
+                aggregate_id: opened.conversation_id.to_string(),
+                sequence: 3,
+                aggregate_type: "conversation".into(),
+                event_type: "ConversationTeleported".into(),
+                event_version: "1".into(),
+                payload: json!({}),
+                metadata: json!({"actor_id": 1, "actor_role": "system"}),
+            }])
+            .await
+            .unwrap();
+        let bad_position = bad[0].position;
+
+        assert!(
+            !projections
+                .wait_for(bad_position, Duration::from_secs(10))
+                .await
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while projections
+            .statuses()
+            .iter()
+            .any(|s| s.state != ProjectorState::Failed)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        for status in projections.statuses() {
+            assert_eq!(
+                status.state,
+                ProjectorState::Failed,
+                "{}: {status:?}",
+                db.name()
+            );
+            assert_eq!(status.position, good);
+            let error = status.last_error.unwrap();
+            assert!(
+                error.contains(&format!("position {bad_position}")),
+                "{error}"
+            );
+        }
+        let mut txn = ProjectionStore::begin(&db.store).await.unwrap();
+        let row = txn
+            .fetch_row(
+                "select position, last_error from projector_state where name = 'messages'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        txn.rollback().await.unwrap();
+        assert_eq!(
+            row[0].as_i64(),
+            Some(good as i64),
+            "the checkpoint did not move"
+        );
+        assert!(
+            row[1]
+                .as_text()
+                .unwrap()
+                .contains(&bad_position.to_string())
+        );
+        projections.stop().await;
+        db.cleanup().await;
+    }
+}
