@@ -18,8 +18,9 @@ lint: ## formatting and clippy, warnings are errors
 fmt:
 	cargo fmt --all
 
-bench: ## append throughput and latency on SQLite and MySQL
+bench: ## append throughput and latency, projection lag and replay speed, on SQLite and MySQL
 	cargo bench --bench append
+	cargo bench --bench read_side
 
 ci: ## what CI runs
 	.ci/run

@@ -83,23 +83,29 @@ async fn replay(store: &crate::store::EventStore, only: Option<&str>) -> anyhow:
     tracing::info!(projections = ?names, head, "replay started");
     let started = Instant::now();
     let mut last_log = Instant::now();
-    let position = projections::replay(store, &projectors, 2000, |progress| match &bar {
-        Some(bar) => {
-            bar.set_length(progress.head.max(progress.position));
-            bar.set_position(progress.position);
-        }
-        None if last_log.elapsed() >= Duration::from_secs(2) => {
-            last_log = Instant::now();
-            tracing::info!(
-                applied = progress.applied,
-                position = progress.position,
-                head = progress.head,
-                "replaying"
-            );
-        }
-        None => {}
-    })
-    .await?;
+    let position =
+        projections::replay(
+            store,
+            &projectors,
+            projections::REPLAY_BATCH,
+            |progress| match &bar {
+                Some(bar) => {
+                    bar.set_length(progress.head.max(progress.position));
+                    bar.set_position(progress.position);
+                }
+                None if last_log.elapsed() >= Duration::from_secs(2) => {
+                    last_log = Instant::now();
+                    tracing::info!(
+                        applied = progress.applied,
+                        position = progress.position,
+                        head = progress.head,
+                        "replaying"
+                    );
+                }
+                None => {}
+            },
+        )
+        .await?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

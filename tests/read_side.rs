@@ -286,15 +286,22 @@ impl Projector for StallAt {
         &self,
         txn: &mut dyn SqlTxn,
         tables: &Tables,
-        event: &LoggedEvent,
+        events: &[LoggedEvent],
     ) -> Result<(), ProjectionError> {
-        if event.position == self.position {
+        // The events before the stall point are written inside the transaction, then it hangs.
+        let stall = events
+            .iter()
+            .position(|e| e.position == self.position)
+            .unwrap_or(events.len());
+        let (before, after) = events.split_at(stall);
+        projections::ConversationsProjector
+            .apply(txn, tables, before)
+            .await?;
+        if !after.is_empty() {
             let _ = self.reached.send(()).await;
             std::future::pending::<()>().await;
         }
-        projections::ConversationsProjector
-            .apply(txn, tables, event)
-            .await
+        Ok(())
     }
 }
 

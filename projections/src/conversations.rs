@@ -1,5 +1,10 @@
 //! The `conversations` table: one row per conversation with its status, assignee, unread counts
 //! for each side, last message preview and time, feedback, and the stream version it reflects.
+//!
+//! A batch is folded in memory first, one change per conversation (later values win, counts
+//! add up), then written with one statement per conversation touched.
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use events::{ConversationEvent, Role};
@@ -13,6 +18,161 @@ pub struct ConversationsProjector;
 
 fn preview(content: &str) -> String {
     content.trim().chars().take(PREVIEW_CHARS).collect()
+}
+
+/// What a batch does to one conversation row.
+struct Change {
+    /// Opened in this batch: the row is inserted, with every column below folded in.
+    opened: Option<(u64, String, i64)>,
+    columns: BTreeMap<&'static str, SqlValue>,
+    message_count: i64,
+    unread_for_user: i64,
+    unread_for_admin: i64,
+    /// The first event of the batch for this conversation (named when the row is missing).
+    first_position: u64,
+}
+
+impl Change {
+    fn new(position: u64) -> Self {
+        Change {
+            opened: None,
+            columns: BTreeMap::new(),
+            message_count: 0,
+            unread_for_user: 0,
+            unread_for_admin: 0,
+            first_position: position,
+        }
+    }
+
+    fn fold(&mut self, event: &LoggedEvent) -> Result<(), ProjectionError> {
+        let at = SqlValue::Int(event.recorded_at_micros);
+        let mut set = |column: &'static str, value: SqlValue| {
+            self.columns.insert(column, value);
+        };
+        set("updated_at", at.clone());
+        set("version", event.sequence.into());
+        match event.decode()? {
+            ConversationEvent::ConversationOpened { user, .. } => {
+                set("status", "active".into());
+                self.opened = Some((user.id, user.identifier, event.recorded_at_micros));
+            }
+            ConversationEvent::MessageSent {
+                message_id,
+                sender,
+                message_type,
+                content,
+                ..
+            } => {
+                set("last_message_id", message_id.into());
+                set("last_message_preview", preview(&content).into());
+                set("last_message_sender_role", sender.role.as_str().into());
+                set("last_message_type", message_type.as_str().into());
+                set("last_message_at", at);
+                self.message_count += 1;
+                if sender.role == Role::User {
+                    self.unread_for_admin += 1;
+                } else {
+                    self.unread_for_user += 1;
+                }
+            }
+            ConversationEvent::MessagesRead {
+                message_ids,
+                reader,
+            } => {
+                let read = i64::try_from(message_ids.len()).unwrap_or(i64::MAX);
+                if reader.role == Role::User {
+                    self.unread_for_user -= read;
+                } else {
+                    self.unread_for_admin -= read;
+                }
+            }
+            ConversationEvent::ConversationClosed { .. } => {
+                set("status", "closed".into());
+                set("closed_at", at);
+            }
+            ConversationEvent::ConversationReopened { .. } => {
+                set("status", "active".into());
+                set("closed_at", SqlValue::Null);
+            }
+            ConversationEvent::ConversationArchived { .. } => set("status", "archived".into()),
+            ConversationEvent::ConversationAssigned { admin_id, .. } => {
+                set("admin_id", admin_id.into())
+            }
+            ConversationEvent::FeedbackGiven {
+                rating, comment, ..
+            } => {
+                set("feedback_rating", rating.into());
+                set("feedback_comment", comment.into());
+                set("feedback_at", at);
+            }
+        }
+        Ok(())
+    }
+
+    async fn write(
+        self,
+        txn: &mut dyn SqlTxn,
+        table: &str,
+        id: u64,
+    ) -> Result<(), ProjectionError> {
+        let counters = [
+            ("message_count", self.message_count),
+            ("unread_for_user", self.unread_for_user),
+            ("unread_for_admin", self.unread_for_admin),
+        ];
+        if let Some((user_id, identifier, created_at)) = self.opened {
+            let mut names = vec!["id", "user_id", "user_identifier", "created_at"];
+            let mut params: Vec<SqlValue> = vec![
+                id.into(),
+                user_id.into(),
+                identifier.into(),
+                SqlValue::Int(created_at),
+            ];
+            for (name, value) in counters {
+                names.push(name);
+                params.push(SqlValue::Int(value));
+            }
+            for (name, value) in self.columns {
+                names.push(name);
+                params.push(value);
+            }
+            let placeholders = vec!["?"; names.len()].join(", ");
+            let sql = format!(
+                "insert into {table} ({}) values ({placeholders})",
+                names.join(", ")
+            );
+            return match txn.execute(&sql, &params).await {
+                Err(ProjectionError::Duplicate(reason)) => Err(ProjectionError::Apply {
+                    position: self.first_position,
+                    reason: format!("conversation {id} is already in {table}: {reason}"),
+                }),
+                other => other.map(|_| ()),
+            };
+        }
+        let mut assignments: Vec<String> = counters
+            .iter()
+            .filter(|(_, delta)| *delta != 0)
+            .map(|(name, _)| format!("{name} = {name} + ?"))
+            .collect();
+        let mut params: Vec<SqlValue> = counters
+            .iter()
+            .filter(|(_, delta)| *delta != 0)
+            .map(|(_, delta)| SqlValue::Int(*delta))
+            .collect();
+        for (name, value) in self.columns {
+            assignments.push(format!("{name} = ?"));
+            params.push(value);
+        }
+        params.push(id.into());
+        let sql = format!("update {table} set {} where id = ?", assignments.join(", "));
+        if txn.execute(&sql, &params).await? != 1 {
+            return Err(ProjectionError::Apply {
+                position: self.first_position,
+                reason: format!("conversation {id} is not in {table}"),
+            });
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -29,119 +189,19 @@ impl Projector for ConversationsProjector {
         &self,
         txn: &mut dyn SqlTxn,
         tables: &Tables,
-        event: &LoggedEvent,
+        events: &[LoggedEvent],
     ) -> Result<(), ProjectionError> {
         let table = tables.name("conversations");
-        let id = SqlValue::from(event.conversation_id()?);
-        let at = SqlValue::Int(event.recorded_at_micros);
-        let version = SqlValue::from(event.sequence);
-        let (sql, params): (String, Vec<SqlValue>) = match event.decode()? {
-            ConversationEvent::ConversationOpened { user, .. } => {
-                let sql = format!(
-                    "insert into {table} (id, user_id, user_identifier, admin_id, status, \
-                     message_count, unread_for_user, unread_for_admin, created_at, updated_at, version) \
-                     values (?, ?, ?, null, 'active', 0, 0, 0, ?, ?, ?)"
-                );
-                txn.execute(
-                    &sql,
-                    &[
-                        id,
-                        user.id.into(),
-                        user.identifier.into(),
-                        at.clone(),
-                        at,
-                        version,
-                    ],
-                )
-                .await?;
-                return Ok(());
-            }
-            ConversationEvent::MessageSent {
-                message_id,
-                sender,
-                message_type,
-                content,
-                ..
-            } => {
-                let from_user = i64::from(sender.role == Role::User);
-                (
-                    format!(
-                        "update {table} set last_message_id = ?, last_message_preview = ?, \
-                         last_message_sender_role = ?, last_message_type = ?, last_message_at = ?, \
-                         message_count = message_count + 1, unread_for_admin = unread_for_admin + ?, \
-                         unread_for_user = unread_for_user + ?, updated_at = ?, version = ? where id = ?"
-                    ),
-                    vec![
-                        message_id.into(),
-                        preview(&content).into(),
-                        sender.role.as_str().into(),
-                        message_type.as_str().into(),
-                        at.clone(),
-                        SqlValue::Int(from_user),
-                        SqlValue::Int(1 - from_user),
-                        at,
-                        version,
-                        id,
-                    ],
-                )
-            }
-            ConversationEvent::MessagesRead {
-                message_ids,
-                reader,
-            } => {
-                let column = if reader.role == Role::User {
-                    "unread_for_user"
-                } else {
-                    "unread_for_admin"
-                };
-                let read = i64::try_from(message_ids.len()).unwrap_or(i64::MAX);
-                (
-                    format!(
-                        "update {table} set {column} = {column} - ?, updated_at = ?, version = ? where id = ?"
-                    ),
-                    vec![SqlValue::Int(read), at, version, id],
-                )
-            }
-            ConversationEvent::ConversationClosed { .. } => (
-                format!(
-                    "update {table} set status = 'closed', closed_at = ?, updated_at = ?, version = ? where id = ?"
-                ),
-                vec![at.clone(), at, version, id],
-            ),
-            ConversationEvent::ConversationReopened { .. } => (
-                format!(
-                    "update {table} set status = 'active', closed_at = null, updated_at = ?, version = ? where id = ?"
-                ),
-                vec![at, version, id],
-            ),
-            ConversationEvent::ConversationArchived { .. } => (
-                format!(
-                    "update {table} set status = 'archived', updated_at = ?, version = ? where id = ?"
-                ),
-                vec![at, version, id],
-            ),
-            ConversationEvent::ConversationAssigned { admin_id, .. } => (
-                format!(
-                    "update {table} set admin_id = ?, updated_at = ?, version = ? where id = ?"
-                ),
-                vec![admin_id.into(), at, version, id],
-            ),
-            ConversationEvent::FeedbackGiven {
-                rating, comment, ..
-            } => (
-                format!(
-                    "update {table} set feedback_rating = ?, feedback_comment = ?, feedback_at = ?, \
-                     updated_at = ?, version = ? where id = ?"
-                ),
-                vec![rating.into(), comment.into(), at.clone(), at, version, id],
-            ),
-        };
-        let changed = txn.execute(&sql, &params).await?;
-        if changed != 1 {
-            return Err(ProjectionError::Apply {
-                position: event.position,
-                reason: format!("conversation {} is not in {table}", event.stream_id),
-            });
+        let mut changes: BTreeMap<u64, Change> = BTreeMap::new();
+        for event in events {
+            let id = event.conversation_id()?;
+            changes
+                .entry(id)
+                .or_insert_with(|| Change::new(event.position))
+                .fold(event)?;
+        }
+        for (id, change) in changes {
+            change.write(txn, &table, id).await?;
         }
         Ok(())
     }

@@ -22,6 +22,10 @@ pub use sql::{ProjectionError, ProjectionStore, SqlTxn, SqlValue, Tables};
 use async_trait::async_trait;
 use events::ConversationEvent;
 
+/// Events per transaction when replaying: large batches let projectors fold many events of one
+/// conversation into one statement.
+pub const REPLAY_BATCH: u32 = 10_000;
+
 /// One event as the log hands it to a reader.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoggedEvent {
@@ -61,8 +65,10 @@ impl LoggedEvent {
     }
 }
 
-/// A read model: a stable name (its checkpoint key), the tables it owns, and how one event
-/// changes them. `apply` runs inside the transaction that also moves the checkpoint.
+/// A read model: a stable name (its checkpoint key), the tables it owns, and how a run of
+/// consecutive events changes them. `apply` runs inside the transaction that also moves the
+/// checkpoint; it gets whole batches so it can write many events with few statements, and must
+/// leave the same rows whatever the batch boundaries are.
 #[async_trait]
 pub trait Projector: Send + Sync {
     /// Never changes once deployed: it keys the checkpoint.
@@ -73,7 +79,7 @@ pub trait Projector: Send + Sync {
         &self,
         txn: &mut dyn SqlTxn,
         tables: &Tables,
-        event: &LoggedEvent,
+        events: &[LoggedEvent],
     ) -> Result<(), ProjectionError>;
 }
 

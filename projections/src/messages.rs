@@ -1,14 +1,53 @@
 //! The `messages` table: one row per message, with the read flag that read receipts set.
+//! Consecutive messages are inserted with one multi-row statement.
 
 use async_trait::async_trait;
 use events::{ConversationEvent, Role};
 
 use crate::{LoggedEvent, ProjectionError, Projector, SqlTxn, SqlValue, Tables};
 
+/// Rows per multi-row insert (12 parameters each).
+const INSERT_CHUNK: usize = 400;
 /// Ids per `update ... where id in (...)` statement.
 const READ_CHUNK: usize = 500;
 
+const COLUMNS: &str = "id, conversation_id, user_id, admin_id, sender_role, sender_identifier, \
+     message_type, content, file_id, file_url, client_msg_id, metadata, is_read, read_at, timestamp, position";
+const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, null, ?, null, 0, null, ?, ?)";
+
 pub struct MessagesProjector;
+
+/// Messages waiting to be inserted, with the positions they came from (for error messages).
+#[derive(Default)]
+struct PendingRows {
+    params: Vec<SqlValue>,
+    rows: usize,
+    first_position: u64,
+    last_position: u64,
+}
+
+impl PendingRows {
+    async fn flush(&mut self, txn: &mut dyn SqlTxn, table: &str) -> Result<(), ProjectionError> {
+        if self.rows == 0 {
+            return Ok(());
+        }
+        let values = vec![ROW; self.rows].join(", ");
+        let sql = format!("insert into {table} ({COLUMNS}) values {values}");
+        let result = txn.execute(&sql, &self.params).await;
+        let (first, last) = (self.first_position, self.last_position);
+        *self = PendingRows::default();
+        match result {
+            Ok(_) => Ok(()),
+            Err(ProjectionError::Duplicate(reason)) => Err(ProjectionError::Apply {
+                position: first,
+                reason: format!(
+                    "a message of positions {first}..={last} is already in {table}: {reason}"
+                ),
+            }),
+            Err(error) => Err(error),
+        }
+    }
+}
 
 #[async_trait]
 impl Projector for MessagesProjector {
@@ -24,32 +63,31 @@ impl Projector for MessagesProjector {
         &self,
         txn: &mut dyn SqlTxn,
         tables: &Tables,
-        event: &LoggedEvent,
+        events: &[LoggedEvent],
     ) -> Result<(), ProjectionError> {
         let table = tables.name("messages");
-        match event.decode()? {
-            ConversationEvent::MessageSent {
-                message_id,
-                sender,
-                message_type,
-                content,
-                file_id,
-                client_msg_id,
-            } => {
-                let (user_id, admin_id) = match sender.role {
-                    Role::User => (Some(sender.id), None),
-                    Role::Admin => (None, Some(sender.id)),
-                    Role::System | Role::Auditor => (None, None),
-                };
-                let sql = format!(
-                    "insert into {table} (id, conversation_id, user_id, admin_id, sender_role, \
-                     sender_identifier, message_type, content, file_id, file_url, client_msg_id, metadata, \
-                     is_read, read_at, timestamp, position) \
-                     values (?, ?, ?, ?, ?, ?, ?, ?, ?, null, ?, null, 0, null, ?, ?)"
-                );
-                txn.execute(
-                    &sql,
-                    &[
+        let mut pending = PendingRows::default();
+        for event in events {
+            match event.decode()? {
+                ConversationEvent::MessageSent {
+                    message_id,
+                    sender,
+                    message_type,
+                    content,
+                    file_id,
+                    client_msg_id,
+                } => {
+                    let (user_id, admin_id) = match sender.role {
+                        Role::User => (Some(sender.id), None),
+                        Role::Admin => (None, Some(sender.id)),
+                        Role::System | Role::Auditor => (None, None),
+                    };
+                    if pending.rows == 0 {
+                        pending.first_position = event.position;
+                    }
+                    pending.last_position = event.position;
+                    pending.rows += 1;
+                    pending.params.extend([
                         message_id.into(),
                         event.conversation_id()?.into(),
                         user_id.into(),
@@ -62,36 +100,49 @@ impl Projector for MessagesProjector {
                         client_msg_id.into(),
                         SqlValue::Int(event.recorded_at_micros),
                         event.position.into(),
-                    ],
-                )
-                .await?;
-            }
-            ConversationEvent::MessagesRead { message_ids, .. } => {
-                for chunk in message_ids.chunks(READ_CHUNK) {
-                    let placeholders = vec!["?"; chunk.len()].join(", ");
-                    let sql = format!(
-                        "update {table} set is_read = 1, read_at = ? \
-                         where conversation_id = ? and id in ({placeholders})"
-                    );
-                    let mut params = vec![
-                        SqlValue::Int(event.recorded_at_micros),
-                        event.conversation_id()?.into(),
-                    ];
-                    params.extend(chunk.iter().map(|id| SqlValue::from(*id)));
-                    let changed = txn.execute(&sql, &params).await?;
-                    if changed != chunk.len() as u64 {
-                        return Err(ProjectionError::Apply {
-                            position: event.position,
-                            reason: format!(
-                                "read receipt for {} messages, {changed} found unread in {table}",
-                                chunk.len()
-                            ),
-                        });
+                    ]);
+                    if pending.rows == INSERT_CHUNK {
+                        pending.flush(txn, &table).await?;
                     }
                 }
+                ConversationEvent::MessagesRead { message_ids, .. } => {
+                    // The messages read may be among those still pending.
+                    pending.flush(txn, &table).await?;
+                    mark_read(txn, &table, event, &message_ids).await?;
+                }
+                _ => {}
             }
-            _ => {}
         }
-        Ok(())
+        pending.flush(txn, &table).await
     }
+}
+
+async fn mark_read(
+    txn: &mut dyn SqlTxn,
+    table: &str,
+    event: &LoggedEvent,
+    ids: &[u64],
+) -> Result<(), ProjectionError> {
+    for chunk in ids.chunks(READ_CHUNK) {
+        let placeholders = vec!["?"; chunk.len()].join(", ");
+        let sql = format!(
+            "update {table} set is_read = 1, read_at = ? where conversation_id = ? and id in ({placeholders})"
+        );
+        let mut params = vec![
+            SqlValue::Int(event.recorded_at_micros),
+            event.conversation_id()?.into(),
+        ];
+        params.extend(chunk.iter().map(|id| SqlValue::from(*id)));
+        let changed = txn.execute(&sql, &params).await?;
+        if changed != chunk.len() as u64 {
+            return Err(ProjectionError::Apply {
+                position: event.position,
+                reason: format!(
+                    "read receipt for {} messages, {changed} found unread in {table}",
+                    chunk.len()
+                ),
+            });
+        }
+    }
+    Ok(())
 }

@@ -353,9 +353,7 @@ impl Worker {
         batch: &[LoggedEvent],
         last: u64,
     ) -> Result<(), ProjectionError> {
-        for event in batch {
-            self.projector.apply(txn, &Tables::LIVE, event).await?;
-        }
+        self.projector.apply(txn, &Tables::LIVE, batch).await?;
         let moved = txn
             .execute(
                 "update projector_state set position = ?, updated_at = ?, last_error = null \
@@ -604,12 +602,13 @@ async fn fold_into_rebuild(
             break;
         };
         let mut txn = store.begin().await?;
-        for event in &batch {
-            for projector in projectors {
-                if let Err(error) = projector.apply(txn.as_mut(), &Tables::REBUILD, event).await {
-                    let _ = txn.rollback().await;
-                    return Err(error);
-                }
+        for projector in projectors {
+            if let Err(error) = projector
+                .apply(txn.as_mut(), &Tables::REBUILD, &batch)
+                .await
+            {
+                let _ = txn.rollback().await;
+                return Err(error);
             }
         }
         txn.commit().await?;

@@ -68,8 +68,20 @@ impl ProjectionStore for EventStore {
 
     async fn begin(&self) -> Result<Box<dyn SqlTxn>, ProjectionError> {
         Ok(match self {
-            EventStore::MySql(s) => Box::new(MySqlTxn(begin(s).await?)),
-            EventStore::Sqlite(s) => Box::new(SqliteTxn(begin(s).await?)),
+            EventStore::MySql(s) => {
+                let _write_turn = s.write_turn().await;
+                Box::new(MySqlTxn {
+                    tx: begin(s).await?,
+                    _write_turn,
+                })
+            }
+            EventStore::Sqlite(s) => {
+                let _write_turn = s.write_turn().await;
+                Box::new(SqliteTxn {
+                    tx: begin(s).await?,
+                    _write_turn,
+                })
+            }
         })
     }
 }
@@ -83,7 +95,11 @@ async fn begin<DB: Database>(
 /// Binds projection values and reads rows back, the same way on both back ends.
 macro_rules! sql_txn {
     ($name:ident, $db:ty) => {
-        pub struct $name(Transaction<'static, $db>);
+        /// A transaction, holding this process's write turn where the back end needs one.
+        pub struct $name {
+            tx: Transaction<'static, $db>,
+            _write_turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+        }
 
         impl $name {
             fn query<'q>(
@@ -110,7 +126,7 @@ macro_rules! sql_txn {
                 params: &[SqlValue],
             ) -> Result<u64, ProjectionError> {
                 let done = Self::query(sql, params)
-                    .execute(&mut *self.0)
+                    .execute(&mut *self.tx)
                     .await
                     .map_err(sql_error)?;
                 Ok(done.rows_affected())
@@ -122,7 +138,7 @@ macro_rules! sql_txn {
                 params: &[SqlValue],
             ) -> Result<Option<Vec<SqlValue>>, ProjectionError> {
                 let row = Self::query(sql, params)
-                    .fetch_optional(&mut *self.0)
+                    .fetch_optional(&mut *self.tx)
                     .await
                     .map_err(sql_error)?;
                 Ok(row.as_ref().map(row_values))
@@ -145,11 +161,11 @@ macro_rules! sql_txn {
             }
 
             async fn commit(self: Box<Self>) -> Result<(), ProjectionError> {
-                self.0.commit().await.map_err(sql_error)
+                self.tx.commit().await.map_err(sql_error)
             }
 
             async fn rollback(self: Box<Self>) -> Result<(), ProjectionError> {
-                self.0.rollback().await.map_err(sql_error)
+                self.tx.rollback().await.map_err(sql_error)
             }
         }
     };
@@ -183,7 +199,7 @@ impl MySqlTxn {
             format!("create table {to} like {from}"),
         ] {
             sqlx::query(&sql)
-                .execute(&mut *self.0)
+                .execute(&mut *self.tx)
                 .await
                 .map_err(sql_error)?;
         }
@@ -199,7 +215,7 @@ impl MySqlTxn {
             format!("drop table {retired}"),
         ] {
             sqlx::query(&sql)
-                .execute(&mut *self.0)
+                .execute(&mut *self.tx)
                 .await
                 .map_err(sql_error)?;
         }
@@ -214,7 +230,7 @@ impl SqliteTxn {
         let ddl: Option<(String,)> =
             sqlx::query_as("select sql from sqlite_master where type = 'table' and name = ?")
                 .bind(from)
-                .fetch_optional(&mut *self.0)
+                .fetch_optional(&mut *self.tx)
                 .await
                 .map_err(sql_error)?;
         let Some((ddl,)) = ddl else {
@@ -230,7 +246,7 @@ impl SqliteTxn {
             format!("create table {to} {}", &ddl[columns..]),
         ] {
             sqlx::query(&sql)
-                .execute(&mut *self.0)
+                .execute(&mut *self.tx)
                 .await
                 .map_err(sql_error)?;
         }
@@ -244,7 +260,7 @@ impl SqliteTxn {
             "select sql from sqlite_master where type = 'index' and tbl_name = ? and sql is not null",
         )
         .bind(live)
-        .fetch_all(&mut *self.0)
+        .fetch_all(&mut *self.tx)
         .await
         .map_err(sql_error)?;
         let mut statements = vec![
@@ -254,7 +270,7 @@ impl SqliteTxn {
         statements.extend(indexes.into_iter().map(|(sql,)| sql));
         for sql in statements {
             sqlx::query(&sql)
-                .execute(&mut *self.0)
+                .execute(&mut *self.tx)
                 .await
                 .map_err(sql_error)?;
         }

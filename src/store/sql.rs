@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -41,12 +42,17 @@ pub struct ChainBreak {
 /// The store on one back end.
 pub struct SqlStore<DB: Database> {
     pool: Pool<DB>,
+    /// SQLite has one writer at a time and its busy handler sleeps with back-off, so a writer
+    /// that keeps losing waits long. Writers of this process queue here instead, first come
+    /// first served. None on MySQL, whose row lock queues fairly.
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl<DB: Database> Clone for SqlStore<DB> {
     fn clone(&self) -> Self {
         SqlStore {
             pool: self.pool.clone(),
+            write_gate: self.write_gate.clone(),
         }
     }
 }
@@ -54,6 +60,14 @@ impl<DB: Database> Clone for SqlStore<DB> {
 impl<DB: Database> SqlStore<DB> {
     pub fn pool(&self) -> &Pool<DB> {
         &self.pool
+    }
+
+    /// Waits for this process's turn to write (SQLite only); hold the guard until commit.
+    pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.write_gate {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
+        }
     }
 }
 
@@ -76,7 +90,10 @@ impl SqlStore<sqlx::MySql> {
             .connect_with(connect)
             .await
             .map_err(StoreError::from_sqlx)?;
-        Ok(SqlStore { pool })
+        Ok(SqlStore {
+            pool,
+            write_gate: None,
+        })
     }
 }
 
@@ -107,7 +124,10 @@ impl SqlStore<sqlx::Sqlite> {
             .connect_with(connect)
             .await
             .map_err(StoreError::from_sqlx)?;
-        Ok(SqlStore { pool })
+        Ok(SqlStore {
+            pool,
+            write_gate: Some(Arc::new(tokio::sync::Mutex::new(()))),
+        })
     }
 }
 
@@ -122,6 +142,7 @@ fn from_db(value: i64, what: &str) -> Result<u64, StoreError> {
 /// An append transaction: holds the sequencer lock from `begin` to `commit`.
 pub struct AppendTxn<DB: Database> {
     tx: Transaction<'static, DB>,
+    _write_turn: Option<tokio::sync::OwnedMutexGuard<()>>,
     pub state: SequencerState,
 }
 
@@ -241,6 +262,7 @@ where
     /// Opens an append transaction and takes the sequencer lock. Every writer does this first, so
     /// appends are serialised system-wide and positions are handed out in commit order.
     pub async fn begin_append(&self) -> Result<AppendTxn<DB>, StoreError> {
+        let write_turn = self.write_turn().await;
         let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
         // A write as the first statement: MySQL takes the row lock, SQLite the database write lock.
         sqlx::query("update event_sequencer set next_position = next_position where id = 1")
@@ -264,7 +286,11 @@ where
             next_message_id: get(1, "message id")?,
             next_conversation_id: get(2, "conversation id")?,
         };
-        Ok(AppendTxn { tx, state })
+        Ok(AppendTxn {
+            tx,
+            _write_turn: write_turn,
+            state,
+        })
     }
 
     fn event_from_row(row: &DB::Row) -> Result<StoredEvent, StoreError> {
