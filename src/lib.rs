@@ -1,11 +1,13 @@
 //! chatd: an event-sourced support-chat backend. Requests become commands, the domain in
 //! `events/` decides, the event store appends, projectors fold the log into read tables.
 
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod http;
+pub mod limits;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
