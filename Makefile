@@ -18,9 +18,10 @@ lint: ## formatting and clippy, warnings are errors
 fmt:
 	cargo fmt --all
 
-bench: ## append throughput and latency, projection lag and replay speed, on SQLite and MySQL
+bench: ## append throughput, projection lag, replay speed, REST throughput; SQLite and MySQL
 	cargo bench --bench append
 	cargo bench --bench read_side
+	cargo bench --bench http
 
 ci: ## what CI runs
 	.ci/run

@@ -1,4 +1,5 @@
-//! The operator's commands: `chatd [serve]`, `chatd migrate`, `chatd replay`.
+//! The operator's commands: `chatd [serve]`, `chatd migrate`, `chatd replay`, `chatd session
+//! create`, `chatd sign`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -20,11 +21,43 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Manage sessions (for trying the API; the login system writes them to Redis).
+    Session {
+        #[command(subcommand)]
+        command: SessionCommand,
+    },
+    /// Print the X-Timestamp and X-Signature headers for a request, for curl.
+    Sign {
+        /// GET, POST, PUT, ...
+        method: String,
+        /// Path and query exactly as sent, e.g. `/api/chat/messages?limit=5`.
+        path: String,
+        /// The raw body, if any.
+        body: Option<String>,
+    },
     /// Rebuild read tables from the log into fresh tables and swap them in.
     Replay {
         /// Only this projection (default: all).
         #[arg(long)]
         projection: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Create a session and print its token.
+    Create {
+        #[arg(long)]
+        user_id: u64,
+        /// user, admin or auditor
+        #[arg(long)]
+        role: String,
+        /// user_uuid_42 or admin_username
+        #[arg(long)]
+        identifier: String,
+        /// e.g. 30m, 24h, 7d (default 24h)
+        #[arg(long)]
+        ttl: Option<String>,
     },
 }
 
@@ -36,6 +69,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open_store(&config).await?;
             println!("migrations applied to {}", redact_url(&config.database_url));
             store.close().await;
+            Ok(())
+        }
+        Command::Session {
+            command:
+                SessionCommand::Create {
+                    user_id,
+                    role,
+                    identifier,
+                    ttl,
+                },
+        } => {
+            // Prints the token.
+            crate::auth::cli::session_create_command(
+                &config,
+                user_id,
+                &role,
+                &identifier,
+                ttl.as_deref(),
+            )
+            .await?;
+            Ok(())
+        }
+        Command::Sign { method, path, body } => {
+            // Prints the two headers.
+            crate::auth::cli::sign_command(&config, &method, &path, body.as_deref())?;
             Ok(())
         }
         Command::Replay { projection } => {

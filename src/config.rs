@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::store::StoreOptions;
+use crate::store::{StoreOptions, redact_url};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: String,
@@ -21,6 +21,35 @@ pub struct Config {
     pub aggregate_cache: usize,
     /// How long an acknowledged command waits for the read tables to show it.
     pub read_your_writes_timeout: Duration,
+    /// The app signature secret (`CHAT_APP_SECRET`); unset: generated once into the data
+    /// directory (see [`crate::auth::Auth::new`]). Never printed by `Debug`.
+    pub app_secret: Option<String>,
+    /// Messages a caller may send per minute (at least 1: 0 is not "off").
+    pub limit_messages_per_min: u32,
+    /// Uploads a caller may make per minute (at least 1).
+    pub limit_uploads_per_min: u32,
+    /// Typing indicators a caller may send per minute (at least 1).
+    pub limit_typing_per_min: u32,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("bind", &self.bind)
+            .field("port", &self.port)
+            .field("db_max_connections", &self.db_max_connections)
+            .field("db_acquire_timeout", &self.db_acquire_timeout)
+            .field("aggregate_cache", &self.aggregate_cache)
+            .field("read_your_writes_timeout", &self.read_your_writes_timeout)
+            .field("app_secret", &self.app_secret.as_ref().map(|_| "***"))
+            .field("limit_messages_per_min", &self.limit_messages_per_min)
+            .field("limit_uploads_per_min", &self.limit_uploads_per_min)
+            .field("limit_typing_per_min", &self.limit_typing_per_min)
+            .finish()
+    }
 }
 
 impl Config {
@@ -58,6 +87,16 @@ impl Config {
             "CHAT_READ_YOUR_WRITES_TIMEOUT_MS",
             2000,
         )?;
+        let limit = |name: &str, default: u32| -> anyhow::Result<u32> {
+            let value = parse(get(name), name, default)?;
+            if value == 0 {
+                bail!("{name} must be at least 1 (0 is not \"off\"; raise it to loosen the limit)");
+            }
+            Ok(value)
+        };
+        let limit_messages_per_min = limit("CHAT_LIMIT_MESSAGES_PER_MIN", 60)?;
+        let limit_uploads_per_min = limit("CHAT_LIMIT_UPLOADS_PER_MIN", 10)?;
+        let limit_typing_per_min = limit("CHAT_LIMIT_TYPING_PER_MIN", 10)?;
         Ok(Config {
             data_dir,
             database_url,
@@ -68,6 +107,10 @@ impl Config {
             db_acquire_timeout: Duration::from_millis(acquire_ms),
             aggregate_cache,
             read_your_writes_timeout: Duration::from_millis(read_your_writes_ms),
+            app_secret: get("CHAT_APP_SECRET"),
+            limit_messages_per_min,
+            limit_uploads_per_min,
+            limit_typing_per_min,
         })
     }
 
@@ -114,5 +157,44 @@ mod tests {
         let error =
             Config::from_lookup(|n| (n == "CHAT_PORT").then(|| "ten".to_string())).unwrap_err();
         assert!(error.to_string().contains("CHAT_PORT"));
+    }
+
+    #[test]
+    fn limits_default_to_the_contract_and_follow_the_environment() {
+        let config = Config::from_lookup(|_| None).unwrap();
+        assert_eq!(
+            (
+                config.limit_messages_per_min,
+                config.limit_uploads_per_min,
+                config.limit_typing_per_min
+            ),
+            (60, 10, 10)
+        );
+        let config = Config::from_lookup(|n| {
+            (n == "CHAT_LIMIT_MESSAGES_PER_MIN").then(|| "100000".to_string())
+        })
+        .unwrap();
+        assert_eq!(config.limit_messages_per_min, 100_000);
+    }
+
+    #[test]
+    fn a_zero_limit_is_refused_because_zero_is_not_off() {
+        for name in [
+            "CHAT_LIMIT_MESSAGES_PER_MIN",
+            "CHAT_LIMIT_UPLOADS_PER_MIN",
+            "CHAT_LIMIT_TYPING_PER_MIN",
+        ] {
+            let error = Config::from_lookup(|n| (n == name).then(|| "0".to_string())).unwrap_err();
+            assert!(error.to_string().contains(name), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_app_secret_is_read_but_never_shown_by_debug() {
+        let config =
+            Config::from_lookup(|n| (n == "CHAT_APP_SECRET").then(|| "s3cr3t-value".to_string()))
+                .unwrap();
+        assert_eq!(config.app_secret.as_deref(), Some("s3cr3t-value"));
+        assert!(!format!("{config:?}").contains("s3cr3t-value"));
     }
 }

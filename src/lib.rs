@@ -8,6 +8,8 @@ pub mod commands;
 pub mod config;
 pub mod http;
 pub mod limits;
+pub mod metrics;
+pub mod redis;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -30,6 +30,27 @@ impl Application {
             commands.committed_head(),
             RuntimeOptions::new(node_id()),
         ));
+        let redis = match &config.redis_url {
+            Some(url) => Some(
+                crate::redis::connect(url)
+                    .await
+                    .context("connecting to Redis")?,
+            ),
+            None => None,
+        };
+        let auth = Arc::new(crate::auth::Auth::new(config, &store, redis.clone()).await?);
+        if auth.app_secret_generated()
+            && let Some(file) = auth.app_secret_file()
+        {
+            // Printed once, to the operator's terminal, never to the logs.
+            println!(
+                "app secret (generated, kept in {}): {}",
+                file.display(),
+                auth.app_secret()
+            );
+        }
+        crate::metrics::handle();
+        let limits = Arc::new(crate::limits::RateLimiter::new(config, redis));
         let listener = TcpListener::bind(config.listen_addr())
             .await
             .with_context(|| format!("binding {}", config.listen_addr()))?;
@@ -37,7 +58,10 @@ impl Application {
             store,
             commands,
             projections,
+            auth,
+            limits,
             read_your_writes: config.read_your_writes_timeout,
+            last_writes: Arc::default(),
             started: Arc::new(std::time::Instant::now()),
         };
         Ok(Application { listener, state })
@@ -59,10 +83,13 @@ impl Application {
         let store = self.state.store.clone();
         let projections = self.state.projections.clone();
         let app = http::router(self.state);
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
         projections.stop().await;
         store.close().await;
         Ok(())

@@ -1,16 +1,52 @@
 //! Authentication: the app signature on every `/api` request, the replay guard, and bearer
 //! sessions (Redis `chat:session:<token>` when configured, the database otherwise).
 //!
-//! INTERFACE STUB: the signatures below are fixed; the bodies are filled in.
+//! It owns the app secret (from `CHAT_APP_SECRET`, or generated once into the data directory),
+//! the signature check, the replay records (`chat:sig:*` in Redis, or an in-process map), the
+//! session records (`chat:session:*` in Redis, or the `sessions` table, keyed by the SHA-256 of
+//! the token), and the axum glue: the [`require_signature`] middleware and the [`Caller`]
+//! extractor. It never logs or prints the secret or a token (the caller prints a generated
+//! secret at start-up), and it fails closed: when Redis or the database cannot answer, a
+//! request is refused with `UNAVAILABLE`, never let through.
 
+pub mod cli;
+mod extract;
+mod replay;
+mod secret;
+mod sessions;
+
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use events::{Actor, Role};
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::config::Config;
 use crate::store::EventStore;
+
+pub use extract::{Caller, check_signature, require_signature};
+
+use replay::ReplayGuard;
+use sessions::SessionStore;
+
+/// The largest request body the signature middleware buffers (JSON endpoints).
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+/// How far X-Timestamp may be from the server's clock, either way.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+/// The header carrying the request time in milliseconds since the Unix epoch.
+pub const TIMESTAMP_HEADER: &str = "x-timestamp";
+/// The header carrying the lowercase hex HMAC-SHA256 of the string-to-sign.
+pub const SIGNATURE_HEADER: &str = "x-signature";
+/// The largest user id a session may carry (exclusive): ids stay safe in JavaScript and Swift.
+pub const MAX_USER_ID: u64 = 1 << 53;
+/// The longest session identifier accepted, in characters.
+pub const MAX_IDENTIFIER_CHARS: usize = 255;
+
+type HmacSha256 = Hmac<Sha256>;
 
 /// Who is calling, from their session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +63,33 @@ impl Session {
             role: self.role,
             identifier: self.identifier.clone(),
         }
+    }
+
+    /// Checks what a stored session must satisfy: a user id in 1..2^53, a role a session may
+    /// hold (user, admin, auditor: never system), a non-empty identifier of at most
+    /// [`MAX_IDENTIFIER_CHARS`] characters without control characters.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.user_id == 0 || self.user_id >= MAX_USER_ID {
+            return Err(format!("user_id must be in 1..2^53, got {}", self.user_id));
+        }
+        if !matches!(self.role, Role::User | Role::Admin | Role::Auditor) {
+            return Err(format!(
+                "role must be user, admin or auditor, got {}",
+                self.role
+            ));
+        }
+        if self.identifier.trim().is_empty() {
+            return Err("identifier must not be empty".into());
+        }
+        if self.identifier.chars().count() > MAX_IDENTIFIER_CHARS {
+            return Err(format!(
+                "identifier must be at most {MAX_IDENTIFIER_CHARS} characters"
+            ));
+        }
+        if self.identifier.chars().any(char::is_control) {
+            return Err("identifier must not contain control characters".into());
+        }
+        Ok(())
     }
 }
 
@@ -63,35 +126,197 @@ impl AuthError {
     }
 }
 
-pub struct Auth {}
+/// The app secret, the replay guard and the session store of one process.
+pub struct Auth {
+    secret: String,
+    secret_file: Option<PathBuf>,
+    replay: ReplayGuard,
+    sessions: SessionStore,
+}
 
 impl Auth {
+    /// The secret comes from `config.app_secret`, else from `<data_dir>/app_secret` (created
+    /// once, mode 0600). With `redis`, replay records and sessions live in Redis; without it,
+    /// replay records stay in this process and sessions in the database.
     pub async fn new(
-        _config: &Config,
-        _store: &EventStore,
-        _redis: Option<redis::aio::ConnectionManager>,
+        config: &Config,
+        store: &EventStore,
+        redis: Option<redis::aio::ConnectionManager>,
     ) -> anyhow::Result<Auth> {
-        Ok(Auth {})
+        let (secret, secret_file) = secret::app_secret(config)?;
+        let (replay, sessions) = match redis {
+            Some(redis) => (
+                ReplayGuard::redis(redis.clone()),
+                SessionStore::redis(redis),
+            ),
+            None => (ReplayGuard::local(), SessionStore::database(store.clone())),
+        };
+        Ok(Auth {
+            secret,
+            secret_file,
+            replay,
+            sessions,
+        })
     }
 
-    /// Checks X-Timestamp and X-Signature over method, path and query as sent, and the raw body.
+    /// True when the secret is the generated one kept in the data directory (not
+    /// `CHAT_APP_SECRET`): the caller prints it at start-up so clients can be configured.
+    pub fn app_secret_generated(&self) -> bool {
+        self.secret_file.is_some()
+    }
+
+    /// The app secret. Print it only when [`Auth::app_secret_generated`]; never log it.
+    pub fn app_secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// Where the generated secret is kept, when it is the generated one.
+    pub fn app_secret_file(&self) -> Option<&Path> {
+        self.secret_file.as_deref()
+    }
+
+    /// Checks X-Timestamp and X-Signature over method, path and query as sent, and the raw body,
+    /// and that the same signed request with the same credentials was not seen before.
     pub async fn verify_request(
         &self,
-        _method: &str,
-        _path_and_query: &str,
-        _headers: &HeaderMap,
-        _body: &[u8],
+        method: &str,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: &[u8],
     ) -> Result<(), AuthError> {
-        Err(AuthError::InvalidSignature)
+        let now_ms = now_millis();
+        let (timestamp, timestamp_ms) = header(headers, TIMESTAMP_HEADER)
+            .and_then(|raw| parse_timestamp(raw).map(|ms| (raw, ms)))
+            .ok_or(AuthError::StaleTimestamp)?;
+        let skew_ms = MAX_CLOCK_SKEW.as_millis() as i64;
+        if now_ms.abs_diff(timestamp_ms) > skew_ms as u64 {
+            return Err(AuthError::StaleTimestamp);
+        }
+        let sent = header(headers, SIGNATURE_HEADER).ok_or(AuthError::InvalidSignature)?;
+        let expected = signature_hex(
+            &self.secret,
+            &string_to_sign_raw(timestamp, method, path_and_query, body),
+        );
+        if !bool::from(sent.as_bytes().ct_eq(expected.as_bytes())) {
+            return Err(AuthError::InvalidSignature);
+        }
+        // Keep the record while the timestamp itself is still acceptable (plus a second for
+        // clock rounding): a replay after that is refused as stale anyway.
+        let keep_ms = (timestamp_ms + skew_ms + 1000 - now_ms).clamp(1000, 2 * skew_ms + 1000);
+        // The signature does not cover the session, so two users who send the same request in
+        // the same millisecond sign it alike: a replay is the same signature with the same
+        // credentials.
+        let credentials =
+            header(headers, "authorization").map(|value| sha256_hex(value.as_bytes()));
+        let seen = match credentials {
+            Some(credentials) => format!("{expected}:{credentials}"),
+            None => expected,
+        };
+        self.replay
+            .first_sight(&seen, Duration::from_millis(keep_ms as u64))
+            .await
     }
 
     /// The session behind a bearer token.
-    pub async fn session(&self, _token: &str) -> Result<Session, AuthError> {
-        Err(AuthError::Unauthorized)
+    pub async fn session(&self, token: &str) -> Result<Session, AuthError> {
+        if !is_token_shaped(token) {
+            return Err(AuthError::Unauthorized);
+        }
+        self.sessions.get(token).await
     }
 
-    /// Stores a new session and returns its token.
-    pub async fn create_session(&self, _session: &Session, _ttl: Duration) -> Result<String, AuthError> {
-        Err(AuthError::Unavailable)
+    /// Stores a new session and returns its token (64 hex characters: 256 random bits).
+    /// A session that fails [`Session::validate`] is refused with `Unauthorized`; a `ttl`
+    /// under one second counts as one second.
+    pub async fn create_session(
+        &self,
+        session: &Session,
+        ttl: Duration,
+    ) -> Result<String, AuthError> {
+        self.sessions.create(session, ttl).await
     }
+
+    /// Ends a session; ending an unknown one is not an error.
+    pub async fn delete_session(&self, token: &str) -> Result<(), AuthError> {
+        if !is_token_shaped(token) {
+            return Ok(());
+        }
+        self.sessions.delete(token).await
+    }
+}
+
+/// The string the signature covers: `timestamp \n METHOD \n path-and-query \n sha256hex(body)`.
+pub fn string_to_sign(
+    timestamp_ms: i64,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+) -> String {
+    string_to_sign_raw(&timestamp_ms.to_string(), method, path_and_query, body)
+}
+
+/// The X-Signature value for a request: lowercase hex HMAC-SHA256(secret, string-to-sign).
+pub fn sign(
+    secret: &str,
+    timestamp_ms: i64,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+) -> String {
+    signature_hex(
+        secret,
+        &string_to_sign(timestamp_ms, method, path_and_query, body),
+    )
+}
+
+/// The current time in milliseconds since the Unix epoch (what X-Timestamp carries).
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Lowercase hex SHA-256, as the sessions table keys tokens and the signature hashes bodies.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The timestamp is signed as sent, so the string uses the header's own text.
+fn string_to_sign_raw(timestamp: &str, method: &str, path_and_query: &str, body: &[u8]) -> String {
+    format!(
+        "{timestamp}\n{method}\n{path_and_query}\n{}",
+        sha256_hex(body)
+    )
+}
+
+fn signature_hex(secret: &str, string_to_sign: &str) -> String {
+    let mut mac =
+        HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(string_to_sign.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The header's value when it is sent exactly once (two signatures are no signature).
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => value.to_str().ok(),
+        _ => None,
+    }
+}
+
+/// Digits only (no sign, no spaces), at most 15 of them: milliseconds until the year 33658.
+fn parse_timestamp(raw: &str) -> Option<i64> {
+    if raw.is_empty() || raw.len() > 15 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    raw.parse().ok()
+}
+
+/// RFC 6750 b64token characters, 1..=512 of them: anything else cannot be a token we issued
+/// or the login system wrote, and never reaches Redis or the database.
+fn is_token_shaped(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= 512
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b))
 }

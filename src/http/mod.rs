@@ -1,7 +1,12 @@
 //! HTTP: one state struct, one router per feature, the contract's envelope.
 
+mod chat;
 mod error;
+pub mod extract;
 mod health;
+pub mod observe;
+pub mod openapi;
+pub mod views;
 
 use std::sync::Arc;
 
@@ -20,34 +25,139 @@ pub struct AppState {
     pub store: EventStore,
     pub commands: CommandBus,
     pub projections: Arc<Projections>,
+    pub auth: Arc<crate::auth::Auth>,
+    pub limits: Arc<crate::limits::RateLimiter>,
     pub read_your_writes: std::time::Duration,
+    pub last_writes: Arc<LastWrites>,
     pub started: Arc<std::time::Instant>,
 }
 
 impl AppState {
-    /// Executes a command and, once it is committed, waits (bounded) until the read tables show
-    /// it, so the caller's next read sees its own write.
+    /// Executes a command. The acknowledgement does not wait for the read tables: the caller's
+    /// next read does (see `fresh_for`), so writes stay fast and reads stay consistent.
     pub async fn execute(
         &self,
+        session: &crate::auth::Session,
         intent: Intent,
         metadata: EventMetadata,
     ) -> Result<Committed, CommandError> {
         let committed = self.commands.execute(intent, metadata).await?;
-        if let Some(last) = committed.events.last()
-            && !self
-                .projections
-                .wait_for(last.position, self.read_your_writes)
-                .await
-        {
-            tracing::warn!(
-                position = last.position,
-                "read tables lag behind an acknowledged command"
-            );
+        if let Some(last) = committed.events.last() {
+            self.last_writes.record(session, last.position);
         }
         Ok(committed)
+    }
+
+    /// Waits (bounded) until the read tables show everything this caller has written through
+    /// this node: read-your-writes.
+    pub async fn fresh_for(&self, session: &crate::auth::Session) {
+        if let Some(position) = self.last_writes.get(session) {
+            self.await_position(position).await;
+        }
+    }
+
+    /// Waits (bounded) until the read tables have applied `position`.
+    pub async fn await_position(&self, position: u64) {
+        if !self
+            .projections
+            .wait_for(position, self.read_your_writes)
+            .await
+        {
+            tracing::warn!(position, "read tables lag behind an acknowledged command");
+        }
+    }
+}
+
+/// The newest position each caller has written, for read-your-writes (bounded; the oldest
+/// callers are forgotten, and their writes are long applied by then).
+pub struct LastWrites(std::sync::Mutex<lru::LruCache<(events::Role, u64), u64>>);
+
+impl Default for LastWrites {
+    fn default() -> Self {
+        LastWrites(std::sync::Mutex::new(lru::LruCache::new(
+            std::num::NonZeroUsize::new(100_000).unwrap_or(std::num::NonZeroUsize::MIN),
+        )))
+    }
+}
+
+impl LastWrites {
+    fn record(&self, session: &crate::auth::Session, position: u64) {
+        if let Ok(mut map) = self.0.lock() {
+            let key = (session.role, session.user_id);
+            let newest = map.get(&key).copied().unwrap_or(0).max(position);
+            map.put(key, newest);
+        }
+    }
+
+    fn get(&self, session: &crate::auth::Session) -> Option<u64> {
+        self.0
+            .lock()
+            .ok()?
+            .get(&(session.role, session.user_id))
+            .copied()
     }
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(health::router()).with_state(state)
+    let api = chat::router().layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::auth::require_signature,
+    ));
+    Router::new()
+        .merge(api)
+        .merge(health::router())
+        .merge(openapi::router())
+        .route("/metrics", axum::routing::get(observe::metrics_route))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(observe::track_metrics))
+        .layer(axum::middleware::from_fn(observe::request_id))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+/// Where a request came from, for the events' metadata (the audit trail).
+pub struct Origin {
+    pub request_id: Option<String>,
+    pub remote_addr: Option<String>,
+}
+
+impl Origin {
+    pub fn metadata(
+        &self,
+        session: &crate::auth::Session,
+        client_msg_id: Option<String>,
+    ) -> EventMetadata {
+        EventMetadata {
+            actor_id: session.user_id,
+            actor_role: session.role.as_str().to_string(),
+            request_id: self.request_id.clone(),
+            client_msg_id,
+            remote_addr: self.remote_addr.clone(),
+        }
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Origin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let request_id = parts
+            .extensions
+            .get::<observe::RequestId>()
+            .map(|id| id.as_str().to_string());
+        let remote_addr = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip().to_string());
+        Ok(Origin {
+            request_id,
+            remote_addr,
+        })
+    }
 }

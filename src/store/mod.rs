@@ -10,6 +10,7 @@
 
 mod hash;
 mod projection;
+mod read;
 mod repository;
 mod sql;
 
@@ -18,6 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use hash::{GENESIS_HASH, chain_hash};
+pub use read::{ConversationFilter, ConversationRow, MAX_PAGE_SIZE, MessageRow, MessageWindow};
 pub use sql::{AppendTxn, ChainBreak, MAX_READ_BATCH, SequencerState, SqlStore};
 
 /// The cqrs-es aggregate type of conversation streams.

@@ -14,6 +14,26 @@ use events::{Actor, NewMessage, Role};
 use sqlx::Connection;
 
 pub const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
+/// The app secret every test server signs with.
+pub const APP_SECRET: &str = "test-app-secret-0123456789abcdef";
+
+pub fn redis_url() -> String {
+    std::env::var("CHAT_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| DEFAULT_REDIS_URL.to_string())
+}
+
+/// A user or admin id no other test uses (Redis keeps limits and sessions across tests).
+pub fn fresh_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64 % 1_000_000_000)
+        .unwrap_or_default();
+    base * 1000 + NEXT.fetch_add(1, Ordering::Relaxed) % 1000 + 1
+}
 
 /// One fresh, migrated database.
 pub struct TestDb {
@@ -226,13 +246,30 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// The server on the database, with Redis when the back end is MySQL (the production pair).
     pub async fn spawn(db: &TestDb) -> TestApp {
+        Self::spawn_with(db, &[]).await
+    }
+
+    /// As `spawn`, with more configuration (`CHAT_*` names and values).
+    pub async fn spawn_with(db: &TestDb, settings: &[(&str, &str)]) -> TestApp {
         let url = db.url.clone();
         let data_dir = std::env::temp_dir().join(format!("chatd-app-{}", unique_suffix()));
+        let redis = (db.backend == Backend::MySql).then(redis_url);
+        let settings: Vec<(String, String)> = settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let config = Config::from_lookup(|name| match name {
+            _ if settings.iter().any(|(k, _)| k == name) => settings
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone()),
             "CHAT_DATABASE_URL" => Some(url.clone()),
             "CHAT_PORT" => Some("0".into()),
             "CHAT_DATA_DIR" => Some(data_dir.display().to_string()),
+            "CHAT_APP_SECRET" => Some(APP_SECRET.into()),
+            "CHAT_REDIS_URL" => redis.clone(),
             _ => None,
         })
         .expect("config");
@@ -258,6 +295,74 @@ impl TestApp {
     /// The server's own store (closing it makes the database unreachable for the server).
     pub fn state_store(&self) -> &EventStore {
         &self.store
+    }
+
+    /// A session for a new caller of `role` (a fresh id unless given).
+    pub async fn session(&self, role: Role, id: Option<u64>) -> (u64, String) {
+        let id = id.unwrap_or_else(fresh_id);
+        let session = chatd::auth::Session {
+            user_id: id,
+            role,
+            identifier: format!("{}_{id}", role.as_str()),
+        };
+        let token = self
+            .state
+            .auth
+            .create_session(&session, std::time::Duration::from_secs(3600))
+            .await
+            .expect("create session");
+        (id, token)
+    }
+
+    /// A signed request, ready to send (or to tamper with first).
+    pub fn signed(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> reqwest::RequestBuilder {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let timestamp = chrono::Utc::now().timestamp_millis();
+        let signature = chatd::auth::sign(
+            APP_SECRET,
+            timestamp,
+            method.as_str(),
+            path_and_query,
+            body.as_bytes(),
+        );
+        let mut request = self
+            .client
+            .request(method, format!("{}{path_and_query}", self.address))
+            .header("X-Timestamp", timestamp.to_string())
+            .header("X-Signature", signature);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if !body.is_empty() {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body);
+        }
+        request
+    }
+
+    /// Sends a signed request; the status and the JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .signed(method, path_and_query, token, body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

@@ -1,0 +1,122 @@
+//! The axum glue: the signature middleware of the `/api` router and the [`Caller`] extractor.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequestParts, OriginalUri, Request, State};
+use axum::http::StatusCode;
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+
+use super::{Auth, AuthError, MAX_JSON_BODY, Session};
+use crate::http::{ApiError, AppState};
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        ApiError::new(error.status(), error.code(), error.to_string())
+    }
+}
+
+/// Middleware for the `/api` router: buffers the body (up to [`MAX_JSON_BODY`]), checks the app
+/// signature and the replay guard, and passes the request on with the same body bytes.
+pub async fn require_signature(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match check_signature(&state.auth, request, MAX_JSON_BODY).await {
+        Ok(request) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The work of [`require_signature`] with another body limit (an upload route's middleware can
+/// call it with the upload limit). The path and query are the ones the client sent, before any
+/// `nest` stripped a prefix.
+pub async fn check_signature(
+    auth: &Auth,
+    request: Request,
+    limit: usize,
+) -> Result<Request, ApiError> {
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
+    }
+    let bytes = read_body(body, limit).await?;
+    let uri = parts
+        .extensions
+        .get::<OriginalUri>()
+        .map(|original| &original.0)
+        .unwrap_or(&parts.uri);
+    let path_and_query = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+    auth.verify_request(
+        parts.method.as_str(),
+        path_and_query,
+        &parts.headers,
+        &bytes,
+    )
+    .await?;
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut stream = body.into_data_stream();
+    let mut buffer = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+                "the request body could not be read",
+            )
+        })?;
+        if buffer.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buffer))
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+        format!("the request body is larger than {limit} bytes"),
+    )
+}
+
+/// The caller behind `Authorization: Bearer <token>`. A missing header, another scheme or an
+/// unknown, expired or malformed session is 401 `UNAUTHORIZED`; an unreachable session store
+/// is 503 `UNAVAILABLE`. Resolved once per request (kept in the request's extensions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub Session);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
+        let token = bearer_token(parts).ok_or_else(|| ApiError::from(AuthError::Unauthorized))?;
+        let session = state.auth.session(token).await?;
+        let caller = Caller(session);
+        parts.extensions.insert(caller.clone());
+        Ok(caller)
+    }
+}
+
+/// The token of `Authorization: Bearer <token>` (the scheme is case-insensitive).
+fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}

@@ -1,0 +1,73 @@
+//! Extractors whose rejections answer in the contract's envelope: JSON bodies, query strings,
+//! path ids; the caller's session (`Caller`) comes from `auth`.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+pub use crate::auth::Caller;
+
+use super::ApiError;
+
+/// Ids on the wire are below 2^53 (safe in JavaScript and Swift).
+pub const MAX_WIRE_ID: u64 = (1 << 53) - 1;
+
+/// A JSON body; malformed JSON, wrong types and a wrong content type are VALIDATION_ERROR.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        axum::Json::<T>::from_request(request, state)
+            .await
+            .map(|axum::Json(value)| ApiJson(value))
+            .map_err(|rejection| ApiError::validation(rejection.body_text()))
+    }
+}
+
+/// A query string; unparsable or out-of-range values are VALIDATION_ERROR.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| ApiQuery(value))
+            .map_err(|rejection| ApiError::validation(rejection.body_text()))
+    }
+}
+
+/// A conversation id in the path: a positive integer below 2^53.
+pub struct ConversationId(pub u64);
+
+impl<S: Send + Sync> FromRequestParts<S> for ConversationId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|rejection| ApiError::validation(rejection.body_text()))?;
+        raw.parse::<u64>()
+            .ok()
+            .filter(|id| (1..=MAX_WIRE_ID).contains(id))
+            .map(ConversationId)
+            .ok_or_else(|| {
+                ApiError::validation("the conversation id must be a positive integer below 2^53")
+            })
+    }
+}
+
+/// Checks an id that came in a body or query.
+pub fn wire_id(id: u64, what: &str) -> Result<u64, ApiError> {
+    if (1..=MAX_WIRE_ID).contains(&id) {
+        Ok(id)
+    } else {
+        Err(ApiError::validation(format!(
+            "{what} must be a positive integer below 2^53"
+        )))
+    }
+}

@@ -1,0 +1,197 @@
+//! The shapes the API answers with: one message shape everywhere (REST and Socket.IO), one
+//! conversation shape, timestamps as RFC 3339 UTC whole seconds.
+
+use chrono::DateTime;
+use events::ConversationEvent;
+use serde::Serialize;
+
+use crate::store::{ConversationRow, MessageRow, StoredEvent};
+
+/// RFC 3339, UTC, whole seconds, `Z` (iOS's default ISO8601DateFormatter rejects fractions).
+pub fn wire_time(micros: i64) -> String {
+    DateTime::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct MessageView {
+    pub id: u64,
+    pub conversation_id: u64,
+    /// `user`, `admin` or `system`.
+    pub sender_role: String,
+    pub sender_identifier: String,
+    /// `text`, `image`, `file` or `system`.
+    pub message_type: String,
+    pub content: String,
+    /// The same text as `content`, for today's client.
+    pub message: String,
+    pub file_id: Option<String>,
+    pub file_url: Option<String>,
+    pub client_msg_id: Option<String>,
+    pub is_read: bool,
+    /// RFC 3339 UTC, whole seconds.
+    #[schema(example = "2025-07-14T10:30:00Z")]
+    pub timestamp: String,
+}
+
+impl From<MessageRow> for MessageView {
+    fn from(row: MessageRow) -> Self {
+        MessageView {
+            id: row.id,
+            conversation_id: row.conversation_id,
+            sender_role: row.sender_role,
+            sender_identifier: row.sender_identifier,
+            message_type: row.message_type,
+            message: row.content.clone(),
+            content: row.content,
+            file_id: row.file_id,
+            file_url: row.file_url,
+            client_msg_id: row.client_msg_id,
+            is_read: row.is_read,
+            timestamp: wire_time(row.timestamp),
+        }
+    }
+}
+
+impl MessageView {
+    /// The message a `MessageSent` event recorded, as it was accepted.
+    pub fn from_event(conversation_id: u64, event: &StoredEvent) -> Option<Self> {
+        match event.decode().ok()? {
+            ConversationEvent::MessageSent {
+                message_id,
+                sender,
+                message_type,
+                content,
+                file_id,
+                client_msg_id,
+            } => Some(MessageView {
+                id: message_id,
+                conversation_id,
+                sender_role: sender.role.as_str().to_string(),
+                sender_identifier: sender.identifier,
+                message_type: message_type.as_str().to_string(),
+                message: content.clone(),
+                content,
+                file_id,
+                file_url: None,
+                client_msg_id,
+                is_read: false,
+                timestamp: wire_time(event.recorded_at_micros),
+            }),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct LastMessageView {
+    pub id: u64,
+    /// The first 100 characters.
+    pub content: String,
+    pub sender_role: String,
+    pub message_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FeedbackView {
+    pub rating: u64,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ConversationView {
+    pub id: u64,
+    pub user_id: u64,
+    pub user_identifier: String,
+    pub admin_id: Option<u64>,
+    /// `active`, `closed` or `archived`.
+    pub status: String,
+    pub last_message_at: Option<String>,
+    /// Messages of the other side the caller's side has not read.
+    pub unread_count: u64,
+    pub last_message: Option<LastMessageView>,
+    pub message_count: u64,
+    pub feedback: Option<FeedbackView>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl ConversationView {
+    /// The row as the caller sees it: unread counts are the caller's side's.
+    pub fn new(row: ConversationRow, caller_is_user: bool) -> Self {
+        let last_message = match (
+            row.last_message_id,
+            row.last_message_preview,
+            row.last_message_sender_role,
+            row.last_message_type,
+        ) {
+            (Some(id), Some(content), Some(sender_role), Some(message_type)) => {
+                Some(LastMessageView {
+                    id,
+                    content,
+                    sender_role,
+                    message_type,
+                })
+            }
+            _ => None,
+        };
+        ConversationView {
+            id: row.id,
+            user_id: row.user_id,
+            user_identifier: row.user_identifier,
+            admin_id: row.admin_id,
+            status: row.status,
+            last_message_at: row.last_message_at.map(wire_time),
+            unread_count: if caller_is_user {
+                row.unread_for_user
+            } else {
+                row.unread_for_admin
+            },
+            last_message,
+            message_count: row.message_count,
+            feedback: row.feedback_rating.map(|rating| FeedbackView {
+                rating,
+                comment: row.feedback_comment,
+            }),
+            created_at: wire_time(row.created_at),
+            updated_at: wire_time(row.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Pagination {
+    pub page: u32,
+    pub limit: u32,
+    pub total: u64,
+    pub pages: u64,
+}
+
+impl Pagination {
+    pub fn new(page: u32, limit: u32, total: u64) -> Self {
+        Pagination {
+            page,
+            limit,
+            total,
+            pages: total.div_ceil(u64::from(limit.max(1))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_time_is_whole_seconds_utc_with_z() {
+        assert_eq!(wire_time(1_752_489_000_123_456), "2025-07-14T10:30:00Z");
+    }
+
+    #[test]
+    fn pages_round_up() {
+        assert_eq!(Pagination::new(1, 20, 41).pages, 3);
+        assert_eq!(Pagination::new(1, 20, 0).pages, 0);
+    }
+}

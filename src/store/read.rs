@@ -1,0 +1,332 @@
+//! Queries on the read tables (`conversations`, `messages`) for the API. Reads only: the tables
+//! belong to the projectors.
+
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
+
+use super::sql::SqlStore;
+use super::{EventStore, StoreError, on_backend};
+
+/// Largest page the list routes serve.
+pub const MAX_PAGE_SIZE: u32 = 200;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationRow {
+    pub id: u64,
+    pub user_id: u64,
+    pub user_identifier: String,
+    pub admin_id: Option<u64>,
+    pub status: String,
+    pub last_message_id: Option<u64>,
+    pub last_message_preview: Option<String>,
+    pub last_message_sender_role: Option<String>,
+    pub last_message_type: Option<String>,
+    pub last_message_at: Option<i64>,
+    pub message_count: u64,
+    pub unread_for_user: u64,
+    pub unread_for_admin: u64,
+    pub feedback_rating: Option<u64>,
+    pub feedback_comment: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const CONVERSATION_COLUMNS: &str = "id, user_id, user_identifier, admin_id, status, last_message_id, \
+     last_message_preview, last_message_sender_role, last_message_type, last_message_at, message_count, \
+     unread_for_user, unread_for_admin, feedback_rating, feedback_comment, created_at, updated_at";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRow {
+    pub id: u64,
+    pub conversation_id: u64,
+    pub sender_role: String,
+    pub sender_identifier: String,
+    pub message_type: String,
+    pub content: String,
+    pub file_id: Option<String>,
+    pub file_url: Option<String>,
+    pub client_msg_id: Option<String>,
+    pub is_read: bool,
+    pub timestamp: i64,
+}
+
+const MESSAGE_COLUMNS: &str = "id, conversation_id, sender_role, sender_identifier, message_type, content, \
+     file_id, file_url, client_msg_id, is_read, timestamp";
+
+/// Which conversations a list shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConversationFilter {
+    pub user_id: Option<u64>,
+    pub status: Option<String>,
+    pub assigned_to: Option<u64>,
+    pub unassigned: bool,
+}
+
+/// Which messages of a conversation: the newest `limit`, or those after or before an id; always
+/// returned oldest first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MessageWindow {
+    pub after_id: Option<u64>,
+    pub before_id: Option<u64>,
+    pub limit: u32,
+}
+
+enum Bind {
+    Int(i64),
+    Text(String),
+}
+
+fn int(value: u64) -> Bind {
+    Bind::Int(i64::try_from(value).unwrap_or(i64::MAX))
+}
+
+fn unsigned(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+impl EventStore {
+    pub async fn conversation(&self, id: u64) -> Result<Option<ConversationRow>, StoreError> {
+        on_backend!(self, s => s.conversation(id).await)
+    }
+
+    /// The user's active conversation, or else their newest.
+    pub async fn latest_conversation_of(
+        &self,
+        user_id: u64,
+    ) -> Result<Option<ConversationRow>, StoreError> {
+        on_backend!(self, s => s.latest_conversation_of(user_id).await)
+    }
+
+    /// One page (from 1) of conversations, most recently active first, and the total count.
+    pub async fn conversations(
+        &self,
+        filter: &ConversationFilter,
+        page: u32,
+        limit: u32,
+    ) -> Result<(Vec<ConversationRow>, u64), StoreError> {
+        on_backend!(self, s => s.conversations(filter, page, limit).await)
+    }
+
+    pub async fn messages(
+        &self,
+        conversation_id: u64,
+        window: MessageWindow,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        on_backend!(self, s => s.messages(conversation_id, window).await)
+    }
+}
+
+impl<DB> SqlStore<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    i64: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    async fn fetch(&self, sql: &str, binds: Vec<Bind>) -> Result<Vec<DB::Row>, StoreError> {
+        let mut query = sqlx::query(sql);
+        for bind in binds {
+            query = match bind {
+                Bind::Int(v) => query.bind(v),
+                Bind::Text(v) => query.bind(v),
+            };
+        }
+        query
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)
+    }
+
+    async fn conversation(&self, id: u64) -> Result<Option<ConversationRow>, StoreError> {
+        let sql = format!("select {CONVERSATION_COLUMNS} from conversations where id = ?");
+        let rows = self.fetch(&sql, vec![int(id)]).await?;
+        rows.first().map(conversation_from_row::<DB>).transpose()
+    }
+
+    async fn latest_conversation_of(
+        &self,
+        user_id: u64,
+    ) -> Result<Option<ConversationRow>, StoreError> {
+        let sql = format!(
+            "select {CONVERSATION_COLUMNS} from conversations where user_id = ? \
+             order by case when status = 'active' then 0 else 1 end, id desc limit 1"
+        );
+        let rows = self.fetch(&sql, vec![int(user_id)]).await?;
+        rows.first().map(conversation_from_row::<DB>).transpose()
+    }
+
+    async fn conversations(
+        &self,
+        filter: &ConversationFilter,
+        page: u32,
+        limit: u32,
+    ) -> Result<(Vec<ConversationRow>, u64), StoreError> {
+        let mut conditions = Vec::new();
+        let mut binds = Vec::new();
+        if let Some(user_id) = filter.user_id {
+            conditions.push("user_id = ?");
+            binds.push(int(user_id));
+        }
+        if let Some(status) = &filter.status {
+            conditions.push("status = ?");
+            binds.push(Bind::Text(status.clone()));
+        }
+        if let Some(admin_id) = filter.assigned_to {
+            conditions.push("admin_id = ?");
+            binds.push(int(admin_id));
+        }
+        if filter.unassigned {
+            conditions.push("admin_id is null");
+        }
+        let where_clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("where {}", conditions.join(" and "))
+        };
+        let count_binds = binds
+            .iter()
+            .map(|b| match b {
+                Bind::Int(v) => Bind::Int(*v),
+                Bind::Text(v) => Bind::Text(v.clone()),
+            })
+            .collect();
+        let total_rows = self
+            .fetch(
+                &format!("select count(*) from conversations {where_clause}"),
+                count_binds,
+            )
+            .await?;
+        let total = match total_rows.first() {
+            Some(row) => unsigned(row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx)?),
+            None => 0,
+        };
+        let limit = limit.clamp(1, MAX_PAGE_SIZE);
+        let offset = u64::from(page.max(1) - 1) * u64::from(limit);
+        binds.push(Bind::Int(i64::from(limit)));
+        binds.push(int(offset));
+        let sql = format!(
+            "select {CONVERSATION_COLUMNS} from conversations {where_clause} \
+             order by coalesce(last_message_at, created_at) desc, id desc limit ? offset ?"
+        );
+        let rows = self.fetch(&sql, binds).await?;
+        let conversations = rows
+            .iter()
+            .map(conversation_from_row::<DB>)
+            .collect::<Result<_, _>>()?;
+        Ok((conversations, total))
+    }
+
+    async fn messages(
+        &self,
+        conversation_id: u64,
+        window: MessageWindow,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let limit = Bind::Int(i64::from(window.limit.clamp(1, MAX_PAGE_SIZE)));
+        let (sql, binds, newest_first) = match (window.after_id, window.before_id) {
+            (Some(after), before) => (
+                format!(
+                    "select {MESSAGE_COLUMNS} from messages where conversation_id = ? and id > ? and id < ? \
+                     order by id limit ?"
+                ),
+                vec![
+                    int(conversation_id),
+                    int(after),
+                    int(before.unwrap_or(u64::MAX >> 1)),
+                    limit,
+                ],
+                false,
+            ),
+            (None, Some(before)) => (
+                format!(
+                    "select {MESSAGE_COLUMNS} from messages where conversation_id = ? and id < ? \
+                     order by id desc limit ?"
+                ),
+                vec![int(conversation_id), int(before), limit],
+                true,
+            ),
+            (None, None) => (
+                format!(
+                    "select {MESSAGE_COLUMNS} from messages where conversation_id = ? order by id desc limit ?"
+                ),
+                vec![int(conversation_id), limit],
+                true,
+            ),
+        };
+        let rows = self.fetch(&sql, binds).await?;
+        let mut messages: Vec<MessageRow> = rows
+            .iter()
+            .map(message_from_row::<DB>)
+            .collect::<Result<_, _>>()?;
+        if newest_first {
+            messages.reverse();
+        }
+        Ok(messages)
+    }
+}
+
+fn conversation_from_row<DB>(row: &DB::Row) -> Result<ConversationRow, StoreError>
+where
+    DB: Database,
+    i64: for<'r> Decode<'r, DB> + Type<DB>,
+    String: for<'r> Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let int = |i: usize| row.try_get::<i64, _>(i).map_err(StoreError::from_sqlx);
+    let opt_int = |i: usize| {
+        row.try_get::<Option<i64>, _>(i)
+            .map_err(StoreError::from_sqlx)
+    };
+    let text = |i: usize| row.try_get::<String, _>(i).map_err(StoreError::from_sqlx);
+    let opt_text = |i: usize| {
+        row.try_get::<Option<String>, _>(i)
+            .map_err(StoreError::from_sqlx)
+    };
+    Ok(ConversationRow {
+        id: unsigned(int(0)?),
+        user_id: unsigned(int(1)?),
+        user_identifier: text(2)?,
+        admin_id: opt_int(3)?.map(unsigned),
+        status: text(4)?,
+        last_message_id: opt_int(5)?.map(unsigned),
+        last_message_preview: opt_text(6)?,
+        last_message_sender_role: opt_text(7)?,
+        last_message_type: opt_text(8)?,
+        last_message_at: opt_int(9)?,
+        message_count: unsigned(int(10)?),
+        unread_for_user: unsigned(int(11)?),
+        unread_for_admin: unsigned(int(12)?),
+        feedback_rating: opt_int(13)?.map(unsigned),
+        feedback_comment: opt_text(14)?,
+        created_at: int(15)?,
+        updated_at: int(16)?,
+    })
+}
+
+fn message_from_row<DB>(row: &DB::Row) -> Result<MessageRow, StoreError>
+where
+    DB: Database,
+    i64: for<'r> Decode<'r, DB> + Type<DB>,
+    String: for<'r> Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let int = |i: usize| row.try_get::<i64, _>(i).map_err(StoreError::from_sqlx);
+    let text = |i: usize| row.try_get::<String, _>(i).map_err(StoreError::from_sqlx);
+    let opt_text = |i: usize| {
+        row.try_get::<Option<String>, _>(i)
+            .map_err(StoreError::from_sqlx)
+    };
+    Ok(MessageRow {
+        id: unsigned(int(0)?),
+        conversation_id: unsigned(int(1)?),
+        sender_role: text(2)?,
+        sender_identifier: text(3)?,
+        message_type: text(4)?,
+        content: text(5)?,
+        file_id: opt_text(6)?,
+        file_url: opt_text(7)?,
+        client_msg_id: opt_text(8)?,
+        is_read: int(9)? != 0,
+        timestamp: int(10)?,
+    })
+}
