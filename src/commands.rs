@@ -203,6 +203,10 @@ impl From<StoreError> for BatchError {
 struct Pending {
     events: Vec<StoredEvent>,
     keys: HashMap<(String, u64, String), (u64, u64)>,
+    /// Idempotency keys already in the database for this batch's senders: (conversation, position).
+    known: HashMap<(String, u64, String), Vec<(u64, u64)>>,
+    /// Users' active conversations as this batch has them (fetched, then kept up to date).
+    active: HashMap<u64, Option<u64>>,
 }
 
 impl<DB> Appender<DB>
@@ -284,7 +288,13 @@ where
             self.cache.clear();
         }
         let first_position = txn.state.next_position;
-        let mut pending = Pending::default();
+        let mut pending = match Self::prefetch(&mut txn, jobs).await {
+            Ok(pending) => pending,
+            Err(error) => {
+                let _ = txn.rollback().await;
+                return Err(error.into());
+            }
+        };
         let mut touched = Vec::new();
         let mut decided = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -302,10 +312,22 @@ where
         }
         let written = async {
             txn.insert_events(&pending.events).await?;
-            for ((role, sender, client_msg_id), (conversation_id, position)) in &pending.keys {
-                txn.insert_idempotency(*conversation_id, role, *sender, client_msg_id, *position)
-                    .await?;
-            }
+            let keys: Vec<_> = pending
+                .keys
+                .iter()
+                .map(
+                    |((role, sender, client_msg_id), (conversation_id, position))| {
+                        (
+                            *conversation_id,
+                            role.clone(),
+                            *sender,
+                            client_msg_id.clone(),
+                            *position,
+                        )
+                    },
+                )
+                .collect();
+            txn.insert_idempotency_many(&keys).await?;
             Ok::<_, StoreError>(txn)
         }
         .await;
@@ -326,6 +348,75 @@ where
             self.head.send_replace(next_position - 1);
         }
         Ok(decided)
+    }
+
+    /// What the batch's commands will look up, fetched in two queries instead of one per command:
+    /// the senders' earlier client_msg_ids and the opening users' active conversations.
+    async fn prefetch(txn: &mut AppendTxn<DB>, jobs: &[Job]) -> Result<Pending, StoreError> {
+        let mut pending = Pending::default();
+        let keys: Vec<(String, u64, String)> = jobs
+            .iter()
+            .filter_map(|job| {
+                let actor = job.intent.actor();
+                let client_msg_id = job.intent.client_msg_id()?;
+                Some((
+                    actor.role.as_str().to_string(),
+                    actor.id,
+                    client_msg_id.to_string(),
+                ))
+            })
+            .collect();
+        if !keys.is_empty() {
+            for (role, sender, client_msg_id, conversation, position) in
+                txn.find_idempotent_many(&keys).await?
+            {
+                pending
+                    .known
+                    .entry((role, sender, client_msg_id))
+                    .or_default()
+                    .push((conversation, position));
+            }
+        }
+        let users: Vec<u64> = jobs
+            .iter()
+            .filter_map(|job| match &job.intent {
+                Intent::OpenOrContinue { actor, .. } => Some(actor.id),
+                Intent::On(..) => None,
+            })
+            .collect();
+        if !users.is_empty() {
+            let active = txn.active_conversations_of(&users).await?;
+            for user in users {
+                pending.active.insert(user, active.get(&user).copied());
+            }
+        }
+        Ok(pending)
+    }
+
+    /// The user's active conversation as of this point of the batch.
+    async fn active_of(
+        txn: &mut AppendTxn<DB>,
+        pending: &mut Pending,
+        user_id: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        if let Some(active) = pending.active.get(&user_id) {
+            return Ok(*active);
+        }
+        let active = txn.active_conversation(user_id).await?;
+        pending.active.insert(user_id, active);
+        Ok(active)
+    }
+
+    async fn set_active(
+        txn: &mut AppendTxn<DB>,
+        pending: &mut Pending,
+        user_id: u64,
+        conversation_id: Option<u64>,
+    ) -> Result<(), StoreError> {
+        txn.set_active_conversation(user_id, conversation_id)
+            .await?;
+        pending.active.insert(user_id, conversation_id);
+        Ok(())
     }
 
     async fn decide(
@@ -350,7 +441,7 @@ where
         let (conversation_id, command, opening) = match &job.intent {
             Intent::On(id, command) => (*id, command.clone(), false),
             Intent::OpenOrContinue { actor, message } => {
-                match txn.active_conversation(actor.id).await? {
+                match Self::active_of(txn, pending, actor.id).await? {
                     Some(id) => match message {
                         Some(message) => (
                             id,
@@ -385,11 +476,10 @@ where
         let mut folded = self.load(txn, conversation_id).await?;
         let other_active_conversation = match (&command, folded.conversation.status()) {
             (ConversationCommand::OpenConversation { .. }, _) => {
-                txn.active_conversation(actor.id).await?
+                Self::active_of(txn, pending, actor.id).await?
             }
             (_, Some(ConversationStatus::Closed)) => match folded.conversation.user_id() {
-                Some(user_id) => txn
-                    .active_conversation(user_id)
+                Some(user_id) => Self::active_of(txn, pending, user_id)
                     .await?
                     .filter(|id| *id != conversation_id),
                 None => None,
@@ -502,13 +592,11 @@ where
                 }
             }
             ConversationEvent::ConversationOpened { user, .. } => {
-                txn.set_active_conversation(user.id, Some(conversation_id))
-                    .await?;
+                Self::set_active(txn, pending, user.id, Some(conversation_id)).await?;
             }
             ConversationEvent::ConversationReopened { .. } => {
                 if let Some(user_id) = user_id {
-                    txn.set_active_conversation(user_id, Some(conversation_id))
-                        .await?;
+                    Self::set_active(txn, pending, user_id, Some(conversation_id)).await?;
                 }
             }
             ConversationEvent::ConversationClosed { .. }
@@ -516,7 +604,7 @@ where
                 if prior_status == Some(ConversationStatus::Active) =>
             {
                 if let Some(user_id) = user_id {
-                    txn.set_active_conversation(user_id, None).await?;
+                    Self::set_active(txn, pending, user_id, None).await?;
                 }
             }
             _ => {}
@@ -575,10 +663,15 @@ where
                 .find(|e| e.position == *position)
                 .cloned(),
             None => {
-                match txn
-                    .find_idempotent(conversation_id, &key.0, key.1, &key.2)
-                    .await?
-                {
+                let stored = pending.known.get(&key).and_then(|sent| {
+                    sent.iter()
+                        .filter(|(conversation, _)| {
+                            conversation_id.is_none_or(|id| id == *conversation)
+                        })
+                        .map(|(_, position)| *position)
+                        .max()
+                });
+                match stored {
                     Some(position) => txn.event_at(position).await?,
                     None => None,
                 }

@@ -17,6 +17,8 @@ use super::{GENESIS_HASH, StoreError, StoreOptions, StoredEvent};
 pub const MAX_READ_BATCH: u32 = 10_000;
 /// Rows per multi-row insert (10 parameters each: well under every back end's parameter limit).
 const INSERT_CHUNK: usize = 200;
+/// Keys per idempotency or index statement.
+const IDEMPOTENCY_CHUNK: usize = 300;
 
 const EVENT_COLUMNS: &str = "position, stream_type, stream_id, sequence, event_type, \
      event_version, payload, metadata, recorded_at, hash";
@@ -362,63 +364,108 @@ where
         row.as_ref().map(SqlStore::<DB>::event_from_row).transpose()
     }
 
-    /// The position of the message a sender already sent with this client_msg_id: in the given
-    /// conversation, or in any of theirs when none is named.
-    pub async fn find_idempotent(
+    /// Every message each sender already sent under these client_msg_ids, in one query:
+    /// (sender_role, sender_id, client_msg_id, conversation_id, position).
+    pub async fn find_idempotent_many(
         &mut self,
-        conversation_id: Option<u64>,
-        sender_role: &str,
-        sender_id: u64,
-        client_msg_id: &str,
-    ) -> Result<Option<u64>, StoreError> {
-        let query = match conversation_id {
-            Some(conversation_id) => sqlx::query(
-                "select position from message_idempotency where conversation_id = ? \
-                 and sender_role = ? and sender_id = ? and client_msg_id = ?",
-            )
-            .bind(to_db(conversation_id)?),
-            None => sqlx::query(
-                "select max(position) from message_idempotency \
-                 where sender_role = ? and sender_id = ? and client_msg_id = ?",
-            ),
-        };
-        let row = query
-            .bind(sender_role.to_string())
-            .bind(to_db(sender_id)?)
-            .bind(client_msg_id.to_string())
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        match row {
-            Some(row) => {
-                let position: Option<i64> = row.try_get(0).map_err(StoreError::from_sqlx)?;
-                position.map(|p| from_db(p, "position")).transpose()
+        keys: &[(String, u64, String)],
+    ) -> Result<Vec<(String, u64, String, u64, u64)>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in keys.chunks(IDEMPOTENCY_CHUNK) {
+            let tuples = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+            // The key column has a binary collation (ids are case-sensitive); the cast lets it
+            // decode as text.
+            let sql = format!(
+                "select sender_role, sender_id, cast(client_msg_id as char), conversation_id, position \
+                 from message_idempotency where (sender_role, sender_id, client_msg_id) in ({tuples})"
+            );
+            let mut query = sqlx::query(&sql);
+            for (role, sender, client_msg_id) in chunk {
+                query = query
+                    .bind(role.clone())
+                    .bind(to_db(*sender)?)
+                    .bind(client_msg_id.clone());
             }
-            None => Ok(None),
+            let rows = query
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+            for row in rows {
+                let get_int = |i: usize, what: &str| -> Result<u64, StoreError> {
+                    from_db(
+                        row.try_get::<i64, _>(i).map_err(StoreError::from_sqlx)?,
+                        what,
+                    )
+                };
+                found.push((
+                    row.try_get::<String, _>(0).map_err(StoreError::from_sqlx)?,
+                    get_int(1, "sender id")?,
+                    row.try_get::<String, _>(2).map_err(StoreError::from_sqlx)?,
+                    get_int(3, "conversation id")?,
+                    get_int(4, "position")?,
+                ));
+            }
         }
+        Ok(found)
     }
 
-    pub async fn insert_idempotency(
+    /// Records many idempotency keys: (conversation_id, sender_role, sender_id, client_msg_id, position).
+    pub async fn insert_idempotency_many(
         &mut self,
-        conversation_id: u64,
-        sender_role: &str,
-        sender_id: u64,
-        client_msg_id: &str,
-        position: u64,
+        keys: &[(u64, String, u64, String, u64)],
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "insert into message_idempotency \
-             (conversation_id, sender_role, sender_id, client_msg_id, position) values (?, ?, ?, ?, ?)",
-        )
-        .bind(to_db(conversation_id)?)
-        .bind(sender_role.to_string())
-        .bind(to_db(sender_id)?)
-        .bind(client_msg_id.to_string())
-        .bind(to_db(position)?)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(StoreError::from_sqlx)?;
+        for chunk in keys.chunks(IDEMPOTENCY_CHUNK) {
+            let values = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "insert into message_idempotency \
+                 (conversation_id, sender_role, sender_id, client_msg_id, position) values {values}"
+            );
+            let mut query = sqlx::query(&sql);
+            for (conversation_id, role, sender, client_msg_id, position) in chunk {
+                query = query
+                    .bind(to_db(*conversation_id)?)
+                    .bind(role.clone())
+                    .bind(to_db(*sender)?)
+                    .bind(client_msg_id.clone())
+                    .bind(to_db(*position)?);
+            }
+            query
+                .execute(&mut *self.tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        }
         Ok(())
+    }
+
+    /// The active conversations of many users, in one query.
+    pub async fn active_conversations_of(
+        &mut self,
+        user_ids: &[u64],
+    ) -> Result<HashMap<u64, u64>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in user_ids.chunks(IDEMPOTENCY_CHUNK) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "select user_id, conversation_id from active_conversations where user_id in ({placeholders})"
+            );
+            let mut query = sqlx::query(&sql);
+            for user_id in chunk {
+                query = query.bind(to_db(*user_id)?);
+            }
+            for row in query
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(StoreError::from_sqlx)?
+            {
+                let user: i64 = row.try_get(0).map_err(StoreError::from_sqlx)?;
+                let conversation: i64 = row.try_get(1).map_err(StoreError::from_sqlx)?;
+                found.insert(
+                    from_db(user, "user id")?,
+                    from_db(conversation, "conversation id")?,
+                );
+            }
+        }
+        Ok(found)
     }
 
     pub async fn active_conversation(&mut self, user_id: u64) -> Result<Option<u64>, StoreError> {
