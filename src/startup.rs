@@ -50,7 +50,7 @@ impl Application {
             );
         }
         crate::metrics::handle();
-        let limits = Arc::new(crate::limits::RateLimiter::new(config, redis));
+        let limits = Arc::new(crate::limits::RateLimiter::new(config, redis.clone()));
         let listener = TcpListener::bind(config.listen_addr())
             .await
             .with_context(|| format!("binding {}", config.listen_addr()))?;
@@ -60,6 +60,7 @@ impl Application {
             projections,
             auth,
             limits,
+            redis,
             read_your_writes: config.read_your_writes_timeout,
             last_writes: Arc::default(),
             started: Arc::new(std::time::Instant::now()),

@@ -443,6 +443,13 @@ async fn a_burst_of_200_concurrent_sends_lets_exactly_60_through() {
             }
         }
         assert_eq!((created, limited), (60, 140), "{}", db.name());
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        assert!(
+            metrics.contains("chatd_rate_limit_rejections_total{kind=\"messages\"}"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("chatd_messages_accepted_total{transport=\"rest\"}"));
+        assert!(metrics.contains("route=\"/api/chat/messages\""));
         let (_, history) = app
             .call(
                 Method::GET,

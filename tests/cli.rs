@@ -73,3 +73,54 @@ async fn replay_of_an_unknown_projection_fails_and_names_the_known_ones() {
     assert!(stderr.contains("conversations, messages"), "{stderr}");
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn sigterm_stops_the_server_cleanly() {
+    let db = TestDb::sqlite().await;
+    let port = 20_000 + (std::process::id() % 10_000) as u16;
+    let data_dir = std::env::temp_dir().join(format!("chatd-sigterm-{}", std::process::id()));
+    let mut server = Command::new(env!("CARGO_BIN_EXE_chatd"))
+        .arg("serve")
+        .env("CHAT_DATABASE_URL", &db.url)
+        .env("CHAT_DATA_DIR", &data_dir)
+        .env("CHAT_PORT", port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start chatd");
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(response) = client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+        {
+            ready = response.status() == 200;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the server answered /healthz");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "chatd stops within 10 s of SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+
+    assert!(status.success(), "exit status {status:?}");
+    let _ = std::fs::remove_dir_all(&data_dir);
+    db.cleanup().await;
+}

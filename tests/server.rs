@@ -20,6 +20,12 @@ async fn healthz_and_readyz_answer_in_the_contract_envelope() {
         let ready: Value = ready.json().await.unwrap();
         assert_eq!(ready["data"]["database"]["backend"], db.name());
         assert_eq!(ready["data"]["database"]["head_position"], 0);
+        let redis = if db.backend == chatd::store::Backend::MySql {
+            "ok"
+        } else {
+            "not configured"
+        };
+        assert_eq!(ready["data"]["redis"], redis);
         let projectors = ready["data"]["projectors"].as_array().unwrap();
         let names: Vec<_> = projectors
             .iter()

@@ -1,6 +1,8 @@
-//! `/healthz` (the process is up) and `/readyz` (the database answers).
+//! `/healthz` (the process is up) and `/readyz` (the database and, when configured, Redis answer;
+//! with each projector's position, lag and last error).
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -35,11 +37,39 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
             status
         })
         .collect();
+    let redis = match &state.redis {
+        None => "not configured",
+        Some(redis) => {
+            let mut redis = redis.clone();
+            let command = redis::cmd("PING");
+            let ping = command.query_async::<String>(&mut redis);
+            match tokio::time::timeout(crate::redis::OPERATION_TIMEOUT, ping).await {
+                Ok(Ok(_)) => "ok",
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "readiness check failed: redis");
+                    return Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "UNAVAILABLE",
+                        "redis is unavailable",
+                    ));
+                }
+                Err(_) => {
+                    tracing::warn!("readiness check failed: redis did not answer in time");
+                    return Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "UNAVAILABLE",
+                        "redis is unavailable",
+                    ));
+                }
+            }
+        }
+    };
     Ok(Json(json!({
         "status": "success",
         "data": {
             "status": "ready",
             "database": {"backend": state.store.backend().name(), "head_position": head},
+            "redis": redis,
             "projectors": projectors,
         }
     })))

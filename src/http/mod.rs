@@ -27,6 +27,8 @@ pub struct AppState {
     pub projections: Arc<Projections>,
     pub auth: Arc<crate::auth::Auth>,
     pub limits: Arc<crate::limits::RateLimiter>,
+    /// Set when CHAT_REDIS_URL is.
+    pub redis: Option<redis::aio::ConnectionManager>,
     pub read_your_writes: std::time::Duration,
     pub last_writes: Arc<LastWrites>,
     pub started: Arc<std::time::Instant>,
