@@ -505,7 +505,7 @@ async fn every_signed_part_changed_in_turn_is_refused() {
             ),
             (
                 "method",
-                send(Method::PUT, path, now, good.clone(), body.clone())
+                send(Method::GET, path, now, good.clone(), body.clone())
                     .await
                     .unwrap(),
             ),

@@ -15,14 +15,21 @@ pub fn router() -> Router<AppState> {
         .route("/readyz", get(readyz))
 }
 
-async fn healthz(State(state): State<AppState>) -> Json<Value> {
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "up")))]
+pub(super) async fn healthz(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "status": "success",
         "data": {"status": "ok", "uptime_seconds": state.started.elapsed().as_secs()}
     }))
 }
 
-async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// The database (and Redis, when configured) answer; each projector's position, lag and last error.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "ready"),
+    (status = 503, body = super::openapi::ErrorBody),
+))]
+pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let head = state.store.head_position().await.map_err(|error| {
         tracing::warn!(%error, "readiness check failed");
         ApiError::unavailable()

@@ -111,6 +111,7 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::router())
         .route("/metrics", axum::routing::get(observe::metrics_route))
         .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
         .layer(axum::middleware::from_fn(observe::track_metrics))
         .layer(axum::middleware::from_fn(observe::request_id))
         .with_state(state)
