@@ -9,6 +9,7 @@ pub mod config;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod realtime;
 pub mod redis;
 pub mod startup;
 pub mod store;

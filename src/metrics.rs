@@ -59,6 +59,30 @@ pub fn http_request(route: &str, method: &str, status: u16, seconds: f64) {
     ::metrics::histogram!(HTTP_REQUEST_DURATION, &labels).record(seconds);
 }
 
+/// Sockets connected to this node went up or down by `delta`.
+pub fn socket_connected(delta: i64) {
+    installed();
+    ::metrics::gauge!("chatd_sockets_connected").increment(delta as f64);
+}
+
+/// A Socket.IO event arrived from a client (`event` is one of the known names or "unknown").
+pub fn socket_event_in(event: &'static str) {
+    installed();
+    ::metrics::counter!("chatd_socket_events_in_total", "event" => event).increment(1);
+}
+
+/// A Socket.IO event was emitted to clients.
+pub fn socket_event_out(event: &str) {
+    installed();
+    ::metrics::counter!("chatd_socket_events_out_total", "event" => event.to_owned()).increment(1);
+}
+
+/// Seconds from an event's commit to its broadcast.
+pub fn broadcast_lag(seconds: f64) {
+    installed();
+    ::metrics::histogram!("chatd_broadcast_lag_seconds").record(seconds);
+}
+
 fn installed() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(install)

@@ -16,6 +16,8 @@ use crate::store::{EventStore, redact_url};
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    add_socket_layer: Box<dyn FnOnce(axum::Router) -> axum::Router + Send>,
+    stop_broadcaster: tokio::sync::watch::Sender<bool>,
 }
 
 impl Application {
@@ -63,9 +65,27 @@ impl Application {
             redis,
             read_your_writes: config.read_your_writes_timeout,
             last_writes: Arc::default(),
+            realtime: Arc::default(),
             started: Arc::new(std::time::Instant::now()),
         };
-        Ok(Application { listener, state })
+        let (realtime, add_socket_layer) = crate::realtime::build(config, state.clone())
+            .await
+            .context("starting Socket.IO")?;
+        let _ = state.realtime.set(realtime.clone());
+        let (stop_broadcaster, broadcaster_stops) = tokio::sync::watch::channel(false);
+        crate::realtime::Broadcaster::start(
+            state.store.clone(),
+            realtime,
+            state.projections.clone(),
+            state.commands.committed_head(),
+            broadcaster_stops,
+        );
+        Ok(Application {
+            listener,
+            state,
+            add_socket_layer,
+            stop_broadcaster,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
@@ -83,7 +103,15 @@ impl Application {
     ) -> anyhow::Result<()> {
         let store = self.state.store.clone();
         let projections = self.state.projections.clone();
-        let app = http::router(self.state);
+        let realtime = self.state.realtime.get().cloned();
+        let app = (self.add_socket_layer)(http::router(self.state));
+        let shutdown = async move {
+            shutdown.await;
+            // Sockets would hold the server open: close them first.
+            if let Some(realtime) = realtime {
+                realtime.close().await;
+            }
+        };
         axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -91,6 +119,7 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP")?;
+        let _ = self.stop_broadcaster.send(true);
         projections.stop().await;
         store.close().await;
         Ok(())

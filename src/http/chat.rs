@@ -86,7 +86,7 @@ fn bounded(value: Option<u32>, default: u32, max: u32, name: &str) -> Result<u32
 
 /// The conversation, if the caller may read it: 404 when it does not exist, 403 when it is
 /// another user's.
-async fn readable(
+pub(crate) async fn readable(
     state: &AppState,
     session: &Session,
     id: u64,
@@ -116,7 +116,7 @@ async fn limit_messages(state: &AppState, session: &Session) -> Result<(), ApiEr
         })
 }
 
-async fn execute(
+pub(crate) async fn execute(
     state: &AppState,
     origin: &Origin,
     session: &Session,
@@ -220,21 +220,21 @@ pub(super) async fn list_messages(
     }))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct SendMessageBody {
     /// The text (`content` is accepted too).
-    message: Option<String>,
-    content: Option<String>,
+    pub message: Option<String>,
+    pub content: Option<String>,
     /// `text` (default), `image` or `file`.
-    message_type: Option<String>,
+    pub message_type: Option<String>,
     /// Required for image and file messages.
-    file_id: Option<String>,
+    pub file_id: Option<String>,
     /// Users: default is their active conversation (opened when they have none). Admins: required.
-    conversation_id: Option<u64>,
+    pub conversation_id: Option<u64>,
     /// At most 64 characters; a retry with the same value returns the original message.
-    client_msg_id: Option<String>,
+    pub client_msg_id: Option<String>,
     /// Users: must be their own.
-    user_id: Option<u64>,
+    pub user_id: Option<u64>,
 }
 
 /// Sends a message: 201 with the stored message, or 200 with the original for a repeated
@@ -255,6 +255,24 @@ pub(super) async fn send_message(
     ApiJson(body): ApiJson<SendMessageBody>,
 ) -> Result<(StatusCode, Json<Success<MessageView>>), ApiError> {
     own_user_id(&session, body.user_id)?;
+    let (view, duplicate) = send(&state, &origin, &session, body, "rest").await?;
+    let status = if duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, success(view)))
+}
+
+/// Sends a message for REST and Socket.IO alike: the stored message, and whether it is a retry
+/// of one already accepted.
+pub(crate) async fn send(
+    state: &AppState,
+    origin: &Origin,
+    session: &Session,
+    body: SendMessageBody,
+    transport: &str,
+) -> Result<(MessageView, bool), ApiError> {
     let message_type = parse_message_type(body.message_type.as_deref())?;
     let message = NewMessage {
         message_type,
@@ -277,8 +295,8 @@ pub(super) async fn send_message(
         }
         None => return Err(ApiError::validation("admins must name conversation_id")),
     };
-    limit_messages(&state, &session).await?;
-    let committed = execute(&state, &origin, &session, intent, body.client_msg_id).await?;
+    limit_messages(state, session).await?;
+    let committed = execute(state, origin, session, intent, body.client_msg_id).await?;
     let view = committed
         .events
         .iter()
@@ -286,14 +304,9 @@ pub(super) async fn send_message(
         .find_map(|event| MessageView::from_event(committed.conversation_id, event))
         .ok_or_else(ApiError::internal)?;
     if !committed.duplicate {
-        crate::metrics::message_accepted("rest");
+        crate::metrics::message_accepted(transport);
     }
-    let status = if committed.duplicate {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok((status, success(view)))
+    Ok((view, committed.duplicate))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 //! HTTP: one state struct, one router per feature, the contract's envelope.
 
-mod chat;
+pub(crate) mod chat;
 mod error;
 pub mod extract;
 mod health;
@@ -29,6 +29,8 @@ pub struct AppState {
     pub limits: Arc<crate::limits::RateLimiter>,
     /// Set when CHAT_REDIS_URL is.
     pub redis: Option<redis::aio::ConnectionManager>,
+    /// The Socket.IO server, set once at start-up (it is built with this state).
+    pub realtime: Arc<std::sync::OnceLock<crate::realtime::Realtime>>,
     pub read_your_writes: std::time::Duration,
     pub last_writes: Arc<LastWrites>,
     pub started: Arc<std::time::Instant>,

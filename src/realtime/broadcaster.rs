@@ -1,0 +1,125 @@
+//! Follows the log from the head it finds at start-up and turns committed events into Socket.IO
+//! events for this node's sockets. Each node runs one over the shared log, so a change accepted
+//! on any node, over any transport, reaches every socket once.
+//!
+//! It waits (briefly) for the read tables to apply an event before announcing it, so a client
+//! that reacts to `new_message` by reading over REST sees the message. Broadcast is best effort:
+//! a client that was away asks for what it missed with `since`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::events::ConversationEvent;
+use projections::Projections;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::{Realtime, STAFF_ROOM, conversation_room};
+use crate::http::views::MessageView;
+use crate::store::{EventStore, StoredEvent};
+
+/// Events read from the log at a time.
+const BATCH: u32 = 500;
+/// How often the log is checked for other nodes' commits.
+const POLL: Duration = Duration::from_millis(50);
+/// How long an event waits for the read tables before it is announced anyway.
+const PROJECTION_WAIT: Duration = Duration::from_millis(500);
+
+pub struct Broadcaster;
+
+impl Broadcaster {
+    /// Starts following the log; stops when `shutdown` turns true.
+    pub fn start(
+        store: EventStore,
+        realtime: Realtime,
+        projections: Arc<Projections>,
+        mut wake: watch::Receiver<u64>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut position = loop {
+                match store.head_position().await {
+                    Ok(head) => break head,
+                    Err(error) => {
+                        tracing::warn!(%error, "broadcaster waits for the database");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            };
+            loop {
+                if *shutdown.borrow() {
+                    return;
+                }
+                let batch = match store.read_from(position, BATCH).await {
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        tracing::warn!(%error, "broadcaster cannot read the log");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                let Some(last) = batch.last().map(|e| e.position) else {
+                    tokio::select! {
+                        _ = wake.changed() => {}
+                        _ = shutdown.changed() => {}
+                        () = tokio::time::sleep(POLL) => {}
+                    }
+                    continue;
+                };
+                projections.wait_for(last, PROJECTION_WAIT).await;
+                for event in &batch {
+                    announce(&realtime, event).await;
+                }
+                position = last;
+            }
+        })
+    }
+}
+
+/// The socket event for one log event, and the rooms it goes to.
+fn socket_event(event: &StoredEvent) -> Option<(&'static str, Value, Vec<String>)> {
+    let id: u64 = event.stream_id.parse().ok()?;
+    let room = conversation_room(id);
+    let everyone = vec![room.clone(), STAFF_ROOM.to_string()];
+    let status = |status: &str, by: &::events::Actor| json!({"conversation_id": id, "status": status, "changed_by": by.role.as_str()});
+    Some(match event.decode().ok()? {
+        ConversationEvent::MessageSent { .. } => {
+            let message = MessageView::from_event(id, event)?;
+            ("new_message", serde_json::to_value(message).ok()?, everyone)
+        }
+        ConversationEvent::MessagesRead {
+            message_ids,
+            reader,
+        } => (
+            "message_read",
+            json!({"conversation_id": id, "message_ids": message_ids, "read_by": reader.role.as_str()}),
+            vec![room],
+        ),
+        ConversationEvent::ConversationClosed { by } => {
+            ("conversation_status", status("closed", &by), everyone)
+        }
+        ConversationEvent::ConversationReopened { by } => {
+            ("conversation_status", status("active", &by), everyone)
+        }
+        ConversationEvent::ConversationArchived { by } => {
+            ("conversation_status", status("archived", &by), everyone)
+        }
+        ConversationEvent::ConversationAssigned { admin_id, by } => (
+            "conversation_assigned",
+            json!({"conversation_id": id, "admin_id": admin_id, "assigned_by": by.role.as_str()}),
+            everyone,
+        ),
+        ConversationEvent::ConversationOpened { .. } | ConversationEvent::FeedbackGiven { .. } => {
+            return None;
+        }
+    })
+}
+
+async fn announce(realtime: &Realtime, event: &StoredEvent) {
+    let Some((name, data, rooms)) = socket_event(event) else {
+        return;
+    };
+    realtime.emit_local(rooms, name, &data).await;
+    let lag = (crate::clock::now_micros() - event.recorded_at_micros).max(0) as f64 / 1e6;
+    crate::metrics::broadcast_lag(lag);
+}

@@ -1,0 +1,254 @@
+//! Socket.IO (protocol v5) on the API's port: authenticated sockets, the client events of the
+//! contract, and a broadcaster that follows the log, so a change accepted anywhere (REST, a
+//! socket, another node) reaches every socket in its room.
+//!
+//! Rooms: `conversation:<id>` for sockets that joined a conversation, `staff` for every admin and
+//! auditor socket (they see new messages, status changes and assignments of every conversation
+//! without joining). Every node runs its own broadcaster over the shared log and emits to its own
+//! sockets only; typing indicators, which are never in the log, cross nodes through the Redis
+//! adapter when Redis is configured.
+//!
+//! This module never writes the log directly: sends and read receipts go through the same
+//! command path as REST.
+
+mod broadcaster;
+mod events;
+
+use std::time::Duration;
+
+use axum::Router;
+use serde::Serialize;
+use serde_json::{Value, json};
+use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
+use socketioxide::extract::{SocketRef, State, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::{SocketIo, TransportType};
+use socketioxide_redis::{RedisAdapter, RedisAdapterCtr};
+
+use crate::auth::Session;
+use crate::config::Config;
+use crate::http::{ApiError, AppState};
+
+/// Largest Socket.IO packet a client may send (a 5,000-character message is about 20 KiB).
+pub const MAX_PACKET_BYTES: u64 = 64 * 1024;
+/// Packets queued for one socket before emits to it fail (a client that stops reading).
+pub const MAX_SOCKET_BUFFER: usize = 256;
+/// How often a connected socket's session is checked again.
+const SESSION_CHECK: Duration = Duration::from_secs(3);
+
+pub const STAFF_ROOM: &str = "staff";
+
+pub fn conversation_room(id: u64) -> String {
+    format!("conversation:{id}")
+}
+
+/// The caller of a socket, kept in its extensions.
+#[derive(Debug, Clone)]
+pub(crate) struct SocketCaller {
+    pub session: Session,
+    pub token: String,
+}
+
+/// The Socket.IO server handle, whichever adapter it runs on.
+#[derive(Clone)]
+pub enum Realtime {
+    Local(SocketIo<LocalAdapter>),
+    Redis(SocketIo<RedisAdapter<Emitter>>),
+}
+
+impl Realtime {
+    /// Sends `event` to the sockets in `rooms` on every node (each socket once), except `except`
+    /// (a socket id, for "to the others in the room").
+    pub async fn emit_to(&self, rooms: Vec<String>, event: &str, data: &Value) {
+        let result = match self {
+            Realtime::Local(io) => io
+                .to(rooms)
+                .emit(event, data)
+                .await
+                .map_err(|e| e.to_string()),
+            Realtime::Redis(io) => io
+                .to(rooms)
+                .emit(event, data)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(error) = result {
+            tracing::debug!(event, %error, "some sockets did not take the event");
+        }
+    }
+
+    /// Sends `event` to this node's sockets in `rooms` (each socket once).
+    pub async fn emit_local(&self, rooms: Vec<String>, event: &str, data: &Value) {
+        let result = match self {
+            Realtime::Local(io) => io
+                .local()
+                .to(rooms)
+                .emit(event, data)
+                .await
+                .map_err(|e| e.to_string()),
+            Realtime::Redis(io) => io
+                .local()
+                .to(rooms)
+                .emit(event, data)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(error) = result {
+            tracing::debug!(event, %error, "some sockets did not take the event");
+        }
+        crate::metrics::socket_event_out(event);
+    }
+
+    /// Disconnects every socket of this node (shutdown).
+    pub async fn close(&self) {
+        match self {
+            Realtime::Local(io) => io.close().await,
+            Realtime::Redis(io) => io.close().await,
+        }
+    }
+
+    /// Sockets connected to this node.
+    pub fn local_sockets(&self) -> usize {
+        match self {
+            Realtime::Local(io) => io.sockets().len(),
+            Realtime::Redis(io) => io.sockets().len(),
+        }
+    }
+}
+
+/// Builds the Socket.IO server on the configured adapter and registers its handlers. Returns the
+/// handle and a function that adds its layer to the router.
+pub async fn build(
+    config: &Config,
+    state: AppState,
+) -> anyhow::Result<(Realtime, Box<dyn FnOnce(Router) -> Router + Send>)> {
+    let builder = SocketIo::builder()
+        .with_state(state.clone())
+        .max_payload(MAX_PACKET_BYTES)
+        .max_buffer_size(MAX_SOCKET_BUFFER)
+        .transports([TransportType::Polling, TransportType::Websocket]);
+    match &config.redis_url {
+        None => {
+            let (layer, io) = builder.build_layer();
+            io.ns(
+                "/",
+                on_connect::<LocalAdapter>.with(authenticate::<LocalAdapter>),
+            );
+            Ok((
+                Realtime::Local(io),
+                Box::new(move |router: Router| router.layer(layer)),
+            ))
+        }
+        Some(url) => {
+            let client = redis::Client::open(resp3(url))?;
+            let adapter = RedisAdapterCtr::new_with_redis(&client).await?;
+            let (layer, io) = builder
+                .with_adapter::<RedisAdapter<_>>(adapter)
+                .build_layer();
+            io.ns(
+                "/",
+                on_connect::<RedisAdapter<Emitter>>.with(authenticate::<RedisAdapter<Emitter>>),
+            )
+            .await?;
+            Ok((
+                Realtime::Redis(io),
+                Box::new(move |router: Router| router.layer(layer)),
+            ))
+        }
+    }
+}
+
+/// The adapter's driver needs RESP3.
+fn resp3(url: &str) -> String {
+    if url.contains("protocol=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&protocol=resp3")
+    } else {
+        format!("{url}?protocol=resp3")
+    }
+}
+
+/// Why a connection is refused; socketioxide sends it as connect_error `{"message": ...}`,
+/// prefixed with the contract's code.
+#[derive(Debug, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct Refused {
+    code: &'static str,
+    message: String,
+}
+
+async fn authenticate<A: Adapter>(
+    socket: SocketRef<A>,
+    State(state): State<AppState>,
+    TryData(auth): TryData<Value>,
+) -> Result<(), Refused> {
+    let token = auth
+        .ok()
+        .and_then(|auth| {
+            auth.get("token")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .filter(|token| !token.is_empty())
+        .ok_or(Refused {
+            code: "UNAUTHORIZED",
+            message: "a session token is required in auth.token".into(),
+        })?;
+    let session = state.auth.session(&token).await.map_err(|error| Refused {
+        code: error.code(),
+        message: error.to_string(),
+    })?;
+    socket.extensions.insert(SocketCaller { session, token });
+    Ok(())
+}
+
+async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(state): State<AppState>) {
+    let Some(caller) = socket.extensions.get::<SocketCaller>() else {
+        let _ = socket.disconnect();
+        return;
+    };
+    if matches!(
+        caller.session.role,
+        events_role::Admin | events_role::Auditor
+    ) {
+        socket.join(STAFF_ROOM);
+    }
+    events::register(&socket);
+    crate::metrics::socket_connected(1);
+    socket.on_disconnect(|| async {
+        crate::metrics::socket_connected(-1);
+    });
+    // A session deleted or expired while connected ends the connection within seconds.
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(SESSION_CHECK).await;
+            if !socket.connected() {
+                return;
+            }
+            if let Err(crate::auth::AuthError::Unauthorized) =
+                state.auth.session(&caller.token).await
+            {
+                let _ = socket.emit(
+                    "error",
+                    &json!({"code": "UNAUTHORIZED", "message": "the session has ended"}),
+                );
+                let _ = socket.disconnect();
+                return;
+            }
+        }
+    });
+}
+
+use ::events::Role as events_role;
+
+/// The contract's envelope for an acknowledgement.
+pub(crate) fn success_envelope(data: impl Serialize) -> Value {
+    json!({"status": "success", "data": data})
+}
+
+pub(crate) fn error_envelope(error: &ApiError) -> Value {
+    json!({"status": "error", "message": error.message, "error_code": error.code})
+}
+
+pub use broadcaster::Broadcaster;
