@@ -670,6 +670,12 @@ async fn the_authorization_matrix_holds_for_every_route() {
                 [409, 403, 403, 403, 401, 401],
             ),
             (
+                Method::POST,
+                conv("/typing"),
+                Some(json!({"typing": true})),
+                [200, 403, 200, 403, 401, 401],
+            ),
+            (
                 Method::PUT,
                 conv("/status"),
                 Some(json!({"status": "archived"})),
@@ -875,6 +881,22 @@ async fn bad_input_gets_a_contract_error_and_writes_nothing() {
             )
             .await;
         assert_eq!(status, 400);
+        let (status, answer) = app
+            .call(Method::DELETE, "/api/chat/messages", Some(&user), None)
+            .await;
+        assert_eq!(
+            (status, answer["error_code"].as_str()),
+            (404, Some("NOT_FOUND")),
+            "a wrong method answers in the envelope"
+        );
+        let unsigned = app
+            .client
+            .post(format!("{}/api/chat/messages", app.address))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unsigned.status().as_u16(), 401);
         assert_eq!(
             db.store.head_position().await.unwrap(),
             head,
@@ -924,6 +946,10 @@ async fn the_openapi_document_covers_every_route_scheme_and_error_code() {
         "/api/chat/conversations/{id}/status",
         "/api/chat/conversations/bulk",
         "/api/chat/conversations/{id}/feedback",
+        "/api/chat/conversations/{id}/typing",
+        "/healthz",
+        "/readyz",
+        "/metrics",
     ] {
         assert!(paths.contains_key(path), "{path} is documented");
     }

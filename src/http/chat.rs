@@ -33,6 +33,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/api/chat/conversations/{id}/assign", put(assign))
         .route("/api/chat/conversations/{id}/status", put(set_status))
         .route("/api/chat/conversations/{id}/feedback", post(feedback))
+        .route("/api/chat/conversations/{id}/typing", post(typing))
 }
 
 /// The success envelope.
@@ -780,4 +781,51 @@ pub(super) async fn feedback(
     };
     let Json(view) = conversation_after(&state, &origin, &session, id, command).await?;
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TypingBody {
+    /// true while typing, false when stopped.
+    typing: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TypingSent {
+    #[schema(example = "success")]
+    status: &'static str,
+    #[schema(example = "Typing indicator sent")]
+    message: &'static str,
+}
+
+/// Sends a typing indicator to the conversation's sockets (never stored; at most 10 starts a
+/// minute per caller).
+#[utoipa::path(post, path = "/api/chat/conversations/{id}/typing", tag = "conversations", request_body = TypingBody,
+    params(("id" = u64, Path, description = "conversation id")),
+    responses(
+        (status = 200, body = TypingSent),
+        (status = 400, body = super::openapi::ErrorBody), (status = 401, body = super::openapi::ErrorBody),
+        (status = 403, body = super::openapi::ErrorBody), (status = 404, body = super::openapi::ErrorBody),
+        (status = 429, body = super::openapi::ErrorBody),
+    ),
+    security(("app_signature" = [], "bearer" = [])))]
+pub(super) async fn typing(
+    State(state): State<AppState>,
+    Caller(session): Caller,
+    ConversationId(id): ConversationId,
+    ApiJson(body): ApiJson<TypingBody>,
+) -> Result<Json<TypingSent>, ApiError> {
+    let indicator = crate::realtime::typing_indicator(&state, &session, id, body.typing).await?;
+    if let Some(realtime) = state.realtime.get() {
+        realtime
+            .emit_to(
+                vec![crate::realtime::conversation_room(id)],
+                "typing_indicator",
+                &indicator,
+            )
+            .await;
+    }
+    Ok(Json(TypingSent {
+        status: "success",
+        message: "Typing indicator sent",
+    }))
 }

@@ -93,7 +93,7 @@ fn metrics() {}
     paths(
         chat::list_messages, chat::send_message,
         chat::list_conversations, chat::open_conversation, chat::get_conversation,
-        chat::mark_read, chat::assign, chat::set_status, chat::bulk, chat::feedback,
+        chat::mark_read, chat::assign, chat::set_status, chat::bulk, chat::feedback, chat::typing,
         health::healthz, health::readyz, metrics,
     ),
     components(schemas(ErrorBody, ErrorCode, MessageView, ConversationView, LastMessageView, FeedbackView, Pagination)),

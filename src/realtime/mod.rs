@@ -14,6 +14,8 @@
 mod broadcaster;
 mod events;
 
+pub(crate) use events::typing_indicator;
+
 use std::time::Duration;
 
 use axum::Router;
