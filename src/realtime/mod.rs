@@ -79,24 +79,13 @@ impl Realtime {
         }
     }
 
-    /// Sends `event` to this node's sockets in `rooms` (each socket once).
+    /// Sends `event` to this node's sockets in `rooms` (each socket once). A socket whose
+    /// outgoing buffer is full has stopped reading: it is disconnected rather than left to grow,
+    /// and catches up with `since` when it comes back.
     pub async fn emit_local(&self, rooms: Vec<String>, event: &str, data: &Value) {
-        let result = match self {
-            Realtime::Local(io) => io
-                .local()
-                .to(rooms)
-                .emit(event, data)
-                .await
-                .map_err(|e| e.to_string()),
-            Realtime::Redis(io) => io
-                .local()
-                .to(rooms)
-                .emit(event, data)
-                .await
-                .map_err(|e| e.to_string()),
-        };
-        if let Err(error) = result {
-            tracing::debug!(event, %error, "some sockets did not take the event");
+        match self {
+            Realtime::Local(io) => emit_each(io.local().to(rooms).sockets(), event, data),
+            Realtime::Redis(io) => emit_each(io.local().to(rooms).sockets(), event, data),
         }
         crate::metrics::socket_event_out(event);
     }
@@ -114,6 +103,17 @@ impl Realtime {
         match self {
             Realtime::Local(io) => io.sockets().len(),
             Realtime::Redis(io) => io.sockets().len(),
+        }
+    }
+}
+
+fn emit_each<A: Adapter>(sockets: Vec<SocketRef<A>>, event: &str, data: &Value) {
+    for socket in sockets {
+        if let Err(socketioxide::SendError::Socket(socketioxide::SocketError::InternalChannelFull)) =
+            socket.emit(event, data)
+        {
+            tracing::info!(sid = %socket.id, "socket stopped reading; disconnecting it");
+            let _ = socket.disconnect();
         }
     }
 }
