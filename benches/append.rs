@@ -7,35 +7,14 @@
 //! MySQL: `CHAT_BENCH_MYSQL_URL` or `CHAT_TEST_MYSQL_URL` (a scratch database is created and
 //! dropped). Sizes: `CHAT_BENCH_MESSAGES` (default 20000), `CHAT_BENCH_LONG_EVENTS` (default 100000).
 
+mod support;
+
 use std::time::{Duration, Instant};
+use support::*;
 
 use chatd::commands::{CommandBus, Intent};
-use chatd::store::{EventMetadata, EventStore, StoreOptions};
+use chatd::store::{EventStore, StoreOptions};
 use events::{Actor, ConversationCommand, NewMessage, Role};
-use sqlx::Connection;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn actor(id: u64, role: Role) -> Actor {
-    Actor {
-        id,
-        role,
-        identifier: format!("{}_{id}", role.as_str()),
-    }
-}
-
-fn metadata(actor: &Actor) -> EventMetadata {
-    EventMetadata {
-        actor_id: actor.id,
-        actor_role: actor.role.as_str().into(),
-        ..Default::default()
-    }
-}
 
 struct Run {
     messages: usize,
@@ -189,33 +168,15 @@ async fn bench_backend(name: &str, url: &str) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("chatd-bench-{}", std::process::id()));
-    let sqlite_url = format!("sqlite://{}", dir.join("bench.db").display());
-    bench_backend("sqlite (synchronous=FULL, WAL)", &sqlite_url).await?;
-    let _ = std::fs::remove_dir_all(&dir);
-
-    let server = std::env::var("CHAT_BENCH_MYSQL_URL")
-        .or_else(|_| std::env::var("CHAT_TEST_MYSQL_URL"))
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
-    let mut admin = sqlx::MySqlConnection::connect(&server).await?;
-    let flush: (i64,) = sqlx::query_as("select cast(@@innodb_flush_log_at_trx_commit as signed)")
-        .fetch_one(&mut admin)
-        .await?;
-    let database = format!("chatd_bench_{}", std::process::id());
-    sqlx::query(&format!("create database {database}"))
-        .execute(&mut admin)
-        .await?;
-    let url = match server.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{database}"),
-        None => server.clone(),
-    };
+    let sqlite = ScratchSqlite::new("append");
+    bench_backend("sqlite (synchronous=FULL, WAL)", &sqlite.url).await?;
+    let mut mysql = ScratchMysql::new("append").await?;
+    let flush = mysql.flush_setting().await?;
     let result = bench_backend(
-        &format!("mysql (innodb_flush_log_at_trx_commit={})", flush.0),
-        &url,
+        &format!("mysql (innodb_flush_log_at_trx_commit={flush})"),
+        &mysql.url,
     )
     .await;
-    sqlx::query(&format!("drop database {database}"))
-        .execute(&mut admin)
-        .await?;
+    mysql.drop().await?;
     result
 }

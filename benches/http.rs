@@ -6,14 +6,16 @@
 //! Sizes: `CHAT_BENCH_HTTP_SECONDS` (per phase, default 10). MySQL: `CHAT_BENCH_MYSQL_URL` or
 //! `CHAT_TEST_MYSQL_URL`; Redis: `CHAT_TEST_REDIS_URL`.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::*;
 
 use chatd::auth::{Session, sign};
 use chatd::config::Config;
 use chatd::startup::Application;
 use events::Role;
-use sqlx::Connection;
 
 const CLIENTS: usize = 64;
 const SECRET: &str = "bench-app-secret";
@@ -50,11 +52,6 @@ impl Client {
         response.bytes().await?;
         Ok(status)
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied().unwrap_or_default().as_secs_f64() * 1e3
 }
 
 /// Every client repeats `request` for `seconds`; returns the latencies of the successful ones.
@@ -185,32 +182,12 @@ async fn bench(name: &str, database_url: &str, redis_url: Option<String>) -> any
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("chatd-bench-http-db-{}", std::process::id()));
-    bench(
-        "sqlite",
-        &format!("sqlite://{}", dir.join("bench.db").display()),
-        None,
-    )
-    .await?;
-    let _ = std::fs::remove_dir_all(&dir);
-
-    let server = std::env::var("CHAT_BENCH_MYSQL_URL")
-        .or_else(|_| std::env::var("CHAT_TEST_MYSQL_URL"))
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    let sqlite = ScratchSqlite::new("http");
+    bench("sqlite", &sqlite.url, None).await?;
     let redis =
         std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
-    let mut admin = sqlx::MySqlConnection::connect(&server).await?;
-    let database = format!("chatd_bench_http_{}", std::process::id());
-    sqlx::query(&format!("create database {database}"))
-        .execute(&mut admin)
-        .await?;
-    let url = match server.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{database}"),
-        None => server.clone(),
-    };
-    let result = bench("mysql + redis", &url, Some(redis)).await;
-    sqlx::query(&format!("drop database {database}"))
-        .execute(&mut admin)
-        .await?;
+    let mysql = ScratchMysql::new("http").await?;
+    let result = bench("mysql + redis", &mysql.url, Some(redis)).await;
+    mysql.drop().await?;
     result
 }

@@ -5,42 +5,16 @@
 //! (log size for the replay, default 1000000). MySQL: `CHAT_BENCH_MYSQL_URL` or
 //! `CHAT_TEST_MYSQL_URL` (a scratch database is created and dropped).
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::*;
 
 use chatd::commands::{CommandBus, Intent};
-use chatd::store::{EventMetadata, EventStore, StoreOptions};
-use events::{Actor, ConversationCommand, NewMessage, Role};
+use chatd::store::{EventStore, StoreOptions};
+use events::{ConversationCommand, NewMessage, Role};
 use projections::{Projections, RuntimeOptions, all_projectors};
-use sqlx::Connection;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn actor(id: u64, role: Role) -> Actor {
-    Actor {
-        id,
-        role,
-        identifier: format!("{}_{id}", role.as_str()),
-    }
-}
-
-fn metadata(actor: &Actor) -> EventMetadata {
-    EventMetadata {
-        actor_id: actor.id,
-        actor_role: actor.role.as_str().into(),
-        ..Default::default()
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied().unwrap_or_default().as_secs_f64() * 1e3
-}
 
 async fn open(bus: &CommandBus, users: std::ops::Range<u64>) -> anyhow::Result<Vec<u64>> {
     let mut ids = Vec::new();
@@ -188,26 +162,10 @@ async fn bench_backend(name: &str, url: &str) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("chatd-bench-read-{}", std::process::id()));
-    let sqlite_url = format!("sqlite://{}", dir.join("bench.db").display());
-    bench_backend("sqlite", &sqlite_url).await?;
-    let _ = std::fs::remove_dir_all(&dir);
-
-    let server = std::env::var("CHAT_BENCH_MYSQL_URL")
-        .or_else(|_| std::env::var("CHAT_TEST_MYSQL_URL"))
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
-    let mut admin = sqlx::MySqlConnection::connect(&server).await?;
-    let database = format!("chatd_bench_read_{}", std::process::id());
-    sqlx::query(&format!("create database {database}"))
-        .execute(&mut admin)
-        .await?;
-    let url = match server.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{database}"),
-        None => server.clone(),
-    };
-    let result = bench_backend("mysql", &url).await;
-    sqlx::query(&format!("drop database {database}"))
-        .execute(&mut admin)
-        .await?;
+    let sqlite = ScratchSqlite::new("read");
+    bench_backend("sqlite", &sqlite.url).await?;
+    let mysql = ScratchMysql::new("read").await?;
+    let result = bench_backend("mysql", &mysql.url).await;
+    mysql.drop().await?;
     result
 }
