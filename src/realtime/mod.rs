@@ -109,8 +109,9 @@ impl Realtime {
 
 fn emit_each<A: Adapter>(sockets: Vec<SocketRef<A>>, event: &str, data: &Value) {
     for socket in sockets {
-        if let Err(socketioxide::SendError::Socket(socketioxide::SocketError::InternalChannelFull)) =
-            socket.emit(event, data)
+        if let Err(socketioxide::SendError::Socket(
+            socketioxide::SocketError::InternalChannelFull,
+        )) = socket.emit(event, data)
         {
             tracing::info!(sid = %socket.id, "socket stopped reading; disconnecting it");
             let _ = socket.disconnect();
