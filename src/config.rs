@@ -13,6 +13,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub redis_url: Option<String>,
+    /// Prefix of the Socket.IO adapter's Redis channels (deployments sharing a Redis differ).
+    pub redis_prefix: String,
     pub bind: IpAddr,
     pub port: u16,
     pub db_max_connections: u32,
@@ -101,6 +103,7 @@ impl Config {
             data_dir,
             database_url,
             redis_url: get("CHAT_REDIS_URL"),
+            redis_prefix: get("CHAT_REDIS_PREFIX").unwrap_or_else(|| "chatd".into()),
             bind,
             port,
             db_max_connections,

@@ -25,7 +25,7 @@ use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
 use socketioxide::extract::{SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::{SocketIo, TransportType};
-use socketioxide_redis::{RedisAdapter, RedisAdapterCtr};
+use socketioxide_redis::{RedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 
 use crate::auth::Session;
 use crate::config::Config;
@@ -127,7 +127,10 @@ pub async fn build(
 ) -> anyhow::Result<(Realtime, Box<dyn FnOnce(Router) -> Router + Send>)> {
     let builder = SocketIo::builder()
         .with_state(state.clone())
+        // The payload limit covers long-polling; websocket messages and frames have their own.
         .max_payload(MAX_PACKET_BYTES)
+        .ws_max_message_size(MAX_PACKET_BYTES as usize)
+        .ws_max_frame_size(MAX_PACKET_BYTES as usize)
         .max_buffer_size(MAX_SOCKET_BUFFER)
         .transports([TransportType::Polling, TransportType::Websocket]);
     match &config.redis_url {
@@ -144,7 +147,10 @@ pub async fn build(
         }
         Some(url) => {
             let client = redis::Client::open(resp3(url))?;
-            let adapter = RedisAdapterCtr::new_with_redis(&client).await?;
+            // Deployments sharing a Redis keep their rooms apart by the channel prefix.
+            let adapter_config =
+                RedisAdapterConfig::default().with_prefix(config.redis_prefix.clone());
+            let adapter = RedisAdapterCtr::new_with_redis_config(&client, adapter_config).await?;
             let (layer, io) = builder
                 .with_adapter::<RedisAdapter<_>>(adapter)
                 .build_layer();

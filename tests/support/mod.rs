@@ -270,6 +270,11 @@ impl TestApp {
             "CHAT_DATA_DIR" => Some(data_dir.display().to_string()),
             "CHAT_APP_SECRET" => Some(APP_SECRET.into()),
             "CHAT_REDIS_URL" => redis.clone(),
+            // Servers of one test database share their Socket.IO rooms; other tests' do not.
+            "CHAT_REDIS_PREFIX" => Some(format!(
+                "chatd-test-{}",
+                url.rsplit('/').next().unwrap_or("db")
+            )),
             _ => None,
         })
         .expect("config");

@@ -1,0 +1,263 @@
+//! Socket.IO through real clients: each test starts the server (SQLite, then MariaDB with Redis),
+//! arranges sessions and conversations over REST, and runs one scenario of
+//! `tests/realtime/scenarios.py` (python-socketio, `tests/requirements.txt`) against it. The
+//! scenario gets its configuration as JSON on stdin and exits 0 when it holds; otherwise the test
+//! fails with what the scenario printed (the failed check, its steps, every event received).
+
+mod support;
+
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use events::Role;
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::*;
+use tokio::io::AsyncWriteExt;
+
+/// How long one scenario may take before it counts as hung.
+const SCENARIO_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn scenarios_script() -> String {
+    format!("{}/tests/realtime/scenarios.py", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// python3 with python-socketio's client; a missing one fails the test (never a skip).
+fn require_python_client() {
+    static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
+    let checked = CHECKED.get_or_init(|| {
+        let output = std::process::Command::new("python3")
+            .args(["-c", "import socketio, engineio, websocket, requests"])
+            .output()
+            .map_err(|e| format!("python3 could not be started: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "`python3 -c \"import socketio\"` failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ))
+        }
+    });
+    if let Err(problem) = checked {
+        panic!(
+            "the Socket.IO tests need python3 with python-socketio: {problem}\n\
+             install it with `python3 -m pip install -r tests/requirements.txt`"
+        );
+    }
+}
+
+/// Runs `scenario` against the app with `arranged` (merged into the common configuration) on
+/// stdin; fails the test with the script's output unless it exits 0.
+async fn run_scenario(scenario: &str, db: &TestDb, app: &TestApp, arranged: Value) {
+    require_python_client();
+    let mut config = json!({
+        "url": app.address,
+        "secret": APP_SECRET,
+        "backend": db.name(),
+    });
+    for (key, value) in arranged.as_object().expect("arranged config is an object") {
+        config[key] = value.clone();
+    }
+    let mut child = tokio::process::Command::new("python3")
+        .arg("-u")
+        .arg(scenarios_script())
+        .arg(scenario)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start python3");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(config.to_string().as_bytes())
+        .await
+        .expect("write the scenario config");
+    drop(stdin);
+    let output = tokio::time::timeout(SCENARIO_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "scenario {scenario} on {} did not finish within {SCENARIO_TIMEOUT:?}",
+                db.name()
+            )
+        })
+        .expect("run the scenario");
+    assert!(
+        output.status.success(),
+        "scenario {scenario} on {} failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        db.name(),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+}
+
+/// A staff session: `{id, token, identifier}`.
+async fn admin(app: &TestApp) -> Value {
+    let (id, token) = app.session(Role::Admin, None).await;
+    json!({"id": id, "token": token, "identifier": format!("admin_{id}")})
+}
+
+/// A user session with an open conversation:
+/// `{id, token, identifier, conversation_id, message_id}` (the initial message's id).
+async fn user_with_conversation(app: &TestApp, first_words: &str) -> Value {
+    let (id, token) = app.session(Role::User, None).await;
+    let (status, opened) = app
+        .call(
+            Method::POST,
+            "/api/chat/conversations",
+            Some(&token),
+            Some(&json!({"initial_message": first_words})),
+        )
+        .await;
+    assert_eq!(status, 201, "open a conversation: {opened}");
+    let conversation_id = opened["data"]["conversation_id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("conversation id in {opened}"));
+    let message_id = opened["data"]["message"]["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("message id in {opened}"));
+    json!({
+        "id": id,
+        "token": token,
+        "identifier": format!("user_{id}"),
+        "conversation_id": conversation_id,
+        "message_id": message_id,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bad_or_missing_token_is_refused_at_connect_with_unauthorized() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let user = user_with_conversation(&app, "hello").await;
+
+        run_scenario("bad_token", &db, &app, json!({"user": user})).await;
+
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_socket_event_flows_in_the_contract_shape_and_once_per_socket() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let user = user_with_conversation(&app, "I need help with my account").await;
+        let admin = admin(&app).await;
+
+        run_scenario(
+            "contract_events",
+            &db,
+            &app,
+            json!({"user": user, "admin": admin}),
+        )
+        .await;
+
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_user_socket_can_neither_see_nor_touch_another_users_conversation() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let user = user_with_conversation(&app, "A's private question").await;
+        let other = user_with_conversation(&app, "B's private question").await;
+        let admin = admin(&app).await;
+        assert_ne!(user["conversation_id"], other["conversation_id"]);
+
+        run_scenario(
+            "isolation",
+            &db,
+            &app,
+            json!({"user": user, "other": other, "admin": admin}),
+        )
+        .await;
+
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_sent_over_rest_reaches_every_socket_in_the_room_including_the_senders() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let user = user_with_conversation(&app, "hello").await;
+        let admin = admin(&app).await;
+
+        run_scenario(
+            "rest_to_socket",
+            &db,
+            &app,
+            json!({"user": user, "admin": admin}),
+        )
+        .await;
+
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reconnecting_client_joining_with_since_gets_exactly_the_missed_messages_in_order() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let user = user_with_conversation(&app, "hello").await;
+        let admin = admin(&app).await;
+
+        run_scenario(
+            "reconnect_since",
+            &db,
+            &app,
+            json!({"user": user, "admin": admin}),
+        )
+        .await;
+
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn malformed_events_get_error_acks_and_an_oversized_packet_ends_only_its_connection() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let user = user_with_conversation(&app, "hello").await;
+
+        run_scenario("bad_input", &db, &app, json!({"user": user})).await;
+
+        // The server is still whole: REST answers too.
+        let (status, body) = app
+            .call(
+                Method::GET,
+                "/api/chat/messages",
+                Some(user["token"].as_str().unwrap()),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{}: {body}", db.name());
+
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_long_polling_transport_carries_the_same_flow() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let user = user_with_conversation(&app, "hello").await;
+        let admin = admin(&app).await;
+
+        run_scenario("polling", &db, &app, json!({"user": user, "admin": admin})).await;
+
+        app.stop().await;
+        db.cleanup().await;
+    }
+}

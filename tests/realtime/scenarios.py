@@ -1,0 +1,830 @@
+#!/usr/bin/env python3
+"""Socket.IO scenarios for chatd, driven by a real client (python-socketio).
+
+Run by tests/realtime.rs as `python3 tests/realtime/scenarios.py <scenario>` with a JSON config on
+stdin (written by the Rust test, which has started the server and created the sessions and
+conversations):
+
+    {"url": "http://127.0.0.1:PORT", "secret": "<app secret>", "backend": "sqlite",
+     "user": {"id": 1, "token": "...", "identifier": "user_1", "conversation_id": 7,
+              "message_id": 11},
+     "admin": {"id": 2, "token": "...", "identifier": "admin_2"}, ...}
+
+Exit status 0 when the scenario holds; otherwise a failure message, the steps taken and every
+event each socket received are printed to stderr and the exit status is 1.
+
+Waits are explicit: a server event is awaited with a timeout (never sleep-and-hope); "nothing
+arrives" is checked by waiting QUIET seconds for it.
+"""
+
+import hashlib
+import hmac
+import json
+import queue
+import re
+import sys
+import threading
+import time
+import traceback
+import uuid
+
+import requests
+import socketio
+
+TIMEOUT = 5.0  # an ack or an expected server event
+QUIET = 1.0  # how long "nothing more arrives" is watched
+MAX_ID = 2**53
+
+MESSAGE_KEYS = [
+    "id",
+    "conversation_id",
+    "sender_role",
+    "sender_identifier",
+    "message_type",
+    "content",
+    "message",
+    "file_id",
+    "file_url",
+    "client_msg_id",
+    "is_read",
+    "timestamp",
+]
+TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+
+STEPS = []
+PEERS = []
+
+
+class Failure(Exception):
+    pass
+
+
+def step(text):
+    line = f"[{time.monotonic() - START:7.3f}] {text}"
+    STEPS.append(line)
+    print(line, flush=True)
+
+
+def check(condition, message):
+    if not condition:
+        raise Failure(message)
+
+
+def unique(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:16]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Shapes
+
+
+def check_message(msg, what, **expected):
+    check(isinstance(msg, dict), f"{what}: a message must be an object, got {msg!r}")
+    missing = [k for k in MESSAGE_KEYS if k not in msg]
+    check(not missing, f"{what}: message lacks {missing}: {msg!r}")
+    check(
+        isinstance(msg["id"], int) and 0 < msg["id"] < MAX_ID,
+        f"{what}: id must be a positive integer below 2^53: {msg!r}",
+    )
+    check(
+        isinstance(msg["conversation_id"], int) and 0 < msg["conversation_id"] < MAX_ID,
+        f"{what}: conversation_id must be a positive integer: {msg!r}",
+    )
+    check(msg["content"] == msg["message"], f"{what}: content != message: {msg!r}")
+    check(isinstance(msg["is_read"], bool), f"{what}: is_read must be a boolean: {msg!r}")
+    check(
+        isinstance(msg["timestamp"], str) and TIMESTAMP.match(msg["timestamp"]),
+        f"{what}: timestamp must be YYYY-MM-DDTHH:MM:SSZ: {msg!r}",
+    )
+    for key, value in expected.items():
+        check(
+            msg.get(key) == value,
+            f"{what}: expected {key} = {value!r}, got {msg.get(key)!r} in {msg!r}",
+        )
+    return msg
+
+
+def success_data(ack, what):
+    check(isinstance(ack, dict), f"{what}: the ack must be an envelope object, got {ack!r}")
+    check(ack.get("status") == "success", f"{what}: expected a success envelope, got {ack!r}")
+    check("data" in ack, f"{what}: the success envelope has no data: {ack!r}")
+    return ack["data"]
+
+
+def check_error(ack, codes, what):
+    if isinstance(codes, str):
+        codes = (codes,)
+    check(isinstance(ack, dict), f"{what}: the ack must be an envelope object, got {ack!r}")
+    check(ack.get("status") == "error", f"{what}: expected an error envelope, got {ack!r}")
+    check(
+        ack.get("error_code") in codes,
+        f"{what}: expected error_code in {list(codes)}, got {ack!r}",
+    )
+    check(
+        isinstance(ack.get("message"), str) and ack["message"],
+        f"{what}: the error envelope needs a human message: {ack!r}",
+    )
+    return ack
+
+
+# ---------------------------------------------------------------------------------------------
+# REST (signed as the contract's "Authentication" 1 and 2 say)
+
+
+class Rest:
+    def __init__(self, cfg):
+        self.url = cfg["url"]
+        self.secret = cfg["secret"].encode()
+        self.http = requests.Session()
+
+    def call(self, method, path_and_query, token, body=None):
+        raw = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+        timestamp = str(int(time.time() * 1000))
+        to_sign = "\n".join(
+            [timestamp, method, path_and_query, hashlib.sha256(raw).hexdigest()]
+        ).encode()
+        headers = {
+            "X-Timestamp": timestamp,
+            "X-Signature": hmac.new(self.secret, to_sign, hashlib.sha256).hexdigest(),
+            "Authorization": f"Bearer {token}",
+        }
+        if raw:
+            headers["Content-Type"] = "application/json"
+        response = self.http.request(
+            method, self.url + path_and_query, data=raw or None, headers=headers, timeout=10
+        )
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = response.text
+        return response.status_code, payload
+
+    def ok(self, method, path_and_query, token, body=None, statuses=(200, 201)):
+        status, payload = self.call(method, path_and_query, token, body)
+        check(
+            status in statuses,
+            f"REST {method} {path_and_query} {body!r}: expected {statuses}, got {status} {payload!r}",
+        )
+        return success_data(payload, f"REST {method} {path_and_query}")
+
+    def send(self, token, conversation_id, content, client_msg_id=None):
+        body = {"content": content, "conversation_id": conversation_id}
+        if client_msg_id is not None:
+            body["client_msg_id"] = client_msg_id
+        return self.ok("POST", "/api/chat/messages", token, body, statuses=(201,))
+
+
+# ---------------------------------------------------------------------------------------------
+# A Socket.IO client that records what it receives
+
+
+class Peer:
+    def __init__(self, cfg, name, token, transports=("websocket",)):
+        self.cfg = cfg
+        self.name = name
+        self.token = token
+        self.transports = list(transports)
+        self.log = []  # (time, event, payload) of everything received, for the failure report
+        self.queues = {}
+        self.lock = threading.Lock()
+        self.connect_errors = []
+        self.disconnected = threading.Event()
+        self.sio = socketio.Client(reconnection=False)
+        self.sio.on("*", self._on_event)
+        self.sio.on("connect_error", self._on_connect_error)
+        self.sio.on("disconnect", self._on_disconnect)
+        PEERS.append(self)
+
+    # handlers (run on the client's reader thread)
+
+    def _queue(self, event):
+        with self.lock:
+            return self.queues.setdefault(event, queue.Queue())
+
+    def _on_event(self, event, *args):
+        payload = args[0] if len(args) == 1 else list(args)
+        self.log.append((time.monotonic() - START, event, payload))
+        self._queue(event).put(payload)
+
+    def _on_connect_error(self, *args):
+        payload = args[0] if len(args) == 1 else list(args)
+        self.log.append((time.monotonic() - START, "connect_error", payload))
+        self.connect_errors.append(payload)
+
+    def _on_disconnect(self, *args):
+        self.log.append((time.monotonic() - START, "disconnect", list(args)))
+        self.disconnected.set()
+
+    # actions
+
+    def connect(self, auth="token"):
+        self.disconnected.clear()
+        self.sio.connect(
+            self.cfg["url"],
+            auth={"token": self.token} if auth == "token" else auth,
+            transports=self.transports,
+            wait_timeout=TIMEOUT,
+        )
+        check(
+            self.sio.transport() in self.transports,
+            f"{self.name}: connected over {self.sio.transport()}, not {self.transports}",
+        )
+        step(f"{self.name} connected over {self.sio.transport()} (sid {self.sio.sid})")
+        return self
+
+    def close(self):
+        if not self.sio.connected:
+            return
+        if self.sio.transport() == "polling":
+            # python-engineio's disconnect joins its pending long-poll GET, which the server may
+            # answer only at its next ping (pingInterval, 25 s): leave the namespace and close
+            # the session without waiting for that request.
+            for namespace in list(self.sio.namespaces):
+                self.sio._send_packet(
+                    self.sio.packet_class(socketio.packet.DISCONNECT, namespace=namespace)
+                )
+            self.sio.eio.disconnect(abort=True)
+        else:
+            self.sio.disconnect()
+
+    def call(self, event, data=None, what=None):
+        what = what or f"{self.name} {event}"
+        try:
+            if data is None:
+                ack = self.sio.call(event, timeout=TIMEOUT)
+            else:
+                ack = self.sio.call(event, data, timeout=TIMEOUT)
+        except socketio.exceptions.TimeoutError:
+            raise Failure(f"{what}: no ack within {TIMEOUT} s (sent {shorten(data)})") from None
+        return ack
+
+    def ok(self, event, data=None, what=None):
+        return success_data(self.call(event, data, what), what or f"{self.name} {event}")
+
+    def emit(self, event, data):
+        self.sio.emit(event, data)
+
+    def expect(self, event, what=None, timeout=TIMEOUT):
+        """The next `event` this socket received (waiting up to `timeout`)."""
+        try:
+            return self._queue(event).get(timeout=timeout)
+        except queue.Empty:
+            raise Failure(
+                f"{what or self.name}: no {event} arrived within {timeout} s on {self.name}"
+            ) from None
+
+    def expect_none(self, event, what=None, within=QUIET):
+        """No (further) `event` arrives on this socket within `within` seconds."""
+        try:
+            payload = self._queue(event).get(timeout=within)
+        except queue.Empty:
+            return
+        raise Failure(f"{what or self.name}: unexpected {event} on {self.name}: {payload!r}")
+
+    def received(self):
+        return [(event, payload) for (_, event, payload) in self.log]
+
+
+def shorten(value, limit=300):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+
+
+def join(peer, conversation_id, since=None):
+    data = {"conversation_id": conversation_id}
+    if since is not None:
+        data["since"] = since
+    joined = peer.ok("join_conversation", data, f"{peer.name} join_conversation {data}")
+    check(isinstance(joined, dict), f"{peer.name} join: data must be an object: {joined!r}")
+    check(
+        joined.get("conversation_id") == conversation_id,
+        f"{peer.name} join: data.conversation_id must be {conversation_id}: {joined!r}",
+    )
+    check(
+        isinstance(joined.get("messages"), list),
+        f"{peer.name} join: data.messages must be a list: {joined!r}",
+    )
+    for message in joined["messages"]:
+        check_message(message, f"{peer.name} join message", conversation_id=conversation_id)
+    step(f"{peer.name} joined {conversation_id} ({len(joined['messages'])} messages)")
+    return joined
+
+
+def send(peer, conversation_id, content, client_msg_id=None, what=None):
+    data = {
+        "conversation_id": conversation_id,
+        "message_type": "text",
+        "content": content,
+        "file_id": None,
+        "client_msg_id": client_msg_id or unique("cm"),
+    }
+    return peer.ok("send_message", data, what or f"{peer.name} send_message")
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios
+
+
+def scenario_bad_token(cfg):
+    """A bad token (or none) is refused at connect with UNAUTHORIZED; a good one connects."""
+    user = cfg["user"]
+    for transports in (["websocket"], ["polling"]):
+        good = Peer(cfg, f"good-{transports[0]}", user["token"], transports).connect()
+        good.close()
+        refusals = [
+            ("unknown token", {"token": "not-a-real-token-" + uuid.uuid4().hex}),
+            ("empty token", {"token": ""}),
+            ("no auth", None),
+        ]
+        # Over polling the client waits for its pending long-poll after a refusal (up to the
+        # server's pingInterval), so one refusal there is enough.
+        for label, auth in refusals if transports == ["websocket"] else refusals[:1]:
+            peer = Peer(cfg, f"{label} ({transports[0]})", "unused", transports)
+            try:
+                peer.connect(auth=auth)
+            except socketio.exceptions.ConnectionError as error:
+                step(f"{peer.name}: refused ({error})")
+            else:
+                peer.close()
+                raise Failure(f"{peer.name}: the connect was accepted")
+            check(
+                peer.connect_errors,
+                f"{peer.name}: refused without a connect_error packet (server down?)",
+            )
+            data = peer.connect_errors[0]
+            says_unauthorized = (isinstance(data, dict) and data.get("code") == "UNAUTHORIZED") or (
+                isinstance(data, dict)
+                and isinstance(data.get("message"), str)
+                and "UNAUTHORIZED" in data["message"]
+            )
+            check(
+                says_unauthorized,
+                f"{peer.name}: the connect_error data must name UNAUTHORIZED: {data!r}",
+            )
+            check(not peer.sio.connected, f"{peer.name}: still connected after the refusal")
+
+
+def scenario_contract_events(cfg):
+    """Every client and server event, in the contract's shapes."""
+    rest = Rest(cfg)
+    user, admin = cfg["user"], cfg["admin"]
+    conversation = user["conversation_id"]
+    u = Peer(cfg, "user", user["token"]).connect()
+    a = Peer(cfg, "admin", admin["token"]).connect()
+
+    joined = join(u, conversation)
+    ids = [m["id"] for m in joined["messages"]]
+    check(
+        user["message_id"] in ids,
+        f"join: the initial message {user['message_id']} is missing from {joined['messages']!r}",
+    )
+    check(ids == sorted(ids), f"join: messages must be oldest first: {ids}")
+
+    # send_message: the ack is the stored message; new_message to the sender and every admin.
+    cm1 = unique("cm1")
+    content = "Hello from the socket " + cm1
+    m1 = send(u, conversation, content, cm1)
+    check_message(
+        m1,
+        "send_message ack",
+        conversation_id=conversation,
+        sender_role="user",
+        sender_identifier=user["identifier"],
+        message_type="text",
+        content=content,
+        message=content,
+        file_id=None,
+        file_url=None,
+        client_msg_id=cm1,
+        is_read=False,
+    )
+    step(f"user sent message {m1['id']}")
+    for peer in (u, a):
+        got = peer.expect("new_message", f"new_message for {m1['id']}")
+        check_message(got, f"new_message on {peer.name}")
+        check(got == m1, f"new_message on {peer.name} differs from the ack: {got!r} vs {m1!r}")
+    for peer in (u, a):
+        peer.expect_none("new_message", "the first new_message must arrive once")
+    step("new_message reached user and admin once each")
+
+    # The same client_msg_id again: the same message, no second new_message.
+    again = send(u, conversation, content, cm1, "send_message retry")
+    check_message(again, "send_message retry ack")
+    check(again["id"] == m1["id"], f"retry: expected the original id {m1['id']}, got {again!r}")
+    for peer in (u, a):
+        peer.expect_none("new_message", "a retried client_msg_id must not broadcast again")
+    step("a retried client_msg_id returned the original and broadcast nothing")
+
+    # The admin joins too: still each event once on the admin socket.
+    join(a, conversation)
+    m2 = send(u, conversation, "Second message " + unique("c"))
+    for peer in (u, a):
+        got = peer.expect("new_message", f"new_message for {m2['id']}")
+        check(got == m2, f"new_message on {peer.name} differs from the ack: {got!r} vs {m2!r}")
+    for peer in (u, a):
+        peer.expect_none("new_message", "a joined admin must still get new_message once")
+    step("with the admin joined, new_message still arrives once per socket")
+
+    # Typing: to the others in the room, not back to the sender.
+    for event, typing in (("typing_start", True), ("typing_stop", False)):
+        u.ok(event, {"conversation_id": conversation})
+        got = a.expect("typing_indicator", f"{event} -> typing_indicator")
+        expected = {
+            "conversation_id": conversation,
+            "sender_role": "user",
+            "typing": typing,
+            "sender_identifier": user["identifier"],
+        }
+        check(got == expected, f"{event}: expected typing_indicator {expected!r}, got {got!r}")
+        a.expect_none("typing_indicator", f"{event}: one typing_indicator")
+        u.expect_none("typing_indicator", f"{event}: the sender must not get its own indicator")
+        step(f"{event} reached the admin as typing={typing}")
+
+    # mark_read by the admin: ack marked_read, message_read to the user.
+    read = a.ok("mark_read", {"conversation_id": conversation, "message_ids": [m1["id"]]})
+    check(read == {"marked_read": 1}, f"mark_read: expected data {{'marked_read': 1}}, got {read!r}")
+    got = u.expect("message_read", "mark_read -> message_read")
+    expected = {"conversation_id": conversation, "message_ids": [m1["id"]], "read_by": "admin"}
+    check(got == expected, f"message_read: expected {expected!r}, got {got!r}")
+    u.expect_none("message_read", "message_read once")
+    step("mark_read acked 1 and the user got message_read")
+
+    # Assignment over REST reaches the admin socket.
+    rest.ok("PUT", f"/api/chat/conversations/{conversation}/assign", admin["token"],
+            {"admin_id": admin["id"]})
+    got = a.expect("conversation_assigned", "assign -> conversation_assigned")
+    check(isinstance(got, dict), f"conversation_assigned must be an object: {got!r}")
+    check(
+        got.get("conversation_id") == conversation and got.get("admin_id") == admin["id"],
+        f"conversation_assigned: expected conversation {conversation}, admin {admin['id']}: {got!r}",
+    )
+    check(
+        "assigned_by" in got and got["assigned_by"] in (admin["id"], admin["identifier"], "admin"),
+        f"conversation_assigned: assigned_by must name the assigning admin: {got!r}",
+    )
+    a.expect_none("conversation_assigned", "conversation_assigned once")
+    step("the assignment reached the admin socket")
+
+    # Closing over REST reaches both.
+    rest.ok("PUT", f"/api/chat/conversations/{conversation}/status", admin["token"],
+            {"status": "closed"})
+    expected = {"conversation_id": conversation, "status": "closed", "changed_by": "admin"}
+    for peer in (u, a):
+        got = peer.expect("conversation_status", "close -> conversation_status")
+        check(got == expected, f"conversation_status on {peer.name}: expected {expected!r}, got {got!r}")
+    for peer in (u, a):
+        peer.expect_none("conversation_status", "conversation_status once")
+    step("the close reached user and admin")
+
+    # The admin reopens it (closed -> active is the admin's), then the user leaves the room.
+    rest.ok("PUT", f"/api/chat/conversations/{conversation}/status", admin["token"],
+            {"status": "active"})
+    expected = {"conversation_id": conversation, "status": "active", "changed_by": "admin"}
+    for peer in (u, a):
+        got = peer.expect("conversation_status", "reopen -> conversation_status")
+        check(got == expected, f"conversation_status on {peer.name}: expected {expected!r}, got {got!r}")
+
+    left = u.call("leave_conversation", {"conversation_id": conversation})
+    success_data(left, "leave_conversation")
+    step("the user left the room")
+    reply = rest.send(admin["token"], conversation, "Are you still there? " + unique("c"))
+    got = a.expect("new_message", "admin REST reply -> admin socket")
+    check(got.get("id") == reply["id"], f"admin socket: expected message {reply['id']}: {got!r}")
+    u.expect_none("new_message", "after leave_conversation the user must get nothing")
+    a.expect_none("new_message", "the admin's reply once")
+    step("after leaving, the user got nothing; the admin got the reply once")
+    u.close()
+    a.close()
+
+
+def scenario_isolation(cfg):
+    """One user's conversation stays closed to another user, in both directions."""
+    a_cfg, b_cfg, admin = cfg["user"], cfg["other"], cfg["admin"]
+    ca, cb = a_cfg["conversation_id"], b_cfg["conversation_id"]
+    a = Peer(cfg, "user A", a_cfg["token"]).connect()
+    b = Peer(cfg, "user B", b_cfg["token"]).connect()
+    staff = Peer(cfg, "admin", admin["token"]).connect()
+    join(a, ca)
+    join(b, cb)
+
+    check_error(b.call("join_conversation", {"conversation_id": ca}), "FORBIDDEN",
+                "B join_conversation on A's conversation")
+    check_error(
+        b.call("send_message", {"conversation_id": ca, "message_type": "text",
+                                "content": "intrusion", "file_id": None,
+                                "client_msg_id": unique("cm")}),
+        "FORBIDDEN", "B send_message to A's conversation")
+    check_error(b.call("typing_start", {"conversation_id": ca}), "FORBIDDEN",
+                "B typing_start on A's conversation")
+    check_error(b.call("typing_stop", {"conversation_id": ca}), "FORBIDDEN",
+                "B typing_stop on A's conversation")
+    check_error(b.call("mark_read", {"conversation_id": ca, "message_ids": [a_cfg["message_id"]]}),
+                "FORBIDDEN", "B mark_read on A's conversation")
+    step("B's joins, sends, typing and reads on A's conversation were FORBIDDEN")
+
+    # Failures of events sent without an ack come back as an `error` event.
+    for event, data in [
+        ("send_message", {"conversation_id": ca, "message_type": "text", "content": "no ack",
+                          "file_id": None, "client_msg_id": unique("cm")}),
+        ("join_conversation", {"conversation_id": ca}),
+    ]:
+        b.emit(event, data)
+        got = b.expect("error", f"{event} without an ack -> error event")
+        check(isinstance(got, dict) and got.get("code") == "FORBIDDEN"
+              and isinstance(got.get("message"), str) and got["message"],
+              f"{event} without an ack: expected an error event {{code: FORBIDDEN, message}}, got {got!r}")
+        b.expect_none("error", f"{event}: one error event")
+    step("events without an ack failed with an error event {code: FORBIDDEN}")
+
+    # A's traffic reaches A and the admin, never B.
+    ma = send(a, ca, "Private to A " + unique("c"))
+    a.ok("typing_start", {"conversation_id": ca})
+    got = a.expect("new_message", "A's own new_message")
+    check(got.get("id") == ma["id"], f"A: expected new_message {ma['id']}: {got!r}")
+    got = staff.expect("new_message", "A's message on the admin socket")
+    check(got.get("id") == ma["id"], f"admin: expected new_message {ma['id']}: {got!r}")
+    a.ok("typing_stop", {"conversation_id": ca})
+
+    # B's traffic reaches B and the admin, never A.
+    mb = send(b, cb, "Private to B " + unique("c"))
+    got = b.expect("new_message", "B's own new_message")
+    check(got.get("id") == mb["id"], f"B: expected new_message {mb['id']}: {got!r}")
+    got = staff.expect("new_message", "B's message on the admin socket")
+    check(got.get("id") == mb["id"], f"admin: expected new_message {mb['id']}: {got!r}")
+
+    time.sleep(QUIET)  # let anything misrouted arrive before looking at what each side received
+    leaked_to_b = [(e, p) for (e, p) in b.received()
+                   if isinstance(p, dict) and p.get("conversation_id") == ca]
+    check(not leaked_to_b, f"A's events reached B: {leaked_to_b!r}")
+    leaked_to_a = [(e, p) for (e, p) in a.received()
+                   if isinstance(p, dict) and p.get("conversation_id") == cb]
+    check(not leaked_to_a, f"B's events reached A: {leaked_to_a!r}")
+    check(
+        [e for (e, _) in b.received()] == ["error", "error", "new_message"],
+        f"B must have received only its two error events and its own message: {b.received()!r}",
+    )
+    step("nothing crossed between A and B")
+    for peer in (a, b, staff):
+        peer.close()
+
+
+def scenario_rest_to_socket(cfg):
+    """A message sent over REST arrives as new_message on the sender's socket and the other side."""
+    rest = Rest(cfg)
+    user, admin = cfg["user"], cfg["admin"]
+    conversation = user["conversation_id"]
+    u = Peer(cfg, "user", user["token"]).connect()
+    a = Peer(cfg, "admin", admin["token"]).connect()
+    join(u, conversation)
+    join(a, conversation)
+
+    for sender, token, role, identifier in [
+        ("user", user["token"], "user", user["identifier"]),
+        ("admin", admin["token"], "admin", admin["identifier"]),
+    ]:
+        cm = unique("rest")
+        sent = rest.send(token, conversation, f"Over REST from the {sender} {cm}", cm)
+        check_message(sent, "REST send", sender_role=role, sender_identifier=identifier,
+                      client_msg_id=cm, conversation_id=conversation)
+        for peer in (u, a):
+            got = peer.expect("new_message", f"REST message from the {sender} on {peer.name}")
+            check_message(got, f"new_message on {peer.name}")
+            check(got == sent, f"new_message on {peer.name} differs from the REST answer: "
+                               f"{got!r} vs {sent!r}")
+        for peer in (u, a):
+            peer.expect_none("new_message", f"the {sender}'s REST message once")
+        step(f"a REST message from the {sender} reached both sockets once")
+    u.close()
+    a.close()
+
+
+def scenario_reconnect_since(cfg):
+    """After a reconnect, join with `since` returns exactly what was missed, in order."""
+    rest = Rest(cfg)
+    user, admin = cfg["user"], cfg["admin"]
+    conversation = user["conversation_id"]
+    first = Peer(cfg, "user (first connection)", user["token"]).connect()
+    join(first, conversation)
+    before = send(first, conversation, "Before going offline " + unique("c"))
+    got = first.expect("new_message", "own message before going offline")
+    check(got.get("id") == before["id"], f"expected new_message {before['id']}: {got!r}")
+    last = before["id"]
+    first.close()
+    check(not first.sio.connected, "the first connection did not close")
+    step(f"user went offline after message {last}")
+
+    missed = []
+    for n in range(20):
+        sent = rest.send(admin["token"], conversation, f"Missed {n + 1} of 20 " + unique("c"))
+        missed.append(sent)
+    missed_ids = [m["id"] for m in missed]
+    check(missed_ids == sorted(missed_ids) and missed_ids[0] > last,
+          f"message ids must increase: last {last}, then {missed_ids}")
+    step(f"the admin sent 20 messages over REST: {missed_ids[0]}..{missed_ids[-1]}")
+
+    again = Peer(cfg, "user (reconnected)", user["token"]).connect()
+    joined = join(again, conversation, since=last)
+    got_ids = [m["id"] for m in joined["messages"]]
+    check(got_ids == missed_ids,
+          f"join since {last}: expected exactly {missed_ids}, got {got_ids}")
+    for got, sent in zip(joined["messages"], missed):
+        check(got["content"] == sent["content"] and got["sender_role"] == "admin",
+              f"join since: message {got['id']} differs from what was sent: {got!r} vs {sent!r}")
+
+    # Nothing newer than the last one: an empty list.
+    joined = join(again, conversation, since=missed_ids[-1])
+    check(joined["messages"] == [], f"join since the newest: expected [], got {joined['messages']!r}")
+    step("join with since returned exactly the 20 missed messages, in order")
+    again.close()
+
+
+def scenario_bad_input(cfg):
+    """Malformed events get error acks with contract codes; the connection stays usable; an
+    oversized packet ends only that connection."""
+    user = cfg["user"]
+    conversation = user["conversation_id"]
+    u = Peer(cfg, "user", user["token"]).connect()
+
+    def still_usable(after):
+        joined = u.ok("join_conversation", {"conversation_id": conversation},
+                      f"a valid join after {after}")
+        check(joined.get("conversation_id") == conversation,
+              f"a valid join after {after}: {joined!r}")
+
+    def message(**fields):
+        base = {"conversation_id": conversation, "message_type": "text", "content": "hello",
+                "file_id": None, "client_msg_id": unique("cm")}
+        base.update(fields)
+        return base
+
+    not_found = 9_007_199_254_740_000  # a valid id below 2^53 that names nothing
+    cases = [
+        ("join_conversation", {"conversation_id": "abc"}, "VALIDATION_ERROR", "a string id"),
+        ("join_conversation", {}, "VALIDATION_ERROR", "no conversation_id"),
+        ("join_conversation", {"conversation_id": None}, "VALIDATION_ERROR", "a null id"),
+        ("join_conversation", {"conversation_id": 1.5}, "VALIDATION_ERROR", "a fractional id"),
+        ("join_conversation", {"conversation_id": -1}, "VALIDATION_ERROR", "a negative id"),
+        ("join_conversation", {"conversation_id": 10**30}, "VALIDATION_ERROR", "an id over u64"),
+        ("join_conversation", {"conversation_id": 2**53 + 1}, "VALIDATION_ERROR", "an id over 2^53"),
+        ("join_conversation", {"conversation_id": not_found}, "NOT_FOUND", "an unknown id"),
+        ("join_conversation", {"conversation_id": conversation, "since": "x"},
+         "VALIDATION_ERROR", "a string since"),
+        ("join_conversation", "not an object", "VALIDATION_ERROR", "a string payload"),
+        ("join_conversation", None, "VALIDATION_ERROR", "no payload at all"),
+        ("leave_conversation", {}, "VALIDATION_ERROR", "leave without an id"),
+        ("typing_start", {"conversation_id": "abc"}, "VALIDATION_ERROR", "typing with a string id"),
+        ("typing_stop", {}, "VALIDATION_ERROR", "typing_stop without an id"),
+        ("typing_start", {"conversation_id": not_found}, "NOT_FOUND", "typing on an unknown id"),
+        ("mark_read", {"conversation_id": conversation, "message_ids": "abc"},
+         "VALIDATION_ERROR", "message_ids not a list"),
+        ("mark_read", {"conversation_id": conversation}, "VALIDATION_ERROR", "no message_ids"),
+        ("send_message", message(content="x" * 6000), "VALIDATION_ERROR", "6000-char content"),
+        ("send_message", message(content="   \n\t "), "EMPTY_MESSAGE", "blank content"),
+        ("send_message", message(content=""), "EMPTY_MESSAGE", "empty content"),
+        ("send_message", message(content=123), "VALIDATION_ERROR", "numeric content"),
+        ("send_message", message(message_type="video"), "VALIDATION_ERROR", "an unknown type"),
+        ("send_message", message(client_msg_id="c" * 65), "VALIDATION_ERROR",
+         "a 65-char client_msg_id"),
+        ("send_message", message(conversation_id="abc"), "VALIDATION_ERROR", "a string id"),
+        ("send_message", message(conversation_id=not_found), "NOT_FOUND", "an unknown id"),
+        ("no_such_event", {"conversation_id": conversation}, ("VALIDATION_ERROR", "NOT_FOUND"),
+         "an unknown event name"),
+    ]
+    for event, data, codes, label in cases:
+        what = f"{event} with {label} ({shorten(data, 80)})"
+        check_error(u.call(event, data, what), codes, what)
+        still_usable(what)
+        step(f"{what}: error ack {codes}")
+    u.expect_none("new_message", "no rejected send may broadcast", within=0.2)
+
+    # A valid message still goes through on the same connection.
+    m = send(u, conversation, "Still fine " + unique("c"))
+    got = u.expect("new_message", "a valid message after the bad ones")
+    check(got.get("id") == m["id"], f"expected new_message {m['id']}: {got!r}")
+
+    # An oversized packet ends that connection, and only that one.
+    bystander = Peer(cfg, "bystander", user["token"]).connect()
+    join(bystander, conversation)
+    big = Peer(cfg, "oversized", user["token"]).connect()
+    big.emit("send_message", message(content="x" * (2 * 1024 * 1024)))
+    check(big.disconnected.wait(TIMEOUT),
+          "a 2 MB packet must make the server close that connection")
+    step("the 2 MB packet closed its connection")
+    u.expect_none("new_message", "the oversized message must not be stored", within=0.2)
+    fresh = Peer(cfg, "after the oversized packet", user["token"]).connect()
+    join(fresh, conversation)
+    m = send(fresh, conversation, "Server still up " + unique("c"))
+    for peer in (fresh, bystander, u):
+        got = peer.expect("new_message", f"new_message on {peer.name} after the oversized packet")
+        check(got.get("id") == m["id"], f"{peer.name}: expected new_message {m['id']}: {got!r}")
+    check(u.sio.connected and bystander.sio.connected, "other connections must survive")
+    step("a new connection works and the others survived")
+    for peer in (u, bystander, fresh):
+        peer.close()
+
+
+def scenario_polling(cfg):
+    """The same flow over HTTP long-polling only."""
+    rest = Rest(cfg)
+    user, admin = cfg["user"], cfg["admin"]
+    conversation = user["conversation_id"]
+    u = Peer(cfg, "user (polling)", user["token"], ["polling"]).connect()
+    a = Peer(cfg, "admin (polling)", admin["token"], ["polling"]).connect()
+    join(u, conversation)
+    join(a, conversation)
+
+    cm = unique("poll")
+    m = send(u, conversation, "Over long-polling " + cm, cm)
+    check_message(m, "send_message ack", sender_role="user", client_msg_id=cm,
+                  sender_identifier=user["identifier"])
+    for peer in (u, a):
+        got = peer.expect("new_message", f"new_message on {peer.name}")
+        check(got == m, f"new_message on {peer.name} differs from the ack: {got!r} vs {m!r}")
+    for peer in (u, a):
+        peer.expect_none("new_message", "new_message once")
+    step("send_message over polling reached both once")
+
+    reply = rest.send(admin["token"], conversation, "A reply over REST " + unique("c"))
+    for peer in (u, a):
+        got = peer.expect("new_message", f"REST reply on {peer.name}")
+        check(got == reply, f"REST reply on {peer.name}: {got!r} vs {reply!r}")
+
+    u.ok("typing_start", {"conversation_id": conversation})
+    got = a.expect("typing_indicator", "typing over polling")
+    check(got.get("typing") is True and got.get("conversation_id") == conversation,
+          f"typing_indicator over polling: {got!r}")
+    read = u.ok("mark_read", {"conversation_id": conversation, "message_ids": [reply["id"]]})
+    check(read == {"marked_read": 1}, f"mark_read over polling: {read!r}")
+    got = a.expect("message_read", "message_read over polling")
+    check(got == {"conversation_id": conversation, "message_ids": [reply["id"]], "read_by": "user"},
+          f"message_read over polling: {got!r}")
+    step("typing and read receipts over polling")
+
+    # An oversized packet over polling ends that connection only.
+    big = Peer(cfg, "oversized (polling)", user["token"], ["polling"]).connect()
+    big.emit("send_message", {"conversation_id": conversation, "message_type": "text",
+                              "content": "x" * (2 * 1024 * 1024), "file_id": None,
+                              "client_msg_id": unique("big")})
+    check(big.disconnected.wait(TIMEOUT),
+          "a 2 MB packet over polling must make the server close that connection")
+    m = send(u, conversation, "Still here " + unique("c"))
+    for peer in (u, a):
+        got = peer.expect("new_message", f"new_message on {peer.name} after the oversized packet")
+        check(got.get("id") == m["id"], f"{peer.name}: expected new_message {m['id']}: {got!r}")
+    step("a 2 MB packet over polling closed only its own connection")
+    u.close()
+    a.close()
+    check(not u.sio.connected and not a.sio.connected, "polling clients did not disconnect")
+
+
+SCENARIOS = {
+    "bad_token": scenario_bad_token,
+    "contract_events": scenario_contract_events,
+    "isolation": scenario_isolation,
+    "rest_to_socket": scenario_rest_to_socket,
+    "reconnect_since": scenario_reconnect_since,
+    "bad_input": scenario_bad_input,
+    "polling": scenario_polling,
+}
+
+
+def report(error):
+    out = sys.stderr
+    print(f"\nFAILED: {error}", file=out)
+    if not isinstance(error, Failure):
+        traceback.print_exc(file=out)
+    print("\nsteps:", file=out)
+    for line in STEPS:
+        print("  " + line, file=out)
+    for peer in PEERS:
+        print(f"\nreceived by {peer.name} ({peer.transports}):", file=out)
+        for at, event, payload in peer.log:
+            print(f"  [{at:7.3f}] {event} {shorten(payload, 400)}", file=out)
+
+
+def main():
+    if len(sys.argv) != 2 or sys.argv[1] not in SCENARIOS:
+        print(f"usage: scenarios.py <{'|'.join(SCENARIOS)}>  (JSON config on stdin)",
+              file=sys.stderr)
+        return 2
+    cfg = json.load(sys.stdin)
+    step(f"scenario {sys.argv[1]} on {cfg.get('backend', '?')} at {cfg['url']}")
+    try:
+        SCENARIOS[sys.argv[1]](cfg)
+    except Exception as error:  # noqa: BLE001 - every failure is reported the same way
+        report(error)
+        return 1
+    finally:
+        for peer in PEERS:
+            try:
+                peer.close()
+            except Exception:  # noqa: BLE001
+                pass
+    step("passed")
+    return 0
+
+
+START = time.monotonic()
+
+if __name__ == "__main__":
+    sys.exit(main())
