@@ -777,7 +777,39 @@ def scenario_polling(cfg):
     check(not u.sio.connected and not a.sio.connected, "polling clients did not disconnect")
 
 
+def scenario_two_nodes(cfg):
+    """Two chatd processes share MariaDB and Redis: a message accepted on the first reaches a
+    socket on the second, and typing crosses both ways."""
+    rest = Rest(cfg)
+    user, admin = cfg["user"], cfg["admin"]
+    conversation = user["conversation_id"]
+    second = dict(cfg, url=cfg["second_url"])
+    u = Peer(second, "user on node 2", user["token"]).connect()
+    a = Peer(cfg, "admin on node 1", admin["token"]).connect()
+    join(u, conversation)
+    join(a, conversation)
+
+    cm = unique("cross")
+    sent = rest.send(admin["token"], conversation, f"Across nodes {cm}", cm)
+    got = u.expect("new_message", "the admin's message (sent through node 1) on node 2")
+    check(got == sent, f"new_message on node 2 differs from the REST answer: {got!r} vs {sent!r}")
+    u.expect_none("new_message", "the message once")
+    step("a message accepted on node 1 reached a socket on node 2 once")
+
+    a.ok("typing_start", {"conversation_id": conversation})
+    typing = u.expect("typing_indicator", "the admin's typing (node 1) on node 2")
+    check(typing.get("typing") is True and typing.get("sender_role") == "admin",
+          f"typing_indicator on node 2: {typing!r}")
+    u.ok("typing_start", {"conversation_id": conversation})
+    typing = a.expect("typing_indicator", "the user's typing (node 2) on node 1")
+    check(typing.get("sender_role") == "user", f"typing_indicator on node 1: {typing!r}")
+    step("typing crossed both ways")
+    u.close()
+    a.close()
+
+
 SCENARIOS = {
+    "two_nodes": scenario_two_nodes,
     "bad_token": scenario_bad_token,
     "contract_events": scenario_contract_events,
     "isolation": scenario_isolation,
