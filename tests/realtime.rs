@@ -286,20 +286,22 @@ impl SecondNode {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start the second chatd");
-        let url = format!("http://127.0.0.1:{port}");
+        let node = SecondNode {
+            process,
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir,
+        };
         let client = reqwest::Client::new();
         for _ in 0..200 {
-            if let Ok(response) = client.get(format!("{url}/readyz")).send().await
+            if let Ok(response) = client.get(format!("{}/readyz", node.url)).send().await
                 && response.status() == 200
             {
-                return SecondNode {
-                    process,
-                    url,
-                    data_dir,
-                };
+                return node;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+        let url = node.url.clone();
+        node.stop();
         panic!("the second chatd did not become ready on {url}");
     }
 
