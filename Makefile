@@ -3,13 +3,17 @@ CHAT_TEST_MYSQL_URL ?= mysql://root@127.0.0.1:3306/test
 CHAT_TEST_REDIS_URL ?= redis://127.0.0.1:6379/
 export CHAT_TEST_MYSQL_URL CHAT_TEST_REDIS_URL
 
-.PHONY: run test lint bench ci fmt
+.PHONY: run test test-deps lint bench ci fmt
 
 run: ## the server on the embedded default (SQLite in ./data)
 	cargo run --release -- serve
 
-test: ## every suite, on SQLite and on MySQL
+test: test-deps ## every suite, on SQLite and on MySQL (with Redis)
 	cargo test --workspace
+
+test-deps: ## the real Socket.IO client the tests drive (python-socketio), when missing
+	@python3 -c "import socketio, requests" 2>/dev/null || \
+		PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q -r tests/requirements.txt
 
 lint: ## formatting and clippy, warnings are errors
 	cargo fmt --all -- --check
