@@ -333,3 +333,38 @@ async fn two_chatd_processes_sharing_mariadb_and_redis_deliver_messages_and_typi
     app.stop().await;
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_socket_whose_session_is_deleted_is_disconnected_within_seconds() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let user = user_with_conversation(&app, "hello").await;
+        let token = user["token"].as_str().unwrap().to_string();
+        let state = app.state.clone();
+        let ends_session = tokio::spawn(async move {
+            let realtime = state.realtime.get().expect("socket server").clone();
+            while realtime.local_sockets() == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            state
+                .auth
+                .delete_session(&token)
+                .await
+                .expect("delete the session");
+        });
+
+        run_scenario("session_ends", &db, &app, json!({"user": user})).await;
+
+        ends_session.await.unwrap();
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        for name in [
+            "chatd_sockets_connected",
+            "chatd_socket_events_out_total",
+            "chatd_broadcast_lag_seconds",
+        ] {
+            assert!(metrics.contains(name), "{}: /metrics has {name}", db.name());
+        }
+        app.stop().await;
+        db.cleanup().await;
+    }
+}

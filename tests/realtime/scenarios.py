@@ -808,7 +808,17 @@ def scenario_two_nodes(cfg):
     a.close()
 
 
+def scenario_session_ends(cfg):
+    """A socket whose session is deleted is disconnected within seconds."""
+    u = Peer(cfg, "user", cfg["user"]["token"]).connect()
+    step("connected; the test now deletes the session")
+    started = time.monotonic()
+    check(u.disconnected.wait(15), "the socket is disconnected within 15 s of its session ending")
+    step(f"disconnected {time.monotonic() - started:.1f} s after connecting")
+
+
 SCENARIOS = {
+    "session_ends": scenario_session_ends,
     "two_nodes": scenario_two_nodes,
     "bad_token": scenario_bad_token,
     "contract_events": scenario_contract_events,
