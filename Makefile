@@ -26,6 +26,7 @@ bench: ## append throughput, projection lag, replay speed, REST throughput; SQLi
 	cargo bench --bench append
 	cargo bench --bench read_side
 	cargo bench --bench http
+	cargo bench --bench sockets
 
 ci: ## what CI runs
 	.ci/run

@@ -1,0 +1,422 @@
+//! Socket.IO under load (`make bench`), against a real `chatd` process on MariaDB and Redis:
+//!
+//! - 1,000 connected clients in 500 conversations (a user and an admin each) sending 2,000
+//!   messages/s in all: p50/p99 from send to receipt by the other side;
+//! - the highest rate (stepping up) at which that p99 stays under 100 ms;
+//! - memory per idle connection with 10,000 idle sockets (the server's RSS before and after).
+//!
+//! The load client speaks Socket.IO v5 over websocket itself (a few lines of protocol), so that
+//! thousands of clients fit in one process. `make bench` raises the file descriptor limit.
+//! Sizes: `CHAT_BENCH_SOCKET_PAIRS` (500), `CHAT_BENCH_SOCKET_RATE` (2000),
+//! `CHAT_BENCH_IDLE_SOCKETS` (10000), `CHAT_BENCH_SOCKET_SECONDS` (5 per step).
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use support::*;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+
+const SECRET: &str = "bench-app-secret";
+
+/// One Socket.IO client over a websocket: emits with acks, and a channel of server events.
+struct Client {
+    outgoing: mpsc::UnboundedSender<String>,
+    pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>,
+    next_ack: AtomicU64,
+}
+
+impl Client {
+    /// Connects and authenticates; server events arrive on the returned receiver.
+    async fn connect(
+        base: &str,
+        token: &str,
+    ) -> anyhow::Result<(Client, mpsc::UnboundedReceiver<(String, Value)>)> {
+        let url = format!(
+            "{}/socket.io/?EIO=4&transport=websocket",
+            base.replace("http://", "ws://")
+        );
+        let (stream, _) = tokio_tungstenite::connect_async(url).await?;
+        let (mut sink, mut source) = stream.split();
+        // Engine.IO open packet, then the Socket.IO connect with the token.
+        match source.next().await {
+            Some(Ok(Message::Text(open))) if open.starts_with('0') => {}
+            other => anyhow::bail!("no engine.io open packet: {other:?}"),
+        }
+        sink.send(Message::Text(
+            format!("40{}", json!({"token": token})).into(),
+        ))
+        .await?;
+        loop {
+            match source.next().await {
+                Some(Ok(Message::Text(ping))) if ping.as_str() == "2" => {
+                    sink.send(Message::Text("3".into())).await?;
+                }
+                Some(Ok(Message::Text(connected))) if connected.starts_with("40") => break,
+                other => anyhow::bail!("socket.io connect refused: {other:?}"),
+            }
+        }
+        let (outgoing, mut to_send) = mpsc::unbounded_channel::<String>();
+        let (events, received) = mpsc::unbounded_channel();
+        let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>> = Arc::default();
+        tokio::spawn(async move {
+            while let Some(text) = to_send.recv().await {
+                if sink.send(Message::Text(text.into())).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let acks = pending.clone();
+        let pong = outgoing.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = source.next().await {
+                let Message::Text(text) = message else {
+                    continue;
+                };
+                let text = text.as_str();
+                if text == "2" {
+                    let _ = pong.send("3".into());
+                } else if let Some(rest) = text.strip_prefix("43") {
+                    let digits = rest.chars().take_while(char::is_ascii_digit).count();
+                    let (id, body) = rest.split_at(digits);
+                    if let (Ok(id), Ok(Value::Array(mut args))) =
+                        (id.parse::<u64>(), serde_json::from_str(body))
+                        && let Some(reply) = acks.lock().await.remove(&id)
+                    {
+                        let _ = reply.send(args.pop().unwrap_or_default());
+                    }
+                } else if let Some(rest) = text.strip_prefix("42")
+                    && let Ok(Value::Array(args)) = serde_json::from_str(rest)
+                    && let [Value::String(name), data, ..] = args.as_slice()
+                {
+                    let _ = events.send((name.clone(), data.clone()));
+                }
+            }
+        });
+        Ok((
+            Client {
+                outgoing,
+                pending,
+                next_ack: AtomicU64::new(1),
+            },
+            received,
+        ))
+    }
+
+    async fn call(&self, event: &str, data: Value) -> anyhow::Result<Value> {
+        let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
+        let (reply, answer) = oneshot::channel();
+        self.pending.lock().await.insert(id, reply);
+        self.outgoing
+            .send(format!("42{id}{}", json!([event, data])))?;
+        Ok(tokio::time::timeout(Duration::from_secs(10), answer).await??)
+    }
+
+    fn emit(&self, event: &str, data: Value) {
+        let _ = self.outgoing.send(format!("42{}", json!([event, data])));
+    }
+}
+
+/// The server as its own process, so its memory can be read.
+struct Server {
+    process: std::process::Child,
+    base: String,
+}
+
+impl Server {
+    async fn start(database_url: &str, redis_url: &str) -> anyhow::Result<Server> {
+        let port = 40_000 + (std::process::id() % 20_000) as u16;
+        let data_dir =
+            std::env::temp_dir().join(format!("chatd-bench-sockets-{}", std::process::id()));
+        let process = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
+            .arg("serve")
+            .env("CHAT_DATABASE_URL", database_url)
+            .env("CHAT_REDIS_URL", redis_url)
+            .env(
+                "CHAT_REDIS_PREFIX",
+                format!("chatd-bench-{}", std::process::id()),
+            )
+            .env("CHAT_APP_SECRET", SECRET)
+            .env("CHAT_DATA_DIR", &data_dir)
+            .env("CHAT_PORT", port.to_string())
+            .env("CHAT_LIMIT_MESSAGES_PER_MIN", "1000000")
+            .env("CHAT_DB_MAX_CONNECTIONS", "32")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        let server = Server {
+            process,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let http = reqwest::Client::new();
+        for _ in 0..400 {
+            if let Ok(response) = http.get(format!("{}/readyz", server.base)).send().await
+                && response.status() == 200
+            {
+                return Ok(server);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server.stop();
+        anyhow::bail!("chatd did not become ready")
+    }
+
+    /// Resident memory of the server process, in KiB.
+    fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.process.id()))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find(|line| line.starts_with("VmRSS:"))
+                    .and_then(|line| line.split_whitespace().nth(1))
+                    .and_then(|kib| kib.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    fn stop(mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// Stores a session in Redis as the login system would; returns its token.
+async fn session(
+    redis: &mut redis::aio::MultiplexedConnection,
+    id: u64,
+    role: &str,
+) -> anyhow::Result<String> {
+    let token = format!(
+        "{:064x}",
+        (std::process::id() as u128) << 64 | (id as u128) << 8 | role.len() as u128
+    );
+    let session = json!({"user_id": id, "role": role, "identifier": format!("{role}_{id}")});
+    redis::cmd("SET")
+        .arg(format!("chat:session:{token}"))
+        .arg(session.to_string())
+        .arg("EX")
+        .arg(3600)
+        .query_async::<()>(redis)
+        .await?;
+    Ok(token)
+}
+
+struct Pair {
+    user: Arc<Client>,
+    admin: Arc<Client>,
+    conversation: u64,
+}
+
+/// Listens on every client for `new_message`; each latency (send to receipt) goes to the channel.
+fn listen(
+    receivers: Vec<(&'static str, u64, mpsc::UnboundedReceiver<(String, Value)>)>,
+    epoch: Instant,
+) -> mpsc::UnboundedReceiver<Duration> {
+    let (latency_tx, latency_rx) = mpsc::unbounded_channel();
+    for (side, conversation, mut receiver) in receivers {
+        let latency_tx = latency_tx.clone();
+        tokio::spawn(async move {
+            while let Some((name, data)) = receiver.recv().await {
+                // Only arrivals on the other side of the same conversation count (admin sockets
+                // also get every other conversation's messages).
+                if name == "new_message"
+                    && data["sender_role"].as_str() != Some(side)
+                    && data["conversation_id"].as_u64() == Some(conversation)
+                    && let Some(sent) = data["content"].as_str().and_then(|c| c.strip_prefix("t="))
+                    && let Ok(sent) = sent.parse::<u64>()
+                {
+                    let now = epoch.elapsed().as_micros() as u64;
+                    let _ = latency_tx.send(Duration::from_micros(now.saturating_sub(sent)));
+                }
+            }
+        });
+    }
+    latency_rx
+}
+
+/// Sends at `rate` messages/s for `seconds`, spread over the pairs and alternating sides; returns
+/// the latencies of the messages that arrived at the other side, and how many were sent.
+async fn run_rate(
+    pairs: &[Pair],
+    latencies: &mut mpsc::UnboundedReceiver<Duration>,
+    rate: usize,
+    seconds: u64,
+    epoch: Instant,
+) -> (Vec<Duration>, usize) {
+    while latencies.try_recv().is_ok() {}
+    let mut ticker = tokio::time::interval(Duration::from_millis(10));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let per_tick = rate / 100;
+    let total = per_tick * 100 * seconds as usize;
+    let mut n = 0;
+    while n < total {
+        ticker.tick().await;
+        for _ in 0..per_tick {
+            let pair = &pairs[n % pairs.len()];
+            let sender = if (n / pairs.len()) % 2 == 0 {
+                &pair.user
+            } else {
+                &pair.admin
+            };
+            let content = format!("t={}", epoch.elapsed().as_micros());
+            sender.emit(
+                "send_message",
+                json!({"conversation_id": pair.conversation, "message_type": "text", "content": content}),
+            );
+            n += 1;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut collected = Vec::new();
+    while let Ok(latency) = latencies.try_recv() {
+        collected.push(latency);
+    }
+    collected.sort();
+    (collected, total)
+}
+
+async fn bench(database_url: &str, redis_url: &str) -> anyhow::Result<()> {
+    let pairs_wanted = env_usize("CHAT_BENCH_SOCKET_PAIRS", 500);
+    let rate = env_usize("CHAT_BENCH_SOCKET_RATE", 2000);
+    let seconds = env_usize("CHAT_BENCH_SOCKET_SECONDS", 5) as u64;
+    let idle = env_usize("CHAT_BENCH_IDLE_SOCKETS", 10_000);
+    let server = Server::start(database_url, redis_url).await?;
+    let result = measure(&server, redis_url, pairs_wanted, rate, seconds, idle).await;
+    server.stop();
+    result
+}
+
+async fn measure(
+    server: &Server,
+    redis_url: &str,
+    pairs_wanted: usize,
+    rate: usize,
+    seconds: u64,
+    idle: usize,
+) -> anyhow::Result<()> {
+    let mut redis = redis::Client::open(redis_url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let http = reqwest::Client::new();
+    let base_id = std::process::id() as u64 * 100_000;
+    println!("mysql + redis, chatd as its own process:");
+
+    let mut pairs = Vec::new();
+    let mut receivers = Vec::new();
+    for n in 0..pairs_wanted as u64 {
+        let user_token = session(&mut redis, base_id + n + 1, "user").await?;
+        let admin_token = session(&mut redis, base_id + n + 1, "admin").await?;
+        let body = json!({"initial_message": "hello"}).to_string();
+        let timestamp = chrono::Utc::now().timestamp_millis();
+        let signature = chatd::auth::sign(
+            SECRET,
+            timestamp,
+            "POST",
+            "/api/chat/conversations",
+            body.as_bytes(),
+        );
+        let opened: Value = http
+            .post(format!("{}/api/chat/conversations", server.base))
+            .bearer_auth(&user_token)
+            .header("X-Timestamp", timestamp.to_string())
+            .header("X-Signature", signature)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let conversation = opened["data"]["conversation_id"]
+            .as_u64()
+            .ok_or_else(|| anyhow::anyhow!("no conversation: {opened}"))?;
+        let (user, user_events) = Client::connect(&server.base, &user_token).await?;
+        let (admin, admin_events) = Client::connect(&server.base, &admin_token).await?;
+        for client in [&user, &admin] {
+            client
+                .call(
+                    "join_conversation",
+                    json!({"conversation_id": conversation}),
+                )
+                .await?;
+        }
+        pairs.push(Pair {
+            user: Arc::new(user),
+            admin: Arc::new(admin),
+            conversation,
+        });
+        receivers.push(("user", conversation, user_events));
+        receivers.push(("admin", conversation, admin_events));
+    }
+    println!(
+        "  {} clients connected in {} conversations (the {} admin sockets also get every conversation's messages)",
+        pairs.len() * 2,
+        pairs.len(),
+        pairs.len()
+    );
+
+    let epoch = Instant::now();
+    let mut latencies = listen(receivers, epoch);
+    let report = |rate: usize, (arrived, sent): &(Vec<Duration>, usize)| {
+        println!(
+            "  {rate:>5} msg/s for {seconds} s: {} of {sent} delivered, send to receipt p50 {:.1} ms, p99 {:.1} ms",
+            arrived.len(),
+            percentile(arrived, 0.50),
+            percentile(arrived, 0.99)
+        );
+    };
+    let first = run_rate(&pairs, &mut latencies, rate, seconds, epoch).await;
+    report(rate, &first);
+    let mut sustained = (percentile(&first.0, 0.99) < 100.0).then_some(rate);
+    let mut step = rate;
+    while sustained == Some(step) && step < 40_000 {
+        step += rate / 2;
+        let result = run_rate(&pairs, &mut latencies, step, seconds, epoch).await;
+        report(step, &result);
+        if percentile(&result.0, 0.99) < 100.0 && result.0.len() >= result.1 * 99 / 100 {
+            sustained = Some(step);
+        } else {
+            break;
+        }
+    }
+    match sustained {
+        Some(rate) => println!("  highest rate with p99 under 100 ms: {rate} msg/s"),
+        None => println!("  p99 is over 100 ms already at {rate} msg/s"),
+    }
+    drop(pairs);
+
+    let before = server.rss_kib();
+    let token = session(&mut redis, base_id + 99_999, "user").await?;
+    let mut idle_clients = Vec::with_capacity(idle);
+    let connect_started = Instant::now();
+    for _ in 0..idle {
+        idle_clients.push(Client::connect(&server.base, &token).await?);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = server.rss_kib();
+    println!(
+        "  {idle} idle sockets (connected in {:.1} s): server RSS {} KiB -> {} KiB, {:.1} KiB per connection",
+        connect_started.elapsed().as_secs_f64(),
+        before,
+        after,
+        after.saturating_sub(before) as f64 / idle as f64
+    );
+    drop(idle_clients);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let redis =
+        std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let mysql = ScratchMysql::new("sockets").await?;
+    let result = bench(&mysql.url, &redis).await;
+    mysql.drop().await?;
+    result
+}
