@@ -25,6 +25,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 const SECRET: &str = "bench-app-secret";
 
+/// Server events a client received: (event name, data).
+type ServerEvents = mpsc::UnboundedReceiver<(String, Value)>;
+
 /// One Socket.IO client over a websocket: emits with acks, and a channel of server events.
 struct Client {
     outgoing: mpsc::UnboundedSender<String>,
@@ -216,7 +219,7 @@ struct Pair {
 
 /// Listens on every client for `new_message`; each latency (send to receipt) goes to the channel.
 fn listen(
-    receivers: Vec<(&'static str, u64, mpsc::UnboundedReceiver<(String, Value)>)>,
+    receivers: Vec<(&'static str, u64, ServerEvents)>,
     epoch: Instant,
 ) -> mpsc::UnboundedReceiver<Duration> {
     let (latency_tx, latency_rx) = mpsc::unbounded_channel();
@@ -260,7 +263,7 @@ async fn run_rate(
         ticker.tick().await;
         for _ in 0..per_tick {
             let pair = &pairs[n % pairs.len()];
-            let sender = if (n / pairs.len()) % 2 == 0 {
+            let sender = if (n / pairs.len()).is_multiple_of(2) {
                 &pair.user
             } else {
                 &pair.admin
