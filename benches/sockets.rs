@@ -118,7 +118,7 @@ impl Client {
         self.pending.lock().await.insert(id, reply);
         self.outgoing
             .send(format!("42{id}{}", json!([event, data])))?;
-        Ok(tokio::time::timeout(Duration::from_secs(10), answer).await??)
+        Ok(tokio::time::timeout(Duration::from_secs(60), answer).await??)
     }
 
     fn emit(&self, event: &str, data: Value) {
