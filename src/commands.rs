@@ -78,6 +78,20 @@ pub struct Committed {
     pub duplicate: bool,
 }
 
+impl Committed {
+    /// How many messages this command's read receipt marked read.
+    pub fn messages_marked_read(&self) -> usize {
+        self.events
+            .iter()
+            .filter_map(|event| event.decode().ok())
+            .map(|event| match event {
+                ConversationEvent::MessagesRead { message_ids, .. } => message_ids.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CommandError {
     #[error(transparent)]

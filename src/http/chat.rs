@@ -103,18 +103,19 @@ pub(crate) async fn readable(
     Ok(row)
 }
 
-async fn limit_messages(state: &AppState, session: &Session) -> Result<(), ApiError> {
+/// Counts one action of `kind` against the caller's limit (REST and Socket.IO share it).
+pub(crate) async fn within_limit(
+    state: &AppState,
+    session: &Session,
+    kind: LimitKind,
+) -> Result<(), ApiError> {
     let caller = format!("{}:{}", session.role.as_str(), session.user_id);
-    state
-        .limits
-        .check(LimitKind::Messages, &caller)
-        .await
-        .map_err(|limited| {
-            if matches!(limited, crate::limits::Limited::Over { .. }) {
-                crate::metrics::rate_limited("messages");
-            }
-            ApiError::from(limited)
-        })
+    state.limits.check(kind, &caller).await.map_err(|limited| {
+        if matches!(limited, crate::limits::Limited::Over { .. }) {
+            crate::metrics::rate_limited(kind.as_str());
+        }
+        ApiError::from(limited)
+    })
 }
 
 pub(crate) async fn execute(
@@ -296,7 +297,7 @@ pub(crate) async fn send(
         }
         None => return Err(ApiError::validation("admins must name conversation_id")),
     };
-    limit_messages(state, session).await?;
+    within_limit(state, session, LimitKind::Messages).await?;
     let committed = execute(state, origin, session, intent, body.client_msg_id).await?;
     let view = committed
         .events
@@ -465,7 +466,7 @@ pub(super) async fn open_conversation(
         None => None,
     };
     if message.is_some() {
-        limit_messages(&state, &session).await?;
+        within_limit(&state, &session, LimitKind::Messages).await?;
     }
     let intent = Intent::OpenOrContinue {
         actor: session.actor(),
@@ -534,15 +535,7 @@ pub(super) async fn mark_read(
         message_ids: body.message_ids,
     };
     let committed = execute(&state, &origin, &session, Intent::On(id, command), None).await?;
-    let marked_read = committed
-        .events
-        .iter()
-        .filter_map(|event| event.decode().ok())
-        .map(|event| match event {
-            events::ConversationEvent::MessagesRead { message_ids, .. } => message_ids.len(),
-            _ => 0,
-        })
-        .sum();
+    let marked_read = committed.messages_marked_read();
     Ok(success(MarkedRead { marked_read }))
 }
 

@@ -277,17 +277,7 @@ pub(crate) async fn typing_indicator(
     }
     chat::readable(state, session, id).await?;
     if typing {
-        let caller = format!("{}:{}", session.role.as_str(), session.user_id);
-        state
-            .limits
-            .check(LimitKind::Typing, &caller)
-            .await
-            .map_err(|limited| {
-                if matches!(limited, crate::limits::Limited::Over { .. }) {
-                    crate::metrics::rate_limited("typing");
-                }
-                ApiError::from(limited)
-            })?;
+        chat::within_limit(state, session, LimitKind::Typing).await?;
     }
     Ok(json!({
         "conversation_id": id,
@@ -330,15 +320,7 @@ async fn mark_read<A: Adapter>(
             None,
         )
         .await?;
-        let marked_read: usize = committed
-            .events
-            .iter()
-            .filter_map(|event| event.decode().ok())
-            .map(|event| match event {
-                ::events::ConversationEvent::MessagesRead { message_ids, .. } => message_ids.len(),
-                _ => 0,
-            })
-            .sum();
+        let marked_read = committed.messages_marked_read();
         Ok(json!({"marked_read": marked_read}))
     }
     .await;

@@ -34,7 +34,7 @@ use crate::http::{ApiError, AppState};
 /// Largest Socket.IO packet a client may send (a 5,000-character message is about 20 KiB).
 pub const MAX_PACKET_BYTES: u64 = 64 * 1024;
 /// Packets queued for one socket before emits to it fail (a client that stops reading).
-pub const MAX_SOCKET_BUFFER: usize = 256;
+pub const MAX_SOCKET_BUFFER: usize = 1024;
 /// How often a connected socket's session is checked again.
 const SESSION_CHECK: Duration = Duration::from_secs(3);
 
