@@ -1,7 +1,9 @@
 //! Socket.IO under load (`make bench`), against a real `chatd` process on MariaDB and Redis:
 //!
-//! - 1,000 connected clients in 500 conversations (a user and an admin each) sending 2,000
-//!   messages/s in all: p50/p99 from send to receipt by the other side;
+//! - 1,000 connected clients in 500 conversations sending 2,000 messages/s in all: p50/p99 from
+//!   send to receipt by the other side (the user's second device by default; an admin socket with
+//!   `CHAT_BENCH_SOCKET_OTHER_SIDE=admin`, where every message also fans out to all admin
+//!   sockets);
 //! - the highest rate (stepping up) at which that p99 stays under 100 ms;
 //! - memory per idle connection with 10,000 idle sockets (the server's RSS before and after).
 //!
@@ -211,9 +213,10 @@ async fn session(
     Ok(token)
 }
 
+/// Two clients in one conversation: the user's socket and the other side's.
 struct Pair {
-    user: Arc<Client>,
-    admin: Arc<Client>,
+    first: Arc<Client>,
+    second: Arc<Client>,
     conversation: u64,
 }
 
@@ -228,11 +231,17 @@ fn listen(
         tokio::spawn(async move {
             while let Some((name, data)) = receiver.recv().await {
                 // Only arrivals on the other side of the same conversation count (admin sockets
-                // also get every other conversation's messages).
+                // also get every other conversation's messages). Content: "t=<µs>;s=<side>".
+                let Some((sent, from)) = data["content"]
+                    .as_str()
+                    .and_then(|c| c.strip_prefix("t="))
+                    .and_then(|c| c.split_once(";s="))
+                else {
+                    continue;
+                };
                 if name == "new_message"
-                    && data["sender_role"].as_str() != Some(side)
+                    && from != side
                     && data["conversation_id"].as_u64() == Some(conversation)
-                    && let Some(sent) = data["content"].as_str().and_then(|c| c.strip_prefix("t="))
                     && let Ok(sent) = sent.parse::<u64>()
                 {
                     let now = epoch.elapsed().as_micros() as u64;
@@ -263,12 +272,12 @@ async fn run_rate(
         ticker.tick().await;
         for _ in 0..per_tick {
             let pair = &pairs[n % pairs.len()];
-            let sender = if (n / pairs.len()).is_multiple_of(2) {
-                &pair.user
+            let (sender, side) = if (n / pairs.len()).is_multiple_of(2) {
+                (&pair.first, "a")
             } else {
-                &pair.admin
+                (&pair.second, "b")
             };
-            let content = format!("t={}", epoch.elapsed().as_micros());
+            let content = format!("t={};s={side}", epoch.elapsed().as_micros());
             sender.emit(
                 "send_message",
                 json!({"conversation_id": pair.conversation, "message_type": "text", "content": content}),
@@ -311,6 +320,9 @@ async fn measure(
     let base_id = std::process::id() as u64 * 100_000;
     println!("mysql + redis, chatd as its own process:");
 
+    // The other side of each conversation: an admin (every admin socket is in the staff room, so
+    // each message fans out to all of them), or by default the user's second device.
+    let admins_answer = std::env::var("CHAT_BENCH_SOCKET_OTHER_SIDE").as_deref() == Ok("admin");
     let mut pairs = Vec::new();
     let mut receivers = Vec::new();
     for n in 0..pairs_wanted as u64 {
@@ -339,9 +351,14 @@ async fn measure(
         let conversation = opened["data"]["conversation_id"]
             .as_u64()
             .ok_or_else(|| anyhow::anyhow!("no conversation: {opened}"))?;
-        let (user, user_events) = Client::connect(&server.base, &user_token).await?;
-        let (admin, admin_events) = Client::connect(&server.base, &admin_token).await?;
-        for client in [&user, &admin] {
+        let second_token = if admins_answer {
+            &admin_token
+        } else {
+            &user_token
+        };
+        let (first, first_events) = Client::connect(&server.base, &user_token).await?;
+        let (second, second_events) = Client::connect(&server.base, second_token).await?;
+        for client in [&first, &second] {
             client
                 .call(
                     "join_conversation",
@@ -350,18 +367,22 @@ async fn measure(
                 .await?;
         }
         pairs.push(Pair {
-            user: Arc::new(user),
-            admin: Arc::new(admin),
+            first: Arc::new(first),
+            second: Arc::new(second),
             conversation,
         });
-        receivers.push(("user", conversation, user_events));
-        receivers.push(("admin", conversation, admin_events));
+        receivers.push(("a", conversation, first_events));
+        receivers.push(("b", conversation, second_events));
     }
+    let other_side = if admins_answer {
+        "an admin socket, which also gets every conversation's messages (staff room)"
+    } else {
+        "the same user's second device"
+    };
     println!(
-        "  {} clients connected in {} conversations (the {} admin sockets also get every conversation's messages)",
+        "  {} clients connected in {} conversations; the other side of each is {other_side}",
         pairs.len() * 2,
         pairs.len(),
-        pairs.len()
     );
 
     let epoch = Instant::now();
