@@ -131,6 +131,8 @@ pub async fn build(
         .max_payload(MAX_PACKET_BYTES)
         .ws_max_message_size(MAX_PACKET_BYTES as usize)
         .ws_max_frame_size(MAX_PACKET_BYTES as usize)
+        // Most packets are small; a smaller read buffer per socket keeps idle sockets cheap.
+        .ws_read_buffer_size(1024)
         .max_buffer_size(MAX_SOCKET_BUFFER)
         .transports([TransportType::Polling, TransportType::Websocket]);
     match &config.redis_url {
