@@ -14,25 +14,6 @@ use rand::Rng;
 use redis::AsyncCommands;
 use support::*;
 
-const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
-
-fn redis_url() -> String {
-    std::env::var("CHAT_TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| DEFAULT_REDIS_URL.to_string())
-}
-
-async fn redis() -> redis::aio::ConnectionManager {
-    let url = redis_url();
-    chatd::redis::connect(&url).await.unwrap_or_else(|e| {
-        panic!(
-            "Redis is required for this suite and is not reachable at {url} \
-             (set CHAT_TEST_REDIS_URL): {e:#}"
-        )
-    })
-}
-
 fn random_hex() -> String {
     format!("{:032x}", rand::thread_rng().r#gen::<u128>())
 }

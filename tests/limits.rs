@@ -1,31 +1,15 @@
 //! Rate limits: exact under concurrency, per caller and kind, in this process and in Redis, and
 //! failing closed when Redis is gone.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chatd::config::Config;
 use chatd::limits::{LimitKind, Limited, RateLimiter};
 use rand::Rng;
-
-const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
-
-fn redis_url() -> String {
-    std::env::var("CHAT_TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| DEFAULT_REDIS_URL.to_string())
-}
-
-async fn redis() -> redis::aio::ConnectionManager {
-    let url = redis_url();
-    chatd::redis::connect(&url).await.unwrap_or_else(|e| {
-        panic!(
-            "Redis is required for this suite and is not reachable at {url} \
-             (set CHAT_TEST_REDIS_URL): {e:#}"
-        )
-    })
-}
+use support::redis;
 
 fn defaults() -> Config {
     Config::from_lookup(|_| None).expect("config")

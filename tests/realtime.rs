@@ -129,6 +129,21 @@ async fn user_with_conversation(app: &TestApp, first_words: &str) -> Value {
     })
 }
 
+/// The common shape: on each back end, a user with an open conversation and an admin, then
+/// the scenario.
+async fn user_and_admin_scenario(scenario: &str, first_words: &str) {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let user = user_with_conversation(&app, first_words).await;
+        let admin = admin(&app).await;
+
+        run_scenario(scenario, &db, &app, json!({"user": user, "admin": admin})).await;
+
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_bad_or_missing_token_is_refused_at_connect_with_unauthorized() {
     for db in TestDb::each().await {
@@ -144,22 +159,7 @@ async fn a_bad_or_missing_token_is_refused_at_connect_with_unauthorized() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_socket_event_flows_in_the_contract_shape_and_once_per_socket() {
-    for db in TestDb::each().await {
-        let app = TestApp::spawn(&db).await;
-        let user = user_with_conversation(&app, "I need help with my account").await;
-        let admin = admin(&app).await;
-
-        run_scenario(
-            "contract_events",
-            &db,
-            &app,
-            json!({"user": user, "admin": admin}),
-        )
-        .await;
-
-        app.stop().await;
-        db.cleanup().await;
-    }
+    user_and_admin_scenario("contract_events", "I need help with my account").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -186,42 +186,12 @@ async fn a_user_socket_can_neither_see_nor_touch_another_users_conversation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_message_sent_over_rest_reaches_every_socket_in_the_room_including_the_senders() {
-    for db in TestDb::each().await {
-        let app = TestApp::spawn(&db).await;
-        let user = user_with_conversation(&app, "hello").await;
-        let admin = admin(&app).await;
-
-        run_scenario(
-            "rest_to_socket",
-            &db,
-            &app,
-            json!({"user": user, "admin": admin}),
-        )
-        .await;
-
-        app.stop().await;
-        db.cleanup().await;
-    }
+    user_and_admin_scenario("rest_to_socket", "hello").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reconnecting_client_joining_with_since_gets_exactly_the_missed_messages_in_order() {
-    for db in TestDb::each().await {
-        let app = TestApp::spawn(&db).await;
-        let user = user_with_conversation(&app, "hello").await;
-        let admin = admin(&app).await;
-
-        run_scenario(
-            "reconnect_since",
-            &db,
-            &app,
-            json!({"user": user, "admin": admin}),
-        )
-        .await;
-
-        app.stop().await;
-        db.cleanup().await;
-    }
+    user_and_admin_scenario("reconnect_since", "hello").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -250,16 +220,7 @@ async fn malformed_events_get_error_acks_and_an_oversized_packet_ends_only_its_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_long_polling_transport_carries_the_same_flow() {
-    for db in TestDb::each().await {
-        let app = TestApp::spawn(&db).await;
-        let user = user_with_conversation(&app, "hello").await;
-        let admin = admin(&app).await;
-
-        run_scenario("polling", &db, &app, json!({"user": user, "admin": admin})).await;
-
-        app.stop().await;
-        db.cleanup().await;
-    }
+    user_and_admin_scenario("polling", "hello").await;
 }
 
 /// A second chatd process on the test database and Redis (the same prefix as the test server).

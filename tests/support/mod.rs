@@ -25,6 +25,17 @@ pub fn redis_url() -> String {
         .unwrap_or_else(|| DEFAULT_REDIS_URL.to_string())
 }
 
+/// A Redis connection for the suites that need one; an unreachable Redis fails the test.
+pub async fn redis() -> redis::aio::ConnectionManager {
+    let url = redis_url();
+    chatd::redis::connect(&url).await.unwrap_or_else(|e| {
+        panic!(
+            "Redis is required for this suite and is not reachable at {url} \
+             (set CHAT_TEST_REDIS_URL): {e:#}"
+        )
+    })
+}
+
 /// A user or admin id no other test uses (Redis keeps limits and sessions across tests).
 pub fn fresh_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
