@@ -32,6 +32,18 @@ pub struct Config {
     pub limit_uploads_per_min: u32,
     /// Typing indicators a caller may send per minute (at least 1).
     pub limit_typing_per_min: u32,
+    /// The Socket.IO settings a deployment may tune.
+    pub sockets: SocketSettings,
+}
+
+/// Socket.IO settings. A socket whose outgoing buffer is full has stopped reading: it is
+/// disconnected at once when it reads again, and by the heartbeat otherwise.
+#[derive(Clone, Debug)]
+pub struct SocketSettings {
+    /// Packets buffered for one socket before it counts as not reading.
+    pub buffer_packets: usize,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -50,6 +62,7 @@ impl std::fmt::Debug for Config {
             .field("limit_messages_per_min", &self.limit_messages_per_min)
             .field("limit_uploads_per_min", &self.limit_uploads_per_min)
             .field("limit_typing_per_min", &self.limit_typing_per_min)
+            .field("sockets", &self.sockets)
             .finish()
     }
 }
@@ -99,6 +112,25 @@ impl Config {
         let limit_messages_per_min = limit("CHAT_LIMIT_MESSAGES_PER_MIN", 60)?;
         let limit_uploads_per_min = limit("CHAT_LIMIT_UPLOADS_PER_MIN", 10)?;
         let limit_typing_per_min = limit("CHAT_LIMIT_TYPING_PER_MIN", 10)?;
+        let buffer_packets: usize = parse(get("CHAT_SOCKET_BUFFER"), "CHAT_SOCKET_BUFFER", 1024)?;
+        if buffer_packets == 0 {
+            bail!("CHAT_SOCKET_BUFFER must be at least 1");
+        }
+        let ping_interval_ms: u64 = parse(
+            get("CHAT_SOCKET_PING_INTERVAL_MS"),
+            "CHAT_SOCKET_PING_INTERVAL_MS",
+            25_000,
+        )?;
+        let ping_timeout_ms: u64 = parse(
+            get("CHAT_SOCKET_PING_TIMEOUT_MS"),
+            "CHAT_SOCKET_PING_TIMEOUT_MS",
+            20_000,
+        )?;
+        if ping_interval_ms < 100 || ping_timeout_ms < 100 {
+            bail!(
+                "CHAT_SOCKET_PING_INTERVAL_MS and CHAT_SOCKET_PING_TIMEOUT_MS must be at least 100"
+            );
+        }
         Ok(Config {
             data_dir,
             database_url,
@@ -114,6 +146,11 @@ impl Config {
             limit_messages_per_min,
             limit_uploads_per_min,
             limit_typing_per_min,
+            sockets: SocketSettings {
+                buffer_packets,
+                ping_interval: Duration::from_millis(ping_interval_ms),
+                ping_timeout: Duration::from_millis(ping_timeout_ms),
+            },
         })
     }
 

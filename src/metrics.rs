@@ -65,6 +65,12 @@ pub fn socket_connected(delta: i64) {
     ::metrics::gauge!("chatd_sockets_connected").increment(delta as f64);
 }
 
+/// A socket stopped reading, filled its outgoing buffer and is being disconnected.
+pub fn socket_overflowed() {
+    installed();
+    ::metrics::counter!("chatd_socket_overflows_total").increment(1);
+}
+
 /// A Socket.IO event arrived from a client (`event` is one of the known names or "unknown").
 pub fn socket_event_in(event: &'static str) {
     installed();

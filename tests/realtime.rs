@@ -195,6 +195,34 @@ async fn a_reconnecting_client_joining_with_since_gets_exactly_the_missed_messag
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_stops_reading_is_disconnected_and_catches_up_with_since() {
+    for db in TestDb::each().await {
+        // A small buffer and no rate limit, so that a few hundred messages overflow it.
+        let app = TestApp::spawn_with(
+            &db,
+            &[
+                ("CHAT_SOCKET_BUFFER", "32"),
+                ("CHAT_LIMIT_MESSAGES_PER_MIN", "100000"),
+            ],
+        )
+        .await;
+        let user = user_with_conversation(&app, "hello").await;
+        let admin = admin(&app).await;
+
+        run_scenario(
+            "slow_reader",
+            &db,
+            &app,
+            json!({"user": user, "admin": admin, "flood": 3000}),
+        )
+        .await;
+
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn malformed_events_get_error_acks_and_an_oversized_packet_ends_only_its_connection() {
     for db in TestDb::each().await {
         let app = TestApp::spawn(&db).await;

@@ -33,8 +33,8 @@ use crate::http::{ApiError, AppState};
 
 /// Largest Socket.IO packet a client may send (a 5,000-character message is about 20 KiB).
 pub const MAX_PACKET_BYTES: u64 = 64 * 1024;
-/// Packets queued for one socket before emits to it fail (a client that stops reading).
-pub const MAX_SOCKET_BUFFER: usize = 1024;
+/// How often a socket that stopped reading is offered its disconnect packet again.
+const OVERFLOW_RETRY: Duration = Duration::from_millis(50);
 /// How often a connected socket's session is checked again.
 const SESSION_CHECK: Duration = Duration::from_secs(3);
 
@@ -113,11 +113,35 @@ fn emit_each<A: Adapter>(sockets: Vec<SocketRef<A>>, event: &str, data: &Value) 
             socketioxide::SocketError::InternalChannelFull,
         )) = socket.emit(event, data)
         {
-            tracing::info!(sid = %socket.id, "socket stopped reading; disconnecting it");
-            let _ = socket.disconnect();
+            disconnect_overflowed(socket);
         }
     }
 }
+
+/// Marks a socket whose buffer overflowed: it has missed an event, so it must not go on as if
+/// it had not. socketioxide cannot queue a disconnect packet into a full buffer, so the packet is
+/// offered again until there is room (the client read something) or the heartbeat, which cannot
+/// queue its ping either, closes the connection. Either way the client reconnects and catches up
+/// with `since`.
+fn disconnect_overflowed<A: Adapter>(socket: SocketRef<A>) {
+    if socket.extensions.get::<Overflowed>().is_some() {
+        return;
+    }
+    socket.extensions.insert(Overflowed);
+    tracing::info!(sid = %socket.id, "socket stopped reading; disconnecting it");
+    crate::metrics::socket_overflowed();
+    tokio::spawn(async move {
+        while socket.connected() {
+            if socket.clone().disconnect().is_ok() {
+                return;
+            }
+            tokio::time::sleep(OVERFLOW_RETRY).await;
+        }
+    });
+}
+
+#[derive(Clone, Copy)]
+struct Overflowed;
 
 /// Builds the Socket.IO server on the configured adapter and registers its handlers. Returns the
 /// handle and a function that adds its layer to the router.
@@ -133,7 +157,9 @@ pub async fn build(
         .ws_max_frame_size(MAX_PACKET_BYTES as usize)
         // Most packets are small; a smaller read buffer per socket keeps idle sockets cheap.
         .ws_read_buffer_size(1024)
-        .max_buffer_size(MAX_SOCKET_BUFFER)
+        .max_buffer_size(config.sockets.buffer_packets)
+        .ping_interval(config.sockets.ping_interval)
+        .ping_timeout(config.sockets.ping_timeout)
         .transports([TransportType::Polling, TransportType::Websocket]);
     match &config.redis_url {
         None => {
@@ -180,14 +206,22 @@ fn resp3(url: &str) -> String {
     }
 }
 
-/// Why a connection is refused; socketioxide sends it as connect_error `{"message": ...}`,
-/// prefixed with the contract's code.
-#[derive(Debug, thiserror::Error)]
-#[error("{code}: {message}")]
+/// Why a connection is refused. Its text is the contract's connect_error data,
+/// `{"code", "message"}`, which the patched parser sends as is (see vendor/README.md).
+#[derive(Debug)]
 pub struct Refused {
     code: &'static str,
     message: String,
 }
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let data = json!({"code": self.code, "message": self.message});
+        write!(f, "{data}")
+    }
+}
+
+impl std::error::Error for Refused {}
 
 async fn authenticate<A: Adapter>(
     socket: SocketRef<A>,
@@ -210,6 +244,12 @@ async fn authenticate<A: Adapter>(
         code: error.code(),
         message: error.to_string(),
     })?;
+    // socketioxide sends the CONNECT packet before it spawns the connect handler, so a client's
+    // first event can arrive before that handler runs: the socket is made ready here instead.
+    if matches!(session.role, events_role::Admin | events_role::Auditor) {
+        socket.join(STAFF_ROOM);
+    }
+    events::register(&socket);
     socket.extensions.insert(SocketCaller { session, token });
     Ok(())
 }
@@ -219,13 +259,6 @@ async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(state): State<AppSta
         let _ = socket.disconnect();
         return;
     };
-    if matches!(
-        caller.session.role,
-        events_role::Admin | events_role::Auditor
-    ) {
-        socket.join(STAFF_ROOM);
-    }
-    events::register(&socket);
     crate::metrics::socket_connected(1);
     socket.on_disconnect(|| async {
         crate::metrics::socket_connected(-1);
