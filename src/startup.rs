@@ -73,6 +73,7 @@ impl Application {
             .context("starting Socket.IO")?;
         let _ = state.realtime.set(realtime.clone());
         let (stop_broadcaster, broadcaster_stops) = tokio::sync::watch::channel(false);
+        crate::realtime::watch_sessions(realtime.clone(), state.clone(), broadcaster_stops.clone());
         crate::realtime::Broadcaster::start(
             state.store.clone(),
             realtime,

@@ -19,6 +19,7 @@ pub(crate) use events::typing_indicator;
 use std::time::Duration;
 
 use axum::Router;
+use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Value, json};
 use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
@@ -37,6 +38,8 @@ pub const MAX_PACKET_BYTES: u64 = 64 * 1024;
 const OVERFLOW_RETRY: Duration = Duration::from_millis(50);
 /// How often a connected socket's session is checked again.
 const SESSION_CHECK: Duration = Duration::from_secs(3);
+/// Session look-ups the watcher runs at once.
+const SESSION_CHECKS_IN_FLIGHT: usize = 32;
 
 pub const STAFF_ROOM: &str = "staff";
 
@@ -254,34 +257,63 @@ async fn authenticate<A: Adapter>(
     Ok(())
 }
 
-async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(state): State<AppState>) {
-    let Some(caller) = socket.extensions.get::<SocketCaller>() else {
+async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
+    if socket.extensions.get::<SocketCaller>().is_none() {
         let _ = socket.disconnect();
         return;
-    };
+    }
     crate::metrics::socket_connected(1);
     socket.on_disconnect(|| async {
         crate::metrics::socket_connected(-1);
     });
-    // A session deleted or expired while connected ends the connection within seconds.
+}
+
+/// Ends, within seconds, the connections whose session was deleted or expired. One task per node
+/// checks every socket of the node (each session once), rather than a task per socket: an idle
+/// connection then costs no task of its own.
+pub fn watch_sessions(
+    realtime: Realtime,
+    state: AppState,
+    mut stops: tokio::sync::watch::Receiver<bool>,
+) {
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(SESSION_CHECK).await;
-            if !socket.connected() {
-                return;
+            tokio::select! {
+                _ = tokio::time::sleep(SESSION_CHECK) => {}
+                _ = stops.changed() => return,
             }
-            if let Err(crate::auth::AuthError::Unauthorized) =
-                state.auth.session(&caller.token).await
-            {
+            match &realtime {
+                Realtime::Local(io) => end_ended_sessions(io.sockets(), &state).await,
+                Realtime::Redis(io) => end_ended_sessions(io.sockets(), &state).await,
+            }
+        }
+    });
+}
+
+async fn end_ended_sessions<A: Adapter>(sockets: Vec<SocketRef<A>>, state: &AppState) {
+    let mut by_token: std::collections::HashMap<String, Vec<SocketRef<A>>> =
+        std::collections::HashMap::new();
+    for socket in sockets {
+        if let Some(caller) = socket.extensions.get::<SocketCaller>() {
+            by_token.entry(caller.token).or_default().push(socket);
+        }
+    }
+    let checks = by_token.into_iter().map(|(token, sockets)| async move {
+        // Only a definite "no such session" ends connections; an outage does not.
+        if let Err(crate::auth::AuthError::Unauthorized) = state.auth.session(&token).await {
+            for socket in sockets {
                 let _ = socket.emit(
                     "error",
                     &json!({"code": "UNAUTHORIZED", "message": "the session has ended"}),
                 );
                 let _ = socket.disconnect();
-                return;
             }
         }
     });
+    futures::stream::iter(checks)
+        .buffer_unordered(SESSION_CHECKS_IN_FLIGHT)
+        .for_each(|()| async {})
+        .await;
 }
 
 use ::events::Role as events_role;
