@@ -34,6 +34,16 @@ pub struct Config {
     pub limit_typing_per_min: u32,
     /// The Socket.IO settings a deployment may tune.
     pub sockets: SocketSettings,
+    /// Base of `file_url` (`CHAT_PUBLIC_URL`); unset: `http://` and the listening address.
+    pub public_url: Option<String>,
+    /// Largest upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Largest image, in pixels (width x height), read from its header before anything decodes it.
+    pub max_image_pixels: u64,
+    /// An S3-compatible bucket for uploads (`CHAT_S3_BUCKET`); unset: the data directory.
+    pub s3_bucket: Option<String>,
+    /// The S3 endpoint for a store other than AWS (`CHAT_S3_ENDPOINT`, e.g. MinIO).
+    pub s3_endpoint: Option<String>,
 }
 
 /// Socket.IO settings. A socket whose outgoing buffer is full has stopped reading: it is
@@ -63,6 +73,11 @@ impl std::fmt::Debug for Config {
             .field("limit_uploads_per_min", &self.limit_uploads_per_min)
             .field("limit_typing_per_min", &self.limit_typing_per_min)
             .field("sockets", &self.sockets)
+            .field("public_url", &self.public_url)
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("max_image_pixels", &self.max_image_pixels)
+            .field("s3_bucket", &self.s3_bucket)
+            .field("s3_endpoint", &self.s3_endpoint)
             .finish()
     }
 }
@@ -131,6 +146,25 @@ impl Config {
                 "CHAT_SOCKET_PING_INTERVAL_MS and CHAT_SOCKET_PING_TIMEOUT_MS must be at least 100"
             );
         }
+        let max_upload_bytes: u64 = parse(
+            get("CHAT_MAX_UPLOAD_BYTES"),
+            "CHAT_MAX_UPLOAD_BYTES",
+            10 * 1024 * 1024,
+        )?;
+        if max_upload_bytes == 0 {
+            bail!("CHAT_MAX_UPLOAD_BYTES must be at least 1");
+        }
+        let max_image_pixels: u64 = parse(
+            get("CHAT_MAX_IMAGE_PIXELS"),
+            "CHAT_MAX_IMAGE_PIXELS",
+            50_000_000,
+        )?;
+        let public_url = get("CHAT_PUBLIC_URL").filter(|url| !url.trim().is_empty());
+        if let Some(url) = &public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bail!("CHAT_PUBLIC_URL must start with http:// or https://");
+        }
         Ok(Config {
             data_dir,
             database_url,
@@ -151,6 +185,11 @@ impl Config {
                 ping_interval: Duration::from_millis(ping_interval_ms),
                 ping_timeout: Duration::from_millis(ping_timeout_ms),
             },
+            public_url,
+            max_upload_bytes,
+            max_image_pixels,
+            s3_bucket: get("CHAT_S3_BUCKET").filter(|b| !b.is_empty()),
+            s3_endpoint: get("CHAT_S3_ENDPOINT").filter(|e| !e.is_empty()),
         })
     }
 

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod files;
 pub mod http;
 pub mod limits;
 pub mod metrics;

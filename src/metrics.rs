@@ -65,6 +65,13 @@ pub fn socket_connected(delta: i64) {
     ::metrics::gauge!("chatd_sockets_connected").increment(delta as f64);
 }
 
+/// An upload was stored.
+pub fn upload_stored(bytes: u64) {
+    installed();
+    ::metrics::counter!("chatd_uploads_total").increment(1);
+    ::metrics::counter!("chatd_upload_bytes_total").increment(bytes);
+}
+
 /// A socket stopped reading, filled its outgoing buffer and is being disconnected.
 pub fn socket_overflowed() {
     installed();

@@ -56,6 +56,15 @@ impl Application {
         let listener = TcpListener::bind(config.listen_addr())
             .await
             .with_context(|| format!("binding {}", config.listen_addr()))?;
+        let public_url = match &config.public_url {
+            Some(url) => url.clone(),
+            None => format!("http://{}", listener.local_addr()?),
+        };
+        let attachments = Arc::new(crate::files::Attachments::new(
+            crate::files::FileStore::from_config(config)?,
+            crate::files::FileLinks::new(&public_url, auth.app_secret()),
+            config,
+        ));
         let state = AppState {
             store,
             commands,
@@ -66,6 +75,7 @@ impl Application {
             read_your_writes: config.read_your_writes_timeout,
             last_writes: Arc::default(),
             realtime: Arc::default(),
+            attachments,
             started: Arc::new(std::time::Instant::now()),
         };
         let (realtime, add_socket_layer) = crate::realtime::build(config, state.clone())
@@ -77,6 +87,7 @@ impl Application {
         crate::realtime::Broadcaster::start(
             state.store.clone(),
             realtime,
+            state.attachments.clone(),
             state.projections.clone(),
             state.commands.committed_head(),
             broadcaster_stops,

@@ -5,17 +5,17 @@
 //! so a refused command writes nothing: existence (NotFound) -> role and ownership (Forbidden)
 //! -> input (EmptyMessage, Validation) -> state (Conflict).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
 use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, Role};
-use crate::command::{ConversationCommand, ConversationServices, NewMessage};
+use crate::command::{ConversationCommand, ConversationServices, NewMessage, UploadedFile};
 use crate::content::{
     MAX_CLIENT_MSG_ID_CHARS, MAX_CONTENT_CHARS, MAX_FEEDBACK_COMMENT_CHARS, MAX_FILE_ID_CHARS,
-    MAX_ID, MAX_READ_IDS_PER_COMMAND, sanitize_content, trimmed_len,
+    MAX_FILE_NAME_CHARS, MAX_ID, MAX_READ_IDS_PER_COMMAND, sanitize_content, trimmed_len,
 };
 use crate::error::ConversationError;
 use crate::event::ConversationEvent;
@@ -38,6 +38,17 @@ pub struct Conversation {
     /// Messages the support side sent that the user has not read yet.
     unread_by_user: BTreeSet<u64>,
     feedback_given: bool,
+    /// Files uploaded here, by id: who uploaded each, for which kind of message, and where it is.
+    #[serde(default)]
+    uploads: BTreeMap<String, Upload>,
+}
+
+/// What a message needs to know of an upload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct Upload {
+    by: Actor,
+    kind: MessageType,
+    path: String,
 }
 
 impl Conversation {
@@ -151,7 +162,80 @@ impl Conversation {
                 rating,
                 comment,
             } => self.give_feedback(actor, rating, comment),
+            ConversationCommand::UploadFile { actor, file } => self.upload(actor, file),
         }
+    }
+
+    fn upload(
+        &self,
+        actor: Actor,
+        file: UploadedFile,
+    ) -> Result<Vec<ConversationEvent>, ConversationError> {
+        let status = self.opened_status()?;
+        self.authorize_participant(&actor)?;
+        if !file.kind.carries_file() {
+            return Err(ConversationError::Validation(
+                "message_type must be image or file".into(),
+            ));
+        }
+        let id_ok = (32..=MAX_FILE_ID_CHARS).contains(&file.file_id.len())
+            && file.file_id.bytes().all(|b| b.is_ascii_hexdigit());
+        if !id_ok {
+            return Err(ConversationError::Validation(
+                "file_id must be 32 or more hexadecimal digits".into(),
+            ));
+        }
+        let original_name = sanitize_content(&file.original_name)
+            .replace(['\n', '\t'], " ")
+            .chars()
+            .take(MAX_FILE_NAME_CHARS)
+            .collect::<String>();
+        if status == ConversationStatus::Archived {
+            return Err(ConversationError::Conflict(
+                "conversation is archived".into(),
+            ));
+        }
+        if self.uploads.contains_key(&file.file_id) {
+            return Err(ConversationError::Conflict(
+                "a file with this id is already here".into(),
+            ));
+        }
+        Ok(vec![ConversationEvent::FileUploaded {
+            file: UploadedFile {
+                original_name,
+                ..file
+            },
+            by: actor,
+        }])
+    }
+
+    /// The stored path of the file a message carries: it must have been uploaded here, by the
+    /// sender, for this kind of message.
+    fn attached_file(
+        &self,
+        sender: &Actor,
+        message: &ValidMessage,
+    ) -> Result<Option<String>, ConversationError> {
+        let Some(file_id) = &message.file_id else {
+            return Ok(None);
+        };
+        let upload = self.uploads.get(file_id).ok_or_else(|| {
+            ConversationError::Validation(format!(
+                "file_id {file_id} names no file uploaded to this conversation"
+            ))
+        })?;
+        if upload.by.role != sender.role || upload.by.id != sender.id {
+            return Err(ConversationError::Forbidden(
+                "the file was uploaded by someone else".into(),
+            ));
+        }
+        if upload.kind != message.message_type {
+            return Err(ConversationError::Validation(format!(
+                "file_id {file_id} was uploaded as {}, not {}",
+                upload.kind, message.message_type
+            )));
+        }
+        Ok(Some(upload.path.clone()))
     }
 
     fn open(
@@ -196,7 +280,9 @@ impl Conversation {
             user: actor.clone(),
         }];
         if let Some(message) = initial_message {
-            events.push(message.into_event(services.next_message_id, actor));
+            // A conversation being opened has no uploads yet: no file can be attached.
+            let file_path = self.attached_file(&actor, &message)?;
+            events.push(message.into_event(services.next_message_id, actor, file_path));
         }
         Ok(events)
     }
@@ -211,6 +297,7 @@ impl Conversation {
         self.authorize_participant(&actor)?;
         authorize_message_type(&actor, message.message_type)?;
         let message = validate_message(message)?;
+        let file_path = self.attached_file(&actor, &message)?;
 
         let mut events = Vec::with_capacity(2);
         match status {
@@ -238,7 +325,7 @@ impl Conversation {
         if message_id == 0 || self.last_message_id.is_some_and(|last| message_id <= last) {
             return Err(out_of_order_message_id());
         }
-        events.push(message.into_event(message_id, actor));
+        events.push(message.into_event(message_id, actor, file_path));
         Ok(events)
     }
 
@@ -482,6 +569,16 @@ impl Aggregate for Conversation {
             ConversationEvent::FeedbackGiven { .. } => {
                 self.feedback_given = true;
             }
+            ConversationEvent::FileUploaded { file, by } => {
+                self.uploads.insert(
+                    file.file_id,
+                    Upload {
+                        by,
+                        kind: file.kind,
+                        path: file.path,
+                    },
+                );
+            }
         }
     }
 }
@@ -495,7 +592,12 @@ struct ValidMessage {
 }
 
 impl ValidMessage {
-    fn into_event(self, message_id: u64, sender: Actor) -> ConversationEvent {
+    fn into_event(
+        self,
+        message_id: u64,
+        sender: Actor,
+        file_path: Option<String>,
+    ) -> ConversationEvent {
         ConversationEvent::MessageSent {
             message_id,
             sender,
@@ -503,6 +605,7 @@ impl ValidMessage {
             content: self.content,
             file_id: self.file_id,
             client_msg_id: self.client_msg_id,
+            file_path,
         }
     }
 }

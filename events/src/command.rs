@@ -45,6 +45,29 @@ impl NewMessage {
     }
 }
 
+/// A file the service has received, checked and stored for a conversation. Every fact here was
+/// decided outside (the bytes, the random id, the storage path); the domain decides whether the
+/// upload may join the conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadedFile {
+    /// At least 128 random bits, as lowercase hex.
+    pub file_id: String,
+    /// `image` or `file`: the kind of message that may carry it.
+    pub kind: MessageType,
+    /// The client's name for it: shown and offered on download, never a path.
+    pub original_name: String,
+    pub size: u64,
+    /// Decided from the bytes.
+    pub mime_type: String,
+    /// Lowercase hex SHA-256 of the bytes.
+    pub sha256: String,
+    /// Where it is stored, relative to the public base (`uploads/chat/YYYY/MM/DD/<file_id>.<ext>`).
+    pub path: String,
+    /// Images only.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+}
+
 /// What a caller asks of one conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConversationCommand {
@@ -74,6 +97,10 @@ pub enum ConversationCommand {
         actor: Actor,
         admin_id: u64,
     },
+    UploadFile {
+        actor: Actor,
+        file: UploadedFile,
+    },
     GiveFeedback {
         actor: Actor,
         rating: u8,
@@ -92,7 +119,8 @@ impl ConversationCommand {
             | ConversationCommand::ReopenConversation { actor }
             | ConversationCommand::ArchiveConversation { actor }
             | ConversationCommand::AssignConversation { actor, .. }
-            | ConversationCommand::GiveFeedback { actor, .. } => actor,
+            | ConversationCommand::GiveFeedback { actor, .. }
+            | ConversationCommand::UploadFile { actor, .. } => actor,
         }
     }
 
@@ -119,6 +147,7 @@ impl ConversationCommand {
             ConversationCommand::ArchiveConversation { .. } => "archive_conversation",
             ConversationCommand::AssignConversation { .. } => "assign_conversation",
             ConversationCommand::GiveFeedback { .. } => "give_feedback",
+            ConversationCommand::UploadFile { .. } => "upload_file",
         }
     }
 }

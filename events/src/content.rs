@@ -6,6 +6,8 @@ pub const MAX_ID: u64 = (1 << 53) - 1;
 pub const MAX_CONTENT_CHARS: usize = 5000;
 /// `file_id` of an image or file message.
 pub const MAX_FILE_ID_CHARS: usize = 255;
+/// An upload's original file name, in chars.
+pub const MAX_FILE_NAME_CHARS: usize = 255;
 /// `client_msg_id`, the client's idempotency key.
 pub const MAX_CLIENT_MSG_ID_CHARS: usize = 64;
 /// Feedback comment, counted in chars after trimming.

@@ -6,11 +6,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::actor::Actor;
+use crate::command::UploadedFile;
 use crate::error::UnknownEvent;
 use crate::kinds::MessageType;
 
 /// Every `event_type` this build writes, in declaration order.
-pub const EVENT_TYPES: [&str; 8] = [
+pub const EVENT_TYPES: [&str; 9] = [
     "ConversationOpened",
     "MessageSent",
     "MessagesRead",
@@ -19,6 +20,7 @@ pub const EVENT_TYPES: [&str; 8] = [
     "ConversationArchived",
     "ConversationAssigned",
     "FeedbackGiven",
+    "FileUploaded",
 ];
 
 /// A fact recorded in a conversation's stream.
@@ -39,6 +41,10 @@ pub enum ConversationEvent {
         content: String,
         file_id: Option<String>,
         client_msg_id: Option<String>,
+        /// The stored path of the file an image or file message carries, as its upload recorded
+        /// it (absent in messages without a file, and in those written before uploads existed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file_path: Option<String>,
     },
     /// Only the ids newly marked by this receipt, ascending.
     MessagesRead {
@@ -63,6 +69,12 @@ pub enum ConversationEvent {
         comment: Option<String>,
         by: Actor,
     },
+    /// A file received for this conversation; image and file messages refer to it by `file_id`.
+    FileUploaded {
+        #[serde(flatten)]
+        file: UploadedFile,
+        by: Actor,
+    },
 }
 
 impl ConversationEvent {
@@ -77,6 +89,7 @@ impl ConversationEvent {
             ConversationEvent::ConversationArchived { .. } => "ConversationArchived",
             ConversationEvent::ConversationAssigned { .. } => "ConversationAssigned",
             ConversationEvent::FeedbackGiven { .. } => "FeedbackGiven",
+            ConversationEvent::FileUploaded { .. } => "FileUploaded",
         }
     }
 
@@ -100,7 +113,8 @@ impl ConversationEvent {
             | ConversationEvent::ConversationReopened { by }
             | ConversationEvent::ConversationArchived { by }
             | ConversationEvent::ConversationAssigned { by, .. }
-            | ConversationEvent::FeedbackGiven { by, .. } => by,
+            | ConversationEvent::FeedbackGiven { by, .. }
+            | ConversationEvent::FileUploaded { by, .. } => by,
         }
     }
 

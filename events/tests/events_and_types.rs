@@ -23,6 +23,7 @@ fn one_of_each_event() -> Vec<ConversationEvent> {
             content: "caption\nline two".into(),
             file_id: Some("f_123".into()),
             client_msg_id: Some("c-1".into()),
+            file_path: Some("uploads/chat/2026/11/25/f_123.png".into()),
         },
         read(vec![7, 9], admin()),
         closed_by(user()),
@@ -37,6 +38,7 @@ fn one_of_each_event() -> Vec<ConversationEvent> {
             comment: Some("thanks".into()),
             by: user(),
         },
+        uploaded('a', MessageType::Image, user()),
     ]
 }
 

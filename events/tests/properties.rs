@@ -26,6 +26,8 @@ enum Step {
     Archive,
     Assign(u64),
     Feedback(u8, Option<String>),
+    /// An upload of this kind with id `file_id(tag)`.
+    Upload(char, MessageType),
 }
 
 #[derive(Debug, Clone)]
@@ -59,7 +61,7 @@ fn message() -> impl Strategy<Value = NewMessage> {
             .prop_map(|(message_type, content)| NewMessage {
                 message_type,
                 content,
-                file_id: Some("f_1".into()),
+                file_id: Some(file_id('1')),
                 client_msg_id: None,
             }),
     ];
@@ -84,7 +86,7 @@ fn any_message() -> impl Strategy<Value = NewMessage> {
     ];
     let file_id = prop_oneof![
         3 => Just(None),
-        3 => Just(Some("f_1".to_string())),
+        3 => prop::sample::select(vec!['1', '2']).prop_map(|tag| Some(file_id(tag))),
         1 => Just(Some(String::new())),
     ];
     let client_msg_id = prop_oneof![
@@ -113,6 +115,11 @@ fn step() -> impl Strategy<Value = Step> {
         3 => Just(Step::Archive),
         10 => (0u64..4).prop_map(Step::Assign),
         15 => (0u8..7, prop::option::of("[a-z ]{0,6}")).prop_map(|(r, c)| Step::Feedback(r, c)),
+        15 => (
+            prop::sample::select(vec!['1', '2']),
+            prop::sample::select(vec![MessageType::Image, MessageType::File, MessageType::Text]),
+        )
+            .prop_map(|(tag, kind)| Step::Upload(tag, kind)),
     ]
 }
 
@@ -155,6 +162,8 @@ struct Model {
     read: BTreeSet<u64>,
     feedback_count: u32,
     owner: Option<u64>,
+    /// file id -> (uploader id and role, kind)
+    uploads: BTreeMap<String, (u64, Role, MessageType)>,
 }
 
 fn command(actor: Actor, step: Step, model: &Model) -> ConversationCommand {
@@ -183,6 +192,11 @@ fn command(actor: Actor, step: Step, model: &Model) -> ConversationCommand {
             rating,
             comment,
         },
+        Step::Upload(tag, kind) => {
+            let mut file = upload(tag, MessageType::File);
+            file.kind = kind;
+            ConversationCommand::UploadFile { actor, file }
+        }
     }
 }
 
@@ -270,6 +284,10 @@ proptest! {
                             prop_assert_eq!(sender.role, Role::System);
                         }
                         prop_assert_eq!(message_type.carries_file(), file_id.is_some());
+                        if let Some(file_id) = file_id {
+                            let upload = model.uploads.get(file_id).copied();
+                            prop_assert_eq!(upload, Some((sender.id, sender.role, *message_type)), "a file message must carry the sender's own upload of its kind");
+                        }
                         prop_assert!(content.chars().all(|c| !c.is_control() || c == '\n' || c == '\t'));
                         prop_assert!(content.trim().chars().count() <= 5000);
                         let from_user = side(sender.role).expect("auditors never send");
@@ -313,6 +331,14 @@ proptest! {
                         prop_assert!((1..=5).contains(rating));
                         prop_assert_eq!(Some(by.id), model.owner);
                         model.feedback_count += 1;
+                    }
+                    ConversationEvent::FileUploaded { file, by } => {
+                        prop_assert!(status.is_some());
+                        prop_assert_ne!(status, Some(ConversationStatus::Archived));
+                        prop_assert!(file.kind.carries_file());
+                        prop_assert_ne!(by.role, Role::Auditor);
+                        let first = model.uploads.insert(file.file_id.clone(), (by.id, by.role, file.kind));
+                        prop_assert!(first.is_none(), "file id {} uploaded twice", file.file_id);
                     }
                 }
             }

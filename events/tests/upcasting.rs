@@ -22,6 +22,7 @@ fn expected_message() -> ConversationEvent {
         content: "Hello, I need help".into(),
         file_id: None,
         client_msg_id: None,
+        file_path: None,
     }
 }
 
@@ -165,6 +166,7 @@ fn a_legacy_admin_message_with_a_string_id_upcasts() {
             content: "On it".into(),
             file_id: None,
             client_msg_id: None,
+            file_path: None,
         })
     );
 }

@@ -105,6 +105,8 @@ impl Change {
                 set("feedback_comment", comment.into());
                 set("feedback_at", at);
             }
+            // Files are listed by their own projection; a message carrying one counts above.
+            ConversationEvent::FileUploaded { .. } => {}
         }
         Ok(())
     }

@@ -8,11 +8,13 @@
 //! from position 0 rebuilds identical tables.
 
 mod conversations;
+mod files;
 mod messages;
 mod runtime;
 mod sql;
 
 pub use conversations::ConversationsProjector;
+pub use files::FilesProjector;
 pub use messages::MessagesProjector;
 pub use runtime::{
     Projections, ProjectorState, ProjectorStatus, ReplayProgress, RuntimeOptions, replay,
@@ -88,5 +90,6 @@ pub fn all_projectors() -> Vec<std::sync::Arc<dyn Projector>> {
     vec![
         std::sync::Arc::new(ConversationsProjector),
         std::sync::Arc::new(MessagesProjector),
+        std::sync::Arc::new(FilesProjector),
     ]
 }

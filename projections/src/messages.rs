@@ -6,14 +6,15 @@ use events::{ConversationEvent, Role};
 
 use crate::{LoggedEvent, ProjectionError, Projector, SqlTxn, SqlValue, Tables};
 
-/// Rows per multi-row insert (12 parameters each).
+/// Rows per multi-row insert (13 parameters each).
 const INSERT_CHUNK: usize = 400;
 /// Ids per `update ... where id in (...)` statement.
 const READ_CHUNK: usize = 500;
 
 const COLUMNS: &str = "id, conversation_id, user_id, admin_id, sender_role, sender_identifier, \
      message_type, content, file_id, file_url, client_msg_id, metadata, is_read, read_at, timestamp, position";
-const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, null, ?, null, 0, null, ?, ?)";
+// `file_url` holds the file's stored path; the API puts the public base and a signature on it.
+const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, null, 0, null, ?, ?)";
 
 pub struct MessagesProjector;
 
@@ -76,6 +77,7 @@ impl Projector for MessagesProjector {
                     content,
                     file_id,
                     client_msg_id,
+                    file_path,
                 } => {
                     let (user_id, admin_id) = match sender.role {
                         Role::User => (Some(sender.id), None),
@@ -97,6 +99,7 @@ impl Projector for MessagesProjector {
                         message_type.as_str().into(),
                         content.into(),
                         file_id.into(),
+                        file_path.into(),
                         client_msg_id.into(),
                         SqlValue::Int(event.recorded_at_micros),
                         event.position.into(),

@@ -184,6 +184,19 @@ impl Auth {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<(), AuthError> {
+        self.verify_request_hashed(method, path_and_query, headers, &sha256_hex(body))
+            .await
+    }
+
+    /// As [`Auth::verify_request`], for a body already hashed while it streamed by (an upload):
+    /// `body_sha256` is its lowercase hex SHA-256.
+    pub async fn verify_request_hashed(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body_sha256: &str,
+    ) -> Result<(), AuthError> {
         let now_ms = now_millis();
         let (timestamp, timestamp_ms) = header(headers, TIMESTAMP_HEADER)
             .and_then(|raw| parse_timestamp(raw).map(|ms| (raw, ms)))
@@ -195,7 +208,7 @@ impl Auth {
         let sent = header(headers, SIGNATURE_HEADER).ok_or(AuthError::InvalidSignature)?;
         let expected = signature_hex(
             &self.secret,
-            &string_to_sign_raw(timestamp, method, path_and_query, body),
+            &format!("{timestamp}\n{method}\n{path_and_query}\n{body_sha256}"),
         );
         if !bool::from(sent.as_bytes().ct_eq(expected.as_bytes())) {
             return Err(AuthError::InvalidSignature);

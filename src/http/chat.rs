@@ -218,7 +218,10 @@ pub(super) async fn list_messages(
     let messages = state.store.messages(conversation.id, window).await?;
     Ok(success(MessagesPage {
         conversation_id: Some(conversation.id),
-        messages: messages.into_iter().map(MessageView::from).collect(),
+        messages: messages
+            .into_iter()
+            .map(|row| MessageView::from(row).linked(&state.attachments))
+            .collect(),
     }))
 }
 
@@ -304,7 +307,8 @@ pub(crate) async fn send(
         .iter()
         .rev()
         .find_map(|event| MessageView::from_event(committed.conversation_id, event))
-        .ok_or_else(ApiError::internal)?;
+        .ok_or_else(ApiError::internal)?
+        .linked(&state.attachments);
     if !committed.duplicate {
         crate::metrics::message_accepted(transport);
     }
@@ -477,7 +481,8 @@ pub(super) async fn open_conversation(
         .events
         .iter()
         .rev()
-        .find_map(|event| MessageView::from_event(committed.conversation_id, event));
+        .find_map(|event| MessageView::from_event(committed.conversation_id, event))
+        .map(|view| view.linked(&state.attachments));
     if message.is_some() && !committed.duplicate {
         crate::metrics::message_accepted("rest");
     }

@@ -3,6 +3,7 @@
 pub(crate) mod chat;
 mod error;
 pub mod extract;
+pub mod files;
 mod health;
 pub mod observe;
 pub mod openapi;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub read_your_writes: std::time::Duration,
     pub last_writes: Arc<LastWrites>,
     pub started: Arc<std::time::Instant>,
+    /// Where uploads are stored, and the links that serve them.
+    pub attachments: Arc<crate::files::Attachments>,
 }
 
 impl AppState {
@@ -109,6 +112,8 @@ pub fn router(state: AppState) -> Router {
     ));
     Router::new()
         .merge(api)
+        // Uploads check the signature themselves, over the streamed body.
+        .merge(files::router())
         .merge(health::router())
         .merge(openapi::router())
         .route("/metrics", axum::routing::get(observe::metrics_route))

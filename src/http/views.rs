@@ -56,6 +56,15 @@ impl From<MessageRow> for MessageView {
 }
 
 impl MessageView {
+    /// Turns the stored path in `file_url` into the signed public link the client loads.
+    #[must_use]
+    pub fn linked(mut self, attachments: &crate::files::Attachments) -> Self {
+        if let Some(path) = self.file_url.take() {
+            self.file_url = Some(attachments.url(&path));
+        }
+        self
+    }
+
     /// The message a `MessageSent` event recorded, as it was accepted.
     pub fn from_event(conversation_id: u64, event: &StoredEvent) -> Option<Self> {
         match event.decode().ok()? {
@@ -66,6 +75,7 @@ impl MessageView {
                 content,
                 file_id,
                 client_msg_id,
+                file_path,
             } => Some(MessageView {
                 id: message_id,
                 conversation_id,
@@ -75,7 +85,7 @@ impl MessageView {
                 message: content.clone(),
                 content,
                 file_id,
-                file_url: None,
+                file_url: file_path,
                 client_msg_id,
                 is_read: false,
                 timestamp: wire_time(event.recorded_at_micros),

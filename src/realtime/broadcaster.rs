@@ -32,6 +32,7 @@ impl Broadcaster {
     pub fn start(
         store: EventStore,
         realtime: Realtime,
+        attachments: Arc<crate::files::Attachments>,
         projections: Arc<Projections>,
         mut wake: watch::Receiver<u64>,
         mut shutdown: watch::Receiver<bool>,
@@ -68,7 +69,7 @@ impl Broadcaster {
                 };
                 projections.wait_for(last, PROJECTION_WAIT).await;
                 for event in &batch {
-                    announce(&realtime, event).await;
+                    announce(&realtime, &attachments, event).await;
                 }
                 position = last;
             }
@@ -77,14 +78,17 @@ impl Broadcaster {
 }
 
 /// The socket event for one log event, and the rooms it goes to.
-fn socket_event(event: &StoredEvent) -> Option<(&'static str, Value, Vec<String>)> {
+fn socket_event(
+    event: &StoredEvent,
+    attachments: &crate::files::Attachments,
+) -> Option<(&'static str, Value, Vec<String>)> {
     let id: u64 = event.stream_id.parse().ok()?;
     let room = conversation_room(id);
     let everyone = vec![room.clone(), STAFF_ROOM.to_string()];
     let status = |status: &str, by: &::events::Actor| json!({"conversation_id": id, "status": status, "changed_by": by.role.as_str()});
     Some(match event.decode().ok()? {
         ConversationEvent::MessageSent { .. } => {
-            let message = MessageView::from_event(id, event)?;
+            let message = MessageView::from_event(id, event)?.linked(attachments);
             ("new_message", serde_json::to_value(message).ok()?, everyone)
         }
         ConversationEvent::MessagesRead {
@@ -109,14 +113,20 @@ fn socket_event(event: &StoredEvent) -> Option<(&'static str, Value, Vec<String>
             json!({"conversation_id": id, "admin_id": admin_id, "assigned_by": by.role.as_str()}),
             everyone,
         ),
-        ConversationEvent::ConversationOpened { .. } | ConversationEvent::FeedbackGiven { .. } => {
+        ConversationEvent::ConversationOpened { .. }
+        | ConversationEvent::FeedbackGiven { .. }
+        | ConversationEvent::FileUploaded { .. } => {
             return None;
         }
     })
 }
 
-async fn announce(realtime: &Realtime, event: &StoredEvent) {
-    let Some((name, data, rooms)) = socket_event(event) else {
+async fn announce(
+    realtime: &Realtime,
+    attachments: &crate::files::Attachments,
+    event: &StoredEvent,
+) {
+    let Some((name, data, rooms)) = socket_event(event, attachments) else {
         return;
     };
     realtime.emit_local(rooms, name, &data).await;

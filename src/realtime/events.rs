@@ -140,7 +140,10 @@ async fn join_conversation<A: Adapter>(
                 (state.store.messages(id, window).await?, false)
             }
         };
-        let messages: Vec<MessageView> = messages.into_iter().map(MessageView::from).collect();
+        let messages: Vec<MessageView> = messages
+            .into_iter()
+            .map(|row| MessageView::from(row).linked(&state.attachments))
+            .collect();
         Ok(json!({"conversation_id": id, "messages": messages, "has_more": has_more}))
     }
     .await;

@@ -19,7 +19,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use hash::{GENESIS_HASH, chain_hash};
-pub use read::{ConversationFilter, ConversationRow, MAX_PAGE_SIZE, MessageRow, MessageWindow};
+pub use read::{
+    ConversationFilter, ConversationRow, FileRow, MAX_PAGE_SIZE, MessageRow, MessageWindow,
+};
 pub use sql::{AppendTxn, ChainBreak, MAX_READ_BATCH, SequencerState, SqlStore};
 
 /// The cqrs-es aggregate type of conversation streams.

@@ -52,6 +52,18 @@ pub struct MessageRow {
 const MESSAGE_COLUMNS: &str = "id, conversation_id, sender_role, sender_identifier, message_type, content, \
      file_id, file_url, client_msg_id, is_read, timestamp";
 
+/// One upload, as the `files` projection keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRow {
+    pub file_id: String,
+    pub conversation_id: u64,
+    pub kind: String,
+    pub original_name: String,
+    pub size: u64,
+    pub mime_type: String,
+    pub path: String,
+}
+
 /// Which conversations a list shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConversationFilter {
@@ -113,6 +125,10 @@ impl EventStore {
     ) -> Result<Vec<MessageRow>, StoreError> {
         on_backend!(self, s => s.messages(conversation_id, window).await)
     }
+
+    pub async fn file(&self, file_id: &str) -> Result<Option<FileRow>, StoreError> {
+        on_backend!(self, s => s.file(file_id).await)
+    }
 }
 
 impl<DB> SqlStore<DB>
@@ -136,6 +152,30 @@ where
             .fetch_all(self.pool())
             .await
             .map_err(StoreError::from_sqlx)
+    }
+
+    async fn file(&self, file_id: &str) -> Result<Option<FileRow>, StoreError> {
+        let rows = self
+            .fetch(
+                "select file_id, conversation_id, kind, original_name, size, mime_type, path \
+                 from files where file_id = ?",
+                vec![Bind::Text(file_id.to_string())],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let int = |i: usize| row.try_get::<i64, _>(i).map_err(StoreError::from_sqlx);
+        let text = |i: usize| row.try_get::<String, _>(i).map_err(StoreError::from_sqlx);
+        Ok(Some(FileRow {
+            file_id: text(0)?,
+            conversation_id: unsigned(int(1)?),
+            kind: text(2)?,
+            original_name: text(3)?,
+            size: unsigned(int(4)?),
+            mime_type: text(5)?,
+            path: text(6)?,
+        }))
     }
 
     async fn conversation(&self, id: u64) -> Result<Option<ConversationRow>, StoreError> {

@@ -5,6 +5,7 @@
 use cqrs_es::test::TestFramework;
 use events::{
     Actor, Conversation, ConversationEvent, ConversationServices, MessageType, NewMessage, Role,
+    UploadedFile,
 };
 
 pub const CONVERSATION: u64 = 100;
@@ -67,6 +68,40 @@ pub fn sent(message_id: u64, sender: Actor, content: &str) -> ConversationEvent 
         content: content.to_string(),
         file_id: None,
         client_msg_id: None,
+        file_path: None,
+    }
+}
+
+/// A file id as the service makes them: 32 hex digits (`tag` fills it, repeated).
+pub fn file_id(tag: char) -> String {
+    std::iter::repeat_n(tag, 32).collect()
+}
+
+/// An upload of `kind` with id `file_id(tag)`.
+pub fn upload(tag: char, kind: MessageType) -> UploadedFile {
+    let id = file_id(tag);
+    let (mime_type, extension) = if kind == MessageType::Image {
+        ("image/png", "png")
+    } else {
+        ("application/pdf", "pdf")
+    };
+    UploadedFile {
+        path: format!("uploads/chat/2026/11/25/{id}.{extension}"),
+        file_id: id,
+        kind,
+        original_name: format!("original.{extension}"),
+        size: 1024,
+        mime_type: mime_type.into(),
+        sha256: "0".repeat(64),
+        width: (kind == MessageType::Image).then_some(640),
+        height: (kind == MessageType::Image).then_some(480),
+    }
+}
+
+pub fn uploaded(tag: char, kind: MessageType, by: Actor) -> ConversationEvent {
+    ConversationEvent::FileUploaded {
+        file: upload(tag, kind),
+        by,
     }
 }
 

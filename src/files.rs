@@ -1,0 +1,321 @@
+//! Attachments: where their bytes live, what they are, and the links that serve them.
+//!
+//! Bytes live in an object store: a directory under `CHAT_DATA_DIR` by default, an S3-compatible
+//! bucket when `CHAT_S3_BUCKET` is set (so that several nodes share files). Both go through the
+//! one `object_store` interface. A client's file name never becomes a path: the path is
+//! `uploads/chat/YYYY/MM/DD/<file_id>.<ext>`, with the extension of the detected type.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use sha2::Sha256;
+
+use crate::config::Config;
+use events::MessageType;
+
+/// How long a signed link stays valid at least; links are stable within the hour, so an image
+/// cache on the phone sees the same URL for the same file.
+const LINK_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+const LINK_STEP_SECS: i64 = 3600;
+
+/// What an upload turned out to be, decided from its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DetectedType {
+    pub mime_type: &'static str,
+    pub extension: &'static str,
+    /// The kind of message that may carry it.
+    pub kind: MessageType,
+}
+
+/// The allow-list: images JPEG, PNG, GIF, WebP, HEIC; files PDF, plain text, ZIP.
+pub fn detect(bytes: &[u8]) -> Option<DetectedType> {
+    let image = |mime_type, extension| DetectedType {
+        mime_type,
+        extension,
+        kind: MessageType::Image,
+    };
+    let file = |mime_type, extension| DetectedType {
+        mime_type,
+        extension,
+        kind: MessageType::File,
+    };
+    match infer::get(bytes).map(|t| t.mime_type()) {
+        Some("image/jpeg") => Some(image("image/jpeg", "jpg")),
+        Some("image/png") => Some(image("image/png", "png")),
+        Some("image/gif") => Some(image("image/gif", "gif")),
+        Some("image/webp") => Some(image("image/webp", "webp")),
+        Some("image/heif" | "image/heic") => Some(image("image/heic", "heic")),
+        Some("application/pdf") => Some(file("application/pdf", "pdf")),
+        Some("application/zip") => Some(file("application/zip", "zip")),
+        Some(_) => None,
+        None if is_plain_text(bytes) => Some(file("text/plain", "txt")),
+        None => None,
+    }
+}
+
+/// UTF-8 without control characters other than whitespace.
+fn is_plain_text(bytes: &[u8]) -> bool {
+    !bytes.is_empty()
+        && std::str::from_utf8(bytes).is_ok_and(|text| {
+            text.chars()
+                .all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t' | '\u{c}'))
+        })
+}
+
+/// The MIME types a client may declare for a detected type (browsers and phones say
+/// `application/octet-stream` when they do not know, which declares nothing).
+pub fn declared_matches(declared: &str, detected: &DetectedType) -> bool {
+    let declared = declared
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if declared.is_empty() || declared == "application/octet-stream" {
+        return true;
+    }
+    match detected.mime_type {
+        "image/jpeg" => matches!(
+            declared.as_str(),
+            "image/jpeg" | "image/jpg" | "image/pjpeg"
+        ),
+        "image/heic" => matches!(
+            declared.as_str(),
+            "image/heic" | "image/heif" | "image/heic-sequence" | "image/heif-sequence"
+        ),
+        "application/zip" => matches!(
+            declared.as_str(),
+            "application/zip" | "application/x-zip-compressed" | "multipart/x-zip"
+        ),
+        other => declared == other,
+    }
+}
+
+/// Where the bytes of uploads live.
+#[derive(Clone)]
+pub struct FileStore {
+    store: Arc<dyn ObjectStore>,
+    /// `local directory` or `s3 bucket NAME`, for logs and /readyz.
+    pub description: String,
+}
+
+impl FileStore {
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        match &config.s3_bucket {
+            Some(bucket) => {
+                // Credentials, region and endpoint come from the usual AWS_* variables.
+                let mut builder =
+                    object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+                if let Some(endpoint) = &config.s3_endpoint {
+                    builder = builder
+                        .with_endpoint(endpoint)
+                        .with_allow_http(endpoint.starts_with("http://"))
+                        .with_virtual_hosted_style_request(false);
+                }
+                let store = builder.build().context("configuring the S3 file store")?;
+                Ok(FileStore {
+                    store: Arc::new(store),
+                    description: format!("s3 bucket {bucket}"),
+                })
+            }
+            None => {
+                std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                    format!("creating the data directory {}", config.data_dir.display())
+                })?;
+                let store = object_store::local::LocalFileSystem::new_with_prefix(&config.data_dir)
+                    .context("opening the local file store")?;
+                Ok(FileStore {
+                    store: Arc::new(store),
+                    description: "local directory".into(),
+                })
+            }
+        }
+    }
+
+    pub async fn put(&self, path: &str, bytes: Bytes) -> object_store::Result<()> {
+        self.store
+            .put(&StorePath::from(path), PutPayload::from_bytes(bytes))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn delete(&self, path: &str) -> object_store::Result<()> {
+        self.store.delete(&StorePath::from(path)).await
+    }
+
+    pub async fn get(&self, path: &str) -> object_store::Result<object_store::GetResult> {
+        self.store.get(&StorePath::from(path)).await
+    }
+}
+
+/// Signed, expiring links to stored files: what `file_url` holds, so that an image view on the
+/// phone loads a file without headers.
+#[derive(Clone)]
+pub struct FileLinks {
+    base: String,
+    key: [u8; 32],
+}
+
+impl FileLinks {
+    /// `public_base` without a trailing slash; the key is derived from the app secret, so every
+    /// node signs and checks alike.
+    pub fn new(public_base: &str, app_secret: &str) -> Self {
+        let mut mac = Hmac::<Sha256>::new_from_slice(app_secret.as_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        mac.update(b"chatd file links v1");
+        FileLinks {
+            base: public_base.trim_end_matches('/').to_string(),
+            key: mac.finalize().into_bytes().into(),
+        }
+    }
+
+    /// The public URL of `path`, signed until at least a day from `now_secs`.
+    pub fn url(&self, path: &str, now_secs: i64) -> String {
+        let expires =
+            (now_secs / LINK_STEP_SECS + 1) * LINK_STEP_SECS + LINK_LIFETIME.as_secs() as i64;
+        let signature = self.signature(path, expires);
+        format!(
+            "{}/{}?expires={expires}&signature={signature}",
+            self.base,
+            path.trim_start_matches('/')
+        )
+    }
+
+    /// Whether `signature` signs `path` until `expires`, and that is still ahead of `now_secs`.
+    pub fn verify(&self, path: &str, expires: i64, signature: &str, now_secs: i64) -> bool {
+        if expires < now_secs {
+            return false;
+        }
+        let Ok(given) = hex::decode(signature) else {
+            return false;
+        };
+        self.mac(path, expires).verify_slice(&given).is_ok()
+    }
+
+    fn signature(&self, path: &str, expires: i64) -> String {
+        hex::encode(self.mac(path, expires).finalize().into_bytes())
+    }
+
+    fn mac(&self, path: &str, expires: i64) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        mac.update(path.trim_start_matches('/').as_bytes());
+        mac.update(b"\n");
+        mac.update(expires.to_string().as_bytes());
+        mac
+    }
+}
+
+/// Uploads handled at once by one node: each is held in memory up to the size limit, so this
+/// bounds what uploads can take.
+const UPLOADS_IN_FLIGHT: usize = 16;
+
+/// What the upload and download routes share.
+pub struct Attachments {
+    pub store: FileStore,
+    pub links: FileLinks,
+    pub max_upload_bytes: u64,
+    pub max_image_pixels: u64,
+    pub in_flight: tokio::sync::Semaphore,
+}
+
+impl Attachments {
+    pub fn new(store: FileStore, links: FileLinks, config: &Config) -> Self {
+        Attachments {
+            store,
+            links,
+            max_upload_bytes: config.max_upload_bytes,
+            max_image_pixels: config.max_image_pixels,
+            in_flight: tokio::sync::Semaphore::new(UPLOADS_IN_FLIGHT),
+        }
+    }
+
+    /// The signed public URL of a stored path, as of now.
+    pub fn url(&self, path: &str) -> String {
+        self.links
+            .url(path, crate::clock::now_micros().div_euclid(1_000_000))
+    }
+}
+
+/// `uploads/chat/YYYY/MM/DD/<file_id>.<ext>` for an upload received at `micros`.
+pub fn storage_path(micros: i64, file_id: &str, extension: &str) -> String {
+    let day = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
+    format!(
+        "uploads/chat/{}/{file_id}.{extension}",
+        day.format("%Y/%m/%d")
+    )
+}
+
+/// A new file id: 128 random bits as 32 lowercase hex digits.
+pub fn new_file_id() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_verify_until_they_expire_and_only_for_their_path() {
+        let links = FileLinks::new("http://chat.example/", "secret");
+        let now = 1_800_000_000;
+        let url = links.url("uploads/chat/2026/11/25/ab.png", now);
+        let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+        let mut expires = 0;
+        let mut signature = "";
+        for pair in query.split('&') {
+            match pair.split_once('=') {
+                Some(("expires", v)) => expires = v.parse().unwrap_or_default(),
+                Some(("signature", v)) => signature = v,
+                _ => {}
+            }
+        }
+        assert!(url.starts_with("http://chat.example/uploads/chat/2026/11/25/ab.png?"));
+        assert!(expires >= now + 24 * 3600);
+        assert!(links.verify("uploads/chat/2026/11/25/ab.png", expires, signature, now));
+        assert!(!links.verify("uploads/chat/2026/11/25/ac.png", expires, signature, now));
+        assert!(!links.verify(
+            "uploads/chat/2026/11/25/ab.png",
+            expires + 1,
+            signature,
+            now
+        ));
+        assert!(!links.verify(
+            "uploads/chat/2026/11/25/ab.png",
+            expires,
+            signature,
+            expires + 1
+        ));
+        let other = FileLinks::new("http://chat.example", "another secret");
+        assert!(!other.verify("uploads/chat/2026/11/25/ab.png", expires, signature, now));
+    }
+
+    #[test]
+    fn types_come_from_the_bytes() {
+        let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+        assert_eq!(detect(png).map(|t| t.mime_type), Some("image/png"));
+        assert_eq!(detect(b"%PDF-1.7\n").map(|t| t.extension), Some("pdf"));
+        assert_eq!(
+            detect("hello, 你好\n".as_bytes()).map(|t| t.mime_type),
+            Some("text/plain")
+        );
+        assert_eq!(
+            detect(b"MZ\x90\0\x03\0\0\0"),
+            None,
+            "executables are refused"
+        );
+        assert_eq!(detect(b"\0\x01\x02binary"), None);
+        let jpeg = detect(b"\xff\xd8\xff\xe0\0\x10JFIF\0").expect("jpeg");
+        assert!(declared_matches("image/jpeg", &jpeg));
+        assert!(declared_matches("application/octet-stream", &jpeg));
+        assert!(!declared_matches("image/png", &jpeg));
+    }
+}

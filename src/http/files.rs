@@ -1,0 +1,569 @@
+//! Attachments over HTTP: `POST /api/chat/upload` (multipart) and the download route behind
+//! `file_url`.
+//!
+//! The upload route checks the app signature itself: the signature covers the SHA-256 of the raw
+//! multipart bytes, which is only known once they have streamed by, and the body may be far
+//! larger than the JSON routes' 64 KiB. The size limit is enforced while streaming, so an
+//! oversized upload is cut off at the limit, never buffered whole.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{OriginalUri, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::{Bytes, BytesMut};
+use events::{ConversationCommand, MessageType, Role, UploadedFile};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use super::extract::{Caller, wire_id};
+use super::{ApiError, AppState, Origin, chat};
+use crate::auth::AuthError;
+use crate::commands::Intent;
+use crate::files::{self, DetectedType};
+use crate::limits::LimitKind;
+
+/// What multipart framing and the small fields may add to the file itself.
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+/// Largest value of a text field (conversation_id, message_type).
+const MAX_TEXT_FIELD: u64 = 256;
+/// Bytes of the file's name kept from the client (it is only ever shown, never a path).
+const MAX_NAME_BYTES: usize = 1024;
+
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/api/chat/upload", post(upload))
+        .route("/uploads/chat/{year}/{month}/{day}/{name}", get(download))
+}
+
+/// The upload's answer (201): the spec's fields, plus the kind and, for images, the size.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadView {
+    pub file_id: String,
+    /// Signed and expiring: it loads without headers.
+    pub file_url: String,
+    pub filename: String,
+    pub file_size: u64,
+    pub mime_type: String,
+    /// `image` or `file`: the message type that may carry it.
+    pub message_type: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+}
+
+/// The multipart form, once read.
+#[derive(Default)]
+struct UploadForm {
+    file: Option<Bytes>,
+    file_name: Option<String>,
+    declared_type: Option<String>,
+    conversation_id: Option<String>,
+    message_type: Option<String>,
+}
+
+/// POST /api/chat/upload
+#[utoipa::path(
+    post,
+    path = "/api/chat/upload",
+    tag = "chat",
+    request_body(content_type = "multipart/form-data", description = "`file` (the bytes), `conversation_id`, `message_type` (`image` or `file`)"),
+    responses(
+        (status = 201, description = "Stored; image and file messages may now carry its `file_id`", body = UploadView),
+        (status = 400, description = "VALIDATION_ERROR", body = super::openapi::ErrorBody),
+        (status = 401, description = "INVALID_SIGNATURE, STALE_TIMESTAMP, REPLAYED_REQUEST or UNAUTHORIZED", body = super::openapi::ErrorBody),
+        (status = 403, description = "FORBIDDEN: not the caller's conversation, or an auditor", body = super::openapi::ErrorBody),
+        (status = 404, description = "NOT_FOUND: no such conversation", body = super::openapi::ErrorBody),
+        (status = 409, description = "CONFLICT: the conversation is archived", body = super::openapi::ErrorBody),
+        (status = 413, description = "PAYLOAD_TOO_LARGE: over CHAT_MAX_UPLOAD_BYTES, or an image over CHAT_MAX_IMAGE_PIXELS", body = super::openapi::ErrorBody),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: a type not allowed, or bytes that are not what was declared", body = super::openapi::ErrorBody),
+        (status = 429, description = "RATE_LIMITED (10 uploads per minute)", body = super::openapi::ErrorBody),
+        (status = 503, description = "UNAVAILABLE", body = super::openapi::ErrorBody),
+    ),
+    security(("app_signature" = [], "bearer" = []))
+)]
+pub async fn upload(
+    State(state): State<AppState>,
+    origin: Origin,
+    Caller(session): Caller,
+    OriginalUri(uri): OriginalUri,
+    request: Request,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    if session.role == Role::Auditor {
+        return Err(ApiError::forbidden("auditors have read-only access"));
+    }
+    let limit = state.attachments.max_upload_bytes;
+    let (parts, body) = request.into_parts();
+    let declared_length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_length.is_some_and(|n| n > limit + MULTIPART_OVERHEAD) {
+        return Err(too_large(limit));
+    }
+    let boundary = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| multer::parse_boundary(v).ok())
+        .ok_or_else(|| ApiError::validation("the body must be multipart/form-data"))?;
+    chat::within_limit(&state, &session, LimitKind::Uploads).await?;
+    let _slot = state
+        .attachments
+        .in_flight
+        .acquire()
+        .await
+        .map_err(|_| ApiError::unavailable())?;
+
+    // Hash every raw byte for the signature while multer parses the same stream.
+    let body_hash = Arc::new(Mutex::new(Sha256::new()));
+    let hashing = body_hash.clone();
+    let stream = body.into_data_stream().map(move |chunk| {
+        if let Ok(bytes) = &chunk
+            && let Ok(mut hash) = hashing.lock()
+        {
+            hash.update(bytes);
+        }
+        chunk
+    });
+    let constraints = multer::Constraints::new().size_limit(
+        multer::SizeLimit::new()
+            .whole_stream(limit + MULTIPART_OVERHEAD)
+            .for_field("conversation_id", MAX_TEXT_FIELD)
+            .for_field("message_type", MAX_TEXT_FIELD),
+    );
+    let mut multipart = multer::Multipart::with_constraints(stream, boundary, constraints);
+    let form = read_form(&mut multipart, limit).await?;
+    drop(multipart);
+
+    let body_sha256 = body_hash
+        .lock()
+        .map(|hash| hex::encode(hash.clone().finalize()))
+        .map_err(|_| ApiError::internal())?;
+    let path_and_query = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+    state
+        .auth
+        .verify_request_hashed(
+            parts.method.as_str(),
+            path_and_query,
+            &parts.headers,
+            &body_sha256,
+        )
+        .await?;
+
+    let conversation_id = form
+        .conversation_id
+        .as_deref()
+        .map(str::trim)
+        .ok_or_else(|| ApiError::validation("conversation_id is required"))?
+        .parse::<u64>()
+        .map_err(|_| ApiError::validation("conversation_id must be a positive integer"))
+        .and_then(|id| wire_id(id, "conversation_id"))?;
+    let requested_kind = match form.message_type.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => match raw.parse::<MessageType>() {
+            Ok(kind @ (MessageType::Image | MessageType::File)) => Some(kind),
+            _ => return Err(ApiError::validation("message_type must be image or file")),
+        },
+    };
+    let bytes = form
+        .file
+        .ok_or_else(|| ApiError::validation("the form needs a file field"))?;
+    if bytes.is_empty() {
+        return Err(ApiError::validation("the file is empty"));
+    }
+    state.fresh_for(&session).await;
+    chat::readable(&state, &session, conversation_id).await?;
+
+    let detected = files::detect(&bytes).ok_or_else(|| {
+        unsupported("the file's type is not allowed (images: JPEG, PNG, GIF, WebP, HEIC; files: PDF, plain text, ZIP)")
+    })?;
+    if let Some(kind) = requested_kind
+        && kind != detected.kind
+    {
+        return Err(unsupported(format!(
+            "message_type is {kind} but the bytes are {}",
+            detected.mime_type
+        )));
+    }
+    if let Some(declared) = &form.declared_type
+        && !files::declared_matches(declared, &detected)
+    {
+        return Err(unsupported(format!(
+            "the file was declared as {declared} but its bytes are {}",
+            detected.mime_type
+        )));
+    }
+    let (width, height) = image_size(&state, &detected, &bytes)?;
+
+    let file_id = files::new_file_id();
+    let path = files::storage_path(crate::clock::now_micros(), &file_id, detected.extension);
+    let file = UploadedFile {
+        file_id: file_id.clone(),
+        kind: detected.kind,
+        original_name: display_name(form.file_name.as_deref(), &detected),
+        size: bytes.len() as u64,
+        mime_type: detected.mime_type.to_string(),
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        path: path.clone(),
+        width,
+        height,
+    };
+    // The bytes are stored before the event is written: an event never names a missing file.
+    // A refused command leaves an orphan, which is removed at once.
+    state
+        .attachments
+        .store
+        .put(&path, bytes)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "storing an upload failed");
+            ApiError::unavailable()
+        })?;
+    let command = ConversationCommand::UploadFile {
+        actor: session.actor(),
+        file: file.clone(),
+    };
+    if let Err(error) = chat::execute(
+        &state,
+        &origin,
+        &session,
+        Intent::On(conversation_id, command),
+        None,
+    )
+    .await
+    {
+        if let Err(cleanup) = state.attachments.store.delete(&path).await {
+            tracing::warn!(%cleanup, path, "an upload the domain refused stays in the store");
+        }
+        return Err(error);
+    }
+    crate::metrics::upload_stored(file.size);
+    let view = UploadView {
+        file_url: state.attachments.url(&path),
+        file_id,
+        filename: file.original_name,
+        file_size: file.size,
+        mime_type: file.mime_type,
+        message_type: file.kind.as_str().to_string(),
+        width,
+        height,
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"status": "success", "data": view})),
+    ))
+}
+
+async fn read_form(
+    multipart: &mut multer::Multipart<'_>,
+    limit: u64,
+) -> Result<UploadForm, ApiError> {
+    let mut form = UploadForm::default();
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => return Ok(form),
+            Err(error) => return Err(multipart_error(&error, limit)),
+        };
+        match field.name() {
+            Some("file") => {
+                if form.file.is_some() {
+                    return Err(ApiError::validation("only one file per upload"));
+                }
+                form.file_name = field.file_name().map(str::to_string);
+                form.declared_type = field.content_type().map(|mime| mime.to_string());
+                let mut field = field;
+                let mut buffer = BytesMut::new();
+                loop {
+                    match field.chunk().await {
+                        Ok(Some(chunk)) => {
+                            if (buffer.len() + chunk.len()) as u64 > limit {
+                                return Err(too_large(limit));
+                            }
+                            buffer.extend_from_slice(&chunk);
+                        }
+                        Ok(None) => break,
+                        Err(error) => return Err(multipart_error(&error, limit)),
+                    }
+                }
+                form.file = Some(buffer.freeze());
+            }
+            Some(name @ ("conversation_id" | "message_type")) => {
+                let is_conversation = name == "conversation_id";
+                let text = field
+                    .text()
+                    .await
+                    .map_err(|error| multipart_error(&error, limit))?;
+                if is_conversation {
+                    form.conversation_id = Some(text);
+                } else {
+                    form.message_type = Some(text);
+                }
+            }
+            // Unknown fields are read past (the whole stream is bounded).
+            _ => {
+                let mut field = field;
+                while let Some(_chunk) = field
+                    .chunk()
+                    .await
+                    .map_err(|error| multipart_error(&error, limit))?
+                {}
+            }
+        }
+    }
+}
+
+fn multipart_error(error: &multer::Error, limit: u64) -> ApiError {
+    match error {
+        multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
+            too_large(limit)
+        }
+        other => ApiError::validation(format!("malformed multipart body: {other}")),
+    }
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+        format!("uploads are limited to {limit} bytes"),
+    )
+}
+
+fn unsupported(message: impl Into<String>) -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "UNSUPPORTED_MEDIA_TYPE",
+        message,
+    )
+}
+
+/// Width and height from the image's header alone (nothing is decoded), refused above the
+/// pixel limit: a small file can declare a huge canvas (a decompression bomb).
+fn image_size(
+    state: &AppState,
+    detected: &DetectedType,
+    bytes: &[u8],
+) -> Result<(Option<u32>, Option<u32>), ApiError> {
+    if detected.kind != MessageType::Image {
+        return Ok((None, None));
+    }
+    let size = imagesize::blob_size(bytes)
+        .map_err(|_| unsupported("the image's header cannot be read"))?;
+    let (width, height) = (size.width as u64, size.height as u64);
+    let limit = state.attachments.max_image_pixels;
+    if width.saturating_mul(height) > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!("the image is {width}x{height} pixels; at most {limit} pixels are allowed"),
+        ));
+    }
+    let width = u32::try_from(width).map_err(|_| unsupported("the image is too wide"))?;
+    let height = u32::try_from(height).map_err(|_| unsupported("the image is too tall"))?;
+    Ok((Some(width), Some(height)))
+}
+
+/// The name shown for the file: the client's, without any directory part or control
+/// characters, or a generic one.
+fn display_name(client_name: Option<&str>, detected: &DetectedType) -> String {
+    let base = client_name
+        .unwrap_or_default()
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default();
+    let mut name: String = base
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .trim()
+        .to_string();
+    if name.len() > MAX_NAME_BYTES {
+        let mut cut = MAX_NAME_BYTES;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name.truncate(cut);
+    }
+    if name.is_empty() || name == "." || name == ".." {
+        format!("{}.{}", detected.kind.as_str(), detected.extension)
+    } else {
+        name
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LinkQuery {
+    expires: Option<i64>,
+    signature: Option<String>,
+}
+
+/// GET /uploads/chat/{year}/{month}/{day}/{name}: the file, to a session that may read its
+/// conversation or to a request with a valid signed link.
+pub async fn download(
+    State(state): State<AppState>,
+    Path((year, month, day, name)): Path<(String, String, String, String)>,
+    Query(link): Query<LinkQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let path = format!("uploads/chat/{year}/{month}/{day}/{name}");
+    let file_id = name.split('.').next().unwrap_or_default();
+    let well_formed = (32..=64).contains(&file_id.len())
+        && file_id.bytes().all(|b| b.is_ascii_hexdigit())
+        && [&year, &month, &day]
+            .iter()
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+    if !well_formed {
+        return Err(ApiError::not_found("no such file"));
+    }
+
+    let signed = match (link.expires, link.signature.as_deref()) {
+        (Some(expires), Some(signature)) => {
+            let now = crate::clock::now_micros().div_euclid(1_000_000);
+            if !state
+                .attachments
+                .links
+                .verify(&path, expires, signature, now)
+            {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "FORBIDDEN",
+                    "the link is invalid or has expired",
+                ));
+            }
+            true
+        }
+        _ => false,
+    };
+    let session = if signed {
+        None
+    } else {
+        let token = bearer(&headers).ok_or_else(|| ApiError::from(AuthError::Unauthorized))?;
+        let session = state.auth.session(token).await?;
+        state.fresh_for(&session).await;
+        Some(session)
+    };
+
+    let mut row = state.store.file(file_id).await?;
+    if row.is_none() {
+        // Just uploaded through another request: wait (bounded) for the read tables.
+        state
+            .await_position(state.store.head_position().await?)
+            .await;
+        row = state.store.file(file_id).await?;
+    }
+    let row = row
+        .filter(|row| row.path == path)
+        .ok_or_else(|| ApiError::not_found("no such file"))?;
+    if let Some(session) = &session {
+        chat::readable(&state, session, row.conversation_id).await?;
+    }
+
+    let stored = state
+        .attachments
+        .store
+        .get(&row.path)
+        .await
+        .map_err(|error| match error {
+            object_store::Error::NotFound { .. } => {
+                tracing::error!(
+                    path = row.path,
+                    "a recorded upload is missing from the store"
+                );
+                ApiError::not_found("no such file")
+            }
+            error => {
+                tracing::error!(%error, "reading an upload failed");
+                ApiError::unavailable()
+            }
+        })?;
+    let length = stored.meta.size;
+    let body = Body::from_stream(stored.into_stream());
+    let disposition = content_disposition(row.kind == "image", &row.original_name);
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    let mut set = |name: header::HeaderName, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    };
+    set(header::CONTENT_TYPE, &row.mime_type);
+    set(header::CONTENT_LENGTH, &length.to_string());
+    set(header::CONTENT_DISPOSITION, &disposition);
+    set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox",
+    );
+    set(header::CACHE_CONTROL, "private, max-age=3600");
+    set(header::REFERRER_POLICY, "no-referrer");
+    Ok(response)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// RFC 6266: an ASCII fallback name and the exact name as RFC 8187 `filename*`.
+fn content_disposition(inline: bool, name: &str) -> String {
+    let kind = if inline { "inline" } else { "attachment" };
+    let fallback: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' && c != '%' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::with_capacity(name.len() * 3);
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    format!("{kind}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_name_never_carries_a_directory_or_breaks_the_header() {
+        let png = DetectedType {
+            mime_type: "image/png",
+            extension: "png",
+            kind: MessageType::Image,
+        };
+        assert_eq!(display_name(Some("../../etc/passwd"), &png), "passwd");
+        assert_eq!(
+            display_name(Some("C:\\Users\\me\\cat.png"), &png),
+            "cat.png"
+        );
+        assert_eq!(display_name(Some(".."), &png), "image.png");
+        assert_eq!(display_name(None, &png), "image.png");
+        assert_eq!(display_name(Some("a\r\nb.png"), &png), "ab.png");
+        assert_eq!(
+            content_disposition(false, "报告 \"final\".pdf"),
+            "attachment; filename=\"__ _final_.pdf\"; \
+             filename*=UTF-8''%E6%8A%A5%E5%91%8A%20%22final%22.pdf"
+        );
+        assert_eq!(
+            content_disposition(true, "cat.png"),
+            "inline; filename=\"cat.png\"; filename*=UTF-8''cat.png"
+        );
+    }
+}
