@@ -39,6 +39,7 @@ async fn mixed_history(bus: &CommandBus, count: usize, seed: u64) {
     let mut rng = Rng(seed);
     let mut conversations: Vec<(u64, u64)> = Vec::new(); // (conversation, user)
     let mut messages: Vec<(u64, u64)> = Vec::new(); // (conversation, message id)
+    let mut uploads: std::collections::HashMap<u64, String> = Default::default(); // conversation -> file id
     for n in 0..count {
         let admin = admin(900 + rng.below(3));
         let pick = rng.below(100);
@@ -72,10 +73,42 @@ async fn mixed_history(bus: &CommandBus, count: usize, seed: u64) {
                     },
                     admin.clone(),
                 ),
-                50..=59 => (
+                50..=54 => (
                     ConversationCommand::SendMessage {
                         actor: owner.clone(),
                         message: NewMessage::text(format!("more {n}")),
+                    },
+                    owner.clone(),
+                ),
+                55..=57 => {
+                    let file_id = format!("{:016x}{:016x}", rng.next(), rng.next());
+                    (
+                        ConversationCommand::UploadFile {
+                            actor: owner.clone(),
+                            file: events::UploadedFile {
+                                path: format!("uploads/chat/2026/11/25/{file_id}.png"),
+                                file_id,
+                                kind: events::MessageType::Image,
+                                original_name: format!("photo {n}.png"),
+                                size: 1000 + n as u64,
+                                mime_type: "image/png".into(),
+                                sha256: "ab".repeat(32),
+                                width: Some(640),
+                                height: Some(480),
+                            },
+                        },
+                        owner.clone(),
+                    )
+                }
+                58..=59 => (
+                    ConversationCommand::SendMessage {
+                        actor: owner.clone(),
+                        message: NewMessage {
+                            message_type: events::MessageType::Image,
+                            content: format!("caption {n}"),
+                            file_id: uploads.get(&conversation).cloned(),
+                            client_msg_id: None,
+                        },
                     },
                     owner.clone(),
                 ),
@@ -146,6 +179,9 @@ async fn mixed_history(bus: &CommandBus, count: usize, seed: u64) {
                 events::ConversationEvent::MessageSent { message_id, .. } => {
                     messages.push((committed.conversation_id, message_id))
                 }
+                events::ConversationEvent::FileUploaded { file, .. } => {
+                    uploads.insert(committed.conversation_id, file.file_id);
+                }
                 _ => {}
             }
         }
@@ -154,7 +190,8 @@ async fn mixed_history(bus: &CommandBus, count: usize, seed: u64) {
 
 /// Every row of a table, in id order, as text.
 async fn dump(store: &EventStore, table: &str) -> Vec<String> {
-    let sql = format!("select * from {table} order by id");
+    let key = if table == "files" { "file_id" } else { "id" };
+    let sql = format!("select * from {table} order by {key}");
     macro_rules! rows {
         ($pool:expr) => {{
             sqlx::query(&sql)
@@ -221,8 +258,14 @@ async fn dropping_the_read_tables_and_replaying_the_log_gives_identical_rows() {
         live.stop().await;
         let conversations = dump(&db.store, "conversations").await;
         let messages = dump(&db.store, "messages").await;
+        let files = dump(&db.store, "files").await;
         assert!(
-            conversations.len() > 20 && messages.len() > 1000,
+            messages.iter().any(|row| row.contains("uploads/chat/")),
+            "{}: some messages carry a file",
+            db.name()
+        );
+        assert!(
+            conversations.len() > 20 && messages.len() > 1000 && files.len() > 20,
             "{}: a real history",
             db.name()
         );
@@ -235,6 +278,7 @@ async fn dropping_the_read_tables_and_replaying_the_log_gives_identical_rows() {
             "ConversationArchived",
             "ConversationAssigned",
             "FeedbackGiven",
+            "FileUploaded",
         ] {
             let log = db.store.read_from(0, 10_000).await.unwrap();
             assert!(
@@ -256,6 +300,7 @@ async fn dropping_the_read_tables_and_replaying_the_log_gives_identical_rows() {
             db.name()
         );
         assert_eq!(dump(&db.store, "messages").await, messages, "{}", db.name());
+        assert_eq!(dump(&db.store, "files").await, files, "{}", db.name());
         // The live projectors carry on from the replayed checkpoint.
         let live = start(&db, &bus, all_projectors(), "node-b");
         open_with(&bus, &user(77), "after the replay").await;
@@ -376,7 +421,12 @@ async fn of_two_instances_one_applies_and_the_other_takes_over_when_it_stops() {
         open_with(&bus, &user(2), "while the leader is gone").await;
 
         caught_up(&standby, &db.store).await;
-        assert_eq!(running(&standby), 2, "{}: the standby took over", db.name());
+        assert_eq!(
+            running(&standby),
+            all_projectors().len(),
+            "{}: the standby took over",
+            db.name()
+        );
         assert_eq!(dump(&db.store, "conversations").await.len(), 2);
         standby.stop().await;
         db.cleanup().await;

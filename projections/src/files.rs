@@ -32,9 +32,8 @@ impl Projector for FilesProjector {
             "insert into {table} ({COLUMNS}) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         );
         for event in events {
-            if event.event_type != "FileUploaded" {
-                continue;
-            }
+            // Every event is decoded, so that one this build cannot read stops this projector
+            // too, at its position.
             let ConversationEvent::FileUploaded { file, by } = event.decode()? else {
                 continue;
             };

@@ -70,7 +70,7 @@ struct UploadForm {
 #[utoipa::path(
     post,
     path = "/api/chat/upload",
-    tag = "chat",
+    tag = "files",
     request_body(content_type = "multipart/form-data", description = "`file` (the bytes), `conversation_id`, `message_type` (`image` or `file`)"),
     responses(
         (status = 201, description = "Stored; image and file messages may now carry its `file_id`", body = UploadView),
@@ -398,14 +398,35 @@ fn display_name(client_name: Option<&str>, detected: &DetectedType) -> String {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LinkQuery {
+    /// Unix seconds until which the link is valid (part of a signed `file_url`).
     expires: Option<i64>,
+    /// The link's signature (part of a signed `file_url`).
     signature: Option<String>,
 }
 
 /// GET /uploads/chat/{year}/{month}/{day}/{name}: the file, to a session that may read its
 /// conversation or to a request with a valid signed link.
+#[utoipa::path(
+    get,
+    path = "/uploads/chat/{year}/{month}/{day}/{name}",
+    tag = "files",
+    params(
+        ("year" = String, Path), ("month" = String, Path), ("day" = String, Path),
+        ("name" = String, Path, description = "`<file_id>.<ext>`"),
+        LinkQuery,
+    ),
+    responses(
+        (status = 200, description = "The bytes, with the detected Content-Type, `X-Content-Type-Options: nosniff`, a Content-Disposition (inline for images) and a restrictive Content-Security-Policy"),
+        (status = 401, description = "UNAUTHORIZED: neither a signed link nor a session", body = super::openapi::ErrorBody),
+        (status = 403, description = "FORBIDDEN: another user's file, or an invalid or expired link", body = super::openapi::ErrorBody),
+        (status = 404, description = "NOT_FOUND", body = super::openapi::ErrorBody),
+        (status = 503, description = "UNAVAILABLE", body = super::openapi::ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
 pub async fn download(
     State(state): State<AppState>,
     Path((year, month, day, name)): Path<(String, String, String, String)>,
