@@ -1,8 +1,8 @@
 //! The REST API under load (`make bench`): 64 concurrent clients, each signing every request
 //! like the iOS app, against the real server over real HTTP; on SQLite and on MySQL with Redis.
 //!
-//! Reports POST /api/chat/messages throughput with p50/p99 latency, and GET /api/chat/messages
-//! (50 messages) throughput. Rate limits are raised through configuration for the run.
+//! Reports POST /api/chat/messages throughput with p50/p99 latency, GET /api/chat/messages
+//! (50 messages) throughput, and POST /api/chat/upload of 1 MiB files (uploads/s and MiB/s). Rate limits are raised through configuration for the run.
 //! Sizes: `CHAT_BENCH_HTTP_SECONDS` (per phase, default 10). MySQL: `CHAT_BENCH_MYSQL_URL` or
 //! `CHAT_TEST_MYSQL_URL`; Redis: `CHAT_TEST_REDIS_URL`.
 
@@ -48,6 +48,43 @@ impl Client {
                 .body(body);
         }
         let response = request.send().await?;
+        let status = response.status().as_u16();
+        response.bytes().await?;
+        Ok(status)
+    }
+}
+
+const BOUNDARY: &str = "chatd-bench-boundary";
+const UPLOAD_BYTES: usize = 1024 * 1024;
+/// Concurrent uploaders (each upload is held in memory up to the limit on the server).
+const UPLOADERS: usize = 16;
+
+impl Client {
+    /// A signed multipart upload of `file` into `conversation`.
+    async fn upload(&self, conversation: u64, file: &[u8]) -> anyhow::Result<u16> {
+        let mut body = format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"conversation_id\"\r\n\r\n{conversation}\r\n\
+             --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"message_type\"\r\n\r\nfile\r\n\
+             --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"load.txt\"\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(file);
+        body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+        let timestamp = chrono::Utc::now().timestamp_millis();
+        let signature = sign(SECRET, timestamp, "POST", "/api/chat/upload", &body);
+        let response = self
+            .http
+            .post(format!("{}/api/chat/upload", self.base))
+            .bearer_auth(&self.token)
+            .header("X-Timestamp", timestamp.to_string())
+            .header("X-Signature", signature)
+            .header(
+                "Content-Type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .body(body)
+            .send()
+            .await?;
         let status = response.status().as_u16();
         response.bytes().await?;
         Ok(status)
@@ -108,6 +145,7 @@ async fn bench(name: &str, database_url: &str, redis_url: Option<String>) -> any
         "CHAT_DATA_DIR" => Some(data_dir.display().to_string()),
         "CHAT_APP_SECRET" => Some(SECRET.into()),
         "CHAT_LIMIT_MESSAGES_PER_MIN" => Some("1000000000".into()),
+        "CHAT_LIMIT_UPLOADS_PER_MIN" => Some("1000000000".into()),
         "CHAT_DB_MAX_CONNECTIONS" => Some("32".into()),
         _ => None,
     })?;
@@ -174,6 +212,84 @@ async fn bench(name: &str, database_url: &str, redis_url: Option<String>) -> any
         percentile(&latencies, 0.99),
         failures
     );
+
+    // Each uploader owns a conversation (opened by a first message), then uploads 1 MiB files.
+    let mut uploaders = Vec::new();
+    for client in clients.iter().take(UPLOADERS) {
+        let body = r#"{"message":"about to upload"}"#;
+        let timestamp = chrono::Utc::now().timestamp_millis();
+        let signature = sign(
+            SECRET,
+            timestamp,
+            "POST",
+            "/api/chat/conversations",
+            body.as_bytes(),
+        );
+        let opened: serde_json::Value = client
+            .http
+            .post(format!("{}/api/chat/conversations", client.base))
+            .bearer_auth(&client.token)
+            .header("X-Timestamp", timestamp.to_string())
+            .header("X-Signature", signature)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let conversation = opened["data"]["conversation_id"]
+            .as_u64()
+            .or_else(|| opened["data"]["conversation"]["id"].as_u64())
+            .ok_or_else(|| anyhow::anyhow!("no conversation in {opened}"))?;
+        uploaders.push((client.clone(), conversation));
+    }
+    let file: Arc<Vec<u8>> = Arc::new(
+        (0..UPLOAD_BYTES)
+            .map(|i| {
+                if i % 64 == 63 {
+                    b'\n'
+                } else {
+                    b'a' + (i % 26) as u8
+                }
+            })
+            .collect(),
+    );
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for (client, conversation) in uploaders {
+        let file = file.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failures = 0usize;
+            while Instant::now() < deadline {
+                let at = Instant::now();
+                match client.upload(conversation, &file).await {
+                    Ok(201) => latencies.push(at.elapsed()),
+                    _ => failures += 1,
+                }
+            }
+            (latencies, failures)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut failures = 0;
+    for task in tasks {
+        let (l, f) = task.await?;
+        latencies.extend(l);
+        failures += f;
+    }
+    latencies.sort();
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "  POST /api/chat/upload (1 MiB), {UPLOADERS} clients {:>5.1} uploads/s {:>6.1} MiB/s   p50 {:>6.2} ms   p99 {:>6.2} ms   ({} failed)",
+        latencies.len() as f64 / elapsed,
+        latencies.len() as f64 / elapsed,
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        failures
+    );
+
     let _ = stop.send(());
     server.await??;
     let _ = std::fs::remove_dir_all(&data_dir);

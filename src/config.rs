@@ -44,6 +44,11 @@ pub struct Config {
     pub s3_bucket: Option<String>,
     /// The S3 endpoint for a store other than AWS (`CHAT_S3_ENDPOINT`, e.g. MinIO).
     pub s3_endpoint: Option<String>,
+    /// `CHAT_S3_REGION`, `CHAT_S3_ACCESS_KEY_ID`, `CHAT_S3_SECRET_ACCESS_KEY`; unset ones come
+    /// from the usual `AWS_*` variables. Never printed by `Debug`.
+    pub s3_region: Option<String>,
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<String>,
 }
 
 /// Socket.IO settings. A socket whose outgoing buffer is full has stopped reading: it is
@@ -78,6 +83,11 @@ impl std::fmt::Debug for Config {
             .field("max_image_pixels", &self.max_image_pixels)
             .field("s3_bucket", &self.s3_bucket)
             .field("s3_endpoint", &self.s3_endpoint)
+            .field("s3_region", &self.s3_region)
+            .field(
+                "s3_secret_access_key",
+                &self.s3_secret_access_key.as_ref().map(|_| "***"),
+            )
             .finish()
     }
 }
@@ -190,6 +200,9 @@ impl Config {
             max_image_pixels,
             s3_bucket: get("CHAT_S3_BUCKET").filter(|b| !b.is_empty()),
             s3_endpoint: get("CHAT_S3_ENDPOINT").filter(|e| !e.is_empty()),
+            s3_region: get("CHAT_S3_REGION").filter(|v| !v.is_empty()),
+            s3_access_key_id: get("CHAT_S3_ACCESS_KEY_ID").filter(|v| !v.is_empty()),
+            s3_secret_access_key: get("CHAT_S3_SECRET_ACCESS_KEY").filter(|v| !v.is_empty()),
         })
     }
 

@@ -111,6 +111,16 @@ impl FileStore {
                 // Credentials, region and endpoint come from the usual AWS_* variables.
                 let mut builder =
                     object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+                if let Some(region) = &config.s3_region {
+                    builder = builder.with_region(region);
+                }
+                if let (Some(key), Some(secret)) =
+                    (&config.s3_access_key_id, &config.s3_secret_access_key)
+                {
+                    builder = builder
+                        .with_access_key_id(key)
+                        .with_secret_access_key(secret);
+                }
                 if let Some(endpoint) = &config.s3_endpoint {
                     builder = builder
                         .with_endpoint(endpoint)

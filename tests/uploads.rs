@@ -880,3 +880,111 @@ async fn ten_uploads_a_minute_then_429_with_retry_after() {
         db.cleanup().await;
     }
 }
+
+/// An S3-compatible server for the test (moto's, from `tests/requirements.txt`), on a free port.
+struct S3Server {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    async fn start() -> S3Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let child = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "the S3 test needs moto's server (`pip install -r tests/requirements.txt`): {e}"
+                )
+            });
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if client.get(&endpoint).send().await.is_ok() {
+                return S3Server { child, endpoint };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("moto's S3 server did not start on {endpoint} (is `moto[server]` installed?)");
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_an_s3_bucket_every_node_serves_every_upload() {
+    // Two nodes share MariaDB and the bucket, but not a disk.
+    let db = TestDb::mysql().await;
+    let s3 = S3Server::start().await;
+    let bucket = format!("chatd-test-{}", fresh_id());
+    let created = reqwest::Client::new()
+        .put(format!("{}/{bucket}", s3.endpoint))
+        .send()
+        .await
+        .expect("create the bucket");
+    assert!(created.status().is_success(), "{}", created.status());
+    let settings = [
+        ("CHAT_S3_BUCKET", bucket.as_str()),
+        ("CHAT_S3_ENDPOINT", s3.endpoint.as_str()),
+        ("CHAT_S3_REGION", "us-east-1"),
+        ("CHAT_S3_ACCESS_KEY_ID", "test"),
+        ("CHAT_S3_SECRET_ACCESS_KEY", "test"),
+    ];
+    let first = TestApp::spawn_with(&db, &settings).await;
+    let second = TestApp::spawn_with(&db, &settings).await;
+    let (_, token, conversation) = user_with_conversation(&first).await;
+    let image = png(120, 90);
+    let data = upload_ok(
+        &first,
+        &token,
+        conversation,
+        "image",
+        "shared.png",
+        image.clone(),
+    )
+    .await;
+    let path = url_path(data["file_url"].as_str().unwrap_or_default());
+
+    let response = second
+        .client
+        .get(format!("{}{path}", second.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("download from the second node");
+    assert_eq!(response.status().as_u16(), 200, "the second node serves it");
+    assert_eq!(response.bytes().await.expect("bytes").to_vec(), image);
+
+    // The object is in the bucket under the contract's path.
+    let listed = reqwest::Client::new()
+        .get(format!("{}/{bucket}?list-type=2", s3.endpoint))
+        .send()
+        .await
+        .expect("list")
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(listed.contains(path.trim_start_matches('/')), "{listed}");
+
+    second.stop().await;
+    first.stop().await;
+    db.cleanup().await;
+}
