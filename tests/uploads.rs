@@ -910,15 +910,22 @@ impl S3Server {
                     "the S3 test needs moto's server (`pip install -r tests/requirements.txt`): {e}"
                 )
             });
-        let endpoint = format!("http://127.0.0.1:{port}");
+        // Owned at once, so that every way out of here stops it.
+        let server = S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
         let client = reqwest::Client::new();
         for _ in 0..200 {
-            if client.get(&endpoint).send().await.is_ok() {
-                return S3Server { child, endpoint };
+            if client.get(&server.endpoint).send().await.is_ok() {
+                return server;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        panic!("moto's S3 server did not start on {endpoint} (is `moto[server]` installed?)");
+        panic!(
+            "moto's S3 server did not start on {} (is `moto[server]` installed?)",
+            server.endpoint
+        );
     }
 }
 
