@@ -187,6 +187,27 @@ fn webp(width: u32, height: u32) -> Vec<u8> {
     bytes
 }
 
+/// An HEIC file as a phone makes one, down to the property that carries its size: the `ftyp`
+/// box, then `meta` > `iprp` > `ipco` > `ispe` (the coded image itself is left out).
+fn heic(width: u32, height: u32) -> Vec<u8> {
+    fn boxed(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut out = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(body);
+        out
+    }
+    let mut ispe = vec![0u8; 4];
+    ispe.extend_from_slice(&width.to_be_bytes());
+    ispe.extend_from_slice(&height.to_be_bytes());
+    let ipco = boxed(b"ipco", &boxed(b"ispe", &ispe));
+    let iprp = boxed(b"iprp", &ipco);
+    let mut meta_body = vec![0u8; 4];
+    meta_body.extend_from_slice(&iprp);
+    let mut bytes = boxed(b"ftyp", b"heic\0\0\0\0mif1heic");
+    bytes.extend_from_slice(&boxed(b"meta", &meta_body));
+    bytes
+}
+
 fn pdf() -> Vec<u8> {
     b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n".to_vec()
 }
@@ -265,6 +286,13 @@ async fn every_allowed_type_is_stored_with_what_its_bytes_say() {
                 webp(300, 150),
                 "image/webp",
                 Some((300, 150)),
+            ),
+            (
+                "image",
+                "IMG_0001.HEIC",
+                heic(4032, 3024),
+                "image/heic",
+                Some((4032, 3024)),
             ),
             ("file", "invoice.pdf", pdf(), "application/pdf", None),
             (
