@@ -10,7 +10,8 @@
 //! The load client speaks Socket.IO v5 over websocket itself (a few lines of protocol), so that
 //! thousands of clients fit in one process. `make bench` raises the file descriptor limit.
 //! Sizes: `CHAT_BENCH_SOCKET_PAIRS` (500), `CHAT_BENCH_SOCKET_RATE` (2000),
-//! `CHAT_BENCH_IDLE_SOCKETS` (10000), `CHAT_BENCH_SOCKET_SECONDS` (5 per step).
+//! `CHAT_BENCH_IDLE_SOCKETS` (10000), `CHAT_BENCH_SOCKET_SECONDS` (5 per step),
+//! `CHAT_BENCH_SOCKET_MAX_RATE` (40000: where stepping up stops).
 
 mod support;
 
@@ -399,7 +400,8 @@ async fn measure(
     report(rate, &first);
     let mut sustained = (percentile(&first.0, 0.99) < 100.0).then_some(rate);
     let mut step = rate;
-    while sustained == Some(step) && step < 40_000 {
+    let max_rate = env_usize("CHAT_BENCH_SOCKET_MAX_RATE", 40_000);
+    while sustained == Some(step) && step < max_rate {
         step += rate / 2;
         let result = run_rate(&pairs, &mut latencies, step, seconds, epoch).await;
         report(step, &result);

@@ -116,7 +116,9 @@ impl Application {
         let store = self.state.store.clone();
         let projections = self.state.projections.clone();
         let realtime = self.state.realtime.get().cloned();
-        let app = (self.add_socket_layer)(http::router(self.state));
+        let app = (self.add_socket_layer)(http::router(self.state)).layer(
+            axum::middleware::from_fn(crate::realtime::detach_request_head),
+        );
         let shutdown = async move {
             shutdown.await;
             // Sockets would hold the server open: close them first.

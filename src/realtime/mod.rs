@@ -198,6 +198,35 @@ pub async fn build(
     }
 }
 
+/// Middleware for the Socket.IO path: gives the request its own copy of the URI and headers.
+///
+/// hyper parses them without copying, out of its read buffer (8 to 16 KiB), and engineioxide
+/// keeps the request head for the connection's life, which would keep that whole buffer
+/// allocated for every idle socket. Copies of a few hundred bytes let it go.
+pub async fn detach_request_head(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if !request.uri().path().starts_with("/socket.io") {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    if let Ok(uri) = axum::http::Uri::try_from(parts.uri.to_string()) {
+        parts.uri = uri.clone();
+        // The router keeps the URI as it arrived here too.
+        parts.extensions.insert(axum::extract::OriginalUri(uri));
+    }
+    let mut headers = axum::http::HeaderMap::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        if let Ok(value) = axum::http::HeaderValue::from_bytes(value.as_bytes()) {
+            headers.append(name.clone(), value);
+        }
+    }
+    parts.headers = headers;
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
+}
+
 /// The adapter's driver needs RESP3.
 fn resp3(url: &str) -> String {
     if url.contains("protocol=") {
