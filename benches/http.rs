@@ -216,31 +216,14 @@ async fn bench(name: &str, database_url: &str, redis_url: Option<String>) -> any
     // Each uploader owns a conversation (opened by a first message), then uploads 1 MiB files.
     let mut uploaders = Vec::new();
     for client in clients.iter().take(UPLOADERS) {
-        let body = r#"{"message":"about to upload"}"#;
-        let timestamp = chrono::Utc::now().timestamp_millis();
-        let signature = sign(
+        let conversation = open_conversation(
+            &client.http,
+            &client.base,
             SECRET,
-            timestamp,
-            "POST",
-            "/api/chat/conversations",
-            body.as_bytes(),
-        );
-        let opened: serde_json::Value = client
-            .http
-            .post(format!("{}/api/chat/conversations", client.base))
-            .bearer_auth(&client.token)
-            .header("X-Timestamp", timestamp.to_string())
-            .header("X-Signature", signature)
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await?
-            .json()
-            .await?;
-        let conversation = opened["data"]["conversation_id"]
-            .as_u64()
-            .or_else(|| opened["data"]["conversation"]["id"].as_u64())
-            .ok_or_else(|| anyhow::anyhow!("no conversation in {opened}"))?;
+            &client.token,
+            "about to upload",
+        )
+        .await?;
         uploaders.push((client.clone(), conversation));
     }
     let file: Arc<Vec<u8>> = Arc::new(

@@ -329,29 +329,8 @@ async fn measure(
     for n in 0..pairs_wanted as u64 {
         let user_token = session(&mut redis, base_id + n + 1, "user").await?;
         let admin_token = session(&mut redis, base_id + n + 1, "admin").await?;
-        let body = json!({"initial_message": "hello"}).to_string();
-        let timestamp = chrono::Utc::now().timestamp_millis();
-        let signature = chatd::auth::sign(
-            SECRET,
-            timestamp,
-            "POST",
-            "/api/chat/conversations",
-            body.as_bytes(),
-        );
-        let opened: Value = http
-            .post(format!("{}/api/chat/conversations", server.base))
-            .bearer_auth(&user_token)
-            .header("X-Timestamp", timestamp.to_string())
-            .header("X-Signature", signature)
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await?
-            .json()
-            .await?;
-        let conversation = opened["data"]["conversation_id"]
-            .as_u64()
-            .ok_or_else(|| anyhow::anyhow!("no conversation: {opened}"))?;
+        let conversation =
+            open_conversation(&http, &server.base, SECRET, &user_token, "hello").await?;
         let second_token = if admins_answer {
             &admin_token
         } else {

@@ -8,6 +8,40 @@ use chatd::store::EventMetadata;
 use events::{Actor, Role};
 use sqlx::Connection;
 
+/// Opens a conversation as the user behind `token` (a signed POST /api/chat/conversations) and
+/// returns its id.
+pub async fn open_conversation(
+    http: &reqwest::Client,
+    base: &str,
+    secret: &str,
+    token: &str,
+    first_words: &str,
+) -> anyhow::Result<u64> {
+    let body = serde_json::json!({ "initial_message": first_words }).to_string();
+    let timestamp = chrono::Utc::now().timestamp_millis();
+    let signature = chatd::auth::sign(
+        secret,
+        timestamp,
+        "POST",
+        "/api/chat/conversations",
+        body.as_bytes(),
+    );
+    let opened: serde_json::Value = http
+        .post(format!("{base}/api/chat/conversations"))
+        .bearer_auth(token)
+        .header("X-Timestamp", timestamp.to_string())
+        .header("X-Signature", signature)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await?
+        .json()
+        .await?;
+    opened["data"]["conversation_id"]
+        .as_u64()
+        .ok_or_else(|| anyhow::anyhow!("no conversation in {opened}"))
+}
+
 pub fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
