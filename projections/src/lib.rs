@@ -10,6 +10,7 @@
 mod conversations;
 mod messages;
 mod runtime;
+mod search;
 mod sql;
 
 pub use conversations::ConversationsProjector;
@@ -17,6 +18,7 @@ pub use messages::MessagesProjector;
 pub use runtime::{
     Projections, ProjectorState, ProjectorStatus, ReplayProgress, RuntimeOptions, replay,
 };
+pub use search::{QueryTerm, SearchProjector, SearchQuery, TooManyTerms, is_cjk as search_is_cjk};
 pub use sql::{ProjectionError, ProjectionStore, SqlTxn, SqlValue, Tables};
 
 use async_trait::async_trait;
@@ -88,5 +90,6 @@ pub fn all_projectors() -> Vec<std::sync::Arc<dyn Projector>> {
     vec![
         std::sync::Arc::new(ConversationsProjector),
         std::sync::Arc::new(MessagesProjector),
+        std::sync::Arc::new(SearchProjector),
     ]
 }

@@ -6,6 +6,7 @@ pub mod extract;
 mod health;
 pub mod observe;
 pub mod openapi;
+mod search;
 pub mod views;
 
 use std::sync::Arc;
@@ -103,10 +104,12 @@ impl LastWrites {
 }
 
 pub fn router(state: AppState) -> Router {
-    let api = chat::router().layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        crate::auth::require_signature,
-    ));
+    let api = chat::router()
+        .merge(search::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::require_signature,
+        ));
     Router::new()
         .merge(api)
         .merge(health::router())

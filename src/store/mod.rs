@@ -12,6 +12,7 @@ mod hash;
 mod projection;
 mod read;
 mod repository;
+mod search;
 mod sql;
 
 use std::time::Duration;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use hash::{GENESIS_HASH, chain_hash};
 pub use read::{ConversationFilter, ConversationRow, MAX_PAGE_SIZE, MessageRow, MessageWindow};
+pub use search::{SearchHit, SearchScope};
 pub use sql::{AppendTxn, ChainBreak, MAX_READ_BATCH, SequencerState, SqlStore};
 
 /// The cqrs-es aggregate type of conversation streams.
