@@ -41,7 +41,7 @@ async fn migrate_twice_then_replay_rebuilds_the_tables_and_prints_a_summary() {
         );
         let summary = String::from_utf8_lossy(&replay.stdout);
         assert!(
-            summary.contains("replayed conversations, messages up to position 10"),
+            summary.contains("replayed conversations, messages, search up to position 10"),
             "{summary}"
         );
         assert!(

@@ -31,7 +31,7 @@ async fn healthz_and_readyz_answer_in_the_contract_envelope() {
             .iter()
             .map(|p| p["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["conversations", "messages"]);
+        assert_eq!(names, ["conversations", "messages", "search"]);
         assert!(
             projectors
                 .iter()
