@@ -27,6 +27,7 @@ bench: ## append throughput, projection lag, replay speed, REST throughput; SQLi
 	cargo bench --bench read_side
 	cargo bench --bench http
 	cargo bench --bench sockets
+	cargo bench --bench search
 
 ci: ## what CI runs
 	.ci/run

@@ -11,6 +11,7 @@ mod conversations;
 mod files;
 mod messages;
 mod runtime;
+mod search;
 mod sql;
 
 pub use conversations::ConversationsProjector;
@@ -19,6 +20,7 @@ pub use messages::MessagesProjector;
 pub use runtime::{
     Projections, ProjectorState, ProjectorStatus, ReplayProgress, RuntimeOptions, replay,
 };
+pub use search::{QueryTerm, SearchProjector, SearchQuery, TooManyTerms, is_cjk as search_is_cjk};
 pub use sql::{ProjectionError, ProjectionStore, SqlTxn, SqlValue, Tables};
 
 use async_trait::async_trait;
@@ -91,5 +93,6 @@ pub fn all_projectors() -> Vec<std::sync::Arc<dyn Projector>> {
         std::sync::Arc::new(ConversationsProjector),
         std::sync::Arc::new(MessagesProjector),
         std::sync::Arc::new(FilesProjector),
+        std::sync::Arc::new(SearchProjector),
     ]
 }

@@ -7,6 +7,7 @@ pub mod files;
 mod health;
 pub mod observe;
 pub mod openapi;
+mod search;
 pub mod views;
 
 use std::sync::Arc;
@@ -106,10 +107,12 @@ impl LastWrites {
 }
 
 pub fn router(state: AppState) -> Router {
-    let api = chat::router().layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        crate::auth::require_signature,
-    ));
+    let api = chat::router()
+        .merge(search::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::require_signature,
+        ));
     Router::new()
         .merge(api)
         // Uploads check the signature themselves, over the streamed body.

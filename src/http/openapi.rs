@@ -6,7 +6,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::views::{ConversationView, FeedbackView, LastMessageView, MessageView, Pagination};
-use super::{chat, files, health};
+use super::{chat, files, health, search};
 
 /// Every error answers with this envelope.
 #[derive(Debug, Serialize, ToSchema)]
@@ -94,6 +94,7 @@ fn metrics() {}
         chat::list_messages, chat::send_message,
         chat::list_conversations, chat::open_conversation, chat::get_conversation,
         chat::mark_read, chat::assign, chat::set_status, chat::bulk, chat::feedback, chat::typing,
+        search::search_messages,
         health::healthz, health::readyz, metrics,
         files::upload, files::download,
     ),

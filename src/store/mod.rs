@@ -12,6 +12,7 @@ mod hash;
 mod projection;
 mod read;
 mod repository;
+mod search;
 mod sql;
 
 use std::time::Duration;
@@ -22,6 +23,7 @@ pub use hash::{GENESIS_HASH, chain_hash};
 pub use read::{
     ConversationFilter, ConversationRow, FileRow, MAX_PAGE_SIZE, MessageRow, MessageWindow,
 };
+pub use search::{SearchHit, SearchScope};
 pub use sql::{AppendTxn, ChainBreak, MAX_READ_BATCH, SequencerState, SqlStore};
 
 /// The cqrs-es aggregate type of conversation streams.

@@ -1,0 +1,451 @@
+//! Search (`make bench`): the query behind GET /api/chat/search (`EventStore::search`, page 1 of
+//! 20) over a log of mixed English and Chinese messages, on SQLite and on MySQL: p50/p95 by kind
+//! of query, for an admin (every conversation) and for a user (their own). The log is filled
+//! through the command layer and the index built by a replay, as `chatd replay` would.
+//!
+//! Sizes: `CHAT_BENCH_SEARCH_MESSAGES` (default 1000000), `CHAT_BENCH_SEARCH_QUERIES` (per kind
+//! and scope, default 200). MySQL: `CHAT_BENCH_MYSQL_URL` or `CHAT_TEST_MYSQL_URL` (a scratch
+//! database is created and dropped).
+
+mod support;
+
+use std::time::Instant;
+use support::*;
+
+use chatd::commands::{CommandBus, Intent};
+use chatd::store::{EventStore, SearchScope, StoreOptions};
+use events::{ConversationCommand, NewMessage, Role};
+use projections::{SearchQuery, all_projectors};
+
+const USERS: u64 = 1000;
+
+const ENGLISH: &[&str] = &[
+    "the",
+    "i",
+    "to",
+    "my",
+    "you",
+    "a",
+    "is",
+    "and",
+    "it",
+    "not",
+    "can",
+    "for",
+    "please",
+    "help",
+    "order",
+    "account",
+    "thanks",
+    "payment",
+    "refund",
+    "app",
+    "login",
+    "password",
+    "card",
+    "how",
+    "when",
+    "still",
+    "working",
+    "error",
+    "delivery",
+    "package",
+    "address",
+    "email",
+    "phone",
+    "update",
+    "cancel",
+    "subscription",
+    "charged",
+    "twice",
+    "invoice",
+    "receipt",
+    "shipping",
+    "tracking",
+    "number",
+    "support",
+    "problem",
+    "issue",
+    "screen",
+    "crash",
+    "version",
+    "iphone",
+    "android",
+    "settings",
+    "notification",
+    "message",
+    "photo",
+    "upload",
+    "download",
+    "file",
+    "verify",
+    "code",
+    "reset",
+    "locked",
+    "blocked",
+    "balance",
+    "wallet",
+    "coupon",
+    "discount",
+    "price",
+    "store",
+    "return",
+    "exchange",
+    "size",
+    "color",
+    "broken",
+    "damaged",
+    "missing",
+    "late",
+    "week",
+    "today",
+    "tomorrow",
+    "yesterday",
+    "morning",
+    "evening",
+    "hour",
+    "minute",
+    "agent",
+    "manager",
+    "urgent",
+    "waiting",
+    "reply",
+    "answer",
+    "question",
+    "review",
+    "rating",
+    "feedback",
+    "bank",
+    "transfer",
+    "pending",
+    "failed",
+    "success",
+    "confirm",
+    "change",
+    "name",
+    "profile",
+    "privacy",
+    "delete",
+    "data",
+    "export",
+    "language",
+    "chinese",
+    "english",
+    "region",
+    "country",
+    "city",
+    "courier",
+    "warehouse",
+    "stock",
+    "available",
+    "preorder",
+    "gift",
+    "points",
+];
+
+const CHINESE: &[&str] = &[
+    "你好",
+    "我",
+    "的",
+    "订单",
+    "账户",
+    "需要",
+    "帮助",
+    "谢谢",
+    "退款",
+    "支付",
+    "密码",
+    "登录",
+    "问题",
+    "已经",
+    "还没有",
+    "收到",
+    "快递",
+    "地址",
+    "手机",
+    "更新",
+    "取消",
+    "订阅",
+    "扣款",
+    "两次",
+    "发票",
+    "物流",
+    "单号",
+    "客服",
+    "屏幕",
+    "闪退",
+    "版本",
+    "设置",
+    "通知",
+    "消息",
+    "照片",
+    "上传",
+    "下载",
+    "文件",
+    "验证码",
+    "重置",
+    "锁定",
+    "余额",
+    "钱包",
+    "优惠券",
+    "折扣",
+    "价格",
+    "退货",
+    "换货",
+    "尺码",
+    "颜色",
+    "破损",
+    "丢失",
+    "延迟",
+    "今天",
+    "明天",
+    "昨天",
+    "上午",
+    "下午",
+    "小时",
+    "分钟",
+    "经理",
+    "紧急",
+    "等待",
+    "回复",
+    "评价",
+    "银行",
+    "转账",
+    "处理中",
+    "失败",
+    "成功",
+    "确认",
+    "修改",
+    "名字",
+    "资料",
+    "隐私",
+    "删除",
+    "数据",
+    "导出",
+    "语言",
+    "中文",
+    "英文",
+    "地区",
+    "国家",
+    "城市",
+    "仓库",
+    "库存",
+    "预售",
+    "礼物",
+    "积分",
+    "请问",
+    "怎么",
+    "为什么",
+    "什么时候",
+    "可以",
+    "不能",
+    "一直",
+    "无法",
+    "显示",
+    "错误",
+];
+
+/// A small deterministic generator (xorshift), so every run writes the same log.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// A Zipf-like pick: rank r with weight about 1/(r+2).
+    fn zipf<'a>(&mut self, words: &[&'a str]) -> &'a str {
+        let n = words.len() as f64;
+        let u = (self.next() % 1_000_000) as f64 / 1_000_000.0;
+        let rank = (2.0 * ((n + 2.0) / 2.0).powf(u) - 2.0) as usize;
+        words[rank.min(words.len() - 1)]
+    }
+}
+
+fn english(rng: &mut Rng) -> String {
+    let words = 6 + rng.below(12);
+    (0..words)
+        .map(|_| rng.zipf(ENGLISH))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn chinese(rng: &mut Rng) -> String {
+    let words = 4 + rng.below(10);
+    let mut text: String = (0..words).map(|_| rng.zipf(CHINESE)).collect();
+    if rng.below(3) == 0 {
+        text.push('，');
+        text.extend((0..3).map(|_| rng.zipf(CHINESE)));
+    }
+    text
+}
+
+/// Half English, a third Chinese, the rest both in one message.
+fn message(rng: &mut Rng) -> String {
+    match rng.below(6) {
+        0..=2 => english(rng),
+        3 | 4 => chinese(rng),
+        _ => format!("{} {}", chinese(rng), english(rng)),
+    }
+}
+
+/// `total` messages from 64 writers into the users' conversations, owners and admins in turn.
+async fn fill(bus: &CommandBus, conversations: &[(u64, u64)], total: usize) -> anyhow::Result<()> {
+    let writers = 64;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let bus = bus.clone();
+        let mine: Vec<(u64, u64)> = conversations
+            .iter()
+            .copied()
+            .skip(w)
+            .step_by(writers)
+            .collect();
+        let count = total / writers + usize::from(w < total % writers);
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (w as u64 + 1));
+            let admin = actor(10_000 + w as u64, Role::Admin);
+            for n in 0..count {
+                let (conversation, user_id) = mine[n % mine.len()];
+                let sender = if n % 2 == 0 {
+                    actor(user_id, Role::User)
+                } else {
+                    admin.clone()
+                };
+                let command = ConversationCommand::SendMessage {
+                    actor: sender.clone(),
+                    message: NewMessage::text(message(&mut rng)),
+                };
+                bus.execute(Intent::On(conversation, command), metadata(&sender))
+                    .await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(())
+}
+
+/// A query of each kind, drawn like a person searching would: a content word, two of them,
+/// two or four characters out of a Chinese sentence.
+fn query(kind: &str, rng: &mut Rng) -> String {
+    let pick = |rng: &mut Rng| ENGLISH[rng.below(ENGLISH.len())];
+    match kind {
+        "one word" => pick(rng).to_string(),
+        "two words" => format!("{} {}", pick(rng), pick(rng)),
+        _ => {
+            let len = if kind == "2 Chinese chars" { 2 } else { 4 };
+            let sentence: Vec<char> = chinese(rng)
+                .chars()
+                .filter(|c| projections::search_is_cjk(*c))
+                .collect();
+            let start = rng.below(sentence.len().saturating_sub(len) + 1);
+            sentence[start..(start + len).min(sentence.len())]
+                .iter()
+                .collect()
+        }
+    }
+}
+
+async fn bench_backend(name: &str, url: &str) -> anyhow::Result<()> {
+    let messages = env_usize("CHAT_BENCH_SEARCH_MESSAGES", 1_000_000);
+    let queries = env_usize("CHAT_BENCH_SEARCH_QUERIES", 200);
+    let mut options = StoreOptions::new(url);
+    options.max_connections = 16;
+    let store = EventStore::connect(&options).await?;
+    store.migrate().await?;
+    let bus = CommandBus::start(store.clone(), 10_000).await?;
+    println!("{name}:");
+
+    let mut conversations = Vec::new();
+    for id in 1..=USERS {
+        let user = actor(id, Role::User);
+        let intent = Intent::OpenOrContinue {
+            actor: user.clone(),
+            message: Some(NewMessage::text("hello 你好")),
+        };
+        let committed = bus.execute(intent, metadata(&user)).await?;
+        conversations.push((committed.conversation_id, id));
+    }
+    let started = Instant::now();
+    fill(
+        &bus,
+        &conversations,
+        messages.saturating_sub(USERS as usize),
+    )
+    .await?;
+    println!(
+        "  filled the log with {messages} messages in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    projections::replay(&store, &all_projectors(), projections::REPLAY_BATCH, |_| {}).await?;
+    println!(
+        "  replay of every projector (the index included): {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let kinds = [
+        "one word",
+        "two words",
+        "2 Chinese chars",
+        "4 Chinese chars",
+    ];
+    // A server in steady state: the replay's writes flushed, the index's hot pages cached.
+    let mut rng = Rng(7);
+    for kind in kinds {
+        for _ in 0..queries.min(50) {
+            let parsed = SearchQuery::parse(&query(kind, &mut rng))?;
+            store.search(&SearchScope::All, &parsed, 1, 20).await?;
+        }
+    }
+    let mut rng = Rng(42);
+    for kind in kinds {
+        for who in ["admin", "user"] {
+            let mut latencies = Vec::with_capacity(queries);
+            let mut found = 0u64;
+            for _ in 0..queries {
+                let q = query(kind, &mut rng);
+                let parsed = SearchQuery::parse(&q)?;
+                let scope = if who == "admin" {
+                    SearchScope::All
+                } else {
+                    SearchScope::OwnedBy(1 + rng.below(USERS as usize) as u64)
+                };
+                let started = Instant::now();
+                let (_, total) = store.search(&scope, &parsed, 1, 20).await?;
+                latencies.push(started.elapsed());
+                found += total;
+            }
+            latencies.sort();
+            println!(
+                "  {kind:<16} {who:<5}  p50 {:>7.2} ms   p95 {:>7.2} ms   max {:>7.2} ms   ({} matches on average)",
+                percentile(&latencies, 0.50),
+                percentile(&latencies, 0.95),
+                percentile(&latencies, 1.0),
+                found / queries.max(1) as u64,
+            );
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let sqlite = ScratchSqlite::new("search");
+    bench_backend("sqlite", &sqlite.url).await?;
+    let mysql = ScratchMysql::new("search").await?;
+    let result = bench_backend("mysql", &mysql.url).await;
+    mysql.drop().await?;
+    result
+}

@@ -1,0 +1,216 @@
+//! `GET /api/chat/search`: messages matching a query, in the conversations the caller may read
+//! (users: their own; admins and auditors: all), most relevant first, then newest. Reads the
+//! `search_terms` index through the store; never writes.
+
+use axum::Json;
+use axum::extract::State;
+use axum::routing::get;
+use events::Role;
+use projections::{SearchQuery, search_is_cjk};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::chat::{Success, readable};
+use super::extract::{ApiQuery, Caller, wire_id};
+use super::views::{Pagination, wire_time};
+use super::{ApiError, AppState};
+use crate::store::{SearchHit, SearchScope};
+
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new().route("/api/chat/search", get(search_messages))
+}
+
+const MIN_QUERY_CHARS: usize = 2;
+const MAX_QUERY_CHARS: usize = 200;
+const DEFAULT_PAGE_SIZE: u32 = 20;
+const MAX_PAGE_SIZE: u32 = 50;
+/// Deep pages cost a scan of everything before them; nobody reads page 1,001 of search results.
+const MAX_PAGE_NUMBER: u32 = 1000;
+/// Characters of context on each side of the first match.
+const CONTEXT_CHARS: usize = 30;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchParams {
+    /// 2..=200 characters after trimming. Chinese, Japanese and Korean text is matched as a
+    /// substring; other words whole and case-insensitively; every part must match.
+    q: Option<String>,
+    /// Only this conversation (which the caller must be allowed to read).
+    conversation_id: Option<u64>,
+    /// From 1 (at most 1000).
+    page: Option<u32>,
+    /// 1..=50, default 20.
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResult {
+    message_id: u64,
+    conversation_id: u64,
+    content: String,
+    /// `user`, `admin` or `system`.
+    sender_role: String,
+    /// RFC 3339 UTC, whole seconds.
+    #[schema(example = "2025-07-14T10:35:00Z")]
+    timestamp: String,
+    /// The text around the first match, `...` where it is cut.
+    #[schema(example = "...help with my account...")]
+    context: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchPage {
+    results: Vec<SearchResult>,
+    pagination: Pagination,
+}
+
+fn bounded(value: Option<u32>, default: u32, max: u32, name: &str) -> Result<u32, ApiError> {
+    let value = value.unwrap_or(default);
+    if (1..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::validation(format!(
+            "{name} must be between 1 and {max}"
+        )))
+    }
+}
+
+/// Searches messages.
+#[utoipa::path(get, path = "/api/chat/search", tag = "messages", params(SearchParams),
+    responses(
+        (status = 200, body = Success<SearchPage>),
+        (status = 400, body = super::openapi::ErrorBody), (status = 401, body = super::openapi::ErrorBody),
+        (status = 403, body = super::openapi::ErrorBody), (status = 404, body = super::openapi::ErrorBody),
+    ),
+    security(("app_signature" = [], "bearer" = [])))]
+pub(super) async fn search_messages(
+    State(state): State<AppState>,
+    Caller(session): Caller,
+    ApiQuery(params): ApiQuery<SearchParams>,
+) -> Result<Json<Success<SearchPage>>, ApiError> {
+    let q = params.q.as_deref().unwrap_or_default().trim();
+    let length = q.chars().count();
+    if length < MIN_QUERY_CHARS {
+        return Err(ApiError::validation(format!(
+            "q must have at least {MIN_QUERY_CHARS} characters"
+        )));
+    }
+    if length > MAX_QUERY_CHARS {
+        return Err(ApiError::validation(format!(
+            "q must have at most {MAX_QUERY_CHARS} characters"
+        )));
+    }
+    let query = SearchQuery::parse(q).map_err(|e| ApiError::validation(e.to_string()))?;
+    let page = bounded(params.page, 1, MAX_PAGE_NUMBER, "page")?;
+    let limit = bounded(params.limit, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, "limit")?;
+    state.fresh_for(&session).await;
+    let scope = match params.conversation_id {
+        Some(id) => {
+            let conversation = readable(&state, &session, wire_id(id, "conversation_id")?).await?;
+            SearchScope::Conversation(conversation.id)
+        }
+        None if session.role == Role::User => SearchScope::OwnedBy(session.user_id),
+        None => SearchScope::All,
+    };
+    let (hits, total) = state.store.search(&scope, &query, page, limit).await?;
+    Ok(Json(Success {
+        status: "success",
+        data: SearchPage {
+            results: hits
+                .into_iter()
+                .map(|hit| result(hit, &query.needles))
+                .collect(),
+            pagination: Pagination::new(page, limit, total),
+        },
+    }))
+}
+
+fn result(hit: SearchHit, needles: &[String]) -> SearchResult {
+    SearchResult {
+        message_id: hit.message_id,
+        conversation_id: hit.conversation_id,
+        context: context(&hit.content, needles),
+        content: hit.content,
+        sender_role: hit.sender_role,
+        timestamp: wire_time(hit.timestamp),
+    }
+}
+
+fn lower(c: char) -> char {
+    c.to_lowercase().next().unwrap_or(c)
+}
+
+fn is_word_char(c: Option<&char>) -> bool {
+    c.is_some_and(|c| c.is_alphanumeric() && !search_is_cjk(*c))
+}
+
+/// The text around the earliest match of any needle (whole words for Latin-script needles).
+pub(crate) fn context(content: &str, needles: &[String]) -> String {
+    let text: Vec<char> = content.chars().collect();
+    let lowered: Vec<char> = text.iter().copied().map(lower).collect();
+    let mut first: Option<(usize, usize)> = None;
+    for needle in needles {
+        let needle: Vec<char> = needle.chars().map(lower).collect();
+        let Some(head) = needle.first() else {
+            continue;
+        };
+        let whole_word = !search_is_cjk(*head);
+        let found = (0..lowered.len().saturating_sub(needle.len() - 1)).find(|&i| {
+            lowered[i..].starts_with(&needle)
+                && !(whole_word
+                    && (is_word_char(i.checked_sub(1).and_then(|j| lowered.get(j)))
+                        || is_word_char(lowered.get(i + needle.len()))))
+        });
+        if let Some(at) = found
+            && first.is_none_or(|(start, _)| at < start)
+        {
+            first = Some((at, needle.len()));
+        }
+    }
+    let (at, len) = first.unwrap_or((0, 0));
+    let start = at.saturating_sub(CONTEXT_CHARS);
+    let end = (at + len + CONTEXT_CHARS).min(text.len());
+    let mut snippet = String::new();
+    if start > 0 {
+        snippet.push_str("...");
+    }
+    snippet.extend(&text[start..end]);
+    if end < text.len() {
+        snippet.push_str("...");
+    }
+    snippet
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_context_is_cut_around_the_first_match() {
+        let content = format!(
+            "{} I need help with my Account. {}",
+            "x".repeat(40),
+            "y".repeat(40)
+        );
+        let snippet = context(&content, &["account".to_string()]);
+        assert!(
+            snippet.starts_with("...") && snippet.ends_with("..."),
+            "{snippet}"
+        );
+        assert!(snippet.contains("help with my Account"), "{snippet}");
+    }
+
+    #[test]
+    fn a_short_message_is_its_own_context() {
+        assert_eq!(context("我需要帮助", &["帮助".to_string()]), "我需要帮助");
+    }
+
+    #[test]
+    fn latin_needles_match_whole_words() {
+        let snippet = context(
+            &format!("accountant {} account", "z".repeat(40)),
+            &["account".into()],
+        );
+        assert!(snippet.starts_with("..."), "{snippet}");
+    }
+}
