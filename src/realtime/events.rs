@@ -130,6 +130,12 @@ async fn join_conversation<A: Adapter>(
         state.fresh_for(&caller.session).await;
         chat::readable(&state, &caller.session, id).await?;
         socket.join(conversation_room(id));
+        // Everything committed from now on reaches this socket through the room; everything
+        // committed before must be in what the join answers, or a reconnecting client would
+        // never see it: wait (bounded) until the read tables hold the whole log as of now.
+        state
+            .await_position(state.store.head_position().await?)
+            .await;
         let (messages, has_more) = match since {
             Some(since) => catch_up(&state, id, since).await?,
             None => {
