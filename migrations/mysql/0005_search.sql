@@ -5,5 +5,8 @@ create table search_terms (
     conversation_id bigint not null,
     message_id bigint not null,
     hits bigint not null,
-    primary key (term, conversation_id, message_id)
+    -- Rows arrive in message order: clustering by message keeps a replay's inserts sequential,
+    -- and the term index (non-unique, so InnoDB can buffer its changes) serves the queries.
+    primary key (message_id, term),
+    key search_terms_term (term, conversation_id, message_id, hits)
 ) engine = innodb default charset = utf8mb4 collate = utf8mb4_bin;
