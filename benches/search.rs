@@ -4,7 +4,7 @@
 //! through the command layer and the index built by a replay, as `chatd replay` would.
 //!
 //! Sizes: `CHAT_BENCH_SEARCH_MESSAGES` (default 1000000), `CHAT_BENCH_SEARCH_QUERIES` (per kind
-//! and scope, default 200). MySQL: `CHAT_BENCH_MYSQL_URL` or `CHAT_TEST_MYSQL_URL` (a scratch
+//! and scope, default 200), `CHAT_BENCH_SEARCH_BACKENDS` (`sqlite`, `mysql`; default both). MySQL: `CHAT_BENCH_MYSQL_URL` or `CHAT_TEST_MYSQL_URL` (a scratch
 //! database is created and dropped).
 
 mod support;
@@ -442,10 +442,18 @@ async fn bench_backend(name: &str, url: &str) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let sqlite = ScratchSqlite::new("search");
-    bench_backend("sqlite", &sqlite.url).await?;
-    let mysql = ScratchMysql::new("search").await?;
-    let result = bench_backend("mysql", &mysql.url).await;
-    mysql.drop().await?;
-    result
+    // `CHAT_BENCH_SEARCH_BACKENDS=mysql` (or `sqlite`) runs one back end only.
+    let backends = std::env::var("CHAT_BENCH_SEARCH_BACKENDS").unwrap_or_default();
+    let wants = |name: &str| backends.is_empty() || backends.split(',').any(|b| b.trim() == name);
+    if wants("sqlite") {
+        let sqlite = ScratchSqlite::new("search");
+        bench_backend("sqlite", &sqlite.url).await?;
+    }
+    if wants("mysql") {
+        let mysql = ScratchMysql::new("search").await?;
+        let result = bench_backend("mysql", &mysql.url).await;
+        mysql.drop().await?;
+        result?;
+    }
+    Ok(())
 }
