@@ -4,8 +4,9 @@
 //! through the command layer and the index built by a replay, as `chatd replay` would.
 //!
 //! Sizes: `CHAT_BENCH_SEARCH_MESSAGES` (default 1000000), `CHAT_BENCH_SEARCH_QUERIES` (per kind
-//! and scope, default 200), `CHAT_BENCH_SEARCH_BACKENDS` (`sqlite`, `mysql`; default both). MySQL: `CHAT_BENCH_MYSQL_URL` or `CHAT_TEST_MYSQL_URL` (a scratch
-//! database is created and dropped).
+//! and scope, default 200); `CHAT_BENCH_SEARCH_BACKENDS` (`sqlite`, `mysql`; default both).
+//! MySQL: `CHAT_BENCH_MYSQL_URL` or `CHAT_TEST_MYSQL_URL` (a scratch database is created and
+//! dropped).
 
 mod support;
 
