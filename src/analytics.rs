@@ -553,7 +553,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nearest_rank_percentiles() {
+    fn percentiles_are_the_nearest_rank() {
         let values = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
         assert_eq!(nearest_rank(&values, 50), Some(5));
         assert_eq!(nearest_rank(&values, 90), Some(9));
