@@ -1,5 +1,5 @@
 //! The operator's commands: `chatd [serve]`, `chatd migrate`, `chatd replay`, `chatd session
-//! create`, `chatd sign`.
+//! create`, `chatd sign`, `chatd analytics`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -41,6 +41,27 @@ pub enum Command {
         #[arg(long)]
         projection: Option<String>,
     },
+    /// Compute the support report by folding the log from position 0 (never the read tables).
+    Analytics(AnalyticsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AnalyticsArgs {
+    /// RFC 3339, inclusive (default: `to` minus 7 days).
+    #[arg(long)]
+    from: Option<String>,
+    /// RFC 3339, exclusive (default: now).
+    #[arg(long)]
+    to: Option<String>,
+    /// The zone whose local days make the buckets: IANA name or +HH:MM (default UTC).
+    #[arg(long, allow_hyphen_values = true)]
+    tz: Option<String>,
+    /// day (default) or week.
+    #[arg(long)]
+    bucket: Option<String>,
+    /// Print the API's JSON (`data` of GET /api/chat/analytics) instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,6 +123,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await;
             result
         }
+        Command::Analytics(args) => analytics(&config, &args).await,
     }
 }
 
@@ -173,6 +195,27 @@ async fn replay(store: &crate::store::EventStore, only: Option<&str>) -> anyhow:
         names.join(", "),
         position as f64 / seconds.max(1e-9)
     );
+    Ok(())
+}
+
+async fn analytics(config: &Config, args: &AnalyticsArgs) -> anyhow::Result<()> {
+    let params = crate::analytics::ReportParams::parse(
+        args.from.as_deref(),
+        args.to.as_deref(),
+        args.bucket.as_deref(),
+        args.tz.as_deref(),
+        crate::clock::now_micros(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let store = open_store(config).await?;
+    let report = crate::analytics::report_from_log(&store, &params).await;
+    store.close().await;
+    let report = report.context("folding the log")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", crate::analytics::render_text(&report));
+    }
     Ok(())
 }
 

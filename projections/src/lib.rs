@@ -7,6 +7,7 @@
 //! A projector never decides anything; it only records what the log says, so replaying the log
 //! from position 0 rebuilds identical tables.
 
+mod analytics;
 mod conversations;
 mod files;
 mod messages;
@@ -14,6 +15,7 @@ mod runtime;
 mod search;
 mod sql;
 
+pub use analytics::{AnalyticsFact, AnalyticsProjector, ConversationFacts, FactKind};
 pub use conversations::ConversationsProjector;
 pub use files::FilesProjector;
 pub use messages::MessagesProjector;
@@ -94,5 +96,6 @@ pub fn all_projectors() -> Vec<std::sync::Arc<dyn Projector>> {
         std::sync::Arc::new(MessagesProjector),
         std::sync::Arc::new(FilesProjector),
         std::sync::Arc::new(SearchProjector),
+        std::sync::Arc::new(AnalyticsProjector),
     ]
 }

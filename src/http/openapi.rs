@@ -95,6 +95,7 @@ fn metrics() {}
         chat::list_conversations, chat::open_conversation, chat::get_conversation,
         chat::mark_read, chat::assign, chat::set_status, chat::bulk, chat::feedback, chat::typing,
         search::search_messages,
+        super::analytics::analytics,
         health::healthz, health::readyz, metrics,
         files::upload, files::download,
     ),

@@ -8,6 +8,7 @@
 //! Architecture Invariant: every append transaction first locks the sequencer row and takes its
 //! positions from it, so commit order equals position order on every back end.
 
+mod analytics;
 mod hash;
 mod projection;
 mod read;
