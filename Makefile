@@ -28,6 +28,7 @@ bench: ## append throughput, projection lag, replay speed, REST throughput; SQLi
 	cargo bench --bench http
 	cargo bench --bench sockets
 	cargo bench --bench search
+	cargo bench --bench audit
 
 ci: ## what CI runs
 	.ci/run

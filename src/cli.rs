@@ -1,5 +1,7 @@
 //! The operator's commands: `chatd [serve]`, `chatd migrate`, `chatd replay`, `chatd session
-//! create`, `chatd sign`.
+//! create`, `chatd sign`, `chatd audit`.
+
+mod audit;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -40,6 +42,25 @@ pub enum Command {
         /// Only this projection (default: all).
         #[arg(long)]
         projection: Option<String>,
+    },
+    /// Check the log's hash chains, or export a conversation's events.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every stream's hash chain; exit non-zero naming the first broken link.
+    Verify,
+    /// Print a conversation's events, one JSON object per line.
+    Export {
+        #[arg(long)]
+        conversation: u64,
+        /// jsonl (the only format)
+        #[arg(long, default_value = "jsonl")]
+        format: String,
     },
 }
 
@@ -99,6 +120,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay { projection } => {
             let store = open_store(&config).await?;
             let result = replay(&store, projection.as_deref()).await;
+            store.close().await;
+            result
+        }
+        Command::Audit { command } => {
+            let store = open_store(&config).await?;
+            let result = match command {
+                AuditCommand::Verify => audit::verify(&store).await,
+                AuditCommand::Export {
+                    conversation,
+                    format,
+                } => audit::export(&store, conversation, &format).await,
+            };
             store.close().await;
             result
         }

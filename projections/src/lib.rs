@@ -7,6 +7,7 @@
 //! A projector never decides anything; it only records what the log says, so replaying the log
 //! from position 0 rebuilds identical tables.
 
+mod audit;
 mod conversations;
 mod files;
 mod messages;
@@ -14,6 +15,7 @@ mod runtime;
 mod search;
 mod sql;
 
+pub use audit::{ConversationAsOf, MessageAsOf};
 pub use conversations::ConversationsProjector;
 pub use files::FilesProjector;
 pub use messages::MessagesProjector;

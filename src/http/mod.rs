@@ -1,5 +1,6 @@
 //! HTTP: one state struct, one router per feature, the contract's envelope.
 
+pub(crate) mod audit;
 pub(crate) mod chat;
 mod error;
 pub mod extract;
@@ -109,6 +110,7 @@ impl LastWrites {
 pub fn router(state: AppState) -> Router {
     let api = chat::router()
         .merge(search::router())
+        .merge(audit::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::require_signature,
