@@ -29,6 +29,7 @@ bench: ## append throughput, projection lag, replay speed, REST throughput; SQLi
 	cargo bench --bench sockets
 	cargo bench --bench search
 	cargo bench --bench analytics
+	cargo bench --bench audit
 
 ci: ## what CI runs
 	.ci/run

@@ -1,5 +1,7 @@
 //! The operator's commands: `chatd [serve]`, `chatd migrate`, `chatd replay`, `chatd session
-//! create`, `chatd sign`, `chatd analytics`.
+//! create`, `chatd sign`, `chatd analytics`, `chatd audit`.
+
+mod audit;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -43,6 +45,11 @@ pub enum Command {
     },
     /// Compute the support report by folding the log from position 0 (never the read tables).
     Analytics(AnalyticsArgs),
+    /// Check the log's hash chains, or export a conversation's events.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -62,6 +69,20 @@ pub struct AnalyticsArgs {
     /// Print the API's JSON (`data` of GET /api/chat/analytics) instead of text.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every stream's hash chain; exit non-zero naming the first broken link.
+    Verify,
+    /// Print a conversation's events, one JSON object per line.
+    Export {
+        #[arg(long)]
+        conversation: u64,
+        /// jsonl (the only format)
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +145,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
         Command::Analytics(args) => analytics(&config, &args).await,
+        Command::Audit { command } => {
+            let store = open_store(&config).await?;
+            let result = match command {
+                AuditCommand::Verify => audit::verify(&store).await,
+                AuditCommand::Export {
+                    conversation,
+                    format,
+                } => audit::export(&store, conversation, &format).await,
+            };
+            store.close().await;
+            result
+        }
     }
 }
 

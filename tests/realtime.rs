@@ -357,3 +357,30 @@ async fn a_socket_whose_session_is_deleted_is_disconnected_within_seconds() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_auditor_socket_reads_but_may_not_send_mark_read_or_type() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let user = user_with_conversation(&app, "hello").await;
+        let (auditor_id, auditor_token) = app.session(Role::Auditor, None).await;
+        let head = app.state_store().head_position().await.unwrap();
+
+        run_scenario(
+            "auditor_read_only",
+            &db,
+            &app,
+            json!({"user": user, "auditor": {"id": auditor_id, "token": auditor_token}}),
+        )
+        .await;
+
+        assert_eq!(
+            app.state_store().head_position().await.unwrap(),
+            head,
+            "{}: nothing was appended",
+            db.name()
+        );
+        app.stop().await;
+        db.cleanup().await;
+    }
+}

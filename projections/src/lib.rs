@@ -8,6 +8,7 @@
 //! from position 0 rebuilds identical tables.
 
 mod analytics;
+mod audit;
 mod conversations;
 mod files;
 mod messages;
@@ -16,6 +17,7 @@ mod search;
 mod sql;
 
 pub use analytics::{AnalyticsFact, AnalyticsProjector, ConversationFacts, FactKind};
+pub use audit::{ConversationAsOf, MessageAsOf};
 pub use conversations::ConversationsProjector;
 pub use files::FilesProjector;
 pub use messages::MessagesProjector;

@@ -1,6 +1,7 @@
 //! HTTP: one state struct, one router per feature, the contract's envelope.
 
 mod analytics;
+pub(crate) mod audit;
 pub(crate) mod chat;
 mod error;
 pub mod extract;
@@ -111,6 +112,7 @@ pub fn router(state: AppState) -> Router {
     let api = chat::router()
         .merge(search::router())
         .merge(analytics::router())
+        .merge(audit::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::require_signature,

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::views::{ConversationView, FeedbackView, LastMessageView, MessageView, Pagination};
-use super::{chat, files, health, search};
+use super::{audit, chat, files, health, search};
 
 /// Every error answers with this envelope.
 #[derive(Debug, Serialize, ToSchema)]
@@ -96,12 +96,13 @@ fn metrics() {}
         chat::mark_read, chat::assign, chat::set_status, chat::bulk, chat::feedback, chat::typing,
         search::search_messages,
         super::analytics::analytics,
+        audit::conversation_events, audit::conversation_state, audit::verify,
         health::healthz, health::readyz, metrics,
         files::upload, files::download,
     ),
     components(schemas(ErrorBody, ErrorCode, files::UploadView, MessageView, ConversationView, LastMessageView, FeedbackView, Pagination)),
     modifiers(&SecuritySchemes),
-    tags((name = "messages"), (name = "files"), (name = "conversations"), (name = "admin"), (name = "operations")),
+    tags((name = "messages"), (name = "files"), (name = "conversations"), (name = "admin"), (name = "audit"), (name = "operations")),
 )]
 pub struct ApiDoc;
 

@@ -25,7 +25,7 @@ pub use read::{
     ConversationFilter, ConversationRow, FileRow, MAX_PAGE_SIZE, MessageRow, MessageWindow,
 };
 pub use search::{SearchHit, SearchScope};
-pub use sql::{AppendTxn, ChainBreak, MAX_READ_BATCH, SequencerState, SqlStore};
+pub use sql::{AppendTxn, ChainBreak, ChainReport, MAX_READ_BATCH, SequencerState, SqlStore};
 
 /// The cqrs-es aggregate type of conversation streams.
 pub const CONVERSATION_STREAM: &str = "conversation";
@@ -289,9 +289,29 @@ impl EventStore {
         on_backend!(self, s => s.read_stream(stream_type, stream_id, after_sequence).await)
     }
 
+    /// Up to `limit` events of one stream after `sequence`, in sequence order.
+    pub async fn read_stream_page(
+        &self,
+        stream_type: &str,
+        stream_id: &str,
+        after_sequence: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        on_backend!(self, s => s.read_stream_page(stream_type, stream_id, after_sequence, limit).await)
+    }
+
     /// Checks every stream's hash chain; the first broken link, if any.
     pub async fn verify_chains(&self) -> Result<Option<ChainBreak>, StoreError> {
         on_backend!(self, s => s.verify_chains().await)
+    }
+
+    /// Checks every stream's hash chain, counting the events and reporting progress (events
+    /// checked, head position) after each batch.
+    pub async fn verify_log(
+        &self,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<ChainReport, StoreError> {
+        on_backend!(self, s => s.verify_log(progress).await)
     }
 
     /// Closes the pool, waiting for connections in use.

@@ -31,7 +31,9 @@ pub struct SequencerState {
     pub next_conversation_id: u64,
 }
 
-/// The first link of a stream's hash chain that does not hold.
+/// The first link of a stream's hash chain that does not hold. A gap in the global positions
+/// (events deleted from a stream's end) names no stream: sequence 0, empty stream fields, and the
+/// first missing position.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChainBreak {
     pub stream_type: String,
@@ -39,6 +41,61 @@ pub struct ChainBreak {
     pub sequence: u64,
     pub position: u64,
     pub reason: String,
+}
+
+/// What a walk over the whole log found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChainReport {
+    /// Events checked before the walk ended (all of them when every chain holds).
+    pub checked: u64,
+    /// The first broken link, if any.
+    pub broken: Option<ChainBreak>,
+}
+
+/// Checks one event against its stream's head and advances the head; the break, if it is one.
+fn check_link(
+    heads: &mut HashMap<(String, String), (u64, String)>,
+    event: StoredEvent,
+) -> Option<ChainBreak> {
+    let key = (event.stream_type, event.stream_id);
+    let (previous_sequence, previous_hash) = heads
+        .get(&key)
+        .map(|(s, h)| (*s, h.as_str()))
+        .unwrap_or((0, GENESIS_HASH));
+    let reason = if event.sequence != previous_sequence + 1 {
+        Some(format!(
+            "sequence {} follows {previous_sequence}: an event is missing or out of place",
+            event.sequence
+        ))
+    } else if super::chain_hash(
+        previous_hash,
+        &key.0,
+        &key.1,
+        event.sequence,
+        &event.event_type,
+        &event.event_version,
+        event.recorded_at_micros,
+        &event.payload,
+        &event.metadata,
+    ) != event.hash
+    {
+        Some("hash does not match the event's contents and its predecessor".to_string())
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Some(ChainBreak {
+            stream_type: key.0,
+            stream_id: key.1,
+            sequence: event.sequence,
+            position: event.position,
+            reason,
+        }),
+        None => {
+            heads.insert(key, (event.sequence, event.hash));
+            None
+        }
+    }
 }
 
 /// The store on one back end.
@@ -201,6 +258,29 @@ where
         Self::read_stream_on(&mut conn, stream_type, stream_id, after_sequence).await
     }
 
+    /// Up to `limit` events of one stream after `sequence`, in sequence order (the audit's pages).
+    pub async fn read_stream_page(
+        &self,
+        stream_type: &str,
+        stream_id: &str,
+        after_sequence: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = format!(
+            "select {EVENT_COLUMNS} from events \
+             where stream_type = ? and stream_id = ? and sequence > ? order by sequence limit ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(stream_type.to_string())
+            .bind(stream_id.to_string())
+            .bind(to_db(after_sequence)?)
+            .bind(i64::from(limit.clamp(1, MAX_READ_BATCH)))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(Self::event_from_row).collect()
+    }
+
     async fn read_stream_on(
         conn: &mut DB::Connection,
         stream_type: &str,
@@ -224,41 +304,72 @@ where
     /// Walks the whole log in position order and checks every stream's chain: sequences
     /// contiguous from 1, and each hash equal to the one recomputed from its predecessor.
     pub async fn verify_chains(&self) -> Result<Option<ChainBreak>, StoreError> {
+        Ok(self.verify_log(|_, _| {}).await?.broken)
+    }
+
+    /// As [`Self::verify_chains`], counting the events checked and reporting progress
+    /// (events checked, head position) after each batch. Positions are handed out without gaps
+    /// by the sequencer, so a gap in them (or a head beyond the last event) means an event was
+    /// deleted: that catches the removal of a stream's last event, which its own chain cannot
+    /// show. A stream's own broken link is reported first; a gap only when every chain holds.
+    pub async fn verify_log(
+        &self,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<ChainReport, StoreError> {
+        let head = self.head_position().await?;
         let mut heads: HashMap<(String, String), (u64, String)> = HashMap::new();
         let mut position = 0;
+        let mut checked = 0u64;
+        let mut first_gap: Option<ChainBreak> = None;
         loop {
             let batch = self.read_from(position, MAX_READ_BATCH).await?;
             let Some(last) = batch.last() else {
-                return Ok(None);
+                break;
             };
-            position = last.position;
+            let last_position = last.position;
             for event in batch {
-                let key = (event.stream_type.clone(), event.stream_id.clone());
-                let (previous_sequence, previous_hash) = heads
-                    .get(&key)
-                    .map(|(s, h)| (*s, h.as_str()))
-                    .unwrap_or((0, GENESIS_HASH));
-                let broken = |reason: String| ChainBreak {
-                    stream_type: event.stream_type.clone(),
-                    stream_id: event.stream_id.clone(),
-                    sequence: event.sequence,
-                    position: event.position,
-                    reason,
-                };
-                if event.sequence != previous_sequence + 1 {
-                    return Ok(Some(broken(format!(
-                        "sequence {} follows {previous_sequence}: an event is missing or out of place",
-                        event.sequence
-                    ))));
+                checked += 1;
+                if event.position != position + 1 && first_gap.is_none() {
+                    // What stream the missing events belonged to went with them.
+                    first_gap = Some(ChainBreak {
+                        stream_type: String::new(),
+                        stream_id: String::new(),
+                        sequence: 0,
+                        position: position + 1,
+                        reason: format!(
+                            "positions {} to {} are missing: events were deleted",
+                            position + 1,
+                            event.position - 1
+                        ),
+                    });
                 }
-                if event.expected_hash(previous_hash) != event.hash {
-                    return Ok(Some(broken(
-                        "hash does not match the event's contents and its predecessor".into(),
-                    )));
+                position = event.position;
+                if let Some(broken) = check_link(&mut heads, event) {
+                    return Ok(ChainReport {
+                        checked,
+                        broken: Some(broken),
+                    });
                 }
-                heads.insert(key, (event.sequence, event.hash));
             }
+            position = last_position;
+            progress(checked, head);
         }
+        if first_gap.is_none() && position < head {
+            first_gap = Some(ChainBreak {
+                stream_type: String::new(),
+                stream_id: String::new(),
+                sequence: 0,
+                position: position + 1,
+                reason: format!(
+                    "positions {} to {head} are missing: the newest events were deleted",
+                    position + 1
+                ),
+            });
+        }
+        Ok(ChainReport {
+            checked,
+            broken: first_gap,
+        })
     }
 
     /// Opens an append transaction and takes the sequencer lock. Every writer does this first, so

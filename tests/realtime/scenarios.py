@@ -898,6 +898,35 @@ def scenario_bad_input(cfg):
         peer.close()
 
 
+def scenario_auditor_read_only(cfg):
+    """An auditor's socket may join and read, but send_message, mark_read and typing are
+    refused with FORBIDDEN and nothing reaches the room."""
+    user = cfg["user"]
+    conversation = user["conversation_id"]
+    u = Peer(cfg, "user", user["token"]).connect()
+    join(u, conversation)
+    a = Peer(cfg, "auditor", cfg["auditor"]["token"]).connect()
+    joined = join(a, conversation)
+    check(len(joined["messages"]) >= 1, f"the auditor reads the history: {joined!r}")
+    cases = [
+        ("send_message", {"conversation_id": conversation, "message_type": "text",
+                          "content": "an auditor speaks", "file_id": None,
+                          "client_msg_id": unique("cm")}),
+        ("mark_read", {"conversation_id": conversation, "message_ids": [user["message_id"]]}),
+        ("typing_start", {"conversation_id": conversation}),
+        ("typing_stop", {"conversation_id": conversation}),
+    ]
+    for event, data in cases:
+        what = f"auditor {event}"
+        check_error(a.call(event, data, what), "FORBIDDEN", what)
+        step(f"{what}: FORBIDDEN")
+    u.expect_none("new_message", "an auditor's refused send must not broadcast", within=0.3)
+    u.expect_none("typing_indicator", "an auditor's refused typing must not broadcast", within=0.1)
+    u.expect_none("message_read", "an auditor's refused receipt must not broadcast", within=0.1)
+    for peer in (u, a):
+        peer.close()
+
+
 def scenario_polling(cfg):
     """The same flow over HTTP long-polling only."""
     rest = Rest(cfg)
@@ -1003,6 +1032,7 @@ SCENARIOS = {
     "bad_input": scenario_bad_input,
     "slow_reader": scenario_slow_reader,
     "polling": scenario_polling,
+    "auditor_read_only": scenario_auditor_read_only,
 }
 
 

@@ -1,0 +1,331 @@
+//! The audit routes (admins and auditors): a conversation's raw event stream, the conversation
+//! as its events had made it at an instant, and a check of every stream's hash chain. Reads the
+//! log only; never the read tables, never a write.
+
+use axum::Json;
+use axum::extract::State;
+use axum::routing::get;
+use chrono::DateTime;
+use events::Role;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::chat::Success;
+use super::extract::{ApiQuery, Caller, ConversationId};
+use super::views::{FeedbackView, MessageView, wire_time};
+use super::{ApiError, AppState};
+use crate::auth::Session;
+use crate::store::{CONVERSATION_STREAM, ChainBreak, StoredEvent};
+
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route(
+            "/api/audit/conversations/{id}/events",
+            get(conversation_events),
+        )
+        .route(
+            "/api/audit/conversations/{id}/state",
+            get(conversation_state),
+        )
+        .route("/api/audit/verify", get(verify))
+}
+
+const DEFAULT_EVENT_PAGE: u32 = 100;
+const MAX_EVENT_PAGE: u32 = 1000;
+
+fn auditing(session: &Session) -> Result<(), ApiError> {
+    match session.role {
+        Role::Admin | Role::Auditor => Ok(()),
+        _ => Err(ApiError::forbidden(
+            "the audit routes are for admins and auditors",
+        )),
+    }
+}
+
+fn success<T>(data: T) -> Json<Success<T>> {
+    Json(Success {
+        status: "success",
+        data,
+    })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Events with a greater sequence (default 0: from the first).
+    after_sequence: Option<u64>,
+    /// 1..=1000, default 100.
+    limit: Option<u32>,
+}
+
+/// One event exactly as stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEventView {
+    /// Global position in the log.
+    pub position: u64,
+    /// Position in this conversation's stream, from 1.
+    pub sequence: u64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub version: String,
+    /// The stored payload (a string when the stored text is not JSON).
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// Who did it and from where: actor_id, actor_role, request_id, remote_addr, client_msg_id.
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    /// RFC 3339 UTC, whole seconds.
+    pub recorded_at: String,
+    /// The stored time, microseconds since the epoch (the hash covers this).
+    pub recorded_at_micros: i64,
+    /// Lowercase hex SHA-256 chaining this event to the one before it in its stream.
+    pub hash: String,
+}
+
+impl From<StoredEvent> for AuditEventView {
+    fn from(event: StoredEvent) -> Self {
+        let json =
+            |text: String| serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        AuditEventView {
+            position: event.position,
+            sequence: event.sequence,
+            event_type: event.event_type,
+            version: event.event_version,
+            payload: json(event.payload),
+            metadata: json(event.metadata),
+            recorded_at: wire_time(event.recorded_at_micros),
+            recorded_at_micros: event.recorded_at_micros,
+            hash: event.hash,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEventsPage {
+    conversation_id: u64,
+    /// In sequence order.
+    events: Vec<AuditEventView>,
+    /// Whether events follow this page.
+    has_more: bool,
+    /// The `after_sequence` of the next page, when there is one.
+    next_after_sequence: Option<u64>,
+}
+
+/// A conversation's raw event stream, in sequence order (admins and auditors).
+#[utoipa::path(get, path = "/api/audit/conversations/{id}/events", tag = "audit",
+    params(("id" = u64, Path, description = "conversation id"), EventsQuery),
+    responses(
+        (status = 200, body = Success<AuditEventsPage>),
+        (status = 400, body = super::openapi::ErrorBody), (status = 401, body = super::openapi::ErrorBody),
+        (status = 403, body = super::openapi::ErrorBody), (status = 404, body = super::openapi::ErrorBody),
+    ),
+    security(("app_signature" = [], "bearer" = [])))]
+pub(super) async fn conversation_events(
+    State(state): State<AppState>,
+    Caller(session): Caller,
+    ConversationId(id): ConversationId,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+) -> Result<Json<Success<AuditEventsPage>>, ApiError> {
+    auditing(&session)?;
+    let limit = query.limit.unwrap_or(DEFAULT_EVENT_PAGE);
+    if !(1..=MAX_EVENT_PAGE).contains(&limit) {
+        return Err(ApiError::validation(format!(
+            "limit must be between 1 and {MAX_EVENT_PAGE}"
+        )));
+    }
+    let after = query.after_sequence.unwrap_or(0);
+    if after > super::extract::MAX_WIRE_ID {
+        return Err(ApiError::validation(
+            "after_sequence must be an integer below 2^53",
+        ));
+    }
+    let stream_id = id.to_string();
+    // One more than asked, to know whether another page follows.
+    let mut events = state
+        .store
+        .read_stream_page(CONVERSATION_STREAM, &stream_id, after, limit + 1)
+        .await?;
+    if events.is_empty() {
+        let exists = after > 0
+            && !state
+                .store
+                .read_stream_page(CONVERSATION_STREAM, &stream_id, 0, 1)
+                .await?
+                .is_empty();
+        if !exists {
+            return Err(ApiError::not_found("no such conversation"));
+        }
+    }
+    let has_more = events.len() > limit as usize;
+    events.truncate(limit as usize);
+    let next_after_sequence = match events.last() {
+        Some(last) if has_more => Some(last.sequence),
+        _ => None,
+    };
+    Ok(success(AuditEventsPage {
+        conversation_id: id,
+        events: events.into_iter().map(AuditEventView::from).collect(),
+        has_more,
+        next_after_sequence,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StateQuery {
+    /// RFC 3339 instant (default: now); the events recorded up to it are folded.
+    as_of: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationAsOfView {
+    conversation_id: u64,
+    /// The instant asked about, RFC 3339 UTC.
+    as_of: String,
+    /// The sequence of the last event folded in.
+    sequence: u64,
+    user_id: u64,
+    user_identifier: String,
+    /// `active`, `closed` or `archived`, as it was then.
+    status: String,
+    admin_id: Option<u64>,
+    feedback: Option<FeedbackView>,
+    created_at: String,
+    updated_at: String,
+    /// Every message sent by then, oldest first, read flags as they were then.
+    messages: Vec<MessageView>,
+}
+
+/// The conversation and its messages as they stood at `as_of` (admins and auditors).
+#[utoipa::path(get, path = "/api/audit/conversations/{id}/state", tag = "audit",
+    params(("id" = u64, Path, description = "conversation id"), StateQuery),
+    responses(
+        (status = 200, body = Success<ConversationAsOfView>),
+        (status = 400, body = super::openapi::ErrorBody), (status = 401, body = super::openapi::ErrorBody),
+        (status = 403, body = super::openapi::ErrorBody),
+        (status = 404, description = "no such conversation, or not yet opened at as_of", body = super::openapi::ErrorBody),
+    ),
+    security(("app_signature" = [], "bearer" = [])))]
+pub(super) async fn conversation_state(
+    State(state): State<AppState>,
+    Caller(session): Caller,
+    ConversationId(id): ConversationId,
+    ApiQuery(query): ApiQuery<StateQuery>,
+) -> Result<Json<Success<ConversationAsOfView>>, ApiError> {
+    auditing(&session)?;
+    let as_of_micros = match query.as_of.as_deref() {
+        None => chrono::Utc::now().timestamp_micros(),
+        Some(raw) => DateTime::parse_from_rfc3339(raw)
+            .map_err(|_| {
+                ApiError::validation("as_of must be an RFC 3339 time, e.g. 2025-07-14T10:30:00Z")
+            })?
+            .timestamp_micros(),
+    };
+    let events = state
+        .store
+        .read_stream(CONVERSATION_STREAM, &id.to_string(), 0)
+        .await?;
+    let mut folded = projections::ConversationAsOf::default();
+    // The stream's prefix recorded by then: what had been committed at that instant.
+    for event in events
+        .iter()
+        .take_while(|e| e.recorded_at_micros <= as_of_micros)
+    {
+        folded.apply(event.sequence, event.recorded_at_micros, event.decode()?);
+    }
+    let (Some(conversation_id), Some(user), Some(status)) =
+        (folded.conversation_id, folded.user, folded.status)
+    else {
+        return Err(ApiError::not_found("no such conversation at that time"));
+    };
+    let messages = folded
+        .messages
+        .into_values()
+        .map(|m| {
+            MessageView {
+                id: m.id,
+                conversation_id,
+                sender_role: m.sender.role.as_str().to_string(),
+                sender_identifier: m.sender.identifier,
+                message_type: m.message_type,
+                message: m.content.clone(),
+                content: m.content,
+                file_id: m.file_id,
+                file_url: m.file_path,
+                client_msg_id: m.client_msg_id,
+                is_read: m.is_read,
+                timestamp: wire_time(m.sent_at_micros),
+            }
+            .linked(&state.attachments)
+        })
+        .collect();
+    Ok(success(ConversationAsOfView {
+        conversation_id,
+        as_of: wire_time(as_of_micros),
+        sequence: folded.sequence,
+        user_id: user.id,
+        user_identifier: user.identifier,
+        status: status.to_string(),
+        admin_id: folded.admin_id,
+        feedback: folded.feedback.map(|(rating, comment)| FeedbackView {
+            rating: u64::from(rating),
+            comment,
+        }),
+        created_at: wire_time(folded.opened_at_micros.unwrap_or_default()),
+        updated_at: wire_time(folded.updated_at_micros.unwrap_or_default()),
+        messages,
+    }))
+}
+
+/// The first link of a stream's chain that does not hold.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BrokenLinkView {
+    /// `conversation`; empty when only the log's tail is missing.
+    stream_type: String,
+    /// The conversation id; empty when only the log's tail is missing.
+    stream_id: String,
+    sequence: u64,
+    position: u64,
+    reason: String,
+}
+
+impl From<ChainBreak> for BrokenLinkView {
+    fn from(b: ChainBreak) -> Self {
+        BrokenLinkView {
+            stream_type: b.stream_type,
+            stream_id: b.stream_id,
+            sequence: b.sequence,
+            position: b.position,
+            reason: b.reason,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyReport {
+    /// Whether every stream's hash chain holds and no event is missing.
+    holds: bool,
+    /// Events checked (all of them when the chains hold).
+    checked: u64,
+    broken: Option<BrokenLinkView>,
+}
+
+/// Checks every stream's hash chain over the whole log (admins and auditors).
+#[utoipa::path(get, path = "/api/audit/verify", tag = "audit",
+    responses(
+        (status = 200, description = "the check ran; `holds` says whether the log is intact", body = Success<VerifyReport>),
+        (status = 401, body = super::openapi::ErrorBody), (status = 403, body = super::openapi::ErrorBody),
+    ),
+    security(("app_signature" = [], "bearer" = [])))]
+pub(super) async fn verify(
+    State(state): State<AppState>,
+    Caller(session): Caller,
+) -> Result<Json<Success<VerifyReport>>, ApiError> {
+    auditing(&session)?;
+    let report = state.store.verify_log(|_, _| {}).await?;
+    Ok(success(VerifyReport {
+        holds: report.broken.is_none(),
+        checked: report.checked,
+        broken: report.broken.map(BrokenLinkView::from),
+    }))
+}
