@@ -13,6 +13,8 @@ use chatd::store::{Backend, EventMetadata, EventStore, StoreOptions};
 use events::{Actor, NewMessage, Role};
 use sqlx::Connection;
 
+pub mod history;
+
 pub const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
 /// The app secret every test server signs with.
