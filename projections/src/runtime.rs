@@ -143,10 +143,20 @@ impl Projections {
     /// Waits until every projector has applied `position`, at most `timeout`. False on timeout
     /// or when a projector has failed (it will not get there).
     pub async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
+        self.wait_for_these(position, timeout, &[]).await
+    }
+
+    /// As [`Projections::wait_for`], for the named projectors only (all when `names` is empty):
+    /// a reader of some tables need not wait for the others.
+    pub async fn wait_for_these(&self, position: u64, timeout: Duration, names: &[&str]) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.progressed.notified();
-            let statuses = self.statuses();
+            let statuses: Vec<ProjectorStatus> = self
+                .statuses()
+                .into_iter()
+                .filter(|s| names.is_empty() || names.contains(&s.name))
+                .collect();
             if statuses.iter().any(|s| s.state == ProjectorState::Failed) {
                 return false;
             }

@@ -58,7 +58,7 @@ pub(super) async fn analytics(
         crate::clock::now_micros(),
     )
     .map_err(ApiError::validation)?;
-    state.fresh_for(&session).await;
+    state.fresh_for_with(&session, &["analytics"]).await;
     let facts = state.store.analytics_facts(params.from, params.to).await?;
     Ok(Json(Success {
         status: "success",

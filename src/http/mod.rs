@@ -23,6 +23,11 @@ use projections::Projections;
 use crate::commands::{CommandBus, CommandError, Committed, Intent};
 use crate::store::{EventMetadata, EventStore};
 
+/// The projections that conversations, messages and files are read from, and that a
+/// broadcast or a caller's next read waits for. Search and analytics follow at their own pace
+/// and are waited for only by their own routes.
+pub const LIVE_PROJECTIONS: [&str; 3] = ["conversations", "messages", "files"];
+
 /// Everything a handler may use; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -61,16 +66,28 @@ impl AppState {
     /// Waits (bounded) until the read tables show everything this caller has written through
     /// this node: read-your-writes.
     pub async fn fresh_for(&self, session: &crate::auth::Session) {
+        self.fresh_for_with(session, &[]).await;
+    }
+
+    /// As [`AppState::fresh_for`], also for the named projections beyond [`LIVE_PROJECTIONS`]
+    /// (search, analytics: their routes' own tables).
+    pub async fn fresh_for_with(&self, session: &crate::auth::Session, extra: &[&'static str]) {
         if let Some(position) = self.last_writes.get(session) {
-            self.await_position(position).await;
+            self.await_position_with(position, extra).await;
         }
     }
 
-    /// Waits (bounded) until the read tables have applied `position`.
+    /// Waits (bounded) until the live read tables have applied `position`.
     pub async fn await_position(&self, position: u64) {
+        self.await_position_with(position, &[]).await;
+    }
+
+    async fn await_position_with(&self, position: u64, extra: &[&'static str]) {
+        let mut names = LIVE_PROJECTIONS.to_vec();
+        names.extend_from_slice(extra);
         if !self
             .projections
-            .wait_for(position, self.read_your_writes)
+            .wait_for_these(position, self.read_your_writes, &names)
             .await
         {
             tracing::warn!(position, "read tables lag behind an acknowledged command");

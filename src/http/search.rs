@@ -103,7 +103,7 @@ pub(super) async fn search_messages(
     let query = SearchQuery::parse(q).map_err(|e| ApiError::validation(e.to_string()))?;
     let page = bounded(params.page, 1, MAX_PAGE_NUMBER, "page")?;
     let limit = bounded(params.limit, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, "limit")?;
-    state.fresh_for(&session).await;
+    state.fresh_for_with(&session, &["search"]).await;
     let scope = match params.conversation_id {
         Some(id) => {
             let conversation = readable(&state, &session, wire_id(id, "conversation_id")?).await?;

@@ -67,7 +67,9 @@ impl Broadcaster {
                     }
                     continue;
                 };
-                projections.wait_for(last, PROJECTION_WAIT).await;
+                projections
+                    .wait_for_these(last, PROJECTION_WAIT, &crate::http::LIVE_PROJECTIONS)
+                    .await;
                 for event in &batch {
                     announce(&realtime, &attachments, event).await;
                 }
