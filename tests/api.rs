@@ -979,3 +979,25 @@ async fn the_openapi_document_covers_every_route_scheme_and_error_code() {
     app.stop().await;
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_oversized_body_gets_its_413_rather_than_a_reset_connection() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let (_, user) = app.session(Role::User, None).await;
+        // Over the 64 KiB JSON limit, by a little and by a lot (still under the drained size).
+        for size in [70_000, 300_000, 900_000] {
+            for _ in 0..10 {
+                let body = json!({"message": "x".repeat(size)});
+                let response = app
+                    .signed(Method::POST, "/api/chat/messages", Some(&user), Some(&body))
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: {size} bytes: no answer: {e}", db.name()));
+                assert_eq!(response.status().as_u16(), 413, "{}: {size}", db.name());
+            }
+        }
+        app.stop().await;
+        db.cleanup().await;
+    }
+}

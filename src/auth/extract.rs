@@ -45,7 +45,10 @@ pub async fn check_signature(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if let Some(declared) = declared.filter(|n| *n > limit as u64) {
+        if declared <= DRAIN_LIMIT as u64 {
+            drain(body.into_data_stream(), DRAIN_LIMIT).await;
+        }
         return Err(too_large(limit));
     }
     let bytes = read_body(body, limit).await?;
@@ -65,6 +68,24 @@ pub async fn check_signature(
     Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
+/// A refused body up to this size is read to its end before the 413 goes out: a server that
+/// answers and closes while the client is still sending resets the connection, and the client
+/// sees a network error instead of the answer. Larger bodies are cut off.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+/// How long a drain waits for the next chunk.
+const DRAIN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and discards up to `limit` more bytes of `stream`.
+async fn drain(mut stream: axum::body::BodyDataStream, limit: usize) {
+    let mut left = limit;
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout(DRAIN_PATIENCE, stream.next()).await {
+        if chunk.len() > left {
+            return;
+        }
+        left -= chunk.len();
+    }
+}
+
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let mut stream = body.into_data_stream();
     let mut buffer = Vec::new();
@@ -77,6 +98,11 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
             )
         })?;
         if buffer.len() + chunk.len() > limit {
+            drain(
+                stream,
+                DRAIN_LIMIT.saturating_sub(buffer.len() + chunk.len()),
+            )
+            .await;
             return Err(too_large(limit));
         }
         buffer.extend_from_slice(&chunk);
