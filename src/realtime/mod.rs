@@ -112,6 +112,11 @@ impl Realtime {
 
 fn emit_each<A: Adapter>(sockets: Vec<SocketRef<A>>, event: &str, data: &Value) {
     for socket in sockets {
+        // A socket that has missed an event gets nothing more before its disconnect: what it
+        // received stays a gap-free prefix, and `since` fills in the rest.
+        if socket.extensions.get::<Overflowed>().is_some() {
+            continue;
+        }
         if let Err(socketioxide::SendError::Socket(
             socketioxide::SocketError::InternalChannelFull,
         )) = socket.emit(event, data)
