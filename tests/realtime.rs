@@ -281,17 +281,25 @@ impl SecondNode {
             data_dir,
         };
         let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if let Ok(response) = client.get(format!("{}/readyz", node.url)).send().await
-                && response.status() == 200
-            {
-                return node;
+        // A debug build migrating and joining the projector leases can take a while on a busy
+        // machine: wait up to a minute, and say what /readyz said last.
+        let mut last = String::from("no answer");
+        for _ in 0..1200 {
+            if let Ok(response) = client.get(format!("{}/readyz", node.url)).send().await {
+                if response.status() == 200 {
+                    return node;
+                }
+                last = format!(
+                    "{} {}",
+                    response.status(),
+                    response.text().await.unwrap_or_default()
+                );
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         let url = node.url.clone();
         node.stop();
-        panic!("the second chatd did not become ready on {url}");
+        panic!("the second chatd did not become ready on {url}: {last}");
     }
 
     fn stop(mut self) {
