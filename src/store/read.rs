@@ -82,12 +82,13 @@ pub struct MessageWindow {
     pub limit: u32,
 }
 
-enum Bind {
+/// A statement parameter of the read queries (this module's and the search's).
+pub(super) enum Bind {
     Int(i64),
     Text(String),
 }
 
-fn int(value: u64) -> Bind {
+pub(super) fn int(value: u64) -> Bind {
     Bind::Int(i64::try_from(value).unwrap_or(i64::MAX))
 }
 
@@ -140,7 +141,11 @@ where
     String: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    async fn fetch(&self, sql: &str, binds: Vec<Bind>) -> Result<Vec<DB::Row>, StoreError> {
+    pub(super) async fn fetch(
+        &self,
+        sql: &str,
+        binds: Vec<Bind>,
+    ) -> Result<Vec<DB::Row>, StoreError> {
         let mut query = sqlx::query(sql);
         for bind in binds {
             query = match bind {

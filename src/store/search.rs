@@ -5,6 +5,7 @@
 use projections::{QueryTerm, SearchQuery};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
+use super::read::{Bind, int};
 use super::sql::SqlStore;
 use super::{EventStore, StoreError, on_backend};
 
@@ -29,15 +30,6 @@ pub struct SearchHit {
     pub sender_role: String,
     pub content: String,
     pub timestamp: i64,
-}
-
-enum Bind {
-    Int(i64),
-    Text(String),
-}
-
-fn int(value: u64) -> Bind {
-    Bind::Int(i64::try_from(value).unwrap_or(i64::MAX))
 }
 
 /// A LIKE pattern matching `text` anywhere, with `!` as the escape character (the same on both
@@ -91,20 +83,6 @@ where
     String: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    async fn fetch_search(&self, sql: &str, binds: Vec<Bind>) -> Result<Vec<DB::Row>, StoreError> {
-        let mut query = sqlx::query(sql);
-        for bind in binds {
-            query = match bind {
-                Bind::Int(v) => query.bind(v),
-                Bind::Text(v) => query.bind(v),
-            };
-        }
-        query
-            .fetch_all(self.pool())
-            .await
-            .map_err(StoreError::from_sqlx)
-    }
-
     async fn search(
         &self,
         scope: &SearchScope,
@@ -125,7 +103,7 @@ where
             }
             SearchScope::OwnedBy(user_id) => {
                 let rows = self
-                    .fetch_search(
+                    .fetch(
                         "select id from conversations where user_id = ?",
                         vec![int(*user_id)],
                     )
@@ -192,7 +170,7 @@ where
             any = any.join(" or "),
             every = every.join(" + "),
         );
-        let rows = self.fetch_search(&sql, binds).await?;
+        let rows = self.fetch(&sql, binds).await?;
         let unsigned = |v: i64| u64::try_from(v).unwrap_or(0);
         let mut total = 0;
         let mut hits = Vec::with_capacity(rows.len());
