@@ -131,7 +131,8 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(caller.clone());
         }
-        let token = bearer_token(parts).ok_or_else(|| ApiError::from(AuthError::Unauthorized))?;
+        let token =
+            bearer_token(&parts.headers).ok_or_else(|| ApiError::from(AuthError::Unauthorized))?;
         let session = state.auth.session(token).await?;
         let caller = Caller(session);
         parts.extensions.insert(caller.clone());
@@ -140,8 +141,8 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 /// The token of `Authorization: Bearer <token>` (the scheme is case-insensitive).
-fn bearer_token(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)

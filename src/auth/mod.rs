@@ -28,7 +28,7 @@ use subtle::ConstantTimeEq;
 use crate::config::Config;
 use crate::store::EventStore;
 
-pub use extract::{Caller, check_signature, require_signature};
+pub use extract::{Caller, bearer_token, check_signature, require_signature};
 
 use replay::ReplayGuard;
 use sessions::SessionStore;

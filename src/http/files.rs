@@ -465,7 +465,8 @@ pub async fn download(
     let session = if signed {
         None
     } else {
-        let token = bearer(&headers).ok_or_else(|| ApiError::from(AuthError::Unauthorized))?;
+        let token = crate::auth::bearer_token(&headers)
+            .ok_or_else(|| ApiError::from(AuthError::Unauthorized))?;
         let session = state.auth.session(token).await?;
         state.fresh_for(&session).await;
         Some(session)
@@ -525,13 +526,6 @@ pub async fn download(
     set(header::CACHE_CONTROL, "private, max-age=3600");
     set(header::REFERRER_POLICY, "no-referrer");
     Ok(response)
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// RFC 6266: an ASCII fallback name and the exact name as RFC 8187 `filename*`.
