@@ -423,7 +423,7 @@ async fn bench_backend(name: &str, url: &str) -> anyhow::Result<()> {
                     SearchScope::OwnedBy(1 + rng.below(USERS as usize) as u64)
                 };
                 let started = Instant::now();
-                let (_, total) = store.search(&scope, &parsed, 1, 20).await?;
+                let total = store.search(&scope, &parsed, 1, 20).await?.total;
                 latencies.push(started.elapsed());
                 found += total;
             }

@@ -460,3 +460,103 @@ async fn a_replayed_index_answers_the_same() {
         db.cleanup().await;
     }
 }
+
+/// Sends `texts` through the server's own command bus (far faster than HTTP for thousands of
+/// messages), spread over `users`' conversations, each user's in order, the users at once.
+async fn post_all(app: &TestApp, users: &[events::Actor], texts: Vec<String>) -> Vec<u64> {
+    let mut per_user = vec![Vec::new(); users.len()];
+    for (n, text) in texts.into_iter().enumerate() {
+        per_user[n % users.len()].push(text);
+    }
+    let sends = users.iter().zip(per_user).map(|(user, texts)| async move {
+        let mut ids = Vec::new();
+        for text in texts {
+            let committed = open_with(&app.state.commands, user, &text).await;
+            ids.extend(committed.events.iter().filter_map(|event| {
+                match event.decode().ok()? {
+                    events::ConversationEvent::MessageSent { message_id, .. } => Some(message_id),
+                    _ => None,
+                }
+            }));
+        }
+        ids
+    });
+    futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_over_every_conversation_ranks_its_newest_thousand_matches() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let (_, admin) = app.session(Role::Admin, None).await;
+        let users: Vec<events::Actor> = (0..10).map(|_| user(fresh_id())).collect();
+        let (owner_id, owner_token) = app.session(Role::User, None).await;
+        let owner = user(owner_id);
+
+        // Oldest: 300 messages with both words, and three where "gamma" counts three times.
+        let both = post_all(&app, &users, vec!["gamma delta".to_string(); 300]).await;
+        let strong = post_all(
+            &app,
+            std::slice::from_ref(&owner),
+            vec!["gamma gamma gamma delta".to_string(); 3],
+        )
+        .await;
+        // Then 2,000 of each word alone: the newest 2,000 postings of either word hold no
+        // message with both.
+        let alone = (0..4000)
+            .map(|n| if n % 2 == 0 { "gamma filler" } else { "delta filler" }.to_string())
+            .collect();
+        post_all(&app, &users, alone).await;
+        let newest = post_all(&app, &users[..1], vec!["gamma gamma newest".to_string()]).await;
+        settled(&app).await;
+
+        // Rare together: the search widens until it has seen every posting, and is exact.
+        let (status, body) = search(&app, &admin, "q=gamma%20delta&limit=50").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"]["pagination"]["total"], 303, "{}", db.name());
+        assert_eq!(body["data"]["total_is_exact"], true);
+        let ids: Vec<u64> = body["data"]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["message_id"].as_u64().unwrap())
+            .collect();
+        let mut strong_desc = strong.clone();
+        strong_desc.sort_unstable_by(|a, b| b.cmp(a));
+        assert_eq!(ids[..3], strong_desc[..], "{}: most relevant first", db.name());
+        let newest_both = both.iter().max().copied().unwrap();
+        assert_eq!(ids[3], newest_both, "{}: then newest", db.name());
+
+        // Common: only the newest 1,000 matches are ranked, so the old strong matches are not
+        // among them, and the total says "at least".
+        let (_, body) = search(&app, &admin, "q=gamma&limit=50").await;
+        assert_eq!(body["data"]["pagination"]["total"], 1000, "{}", db.name());
+        assert_eq!(body["data"]["pagination"]["pages"], 20);
+        assert_eq!(body["data"]["total_is_exact"], false);
+        let results = body["data"]["results"].as_array().unwrap();
+        assert_eq!(results[0]["message_id"].as_u64(), newest.first().copied());
+        assert!(
+            results
+                .iter()
+                .all(|r| !strong.contains(&r["message_id"].as_u64().unwrap())),
+            "{}",
+            db.name()
+        );
+        let (_, last) = search(&app, &admin, "q=gamma&limit=50&page=20").await;
+        assert_eq!(last["data"]["results"].as_array().unwrap().len(), 50);
+        let (_, past) = search(&app, &admin, "q=gamma&limit=50&page=21").await;
+        assert_eq!(past["data"]["results"].as_array().unwrap().len(), 0);
+        assert_eq!(past["data"]["pagination"]["total"], 1000);
+
+        // A user's own conversations are searched whole: their strong matches rank first.
+        let (_, own) = search(&app, &owner_token, "q=gamma").await;
+        assert_eq!(own["data"]["pagination"]["total"], 3);
+        assert_eq!(own["data"]["total_is_exact"], true);
+        app.stop().await;
+        db.cleanup().await;
+    }
+}

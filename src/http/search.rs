@@ -62,6 +62,9 @@ pub struct SearchResult {
 pub struct SearchPage {
     results: Vec<SearchResult>,
     pagination: Pagination,
+    /// False when a search over every conversation stopped at its newest 1,000 matches (those
+    /// are ranked): `pagination.total` is then a lower bound.
+    total_is_exact: bool,
 }
 
 fn bounded(value: Option<u32>, default: u32, max: u32, name: &str) -> Result<u32, ApiError> {
@@ -112,15 +115,17 @@ pub(super) async fn search_messages(
         None if session.role == Role::User => SearchScope::OwnedBy(session.user_id),
         None => SearchScope::All,
     };
-    let (hits, total) = state.store.search(&scope, &query, page, limit).await?;
+    let found = state.store.search(&scope, &query, page, limit).await?;
     Ok(Json(Success {
         status: "success",
         data: SearchPage {
-            results: hits
+            results: found
+                .hits
                 .into_iter()
                 .map(|hit| result(hit, &query.needles))
                 .collect(),
-            pagination: Pagination::new(page, limit, total),
+            pagination: Pagination::new(page, limit, found.total),
+            total_is_exact: found.total_is_exact,
         },
     }))
 }

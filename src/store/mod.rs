@@ -24,7 +24,7 @@ pub use hash::{GENESIS_HASH, chain_hash};
 pub use read::{
     ConversationFilter, ConversationRow, FileRow, MAX_PAGE_SIZE, MessageRow, MessageWindow,
 };
-pub use search::{SearchHit, SearchScope};
+pub use search::{RECENT_MATCHES, SearchHit, SearchResults, SearchScope};
 pub use sql::{AppendTxn, ChainBreak, ChainReport, MAX_READ_BATCH, SequencerState, SqlStore};
 
 /// The cqrs-es aggregate type of conversation streams.

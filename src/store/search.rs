@@ -11,6 +11,15 @@ use super::{EventStore, StoreError, on_backend};
 
 /// Above this many conversations a user's scope is a sub-query instead of a list of ids.
 const MAX_LISTED_CONVERSATIONS: usize = 1000;
+/// A search over every conversation ranks the newest this many matches: a common word has
+/// hundreds of thousands, and reading them all to rank them costs seconds. Below this many the
+/// result is exact.
+pub const RECENT_MATCHES: u32 = 1000;
+/// Postings counted per term, at most, to find a query's rarest term.
+const RARITY_PROBE: i64 = 5000;
+/// How many of the rarest term's newest postings the first try of a search over every
+/// conversation looks at.
+const FIRST_POSTINGS: i64 = 2000;
 
 /// Which conversations a search may look into.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +30,15 @@ pub enum SearchScope {
     Conversation(u64),
     /// The conversations of one user.
     OwnedBy(u64),
+}
+
+/// One page of matches, and how many there are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchResults {
+    pub hits: Vec<SearchHit>,
+    pub total: u64,
+    /// False when the search stopped at [`RECENT_MATCHES`]: `total` is then a lower bound.
+    pub total_is_exact: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,14 +80,30 @@ fn term_condition(term: &QueryTerm) -> (&'static str, Vec<Bind>) {
 
 impl EventStore {
     /// One page (from 1) of the messages matching every term of `query`, most relevant first
-    /// (occurrences of the query's terms), then newest; and how many match in all.
+    /// (occurrences of the query's terms), then newest; and how many match in all. Over every
+    /// conversation, only the newest [`RECENT_MATCHES`] matches are ranked.
     pub async fn search(
         &self,
         scope: &SearchScope,
         query: &SearchQuery,
         page: u32,
         limit: u32,
-    ) -> Result<(Vec<SearchHit>, u64), StoreError> {
+    ) -> Result<SearchResults, StoreError> {
+        if *scope == SearchScope::All {
+            let recent = match self {
+                EventStore::MySql(s) => {
+                    s.search_recent(query, page, limit, "force index (search_terms_recent)")
+                        .await?
+                }
+                EventStore::Sqlite(s) => {
+                    s.search_recent(query, page, limit, "indexed by search_terms_recent")
+                        .await?
+                }
+            };
+            if let Some(results) = recent {
+                return Ok(results);
+            }
+        }
         on_backend!(self, s => s.search(scope, query, page, limit).await)
     }
 }
@@ -89,9 +123,9 @@ where
         query: &SearchQuery,
         page: u32,
         limit: u32,
-    ) -> Result<(Vec<SearchHit>, u64), StoreError> {
+    ) -> Result<SearchResults, StoreError> {
         if query.is_empty() {
-            return Ok((Vec::new(), 0));
+            return Ok(SearchResults::empty());
         }
         // Where the postings may come from.
         let mut scope_binds = Vec::new();
@@ -113,7 +147,7 @@ where
                     .map(|row| row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx))
                     .collect::<Result<Vec<i64>, _>>()?;
                 if ids.is_empty() {
-                    return Ok((Vec::new(), 0));
+                    return Ok(SearchResults::empty());
                 }
                 if ids.len() <= MAX_LISTED_CONVERSATIONS {
                     let placeholders = vec!["?"; ids.len()].join(", ");
@@ -126,34 +160,9 @@ where
                 }
             }
         };
-
-        let mut binds = Vec::new();
-        let mut any = Vec::new();
-        for term in &query.terms {
-            let (condition, params) = term_condition(term);
-            any.push(condition);
-            binds.extend(params);
-        }
-        binds.extend(scope_binds);
-        // A message matches when every term has a row for it.
-        let mut every = Vec::new();
-        for term in &query.terms {
-            let (condition, params) = term_condition(term);
-            every.push(format!("max(case when {condition} then 1 else 0 end)"));
-            binds.extend(params);
-        }
-        binds.push(Bind::Int(i64::try_from(query.terms.len()).unwrap_or(0)));
-        // Bigrams do not prove that a longer CJK run is contiguous: the text does.
-        let mut verify = Vec::new();
-        for phrase in &query.phrases {
-            verify.push("m.content like ? escape '!'");
-            binds.push(Bind::Text(contains_pattern(phrase)));
-        }
-        let verify_sql = if verify.is_empty() {
-            String::new()
-        } else {
-            format!(" where {}", verify.join(" and "))
-        };
+        let (matches, mut binds) = matching_messages(query, "", &scope_sql, scope_binds);
+        let (verify_sql, verify_binds) = phrase_check(query);
+        binds.extend(verify_binds);
         let limit = limit.max(1);
         let offset = u64::from(page.max(1) - 1) * u64::from(limit);
         binds.push(Bind::Int(i64::from(limit)));
@@ -161,38 +170,260 @@ where
         let sql = format!(
             "select m.id, m.conversation_id, m.sender_role, m.content, m.timestamp, \
              count(*) over () as total \
-             from (select t.message_id, sum(t.hits) as score from search_terms t \
-                   where ({any}){scope_sql} \
-                   group by t.message_id \
-                   having {every} = ?) s \
+             from ({matches}) s \
              join messages m on m.id = s.message_id{verify_sql} \
-             order by s.score desc, m.id desc limit ? offset ?",
-            any = any.join(" or "),
-            every = every.join(" + "),
+             order by s.score desc, m.id desc limit ? offset ?"
         );
         let rows = self.fetch(&sql, binds).await?;
-        let unsigned = |v: i64| u64::try_from(v).unwrap_or(0);
         let mut total = 0;
         let mut hits = Vec::with_capacity(rows.len());
         for row in &rows {
-            let int = |i: usize| row.try_get::<i64, _>(i).map_err(StoreError::from_sqlx);
-            let text = |i: usize| row.try_get::<String, _>(i).map_err(StoreError::from_sqlx);
-            hits.push(SearchHit {
-                message_id: unsigned(int(0)?),
-                conversation_id: unsigned(int(1)?),
-                sender_role: text(2)?,
-                content: text(3)?,
-                timestamp: int(4)?,
-            });
-            total = unsigned(int(5)?);
+            hits.push(hit_of(row)?);
+            total = u64::try_from(row.try_get::<i64, _>(5).map_err(StoreError::from_sqlx)?)
+                .unwrap_or(0);
         }
         if hits.is_empty() && offset > 0 {
             // Past the last page: the window function had no row to report the total on.
-            let (_, all) = Box::pin(self.search(scope, query, 1, 1)).await?;
-            total = all;
+            total = Box::pin(self.search(scope, query, 1, 1)).await?.total;
         }
-        Ok((hits, total))
+        Ok(SearchResults {
+            hits,
+            total,
+            total_is_exact: true,
+        })
     }
+
+    /// A search over every conversation that stops at the newest [`RECENT_MATCHES`] matches
+    /// and ranks those. Every match holds the query's rarest term, so the matches among that
+    /// term's newest N postings are the newest matches of all: N grows until they are enough
+    /// or cover every posting. Each try reads only index entries from a message id on, in
+    /// index order. None when the query has no whole term (single CJK characters only): the
+    /// exhaustive search serves it. `recent_index` is the back end's hint naming the
+    /// `(term, message_id)` index.
+    async fn search_recent(
+        &self,
+        query: &SearchQuery,
+        page: u32,
+        limit: u32,
+        recent_index: &str,
+    ) -> Result<Option<SearchResults>, StoreError> {
+        let Some(rarest) = self.rarest_term(query).await? else {
+            return Ok(None);
+        };
+        let wanted = RECENT_MATCHES as usize;
+        let mut postings = FIRST_POSTINGS;
+        let mut matches = loop {
+            let rows = self
+                .fetch(
+                    &format!(
+                        "select message_id from search_terms {recent_index} \
+                         where term = ? order by message_id desc limit 1 offset ?"
+                    ),
+                    vec![Bind::Text(rarest.clone()), Bind::Int(postings - 1)],
+                )
+                .await?;
+            let from = match rows.first() {
+                Some(row) => row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx)?,
+                None => 0,
+            };
+            let found = self.matches_from(query, recent_index, from).await?;
+            if found.len() >= wanted || from == 0 {
+                break found;
+            }
+            // Widen toward the share of matches seen so far, at least fourfold.
+            let grow = (wanted * 5 / 4 / found.len().max(1)).clamp(4, 64);
+            postings = postings.saturating_mul(i64::try_from(grow).unwrap_or(64));
+        };
+        let total = matches.len() as u64;
+        matches.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
+        let limit = limit.max(1) as usize;
+        let offset = (page.max(1) as usize - 1).saturating_mul(limit);
+        let page_ids: Vec<i64> = matches
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut hits = Vec::with_capacity(page_ids.len());
+        if !page_ids.is_empty() {
+            let placeholders = vec!["?"; page_ids.len()].join(", ");
+            let rows = self
+                .fetch(
+                    &format!(
+                        "select id, conversation_id, sender_role, content, timestamp \
+                         from messages where id in ({placeholders})"
+                    ),
+                    page_ids.iter().copied().map(Bind::Int).collect(),
+                )
+                .await?;
+            for row in &rows {
+                hits.push(hit_of(row)?);
+            }
+            let rank = |hit: &SearchHit| {
+                page_ids
+                    .iter()
+                    .position(|id| u64::try_from(*id).ok() == Some(hit.message_id))
+            };
+            hits.sort_by_key(rank);
+        }
+        Ok(Some(SearchResults {
+            hits,
+            total,
+            total_is_exact: total < u64::from(RECENT_MATCHES),
+        }))
+    }
+
+    /// The newest [`RECENT_MATCHES`] messages from message id `from` on that match `query`,
+    /// as (message id, score).
+    async fn matches_from(
+        &self,
+        query: &SearchQuery,
+        recent_index: &str,
+        from: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let (matches, mut binds) = matching_messages(
+            query,
+            recent_index,
+            " and t.message_id >= ?",
+            vec![Bind::Int(from)],
+        );
+        let (verify_sql, verify_binds) = phrase_check(query);
+        let verify_sql = if verify_sql.is_empty() {
+            String::new()
+        } else {
+            format!(" join messages m on m.id = s.message_id{verify_sql}")
+        };
+        binds.extend(verify_binds);
+        binds.push(Bind::Int(i64::from(RECENT_MATCHES)));
+        let rows = self
+            .fetch(
+                &format!(
+                    "select s.message_id, cast(s.score as signed) from ({matches}) s{verify_sql} \
+                     order by s.message_id desc limit ?"
+                ),
+                binds,
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let int = |i: usize| row.try_get::<i64, _>(i).map_err(StoreError::from_sqlx);
+                Ok((int(0)?, int(1)?))
+            })
+            .collect()
+    }
+
+    /// The query's whole term with the fewest postings (counted up to [`RARITY_PROBE`]), or
+    /// None when it has none.
+    async fn rarest_term(&self, query: &SearchQuery) -> Result<Option<String>, StoreError> {
+        let exact: Vec<&String> = query
+            .terms
+            .iter()
+            .filter_map(|term| match term {
+                QueryTerm::Exact(term) => Some(term),
+                QueryTerm::Prefix(_) => None,
+            })
+            .collect();
+        if exact.len() < 2 {
+            return Ok(exact.first().map(|term| (*term).clone()));
+        }
+        let mut rarest = None;
+        for term in exact {
+            let rows = self
+                .fetch(
+                    "select count(*) from (select 1 from search_terms where term = ? limit ?) probe",
+                    vec![Bind::Text(term.clone()), Bind::Int(RARITY_PROBE)],
+                )
+                .await?;
+            let postings = match rows.first() {
+                Some(row) => row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx)?,
+                None => 0,
+            };
+            if rarest.as_ref().is_none_or(|(fewest, _)| postings < *fewest) {
+                rarest = Some((postings, term.clone()));
+            }
+        }
+        Ok(rarest.map(|(_, term)| term))
+    }
+}
+
+/// The sub-query of the messages holding every term of `query` (aliased `t`, the index named by
+/// `index_hint` when not empty), with their score (occurrences of the terms), restricted by
+/// `scope_sql` and its parameters; and all its parameters.
+fn matching_messages(
+    query: &SearchQuery,
+    index_hint: &str,
+    scope_sql: &str,
+    scope_binds: Vec<Bind>,
+) -> (String, Vec<Bind>) {
+    let mut binds = Vec::new();
+    let mut any = Vec::new();
+    for term in &query.terms {
+        let (condition, params) = term_condition(term);
+        any.push(condition);
+        binds.extend(params);
+    }
+    binds.extend(scope_binds);
+    // A message matches when every term has a row for it.
+    let mut every = Vec::new();
+    for term in &query.terms {
+        let (condition, params) = term_condition(term);
+        every.push(format!("max(case when {condition} then 1 else 0 end)"));
+        binds.extend(params);
+    }
+    binds.push(Bind::Int(i64::try_from(query.terms.len()).unwrap_or(0)));
+    let sql = format!(
+        "select t.message_id, sum(t.hits) as score from search_terms t {index_hint} \
+         where ({any}){scope_sql} \
+         group by t.message_id \
+         having {every} = ?",
+        any = any.join(" or "),
+        every = every.join(" + "),
+    );
+    (sql, binds)
+}
+
+/// The condition on `messages m` that the query's longer CJK runs occur in the text (bigrams do
+/// not prove that a run is contiguous: the text does), as " where ..." or nothing.
+fn phrase_check(query: &SearchQuery) -> (String, Vec<Bind>) {
+    if query.phrases.is_empty() {
+        return (String::new(), Vec::new());
+    }
+    let conditions = vec!["m.content like ? escape '!'"; query.phrases.len()];
+    let binds = query
+        .phrases
+        .iter()
+        .map(|phrase| Bind::Text(contains_pattern(phrase)))
+        .collect();
+    (format!(" where {}", conditions.join(" and ")), binds)
+}
+
+impl SearchResults {
+    fn empty() -> Self {
+        SearchResults {
+            hits: Vec::new(),
+            total: 0,
+            total_is_exact: true,
+        }
+    }
+}
+
+/// A hit from a row whose first columns are id, conversation_id, sender_role, content and
+/// timestamp.
+fn hit_of<R: Row>(row: &R) -> Result<SearchHit, StoreError>
+where
+    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    usize: ColumnIndex<R>,
+{
+    let int = |i: usize| row.try_get::<i64, _>(i).map_err(StoreError::from_sqlx);
+    let text = |i: usize| row.try_get::<String, _>(i).map_err(StoreError::from_sqlx);
+    Ok(SearchHit {
+        message_id: u64::try_from(int(0)?).unwrap_or(0),
+        conversation_id: u64::try_from(int(1)?).unwrap_or(0),
+        sender_role: text(2)?,
+        content: text(3)?,
+        timestamp: int(4)?,
+    })
 }
 
 #[cfg(test)]
