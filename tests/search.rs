@@ -468,19 +468,22 @@ async fn post_all(app: &TestApp, users: &[events::Actor], texts: Vec<String>) ->
     for (n, text) in texts.into_iter().enumerate() {
         per_user[n % users.len()].push(text);
     }
-    let sends = users.iter().zip(per_user).map(|(user, texts)| async move {
-        let mut ids = Vec::new();
-        for text in texts {
-            let committed = open_with(&app.state.commands, user, &text).await;
-            ids.extend(committed.events.iter().filter_map(|event| {
-                match event.decode().ok()? {
-                    events::ConversationEvent::MessageSent { message_id, .. } => Some(message_id),
-                    _ => None,
-                }
-            }));
-        }
-        ids
-    });
+    let sends =
+        users.iter().zip(per_user).map(|(user, texts)| async move {
+            let mut ids = Vec::new();
+            for text in texts {
+                let committed = open_with(&app.state.commands, user, &text).await;
+                ids.extend(committed.events.iter().filter_map(
+                    |event| match event.decode().ok()? {
+                        events::ConversationEvent::MessageSent { message_id, .. } => {
+                            Some(message_id)
+                        }
+                        _ => None,
+                    },
+                ));
+            }
+            ids
+        });
     futures_util::future::join_all(sends)
         .await
         .into_iter()
@@ -508,7 +511,14 @@ async fn a_search_over_every_conversation_ranks_its_newest_thousand_matches() {
         // Then 2,000 of each word alone: the newest 2,000 postings of either word hold no
         // message with both.
         let alone = (0..4000)
-            .map(|n| if n % 2 == 0 { "gamma filler" } else { "delta filler" }.to_string())
+            .map(|n| {
+                if n % 2 == 0 {
+                    "gamma filler"
+                } else {
+                    "delta filler"
+                }
+                .to_string()
+            })
             .collect();
         post_all(&app, &users, alone).await;
         let newest = post_all(&app, &users[..1], vec!["gamma gamma newest".to_string()]).await;
@@ -527,7 +537,12 @@ async fn a_search_over_every_conversation_ranks_its_newest_thousand_matches() {
             .collect();
         let mut strong_desc = strong.clone();
         strong_desc.sort_unstable_by(|a, b| b.cmp(a));
-        assert_eq!(ids[..3], strong_desc[..], "{}: most relevant first", db.name());
+        assert_eq!(
+            ids[..3],
+            strong_desc[..],
+            "{}: most relevant first",
+            db.name()
+        );
         let newest_both = both.iter().max().copied().unwrap();
         assert_eq!(ids[3], newest_both, "{}: then newest", db.name());
 

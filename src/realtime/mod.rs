@@ -63,19 +63,19 @@ pub enum Realtime {
 
 impl Realtime {
     /// Sends `event` to the sockets in `rooms` on every node (each socket once), except `except`
-    /// (a socket id, for "to the others in the room").
+    /// (a socket id, for "to the others in the room"). Nothing once the server is closed.
     pub async fn emit_to(&self, rooms: Vec<String>, event: &str, data: &Value) {
         let result = match self {
-            Realtime::Local(io) => io
-                .to(rooms)
-                .emit(event, data)
-                .await
-                .map_err(|e| e.to_string()),
-            Realtime::Redis(io) => io
-                .to(rooms)
-                .emit(event, data)
-                .await
-                .map_err(|e| e.to_string()),
+            Realtime::Local(io) => match io.of(ROOT) {
+                Some(root) => root.to(rooms).emit(event, data).await,
+                None => return,
+            }
+            .map_err(|e| e.to_string()),
+            Realtime::Redis(io) => match io.of(ROOT) {
+                Some(root) => root.to(rooms).emit(event, data).await,
+                None => return,
+            }
+            .map_err(|e| e.to_string()),
         };
         if let Err(error) = result {
             tracing::debug!(event, %error, "some sockets did not take the event");
@@ -87,13 +87,21 @@ impl Realtime {
     /// and catches up with `since` when it comes back.
     pub async fn emit_local(&self, rooms: Vec<String>, event: &str, data: &Value) {
         match self {
-            Realtime::Local(io) => emit_each(io.local().to(rooms).sockets(), event, data),
-            Realtime::Redis(io) => emit_each(io.local().to(rooms).sockets(), event, data),
+            Realtime::Local(io) => {
+                if let Some(root) = io.of(ROOT) {
+                    emit_each(root.local().to(rooms).sockets(), event, data);
+                }
+            }
+            Realtime::Redis(io) => {
+                if let Some(root) = io.of(ROOT) {
+                    emit_each(root.local().to(rooms).sockets(), event, data);
+                }
+            }
         }
         crate::metrics::socket_event_out(event);
     }
 
-    /// Disconnects every socket of this node (shutdown).
+    /// Disconnects every socket of this node (shutdown). Emits after this do nothing.
     pub async fn close(&self) {
         match self {
             Realtime::Local(io) => io.close().await,
@@ -104,11 +112,15 @@ impl Realtime {
     /// Sockets connected to this node.
     pub fn local_sockets(&self) -> usize {
         match self {
-            Realtime::Local(io) => io.sockets().len(),
-            Realtime::Redis(io) => io.sockets().len(),
+            Realtime::Local(io) => io.of(ROOT).map_or(0, |root| root.sockets().len()),
+            Realtime::Redis(io) => io.of(ROOT).map_or(0, |root| root.sockets().len()),
         }
     }
 }
+
+/// The one namespace. socketioxide's shortcuts on `SocketIo` panic once it is closed; its
+/// operators, looked up through `of`, do not.
+const ROOT: &str = "/";
 
 fn emit_each<A: Adapter>(sockets: Vec<SocketRef<A>>, event: &str, data: &Value) {
     for socket in sockets {
@@ -317,8 +329,14 @@ pub fn watch_sessions(
                 _ = stops.changed() => return,
             }
             match &realtime {
-                Realtime::Local(io) => end_ended_sessions(io.sockets(), &state).await,
-                Realtime::Redis(io) => end_ended_sessions(io.sockets(), &state).await,
+                Realtime::Local(io) => match io.of(ROOT) {
+                    Some(root) => end_ended_sessions(root.sockets(), &state).await,
+                    None => return,
+                },
+                Realtime::Redis(io) => match io.of(ROOT) {
+                    Some(root) => end_ended_sessions(root.sockets(), &state).await,
+                    None => return,
+                },
             }
         }
     });
@@ -362,3 +380,23 @@ pub(crate) fn error_envelope(error: &ApiError) -> Value {
 }
 
 pub use broadcaster::Broadcaster;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_closed_server_takes_broadcasts_without_panicking() {
+        let (_layer, io) = SocketIo::new_layer();
+        io.ns(ROOT, async |_: SocketRef| {});
+        let realtime = Realtime::Local(io);
+        realtime.close().await;
+        // The broadcaster may still be folding the log while the server shuts down.
+        let rooms = vec![STAFF_ROOM.to_string()];
+        realtime
+            .emit_to(rooms.clone(), "new_message", &json!({}))
+            .await;
+        realtime.emit_local(rooms, "new_message", &json!({})).await;
+        assert_eq!(realtime.local_sockets(), 0);
+    }
+}
