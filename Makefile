@@ -12,7 +12,7 @@ test: test-deps ## every suite, on SQLite and on MySQL (with Redis)
 	cargo test --workspace
 
 test-deps: ## the real Socket.IO client the tests drive (python-socketio), when missing
-	@python3 -c "import socketio, requests" 2>/dev/null || \
+	@python3 -c "import socketio, requests, schemathesis" 2>/dev/null || \
 		PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q -r tests/requirements.txt
 
 lint: ## formatting and clippy, warnings are errors

@@ -22,10 +22,13 @@ pub fn router() -> axum::Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct AnalyticsParams {
     /// RFC 3339, inclusive; default `to` minus 7 days.
+    #[param(format = DateTime)]
     from: Option<String>,
     /// RFC 3339, exclusive; default now. At most 366 days after `from`.
+    #[param(format = DateTime)]
     to: Option<String>,
     /// `day` (default) or `week` (weeks start on Monday).
+    #[param(pattern = "^(day|week)$")]
     bucket: Option<String>,
     /// The zone whose local days make the buckets: an IANA name (`Asia/Shanghai`) or an
     /// offset (`+08:00`, with the `+` sent as `%2B`); default UTC.

@@ -53,8 +53,10 @@ fn success<T>(data: T) -> Json<Success<T>> {
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Events with a greater sequence (default 0: from the first).
+    #[param(minimum = 0, maximum = 9007199254740991_u64)]
     after_sequence: Option<u64>,
     /// 1..=1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -174,6 +176,7 @@ pub(super) async fn conversation_events(
 #[into_params(parameter_in = Query)]
 pub struct StateQuery {
     /// RFC 3339 instant (default: now); the events recorded up to it are folded.
+    #[param(format = DateTime)]
     as_of: Option<String>,
 }
 

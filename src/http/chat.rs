@@ -154,6 +154,7 @@ pub struct MessagesQuery {
     /// Messages with an id smaller than this.
     before_id: Option<u64>,
     /// 1..=200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
 }
 
@@ -231,6 +232,7 @@ pub struct SendMessageBody {
     pub message: Option<String>,
     pub content: Option<String>,
     /// `text` (default), `image` or `file`.
+    #[schema(pattern = "^(text|image|file)$")]
     pub message_type: Option<String>,
     /// Required for image and file messages.
     pub file_id: Option<String>,
@@ -322,10 +324,13 @@ pub(crate) async fn send(
 #[into_params(parameter_in = Query)]
 pub struct ConversationsQuery {
     /// From 1.
+    #[param(minimum = 1, maximum = 100000)]
     page: Option<u32>,
     /// 1..=50, default 20.
+    #[param(minimum = 1, maximum = 50)]
     limit: Option<u32>,
     /// `active`, `closed` or `archived`.
+    #[param(pattern = "^(active|closed|archived)$")]
     status: Option<String>,
     /// Staff: conversations assigned to this admin.
     assigned_to: Option<u64>,
@@ -426,6 +431,7 @@ pub(super) async fn get_conversation(
 pub struct OpenConversationBody {
     initial_message: Option<String>,
     /// `text` (default), `image` or `file`.
+    #[schema(pattern = "^(text|image|file)$")]
     message_type: Option<String>,
     file_id: Option<String>,
     client_msg_id: Option<String>,
@@ -460,9 +466,11 @@ pub(super) async fn open_conversation(
     if session.role != Role::User {
         return Err(ApiError::forbidden("only users open conversations"));
     }
+    // Checked even without a first message: a malformed body is refused whole.
+    let message_type = parse_message_type(body.message_type.as_deref())?;
     let message = match body.initial_message {
         Some(content) => Some(NewMessage {
-            message_type: parse_message_type(body.message_type.as_deref())?,
+            message_type,
             content,
             file_id: body.file_id,
             client_msg_id: body.client_msg_id.clone(),
@@ -535,6 +543,9 @@ pub(super) async fn mark_read(
     ConversationId(id): ConversationId,
     ApiJson(body): ApiJson<MarkReadBody>,
 ) -> Result<Json<Success<MarkedRead>>, ApiError> {
+    for id in &body.message_ids {
+        wire_id(*id, "message_ids")?;
+    }
     let command = ConversationCommand::MarkMessagesRead {
         actor: session.actor(),
         message_ids: body.message_ids,
@@ -579,6 +590,7 @@ pub(super) async fn assign(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct StatusBody {
     /// `active` (reopen), `closed` or `archived`.
+    #[schema(pattern = "^(active|closed|archived)$")]
     status: String,
 }
 
@@ -634,8 +646,10 @@ async fn conversation_after(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct BulkBody {
     /// 1..=100 distinct ids.
+    #[schema(min_items = 1, max_items = 100)]
     conversation_ids: Vec<u64>,
     /// `close`, `archive` or `assign`.
+    #[schema(pattern = "^(close|archive|assign)$")]
     action: String,
     /// For `assign`.
     admin_id: Option<u64>,
@@ -686,6 +700,9 @@ pub(super) async fn bulk(
     }
     for id in &body.conversation_ids {
         wire_id(*id, "conversation_ids")?;
+    }
+    if let Some(admin_id) = body.admin_id {
+        wire_id(admin_id, "admin_id")?;
     }
     let actor = session.actor();
     let make = |action: &str| -> Result<ConversationCommand, ApiError> {
@@ -750,6 +767,7 @@ pub(super) async fn bulk(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct FeedbackBody {
     /// 1..=5.
+    #[schema(minimum = 1, maximum = 5)]
     rating: u8,
     /// At most 1000 characters.
     comment: Option<String>,

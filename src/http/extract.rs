@@ -19,10 +19,39 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        axum::Json::<T>::from_request(request, state)
+        let axum::Json(mut value) = axum::Json::<serde_json::Value>::from_request(request, state)
             .await
-            .map(|axum::Json(value)| ApiJson(value))
-            .map_err(|rejection| ApiError::validation(rejection.body_text()))
+            .map_err(|rejection| ApiError::validation(rejection.body_text()))?;
+        integral_numbers_as_integers(&mut value);
+        serde_path_to_error::deserialize(value)
+            .map(ApiJson)
+            .map_err(|error| {
+                ApiError::validation(format!(
+                    "the JSON body does not fit: {}: {}",
+                    error.path(),
+                    error.inner()
+                ))
+            })
+    }
+}
+
+/// JSON has one number type: `5.0` is the integer 5 to a JSON Schema validator and to
+/// JavaScript, so an id or a rating written that way is taken as the integer it is.
+fn integral_numbers_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(number) if !number.is_i64() && !number.is_u64() => {
+            if let Some(float) = number.as_f64().filter(|f| f.fract() == 0.0) {
+                if (0.0..=MAX_WIRE_ID as f64).contains(&float) {
+                    *value = Value::from(float as u64);
+                } else if (-(MAX_WIRE_ID as f64)..0.0).contains(&float) {
+                    *value = Value::from(float as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_numbers_as_integers),
+        _ => {}
     }
 }
 
@@ -51,8 +80,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ConversationId {
             axum::extract::Path::<String>::from_request_parts(parts, state)
                 .await
                 .map_err(|rejection| ApiError::validation(rejection.body_text()))?;
+        // `1.0` is the integer 1, as in a JSON body.
         raw.parse::<u64>()
             .ok()
+            .or_else(|| {
+                raw.parse::<f64>()
+                    .ok()
+                    .filter(|f| f.fract() == 0.0 && (1.0..=MAX_WIRE_ID as f64).contains(f))
+                    .map(|f| f as u64)
+            })
             .filter(|id| (1..=MAX_WIRE_ID).contains(id))
             .map(ConversationId)
             .ok_or_else(|| {

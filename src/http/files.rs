@@ -8,9 +8,10 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::http::extract::ApiQuery;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{OriginalUri, Path, Query, Request, State};
+use axum::extract::{OriginalUri, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -66,14 +67,28 @@ struct UploadForm {
     message_type: Option<String>,
 }
 
+/// The upload's multipart form, for the document (the handler streams the parts itself).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct UploadFormDoc {
+    /// The bytes; their type is detected from them, whatever the part's Content-Type says.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// The conversation the file is for (the caller's own, for users).
+    conversation_id: u64,
+    /// `image` or `file`; empty or absent: decided from the bytes.
+    #[schema(pattern = "^(image|file)?$")]
+    message_type: Option<String>,
+}
+
 /// POST /api/chat/upload
 #[utoipa::path(
     post,
     path = "/api/chat/upload",
     tag = "files",
-    request_body(content_type = "multipart/form-data", description = "`file` (the bytes), `conversation_id`, `message_type` (`image` or `file`)"),
+    request_body(content = UploadFormDoc, content_type = "multipart/form-data", description = "`file` (the bytes), `conversation_id`, `message_type` (`image` or `file`)"),
     responses(
-        (status = 201, description = "Stored; image and file messages may now carry its `file_id`", body = UploadView),
+        (status = 201, description = "Stored; image and file messages may now carry its `file_id`", body = super::chat::Success<UploadView>),
         (status = 400, description = "VALIDATION_ERROR", body = super::openapi::ErrorBody),
         (status = 401, description = "INVALID_SIGNATURE, STALE_TIMESTAMP, REPLAYED_REQUEST or UNAUTHORIZED", body = super::openapi::ErrorBody),
         (status = 403, description = "FORBIDDEN: not the caller's conversation, or an auditor", body = super::openapi::ErrorBody),
@@ -420,6 +435,7 @@ pub struct LinkQuery {
     ),
     responses(
         (status = 200, description = "The bytes, with the detected Content-Type, `X-Content-Type-Options: nosniff`, a Content-Disposition (inline for images) and a restrictive Content-Security-Policy"),
+        (status = 400, description = "VALIDATION_ERROR: a malformed link parameter", body = super::openapi::ErrorBody),
         (status = 401, description = "UNAUTHORIZED: neither a signed link nor a session", body = super::openapi::ErrorBody),
         (status = 403, description = "FORBIDDEN: another user's file, or an invalid or expired link", body = super::openapi::ErrorBody),
         (status = 404, description = "NOT_FOUND", body = super::openapi::ErrorBody),
@@ -430,7 +446,7 @@ pub struct LinkQuery {
 pub async fn download(
     State(state): State<AppState>,
     Path((year, month, day, name)): Path<(String, String, String, String)>,
-    Query(link): Query<LinkQuery>,
+    ApiQuery(link): ApiQuery<LinkQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let path = format!("uploads/chat/{year}/{month}/{day}/{name}");

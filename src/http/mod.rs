@@ -142,7 +142,7 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::router())
         .route("/metrics", axum::routing::get(observe::metrics_route))
         .fallback(not_found)
-        .method_not_allowed_fallback(not_found)
+        .layer(axum::middleware::from_fn(method_not_allowed))
         .layer(axum::middleware::from_fn(observe::track_metrics))
         .layer(axum::middleware::from_fn(observe::request_id))
         .with_state(state)
@@ -150,6 +150,31 @@ pub fn router(state: AppState) -> Router {
 
 async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
+}
+
+/// A known route called with a method it does not serve: 405 with axum's `Allow` header, in the
+/// contract's envelope.
+async fn method_not_allowed(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let response = next.run(request).await;
+    if response.status() != axum::http::StatusCode::METHOD_NOT_ALLOWED
+        || response
+            .headers()
+            .contains_key(axum::http::header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let allow = response.headers().get(axum::http::header::ALLOW).cloned();
+    let mut refused = ApiError::method_not_allowed().into_response();
+    if let Some(allow) = allow {
+        refused
+            .headers_mut()
+            .insert(axum::http::header::ALLOW, allow);
+    }
+    refused
 }
 
 /// Where a request came from, for the events' metadata (the audit trail).

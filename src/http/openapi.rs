@@ -41,6 +41,8 @@ pub enum ErrorCode {
     NotFound,
     /// 409: transition not allowed.
     Conflict,
+    /// 405: a known route called with a method it does not take (`Allow` lists those it does).
+    MethodNotAllowed,
     /// 413: body or upload over the limit.
     PayloadTooLarge,
     /// 415: file type not allowed or not matching.
@@ -107,7 +109,110 @@ fn metrics() {}
 pub struct ApiDoc;
 
 pub fn router<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
-    axum::Router::new().merge(
-        utoipa_swagger_ui::SwaggerUi::new("/api/docs").url("/api/openapi.json", ApiDoc::openapi()),
-    )
+    axum::Router::new()
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/api/docs").url("/api/openapi.json", document()))
+}
+
+/// The document served: the handlers' annotations, plus the rules every route shares, applied
+/// here once rather than repeated on each handler.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let generated = ApiDoc::openapi();
+    let Ok(mut value) = serde_json::to_value(&generated) else {
+        return generated;
+    };
+    shared_rules(&mut value);
+    serde_json::from_value(value).unwrap_or(generated)
+}
+
+/// Ids on the wire are 1..=2^53-1 wherever they appear (parameters, bodies, views); every
+/// `/api` route can answer 400 (a malformed parameter), 401 (signature or session) and 503 (the
+/// database or Redis unreachable), and a route with a body 413.
+fn shared_rules(document: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    fn constrain_ids(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::Array(parameters)) = map.get_mut("parameters") {
+                    for parameter in parameters {
+                        let name = parameter["name"].as_str().unwrap_or_default().to_string();
+                        if is_id(&name) {
+                            if let Some(schema) = parameter.get_mut("schema") {
+                                constrain_id(schema);
+                            }
+                        }
+                    }
+                }
+                if let Some(Value::Object(properties)) = map.get_mut("properties") {
+                    for (name, schema) in properties.iter_mut() {
+                        if is_id(name) {
+                            constrain_id(schema);
+                        } else if name.ends_with("_ids") {
+                            if let Some(items) = schema.get_mut("items") {
+                                constrain_id(items);
+                            }
+                            // A bulk action names each conversation once.
+                            if name == "conversation_ids" {
+                                schema["uniqueItems"] = json!(true);
+                            }
+                        }
+                    }
+                }
+                for child in map.values_mut() {
+                    constrain_ids(child);
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(constrain_ids),
+            _ => {}
+        }
+    }
+    fn is_id(name: &str) -> bool {
+        name == "id" || name == "assigned_to" || (name.ends_with("_id") && name != "file_id")
+    }
+    fn constrain_id(schema: &mut Value) {
+        let integer = schema["type"] == "integer"
+            || schema["type"]
+                .as_array()
+                .is_some_and(|types| types.iter().any(|t| t == "integer"));
+        if let (true, Some(schema)) = (integer, schema.as_object_mut()) {
+            schema.insert("minimum".into(), json!(1));
+            schema.insert("maximum".into(), json!(super::extract::MAX_WIRE_ID));
+        }
+    }
+    constrain_ids(document);
+
+    let error = json!({"description": "", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}});
+    if let Some(Value::Object(paths)) = document.get_mut("paths") {
+        for (path, item) in paths.iter_mut() {
+            if !path.starts_with("/api/chat") && !path.starts_with("/api/audit") {
+                continue;
+            }
+            let Some(operations) = item.as_object_mut() else {
+                continue;
+            };
+            for operation in operations.values_mut() {
+                let has_body = operation.get("requestBody").is_some();
+                let Some(Value::Object(responses)) = operation.get_mut("responses") else {
+                    continue;
+                };
+                let mut shared = vec![
+                    ("400", "VALIDATION_ERROR"),
+                    (
+                        "401",
+                        "INVALID_SIGNATURE, STALE_TIMESTAMP, REPLAYED_REQUEST or UNAUTHORIZED",
+                    ),
+                    ("503", "UNAVAILABLE"),
+                ];
+                if has_body {
+                    shared.push(("413", "PAYLOAD_TOO_LARGE"));
+                }
+                for (status, description) in shared {
+                    responses.entry(status).or_insert_with(|| {
+                        let mut response = error.clone();
+                        response["description"] = json!(description);
+                        response
+                    });
+                }
+            }
+        }
+    }
 }

@@ -32,14 +32,17 @@ const CONTEXT_CHARS: usize = 30;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
-    /// 2..=200 characters after trimming. Chinese, Japanese and Korean text is matched as a
+    /// 2..=200 characters. Chinese, Japanese and Korean text is matched as a
     /// substring; other words whole and case-insensitively; every part must match.
+    #[param(required = true, min_length = 2, max_length = 200)]
     q: Option<String>,
     /// Only this conversation (which the caller must be allowed to read).
     conversation_id: Option<u64>,
     /// From 1 (at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     page: Option<u32>,
     /// 1..=50, default 20.
+    #[param(minimum = 1, maximum = 50)]
     limit: Option<u32>,
 }
 
@@ -91,7 +94,8 @@ pub(super) async fn search_messages(
     Caller(session): Caller,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<Success<SearchPage>>, ApiError> {
-    let q = params.q.as_deref().unwrap_or_default().trim();
+    // Counted as sent (the document's minLength and maxLength); blanks then match nothing.
+    let q = params.q.as_deref().unwrap_or_default();
     let length = q.chars().count();
     if length < MIN_QUERY_CHARS {
         return Err(ApiError::validation(format!(
