@@ -66,9 +66,7 @@ async fn admin_call(
     csrf: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = app
-        .client
-        .request(method, format!("{}{path}", app.address));
+    let mut request = app.client.request(method, format!("{}{path}", app.address));
     if let Some(token) = token {
         request = request.header(COOKIE, cookie_of(token));
     }
@@ -132,9 +130,15 @@ async fn only_admins_and_auditors_sign_in_and_get_an_http_only_strict_cookie() {
         assert_eq!(signed.body["data"]["role"], "admin", "{name}");
         assert_eq!(signed.csrf(), app.state.auth.csrf_token(&admin), "{name}");
         let cookie = signed.set_cookie.clone().expect("a cookie");
-        assert!(cookie.starts_with(&format!("chatd_admin={admin};")), "{cookie}");
+        assert!(
+            cookie.starts_with(&format!("chatd_admin={admin};")),
+            "{cookie}"
+        );
         for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
-            assert!(cookie.contains(attribute), "{name}: {attribute} in {cookie}");
+            assert!(
+                cookie.contains(attribute),
+                "{name}: {attribute} in {cookie}"
+            );
         }
         assert!(!cookie.contains("Secure"), "{name}: plain HTTP: {cookie}");
         assert!(
@@ -143,13 +147,27 @@ async fn only_admins_and_auditors_sign_in_and_get_an_http_only_strict_cookie() {
         );
         assert_eq!(auditing.status, 200, "{name}");
         assert_eq!(auditing.body["data"]["role"], "auditor", "{name}");
-        let (status, me) = admin_call(&app, Method::GET, "/admin/session", Some(&admin), None, None).await;
+        let (status, me) = admin_call(
+            &app,
+            Method::GET,
+            "/admin/session",
+            Some(&admin),
+            None,
+            None,
+        )
+        .await;
         assert_eq!(status, 200, "{name}: {me}");
-        assert_eq!(me["data"]["csrf_token"], signed.csrf(), "{name}: the CSRF token survives a reload");
-        let (status, body) = admin_call(&app, Method::GET, "/admin/session", None, None, None).await;
+        assert_eq!(
+            me["data"]["csrf_token"],
+            signed.csrf(),
+            "{name}: the CSRF token survives a reload"
+        );
+        let (status, body) =
+            admin_call(&app, Method::GET, "/admin/session", None, None, None).await;
         assert_eq!(status, 401, "{name}");
         assert_error(&body, "UNAUTHORIZED", name);
-        let (status, body) = admin_call(&app, Method::GET, "/admin/session", Some(&user), None, None).await;
+        let (status, body) =
+            admin_call(&app, Method::GET, "/admin/session", Some(&user), None, None).await;
         assert_eq!(status, 403, "{name}: a user's token in the cookie: {body}");
         let malformed = app
             .client
@@ -196,35 +214,91 @@ async fn the_mounted_api_takes_the_cookie_and_wants_the_csrf_token_for_every_wri
         assert_error(&body, "UNAUTHORIZED", name);
         let (listed, page) = admin_call(&app, Method::GET, list, Some(&admin), None, None).await;
         assert_eq!(listed, 200, "{name}: {page}");
-        assert_eq!(page["data"]["conversations"][0]["id"], conversation, "{name}");
+        assert_eq!(
+            page["data"]["conversations"][0]["id"], conversation,
+            "{name}"
+        );
         let post = "/admin/api/chat/messages";
-        let (without, body) =
-            admin_call(&app, Method::POST, post, Some(&admin), None, Some(reply.clone())).await;
-        assert_eq!(without, 403, "{name}: a write without the CSRF token: {body}");
+        let (without, body) = admin_call(
+            &app,
+            Method::POST,
+            post,
+            Some(&admin),
+            None,
+            Some(reply.clone()),
+        )
+        .await;
+        assert_eq!(
+            without, 403,
+            "{name}: a write without the CSRF token: {body}"
+        );
         assert_error(&body, "FORBIDDEN", name);
         let wrong = "0".repeat(64);
-        let (with_wrong, _) =
-            admin_call(&app, Method::POST, post, Some(&admin), Some(&wrong), Some(reply.clone())).await;
+        let (with_wrong, _) = admin_call(
+            &app,
+            Method::POST,
+            post,
+            Some(&admin),
+            Some(&wrong),
+            Some(reply.clone()),
+        )
+        .await;
         assert_eq!(with_wrong, 403, "{name}: a wrong CSRF token");
         let (_, other_admin) = app.session(Role::Admin, None).await;
         let others = app.state.auth.csrf_token(&other_admin);
-        let (with_others, _) =
-            admin_call(&app, Method::POST, post, Some(&admin), Some(&others), Some(reply.clone())).await;
+        let (with_others, _) = admin_call(
+            &app,
+            Method::POST,
+            post,
+            Some(&admin),
+            Some(&others),
+            Some(reply.clone()),
+        )
+        .await;
         assert_eq!(with_others, 403, "{name}: another session's CSRF token");
-        let (sent, message) =
-            admin_call(&app, Method::POST, post, Some(&admin), Some(&csrf), Some(reply.clone())).await;
+        let (sent, message) = admin_call(
+            &app,
+            Method::POST,
+            post,
+            Some(&admin),
+            Some(&csrf),
+            Some(reply.clone()),
+        )
+        .await;
         assert_eq!(sent, 201, "{name}: {message}");
         assert_eq!(message["data"]["sender_role"], "admin", "{name}");
         let (signed_only, _) = app
-            .call(Method::GET, "/admin/api/chat/conversations", Some(&admin), None)
+            .call(
+                Method::GET,
+                "/admin/api/chat/conversations",
+                Some(&admin),
+                None,
+            )
             .await;
-        assert_eq!(signed_only, 401, "{name}: the manager's API takes the cookie, not a bearer token");
+        assert_eq!(
+            signed_only, 401,
+            "{name}: the manager's API takes the cookie, not a bearer token"
+        );
         let huge = json!({"conversation_id": conversation, "content": "x".repeat(70_000)});
-        let (too_large, body) =
-            admin_call(&app, Method::POST, post, Some(&admin), Some(&csrf), Some(huge)).await;
+        let (too_large, body) = admin_call(
+            &app,
+            Method::POST,
+            post,
+            Some(&admin),
+            Some(&csrf),
+            Some(huge),
+        )
+        .await;
         assert_eq!(too_large, 413, "{name}: {body}");
-        let (unknown, body) =
-            admin_call(&app, Method::GET, "/admin/api/chat/nothing", Some(&admin), None, None).await;
+        let (unknown, body) = admin_call(
+            &app,
+            Method::GET,
+            "/admin/api/chat/nothing",
+            Some(&admin),
+            None,
+            None,
+        )
+        .await;
         assert_eq!(unknown, 404, "{name}");
         assert_error(&body, "NOT_FOUND", name);
         let (_, user) = app.session(Role::User, None).await;
@@ -250,7 +324,10 @@ async fn an_auditor_reads_through_the_manager_and_every_write_is_refused() {
         };
 
         let (listed, _) = get("/admin/api/chat/conversations".into()).await;
-        let (events, body) = get(format!("/admin/api/audit/conversations/{conversation}/events")).await;
+        let (events, body) = get(format!(
+            "/admin/api/audit/conversations/{conversation}/events"
+        ))
+        .await;
         let (analytics, _) = get("/admin/api/chat/analytics".into()).await;
         let (reply, reply_body) = admin_call(
             &app,
@@ -292,8 +369,15 @@ async fn signing_out_ends_the_session_and_clears_the_cookie() {
         let (_, admin) = app.session(Role::Admin, None).await;
         let csrf = sign_in(&app, &admin, false).await.csrf();
 
-        let (without, _) =
-            admin_call(&app, Method::DELETE, "/admin/session", Some(&admin), None, None).await;
+        let (without, _) = admin_call(
+            &app,
+            Method::DELETE,
+            "/admin/session",
+            Some(&admin),
+            None,
+            None,
+        )
+        .await;
         let response = app
             .client
             .delete(format!("{}/admin/session", app.address))
@@ -309,7 +393,15 @@ async fn signing_out_ends_the_session_and_clears_the_cookie() {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
-        let (after, _) = admin_call(&app, Method::GET, "/admin/session", Some(&admin), None, None).await;
+        let (after, _) = admin_call(
+            &app,
+            Method::GET,
+            "/admin/session",
+            Some(&admin),
+            None,
+            None,
+        )
+        .await;
         let (api_after, _) = app
             .call(Method::GET, "/api/chat/conversations", Some(&admin), None)
             .await;
@@ -317,7 +409,10 @@ async fn signing_out_ends_the_session_and_clears_the_cookie() {
         assert_eq!(without, 403, "{name}: signing out needs the CSRF token");
         assert_eq!(status, 200, "{name}");
         assert!(cleared.starts_with("chatd_admin=;"), "{name}: {cleared}");
-        assert!(cleared.contains("Max-Age=0") && cleared.contains("Path=/admin"), "{cleared}");
+        assert!(
+            cleared.contains("Max-Age=0") && cleared.contains("Path=/admin"),
+            "{cleared}"
+        );
         assert_eq!(after, 401, "{name}: the session is gone");
         assert_eq!(api_after, 401, "{name}: for the apps' API too");
 
@@ -339,7 +434,10 @@ const ASSETS: [(&str, &str); 12] = [
     ("/admin/assets/analytics.js", "text/javascript"),
     ("/admin/assets/audit.js", "text/javascript"),
     ("/admin/assets/charts.js", "text/javascript"),
-    ("/admin/assets/vendor/socket.io.esm.min.js", "text/javascript"),
+    (
+        "/admin/assets/vendor/socket.io.esm.min.js",
+        "text/javascript",
+    ),
 ];
 
 /// URLs that may appear in the assets: names, not places anything is fetched from (the SVG
@@ -366,12 +464,27 @@ async fn the_manager_is_served_from_the_binary_with_a_strict_policy_and_nothing_
                 .to_string()
         };
         assert_eq!(response.status(), 200, "{path}");
-        assert!(header("content-type").starts_with(content_type), "{path}: {}", header("content-type"));
+        assert!(
+            header("content-type").starts_with(content_type),
+            "{path}: {}",
+            header("content-type")
+        );
         let policy = header("content-security-policy");
-        for directive in ["default-src 'none'", "script-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"] {
-            assert!(policy.contains(directive), "{path}: {directive} in {policy}");
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(
+                policy.contains(directive),
+                "{path}: {directive} in {policy}"
+            );
         }
-        assert!(!policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"), "{policy}");
+        assert!(
+            !policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"),
+            "{policy}"
+        );
         assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
         assert_eq!(header("x-frame-options"), "DENY", "{path}");
         assert!(!header("etag").is_empty(), "{path}");
@@ -384,17 +497,28 @@ async fn the_manager_is_served_from_the_binary_with_a_strict_policy_and_nothing_
                 .take_while(|c| !c.is_whitespace() && !"\"'`)<>".contains(*c))
                 .collect();
             if url.starts_with("http://") || url.starts_with("https://") {
-                assert!(HARMLESS_URLS.contains(&url.as_str()), "{path} names another host: {url}");
+                assert!(
+                    HARMLESS_URLS.contains(&url.as_str()),
+                    "{path} names another host: {url}"
+                );
             }
             rest = &candidate[4..];
         }
         if !path.contains("vendor/") {
-            assert!(!text.contains("innerHTML") && !text.contains("outerHTML") && !text.contains("insertAdjacentHTML"), "{path} builds markup from strings");
+            assert!(
+                !text.contains("innerHTML")
+                    && !text.contains("outerHTML")
+                    && !text.contains("insertAdjacentHTML"),
+                "{path} builds markup from strings"
+            );
             assert!(!text.contains("eval("), "{path}");
         }
         if path == "/admin/" {
             assert!(!text.contains("<script>"), "{path}: no inline script");
-            assert!(!has_inline_handler(&text), "{path}: no inline event handlers");
+            assert!(
+                !has_inline_handler(&text),
+                "{path}: no inline event handlers"
+            );
         }
     }
     let tag = app
@@ -431,7 +555,12 @@ fn has_inline_handler(html: &str) -> bool {
 
 /// Opens an Engine.IO session over long-polling at `path` and asks to connect to the default
 /// namespace; returns the namespace's answer packet (`40{...}` accepted, `44{...}` refused).
-async fn socket_connect(app: &TestApp, path: &str, cookie: Option<&str>, origin: Option<&str>) -> String {
+async fn socket_connect(
+    app: &TestApp,
+    path: &str,
+    cookie: Option<&str>,
+    origin: Option<&str>,
+) -> String {
     let with_headers = |request: reqwest::RequestBuilder| {
         let mut request = request;
         if let Some(cookie) = cookie {
@@ -494,16 +623,32 @@ async fn the_manager_socket_takes_the_cookie_only_from_a_page_of_the_same_host()
         let own = app.address.clone();
 
         let accepted = socket_connect(&app, "/admin/socket.io/", Some(&admin), Some(&own)).await;
-        let foreign = socket_connect(&app, "/admin/socket.io/", Some(&admin), Some("http://evil.example")).await;
+        let foreign = socket_connect(
+            &app,
+            "/admin/socket.io/",
+            Some(&admin),
+            Some("http://evil.example"),
+        )
+        .await;
         let no_origin = socket_connect(&app, "/admin/socket.io/", Some(&admin), None).await;
         let other_path = socket_connect(&app, "/socket.io/", Some(&admin), Some(&own)).await;
         let as_user = socket_connect(&app, "/admin/socket.io/", Some(&user), Some(&own)).await;
 
         assert!(accepted.starts_with("40{"), "{name}: {accepted}");
-        for (refused, case) in [(&foreign, "another origin"), (&no_origin, "no origin"), (&other_path, "the apps' path")] {
-            assert!(refused.starts_with("44{") && refused.contains("UNAUTHORIZED"), "{name}: {case}: {refused}");
+        for (refused, case) in [
+            (&foreign, "another origin"),
+            (&no_origin, "no origin"),
+            (&other_path, "the apps' path"),
+        ] {
+            assert!(
+                refused.starts_with("44{") && refused.contains("UNAUTHORIZED"),
+                "{name}: {case}: {refused}"
+            );
         }
-        assert!(as_user.starts_with("44{") && as_user.contains("FORBIDDEN"), "{name}: {as_user}");
+        assert!(
+            as_user.starts_with("44{") && as_user.contains("FORBIDDEN"),
+            "{name}: {as_user}"
+        );
 
         app.stop().await;
         db.cleanup().await;
@@ -529,9 +674,15 @@ fn require_browser() {
     } else if !std::path::Path::new(&format!("{tests}/node_modules/playwright-core")).exists()
         || !std::path::Path::new(&format!("{tests}/node_modules/socket.io-client")).exists()
     {
-        Some("tests/node_modules lacks playwright-core or socket.io-client: run `make test-deps`".into())
+        Some(
+            "tests/node_modules lacks playwright-core or socket.io-client: run `make test-deps`"
+                .into(),
+        )
     } else if !std::path::Path::new(&chromium()).exists() {
-        Some(format!("no Chromium at {} (Debian: apt-get install chromium)", chromium()))
+        Some(format!(
+            "no Chromium at {} (Debian: apt-get install chromium)",
+            chromium()
+        ))
     } else {
         None
     };
@@ -560,7 +711,8 @@ async fn the_manager_works_in_a_real_browser_with_live_updates_and_messages_show
     for db in TestDb::each().await {
         let app = TestApp::spawn(&db).await;
         let name = db.name();
-        let (user_id, user, conversation) = user_with_conversation(&app, "Hello, I need help").await;
+        let (user_id, user, conversation) =
+            user_with_conversation(&app, "Hello, I need help").await;
         let (_, _, second) = user_with_conversation(&app, "Another question").await;
         let (admin_id, admin) = app.session(Role::Admin, None).await;
         let (_, auditor) = app.session(Role::Auditor, None).await;
@@ -568,7 +720,10 @@ async fn the_manager_works_in_a_real_browser_with_live_updates_and_messages_show
         std::fs::create_dir_all(&artifacts).expect("screenshot directory");
 
         let child = tokio::process::Command::new("node")
-            .arg(format!("{}/tests/admin/browser.mjs", env!("CARGO_MANIFEST_DIR")))
+            .arg(format!(
+                "{}/tests/admin/browser.mjs",
+                env!("CARGO_MANIFEST_DIR")
+            ))
             .env("CHAT_URL", &app.address)
             .env("APP_SECRET", APP_SECRET)
             .env("ADMIN_TOKEN", &admin)
@@ -587,7 +742,9 @@ async fn the_manager_works_in_a_real_browser_with_live_updates_and_messages_show
             .expect("start node");
         let output = tokio::time::timeout(BROWSER_TIMEOUT, child.wait_with_output())
             .await
-            .unwrap_or_else(|_| panic!("{name}: the browser scenario did not finish in {BROWSER_TIMEOUT:?}"))
+            .unwrap_or_else(|_| {
+                panic!("{name}: the browser scenario did not finish in {BROWSER_TIMEOUT:?}")
+            })
             .expect("run the browser scenario");
 
         assert!(
@@ -597,8 +754,15 @@ async fn the_manager_works_in_a_real_browser_with_live_updates_and_messages_show
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr),
         );
-        for shot in ["dashboard.png", "conversation.png", "analytics.png", "audit.png"] {
-            let size = std::fs::metadata(artifacts.join(shot)).map(|m| m.len()).unwrap_or(0);
+        for shot in [
+            "dashboard.png",
+            "conversation.png",
+            "analytics.png",
+            "audit.png",
+        ] {
+            let size = std::fs::metadata(artifacts.join(shot))
+                .map(|m| m.len())
+                .unwrap_or(0);
             assert!(size > 1000, "{name}: screenshot {shot} was saved");
         }
 

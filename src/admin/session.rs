@@ -8,12 +8,12 @@
 //! reload needs no storage. Only admins and auditors get in; what each may do is decided by the
 //! API's handlers, as for the apps.
 
+use axum::Json;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use events::Role;
 use serde::{Deserialize, Serialize};
 
@@ -206,7 +206,10 @@ pub async fn sign_in(State(state): State<AppState>, request: Request) -> Respons
         let session = state.auth.session(token).await?;
         staff_only(&session)?;
         let set_cookie = cookie(token, secure(&state, &headers), false)?;
-        Ok::<_, ApiError>(([(SET_COOKIE, set_cookie)], signed_in(&state, session, token)))
+        Ok::<_, ApiError>((
+            [(SET_COOKIE, set_cookie)],
+            signed_in(&state, session, token),
+        ))
     }
     .await;
     match result {
@@ -282,17 +285,29 @@ mod tests {
         let map = headers(&[("cookie", "a=1; chatd_admin=abc123 ; b=2")]);
         assert_eq!(cookie_token(&map).as_deref(), Some("abc123"));
         assert_eq!(cookie_token(&headers(&[("cookie", "chatd_admin=")])), None);
-        assert_eq!(cookie_token(&headers(&[("cookie", "xchatd_admin=1")])), None);
+        assert_eq!(
+            cookie_token(&headers(&[("cookie", "xchatd_admin=1")])),
+            None
+        );
     }
 
     #[test]
     fn only_the_same_host_is_the_same_origin() {
-        let same = headers(&[("origin", "http://127.0.0.1:10000"), ("host", "127.0.0.1:10000")]);
+        let same = headers(&[
+            ("origin", "http://127.0.0.1:10000"),
+            ("host", "127.0.0.1:10000"),
+        ]);
         assert!(same_origin(&same));
-        let other = headers(&[("origin", "https://evil.example"), ("host", "127.0.0.1:10000")]);
+        let other = headers(&[
+            ("origin", "https://evil.example"),
+            ("host", "127.0.0.1:10000"),
+        ]);
         assert!(!same_origin(&other));
         assert!(!same_origin(&headers(&[("host", "127.0.0.1:10000")])));
-        let prefixed = headers(&[("origin", "http://127.0.0.1:10000.evil"), ("host", "127.0.0.1:10000")]);
+        let prefixed = headers(&[
+            ("origin", "http://127.0.0.1:10000.evil"),
+            ("host", "127.0.0.1:10000"),
+        ]);
         assert!(!same_origin(&prefixed));
     }
 }

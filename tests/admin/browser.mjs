@@ -11,6 +11,7 @@
 // Waits are explicit: each expectation is awaited with a timeout, never a sleep.
 import crypto from 'node:crypto';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { chromium } from 'playwright-core';
 import { io } from 'socket.io-client';
 
@@ -73,6 +74,64 @@ async function received_(name, predicate, what) {
     await new Promise((resolve) => { setTimeout(resolve, 50); });
   }
   throw new Error(`the user's socket did not receive ${name} (${what}) within ${TIMEOUT} ms`);
+}
+
+/** A small PNG (a colour gradient), made here so the test needs no fixture file. */
+function png(width, height) {
+  const chunk = (type, data) => {
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(zlib.crc32(body));
+    return Buffer.concat([length, body, crc]);
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header.set([8, 2, 0, 0, 0], 8);
+  const rows = [];
+  for (let y = 0; y < height; y += 1) {
+    const row = Buffer.alloc(1 + width * 3);
+    for (let x = 0; x < width; x += 1) row.set([36 + x * 3, 86 + y * 2, 200], 1 + x * 3);
+    rows.push(row);
+  }
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', header), chunk('IDAT', zlib.deflateSync(Buffer.concat(rows))), chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+/** Uploads `bytes` as the user (multipart, the signature over the raw body) and sends the
+ * message that carries it. */
+async function sendAttachment(kind, name, contentType, bytes) {
+  const boundary = `----chatd${crypto.randomBytes(8).toString('hex')}`;
+  const field = (key, value) => `--${boundary}\r\nContent-Disposition: form-data; name="${key}"\r\n\r\n${value}\r\n`;
+  const body = Buffer.concat([
+    Buffer.from(field('conversation_id', CONVERSATION) + field('message_type', kind)),
+    Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\nContent-Type: ${contentType}\r\n\r\n`),
+    bytes,
+    Buffer.from(`\r\n--${boundary}--\r\n`),
+  ]);
+  const timestamp = String(Date.now());
+  const bodyHash = crypto.createHash('sha256').update(body).digest('hex');
+  const signature = crypto.createHmac('sha256', SECRET)
+    .update(`${timestamp}\nPOST\n/api/chat/upload\n${bodyHash}`).digest('hex');
+  const response = await fetch(`${URL_BASE}/api/chat/upload`, {
+    method: 'POST',
+    headers: {
+      'X-Timestamp': timestamp, 'X-Signature': signature, Authorization: `Bearer ${USER_TOKEN}`,
+      'Content-Type': `multipart/form-data; boundary=${boundary}`,
+    },
+    body,
+  });
+  const uploaded = await response.json();
+  check(response.status === 201, `the ${kind} upload was accepted: ${JSON.stringify(uploaded)}`);
+  const sent = await rest('POST', '/api/chat/messages', USER_TOKEN, {
+    conversation_id: CONVERSATION, message_type: kind, file_id: uploaded.data.file_id, content: name,
+  });
+  check(sent.status === 201, `the ${kind} message was accepted: ${JSON.stringify(sent.json)}`);
+  return sent.json.data;
 }
 
 function userSocket() {
@@ -169,6 +228,23 @@ async function run() {
     check(await page.locator('#messages img').count() === 0, 'no image element in the history');
     check(await page.evaluate(() => document.querySelectorAll('img[src="x"]').length) === 0, 'no img[src=x] anywhere');
 
+    step('an image the user sends is shown, a file is linked');
+    const image = await sendAttachment('image', 'screenshot.png', 'image/png', png(160, 96));
+    const picture = page.locator(`#messages li[data-id="${image.id}"] img.attachment`);
+    await picture.waitFor();
+    await page.waitForFunction((id) => {
+      const img = document.querySelector(`#messages li[data-id="${id}"] img.attachment`);
+      return img && img.complete && img.naturalWidth === 160;
+    }, image.id);
+    const file = await sendAttachment('file', 'invoice.txt', 'text/plain', Buffer.from('Invoice 42: 3 items\n'));
+    const link = page.locator(`#messages li[data-id="${file.id}"] a.file`);
+    await link.waitFor();
+    const downloaded = await page.evaluate(async (href) => {
+      const response = await fetch(href);
+      return { status: response.status, text: await response.text() };
+    }, await link.getAttribute('href'));
+    check(downloaded.status === 200 && downloaded.text.startsWith('Invoice 42'), `the file link loads: ${JSON.stringify(downloaded)}`);
+
     step('the user\'s new message and typing appear in the conversation view without a reload');
     const second = unique('still waiting');
     const sentSecond = await rest('POST', '/api/chat/messages', USER_TOKEN, { conversation_id: CONVERSATION, content: second });
@@ -205,6 +281,9 @@ async function run() {
     await page.locator('#actions [data-action=close]').click();
     await received_('conversation_status', (d) => d.conversation_id === CONVERSATION && d.status === 'closed', 'the close');
     await page.locator('#actions [data-action=reopen]').waitFor();
+    const rated = await rest('POST', `/api/chat/conversations/${CONVERSATION}/feedback`, USER_TOKEN, { rating: 4, comment: 'quick and kind' });
+    check(rated.status === 201, `the user rates the closed conversation: ${JSON.stringify(rated.json)}`);
+    await page.locator('.conversation-header', { hasText: 'rated 4/5' }).waitFor();
 
     step('bulk: close both conversations, one already closed, and see each outcome');
     await page.goto(`${URL_BASE}/admin/#/dashboard`);

@@ -72,7 +72,7 @@ export function mount(view, context, id, params) {
           h('td', {}, h('code', {}, `${e.type} v${e.version}`)),
           h('td', {}, e.recorded_at.replace('T', ' ').replace('Z', '')),
           h('td', {}, actor(e.metadata)),
-          h('td', {}, h('pre', { class: 'payload' }, JSON.stringify(e.payload, null, 1))),
+          h('td', {}, h('pre', { class: 'payload' }, JSON.stringify(e.payload))),
           h('td', {}, h('a', { href: `#/audit/${id}${query({ as_of: at })}`, title: 'The conversation right after this event' }, 'state then'))));
       }
       after = page.next_after_sequence || after;

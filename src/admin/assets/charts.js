@@ -19,20 +19,25 @@ function frame(title) {
   return root;
 }
 
-function niceMax(value) {
-  if (!(value > 0)) return 1;
-  const power = 10 ** Math.floor(Math.log10(value));
-  const step = [1, 2, 2.5, 5, 10].find((m) => m * power >= value);
-  return step * power;
+/** Four equal steps from zero that cover `value`, each a round number (1, 2, 2.5 or 5 times a
+ * power of ten; whole numbers when the values are counts). */
+function scale(value, integer) {
+  const raw = Math.max(value || 0, integer ? 1 : 0) / 4;
+  if (!(raw > 0)) return { max: 1, step: 0.25 };
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const multiples = integer ? [1, 2, 5, 10] : [1, 2, 2.5, 5, 10];
+  let step = multiples.find((m) => m * power >= raw - 1e-9) * power;
+  if (integer) step = Math.max(1, Math.round(step));
+  return { max: step * 4, step };
 }
 
-function axes(root, labels, max, format) {
+function axes(root, labels, { max, step }, format) {
   const plotW = WIDTH - PAD.left - PAD.right;
   const plotH = HEIGHT - PAD.top - PAD.bottom;
   for (let i = 0; i <= 4; i += 1) {
     const y = PAD.top + plotH - (plotH * i) / 4;
     root.append(svg('line', { x1: PAD.left, x2: WIDTH - PAD.right, y1: y, y2: y, class: 'grid' }));
-    root.append(svg('text', { x: PAD.left - 6, y: y + 4, class: 'tick', 'text-anchor': 'end' }, format((max * i) / 4)));
+    root.append(svg('text', { x: PAD.left - 6, y: y + 4, class: 'tick', 'text-anchor': 'end' }, format(step * i)));
   }
   // At most about ten labels along the bottom, so they stay readable.
   const every = Math.max(1, Math.ceil(labels.length / 10));
@@ -41,7 +46,7 @@ function axes(root, labels, max, format) {
     const x = PAD.left + (plotW * (i + 0.5)) / labels.length;
     root.append(svg('text', { x, y: HEIGHT - PAD.bottom + 16, class: 'tick', 'text-anchor': 'middle' }, label));
   });
-  return { plotW, plotH };
+  return { plotW, plotH, max };
 }
 
 function legend(root, series) {
@@ -55,8 +60,7 @@ function legend(root, series) {
 /** Bars per label, one bar per series side by side. */
 export function barChart({ title, labels, series, format = (v) => String(Math.round(v)) }) {
   const root = frame(title);
-  const max = niceMax(Math.max(0, ...series.flatMap((s) => s.values.map((v) => v || 0))));
-  const { plotW, plotH } = axes(root, labels, max, format);
+  const { plotW, plotH, max } = axes(root, labels, scale(Math.max(0, ...series.flatMap((s) => s.values.map((v) => v || 0))), true), format);
   const slot = plotW / Math.max(1, labels.length);
   const barW = Math.max(1, (slot * 0.8) / series.length);
   series.forEach((s, si) => {
@@ -77,9 +81,11 @@ export function barChart({ title, labels, series, format = (v) => String(Math.ro
 /** A line per series; null values leave a gap. */
 export function lineChart({ title, labels, series, format = (v) => String(Math.round(v)), max: fixedMax }) {
   const root = frame(title);
-  const max = fixedMax || niceMax(Math.max(0, ...series.flatMap((s) => s.values.filter((v) => v !== null))));
-  const { plotW, plotH } = axes(root, labels, max, format);
-  series.forEach((s) => {
+  const range = fixedMax
+    ? { max: fixedMax, step: fixedMax / 4 }
+    : scale(Math.max(0, ...series.flatMap((s) => s.values.filter((v) => v !== null && v !== undefined))), false);
+  const { plotW, plotH, max } = axes(root, labels, range, format);
+  series.forEach((s, si) => {
     let path = '';
     s.values.forEach((value, i) => {
       if (value === null || value === undefined) return;
@@ -87,7 +93,8 @@ export function lineChart({ title, labels, series, format = (v) => String(Math.r
       const y = PAD.top + plotH - (plotH * value) / max;
       const previous = i > 0 && s.values[i - 1] !== null && s.values[i - 1] !== undefined;
       path += `${previous ? 'L' : 'M'}${x.toFixed(1)},${y.toFixed(1)} `;
-      const dot = svg('circle', { cx: x, cy: y, r: 3.5, class: `dot series-${s.cls}` });
+      // Later series get smaller dots, so equal values stay visible one inside the other.
+      const dot = svg('circle', { cx: x, cy: y, r: Math.max(2.5, 5.5 - si * 2), class: `dot series-${s.cls}` });
       dot.append(svg('title', {}, `${labels[i]} · ${s.name}: ${format(value)}`));
       root.append(dot);
     });

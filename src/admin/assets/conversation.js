@@ -18,7 +18,7 @@ function messageBody(message) {
       h('div', { class: 'caption' }, message.content));
   }
   if (message.message_type === 'file' && link) {
-    return h('a', { href: link, class: 'file', download: message.content }, '📎 ', message.content);
+    return h('a', { href: link, class: 'file', download: message.content }, h('span', { class: 'file-kind' }, 'file'), message.content);
   }
   return h('div', { class: 'text' }, message.content);
 }
@@ -69,7 +69,7 @@ export function mount(view, context, id) {
       fill(actions);
       return;
     }
-    const adminId = h('input', { name: 'admin-id', size: 6, value: String(c.admin_id || me.user_id), 'aria-label': 'Admin id' });
+    const adminId = h('input', { name: 'admin-id', size: 16, value: String(c.admin_id || me.user_id), 'aria-label': 'Admin id' });
     const button = (label, onclick, name) => h('button', { type: 'button', onclick, dataset: { action: name } }, label);
     const archived = c.status === 'archived';
     fill(actions,

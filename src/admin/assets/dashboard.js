@@ -95,7 +95,7 @@ export function mount(view, context, params) {
   const table = h('tbody', { id: 'conversations' });
   const pager = h('div', { class: 'pager' });
   const outcome = h('div', { class: 'bulk-outcome', id: 'bulk-outcome', 'aria-live': 'polite' });
-  const bulkAdmin = h('input', { name: 'bulk-admin', size: 6, placeholder: 'admin id', value: String(me.user_id), 'aria-label': 'Assign to admin id' });
+  const bulkAdmin = h('input', { name: 'bulk-admin', size: 16, placeholder: 'admin id', value: String(me.user_id), 'aria-label': 'Assign to admin id' });
   const selectedCount = h('span', { class: 'selected-count' }, '0 selected');
   const bulk = canWrite
     ? h('div', { class: 'bulk', id: 'bulk' },

@@ -39,8 +39,12 @@ export function fill(element, ...children) {
 export function duration(seconds) {
   if (seconds === null || seconds === undefined || Number.isNaN(seconds)) return '–';
   const s = Math.max(0, Math.round(seconds));
+  if (seconds > 0 && seconds < 10 && seconds !== s) return `${seconds.toFixed(1)} s`;
   if (s < 60) return `${s} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  if (s < 3600) {
+    const rest = s % 60;
+    return `${Math.floor(s / 60)} min${rest ? ` ${rest} s` : ''}`;
+  }
   if (s < 86400) {
     const m = Math.floor((s % 3600) / 60);
     return `${Math.floor(s / 3600)} h${m ? ` ${m} min` : ''}`;
