@@ -218,13 +218,18 @@ pub async fn detach_request_head(
         return next.run(request).await;
     }
     let (mut parts, body) = request.into_parts();
-    let mut uri = parts.uri.to_string();
-    if via_admin {
+    let uri = if via_admin {
         // The manager's client connects under /admin so that its cookie goes along; the
         // Socket.IO server itself listens at /socket.io.
-        uri = uri.replacen("/admin", "", 1);
         parts.extensions.insert(crate::admin::ViaAdminPath);
-    }
+        let path_and_query = parts.uri.path_and_query().map_or("", |pq| pq.as_str());
+        path_and_query
+            .strip_prefix("/admin")
+            .unwrap_or(path_and_query)
+            .to_string()
+    } else {
+        parts.uri.to_string()
+    };
     if let Ok(uri) = axum::http::Uri::try_from(uri) {
         parts.uri = uri.clone();
         // The router keeps the URI as it arrived here too.

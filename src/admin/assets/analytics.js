@@ -35,8 +35,12 @@ function card(label, value, detail) {
   return h('div', { class: 'card stat' }, h('div', { class: 'label' }, label), h('div', { class: 'value' }, value), detail ? h('div', { class: 'hint' }, detail) : null);
 }
 
+function plural(count, one, many) {
+  return `${count} ${count === 1 ? one : many}`;
+}
+
 function timing(t) {
-  return t.count ? `p50 ${duration(t.p50_seconds)} · p90 ${duration(t.p90_seconds)} · ${t.count} waits` : 'none in range';
+  return t.count ? `p50 ${duration(t.p50_seconds)} · p90 ${duration(t.p90_seconds)} · ${plural(t.count, 'wait', 'waits')}` : 'none in range';
 }
 
 /** Runs `jobs` a few at a time. */
@@ -93,7 +97,7 @@ export function mount(view, context, params) {
           card('First response (avg)', duration(report.first_response.avg_seconds), timing(report.first_response)),
           card('Reply time (avg)', duration(report.reply_time.avg_seconds), timing(report.reply_time)),
           card('Resolution rate', percent(report.conversations.resolution_rate), `${report.conversations.opened} opened · ${report.conversations.closed} closed`),
-          card('Satisfaction', report.satisfaction.average === null ? '–' : `${report.satisfaction.average.toFixed(2)} / 5`, `${report.satisfaction.count} ratings`)),
+          card('Satisfaction', report.satisfaction.average === null ? '–' : `${report.satisfaction.average.toFixed(2)} / 5`, plural(report.satisfaction.count, 'rating', 'ratings'))),
         h('div', { class: 'charts' },
           h('figure', { class: 'card', id: 'chart-response' },
             h('figcaption', {}, 'Response time trend (average per bucket)'),
