@@ -18,7 +18,9 @@ use events::Role;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthError, Caller, MAX_JSON_BODY, Session, buffer_body};
+use crate::http::chat::Success;
 use crate::http::extract::ApiJson;
+use crate::http::openapi::ErrorBody;
 use crate::http::{ApiError, AppState};
 
 /// The cookie holding the session token.
@@ -154,16 +156,16 @@ pub struct SignedIn {
     csrf_token: String,
 }
 
-fn signed_in(state: &AppState, session: Session, token: &str) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
-        "status": "success",
-        "data": SignedIn {
+fn signed_in(state: &AppState, session: Session, token: &str) -> Json<Success<SignedIn>> {
+    Json(Success {
+        status: "success",
+        data: SignedIn {
             user_id: session.user_id,
             role: session.role,
             identifier: session.identifier,
             csrf_token: state.auth.csrf_token(token),
         },
-    }))
+    })
 }
 
 /// The request came over TLS as far as the browser is concerned.
@@ -187,85 +189,71 @@ fn cookie(value: &str, secure: bool, clear: bool) -> Result<HeaderValue, ApiErro
     HeaderValue::from_str(&cookie).map_err(|_| unauthorized())
 }
 
-/// Signs in to the web manager: the session token becomes the `chatd_admin` cookie.
+/// Signs in to the web manager: checks the session token and sets the cookie. The body must
+/// be JSON, which a page of another site cannot send here without a CORS preflight that chatd
+/// never grants, so no one is signed in behind their back.
 #[utoipa::path(post, path = "/admin/session", tag = "web manager", request_body = SignInBody,
     responses(
-        (status = 200, description = "signed in; sets the cookie", body = crate::http::chat::Success<SignedIn>),
-        (status = 400, body = crate::http::openapi::ErrorBody), (status = 401, body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "not an admin or auditor", body = crate::http::openapi::ErrorBody),
+        (status = 200, description = "signed in; sets the cookie", body = Success<SignedIn>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "not an admin or auditor", body = ErrorBody),
     ))]
-/// `POST /admin/session {"token"}`: checks the session and sets the cookie. The body must be
-/// JSON, which a page of another site cannot send here without a CORS preflight that chatd
-/// never grants, so no one is signed in behind their back.
-pub async fn sign_in(State(state): State<AppState>, request: Request) -> Response {
-    let result = async {
-        let headers = request.headers().clone();
-        let request = buffer_body(request, MAX_SIGN_IN_BODY).await?;
-        let ApiJson(body) = ApiJson::<SignInBody>::from_request(request, &()).await?;
-        let token = body.token.trim();
-        let session = state.auth.session(token).await?;
-        staff_only(&session)?;
-        let set_cookie = cookie(token, secure(&state, &headers), false)?;
-        Ok::<_, ApiError>((
-            [(SET_COOKIE, set_cookie)],
-            signed_in(&state, session, token),
-        ))
-    }
-    .await;
-    match result {
-        Ok(answer) => answer.into_response(),
-        Err(error) => error.into_response(),
-    }
+pub async fn sign_in(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<impl IntoResponse, ApiError> {
+    let headers = request.headers().clone();
+    let request = buffer_body(request, MAX_SIGN_IN_BODY).await?;
+    let ApiJson(body) = ApiJson::<SignInBody>::from_request(request, &()).await?;
+    let token = body.token.trim();
+    let session = state.auth.session(token).await?;
+    staff_only(&session)?;
+    let set_cookie = cookie(token, secure(&state, &headers), false)?;
+    Ok((
+        [(SET_COOKIE, set_cookie)],
+        signed_in(&state, session, token),
+    ))
 }
 
-/// Who is signed in to the web manager, with the CSRF token.
+/// Who is signed in to the web manager, with the CSRF token their writes carry (a reloaded
+/// page asks again rather than storing it).
 #[utoipa::path(get, path = "/admin/session", tag = "web manager",
     responses(
-        (status = 200, body = crate::http::chat::Success<SignedIn>),
-        (status = 401, body = crate::http::openapi::ErrorBody), (status = 403, body = crate::http::openapi::ErrorBody),
+        (status = 200, body = Success<SignedIn>),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
     ),
     security(("admin_cookie" = [])))]
-/// `GET /admin/session`: who the cookie belongs to, with the CSRF token.
-pub async fn who_am_i(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let result = async {
-        let token = cookie_token(&headers).ok_or_else(unauthorized)?;
-        let session = state.auth.session(&token).await.map_err(signed_out)?;
-        staff_only(&session)?;
-        Ok::<_, ApiError>(signed_in(&state, session, &token))
-    }
-    .await;
-    match result {
-        Ok(answer) => answer.into_response(),
-        Err(error) => error.into_response(),
-    }
+pub async fn who_am_i(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Success<SignedIn>>, ApiError> {
+    let token = cookie_token(&headers).ok_or_else(unauthorized)?;
+    let session = state.auth.session(&token).await.map_err(signed_out)?;
+    staff_only(&session)?;
+    Ok(signed_in(&state, session, &token))
 }
 
-/// Signs out: ends the session and clears the cookie.
+/// Signs out (with the CSRF token): ends the session and clears the cookie. The CSRF token is
+/// checked against the cookie alone, so an already expired session can still be signed out of.
 #[utoipa::path(delete, path = "/admin/session", tag = "web manager",
     responses(
         (status = 200, description = "signed out; clears the cookie"),
-        (status = 401, body = crate::http::openapi::ErrorBody), (status = 403, description = "missing or wrong X-CSRF-Token", body = crate::http::openapi::ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "missing or wrong X-CSRF-Token", body = ErrorBody),
     ),
     security(("admin_cookie" = [])))]
-/// `DELETE /admin/session` (with the CSRF token): ends the session and clears the cookie. The
-/// CSRF token is checked against the cookie alone, so an already expired session can still be
-/// signed out of.
-pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let result = async {
-        let token = cookie_token(&headers).ok_or_else(unauthorized)?;
-        check_csrf(&state, &headers, &token)?;
-        state.auth.delete_session(&token).await?;
-        let cleared = cookie("", secure(&state, &headers), true)?;
-        Ok::<_, ApiError>((
-            [(SET_COOKIE, cleared)],
-            Json(serde_json::json!({"status": "success", "data": {"signed_out": true}})),
-        ))
-    }
-    .await;
-    match result {
-        Ok(answer) => answer.into_response(),
-        Err(error) => error.into_response(),
-    }
+pub async fn sign_out(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let token = cookie_token(&headers).ok_or_else(unauthorized)?;
+    check_csrf(&state, &headers, &token)?;
+    state.auth.delete_session(&token).await?;
+    let cleared = cookie("", secure(&state, &headers), true)?;
+    Ok((
+        [(SET_COOKIE, cleared)],
+        Json(serde_json::json!({"status": "success", "data": {"signed_out": true}})),
+    ))
 }
 
 #[cfg(test)]

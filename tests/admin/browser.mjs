@@ -344,6 +344,16 @@ async function run() {
     }, CONVERSATION);
     check(refused.status === 403 && refused.body.error_code === 'FORBIDDEN', `an auditor's reply is refused: ${JSON.stringify(refused)}`);
 
+    step('when the session ends elsewhere, the page asks for a sign-in again');
+    const cookieHeader = { Cookie: `chatd_admin=${AUDITOR_TOKEN}` };
+    const who = await (await fetch(`${URL_BASE}/admin/session`, { headers: cookieHeader })).json();
+    const ended = await fetch(`${URL_BASE}/admin/session`, {
+      method: 'DELETE', headers: { ...cookieHeader, 'X-CSRF-Token': who.data.csrf_token },
+    });
+    check(ended.status === 200, `the auditor's session was ended: ${ended.status}`);
+    await auditor.goto(`${URL_BASE}/admin/#/dashboard`);
+    await auditor.locator('#sign-in', { hasText: 'sign in again' }).waitFor();
+
     step('signing out ends the session');
     await page.goto(`${URL_BASE}/admin/#/dashboard`);
     await page.locator('#sign-out').click();

@@ -43,9 +43,18 @@ async function request(method, path, body) {
   return json.data !== undefined ? json.data : json;
 }
 
+/** Fired on `window` when the API answers 401: the session has ended (expired, or signed out
+ * elsewhere), and the page should ask for a sign-in again. */
+export const SIGNED_OUT_EVENT = 'chatd-signed-out';
+
 /** A call to the chat API: `api('GET', '/chat/conversations?page=1')`. */
-export function api(method, path, body) {
-  return request(method, `/admin/api${path}`, body);
+export async function api(method, path, body) {
+  try {
+    return await request(method, `/admin/api${path}`, body);
+  } catch (error) {
+    if (error.status === 401) window.dispatchEvent(new CustomEvent(SIGNED_OUT_EVENT));
+    throw error;
+  }
 }
 
 export function query(params) {

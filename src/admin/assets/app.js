@@ -1,6 +1,6 @@
 // The web manager's shell: sign-in, the top bar, the live feed and the hash routes
 // (#/dashboard, #/conversations/ID, #/analytics, #/audit/ID).
-import { ApiError, connectLive, signIn, signOut, whoAmI } from './api.js';
+import { ApiError, SIGNED_OUT_EVENT, connectLive, signIn, signOut, whoAmI } from './api.js';
 import { fill, h, problem } from './dom.js';
 import * as dashboard from './dashboard.js';
 import * as conversation from './conversation.js';
@@ -96,17 +96,25 @@ function route() {
 
 window.addEventListener('hashchange', route);
 
+function leave(message) {
+  if (unmount) unmount();
+  unmount = null;
+  if (context) context.live.close();
+  context = null;
+  showSignIn(message);
+}
+
 document.getElementById('sign-out').addEventListener('click', async () => {
   try {
     await signOut();
   } catch {
     // Signed out or not, the page forgets the session.
   }
-  if (unmount) unmount();
-  unmount = null;
-  if (context) context.live.close();
-  context = null;
-  showSignIn('Signed out.');
+  leave('Signed out.');
+});
+
+window.addEventListener(SIGNED_OUT_EVENT, () => {
+  if (context) leave('The session has ended; sign in again.');
 });
 
 async function start() {
