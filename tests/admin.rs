@@ -717,6 +717,8 @@ async fn the_manager_works_in_a_real_browser_with_live_updates_and_messages_show
         let (admin_id, admin) = app.session(Role::Admin, None).await;
         let (_, auditor) = app.session(Role::Auditor, None).await;
         let artifacts = screenshots(name);
+        // Last run's screenshots must not pass for this run's.
+        let _ = std::fs::remove_dir_all(&artifacts);
         std::fs::create_dir_all(&artifacts).expect("screenshot directory");
 
         let child = tokio::process::Command::new("node")
@@ -757,6 +759,7 @@ async fn the_manager_works_in_a_real_browser_with_live_updates_and_messages_show
         for shot in [
             "dashboard.png",
             "conversation.png",
+            "bulk.png",
             "analytics.png",
             "audit.png",
         ] {

@@ -292,6 +292,8 @@ async function run() {
     await page.locator('#bulk button', { hasText: 'Close' }).click();
     await page.locator(`#bulk-outcome li.success[data-id="${SECOND}"]`).waitFor();
     await page.locator(`#bulk-outcome li.error[data-id="${CONVERSATION}"]`, { hasText: 'CONFLICT' }).waitFor();
+    await page.locator(`#conversations tr[data-id="${SECOND}"] .badge`, { hasText: 'closed' }).waitFor();
+    await page.screenshot({ path: path.join(SHOTS, 'bulk.png'), fullPage: true });
 
     step('filters: closed conversations assigned to me');
     await page.locator('#filters select[name=status]').selectOption('closed');
