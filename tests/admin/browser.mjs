@@ -281,6 +281,12 @@ async function run() {
     await page.locator('#actions [data-action=close]').click();
     await received_('conversation_status', (d) => d.conversation_id === CONVERSATION && d.status === 'closed', 'the close');
     await page.locator('#actions [data-action=reopen]').waitFor();
+
+    step('reopen and close again: the user\'s client follows');
+    await page.locator('#actions [data-action=reopen]').click();
+    await received_('conversation_status', (d) => d.conversation_id === CONVERSATION && d.status === 'active', 'the reopen');
+    await page.locator('#actions [data-action=close]').click();
+    await page.locator('#actions [data-action=reopen]').waitFor();
     const rated = await rest('POST', `/api/chat/conversations/${CONVERSATION}/feedback`, USER_TOKEN, { rating: 4, comment: 'quick and kind' });
     check(rated.status === 201, `the user rates the closed conversation: ${JSON.stringify(rated.json)}`);
 
@@ -294,6 +300,14 @@ async function run() {
     await page.locator(`#bulk-outcome li.error[data-id="${CONVERSATION}"]`, { hasText: 'CONFLICT' }).waitFor();
     await page.locator(`#conversations tr[data-id="${SECOND}"] .badge`, { hasText: 'closed' }).waitFor();
     await page.screenshot({ path: path.join(SHOTS, 'bulk.png'), fullPage: true });
+
+    step('archive from the conversation view: no more replies');
+    await page.goto(`${URL_BASE}/admin/#/conversations/${SECOND}`);
+    await page.locator('#actions [data-action=archive]').click();
+    await page.locator('.conversation-header .badge', { hasText: 'archived' }).waitFor();
+    check(await page.locator('#reply').isDisabled(), 'the reply box is disabled once archived');
+    check(await page.locator('#actions button').count() === 0, 'nothing more to do with an archived conversation');
+    await page.goto(`${URL_BASE}/admin/#/dashboard`);
 
     step('filters: closed conversations assigned to me');
     await page.locator('#filters select[name=status]').selectOption('closed');
