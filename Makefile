@@ -11,9 +11,11 @@ run: ## the server on the embedded default (SQLite in ./data)
 test: test-deps ## every suite, on SQLite and on MySQL (with Redis)
 	cargo test --workspace
 
-test-deps: ## the real Socket.IO client the tests drive (python-socketio), when missing
+test-deps: ## the real clients the tests drive (python-socketio, schemathesis; Playwright and socket.io-client from npm), when missing
 	@python3 -c "import socketio, requests, schemathesis" 2>/dev/null || \
 		PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q -r tests/requirements.txt
+	@test -d tests/node_modules/playwright-core -a -d tests/node_modules/socket.io-client || \
+		(cd tests && npm ci --no-audit --no-fund)
 
 lint: ## formatting and clippy, warnings are errors
 	cargo fmt --all -- --check

@@ -260,5 +260,10 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
         backend = app.state().store.backend().name(),
         "chatd listening"
     );
+    let base = match &config.public_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => format!("http://{}", app.local_addr()?),
+    };
+    tracing::info!("web manager at {base}/admin");
     app.run_until(shutdown_signal()).await
 }

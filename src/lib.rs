@@ -1,6 +1,7 @@
 //! chatd: an event-sourced support-chat backend. Requests become commands, the domain in
 //! `events/` decides, the event store appends, projectors fold the log into read tables.
 
+pub mod admin;
 pub mod analytics;
 pub mod auth;
 pub mod cli;

@@ -76,6 +76,7 @@ impl Application {
             last_writes: Arc::default(),
             realtime: Arc::default(),
             attachments,
+            public_https: public_url.starts_with("https://"),
             started: Arc::new(std::time::Instant::now()),
         };
         let (realtime, add_socket_layer) = crate::realtime::build(config, state.clone())

@@ -950,6 +950,7 @@ async fn the_openapi_document_covers_every_route_scheme_and_error_code() {
         "/healthz",
         "/readyz",
         "/metrics",
+        "/admin/session",
     ] {
         assert!(paths.contains_key(path), "{path} is documented");
     }

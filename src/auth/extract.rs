@@ -40,18 +40,7 @@ pub async fn check_signature(
     limit: usize,
 ) -> Result<Request, ApiError> {
     let (parts, body) = request.into_parts();
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(declared) = declared.filter(|n| *n > limit as u64) {
-        if declared <= DRAIN_LIMIT as u64 {
-            drain(body.into_data_stream(), DRAIN_LIMIT).await;
-        }
-        return Err(too_large(limit));
-    }
-    let bytes = read_body(body, limit).await?;
+    let bytes = read_limited(&parts, body, limit).await?;
     let uri = parts
         .extensions
         .get::<OriginalUri>()
@@ -66,6 +55,30 @@ pub async fn check_signature(
     )
     .await?;
     Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// Reads the request's body into memory, refusing one over `limit` bytes with 413
+/// `PAYLOAD_TOO_LARGE` (the limit the signature middleware applies, for routes that
+/// authenticate otherwise).
+pub async fn buffer_body(request: Request, limit: usize) -> Result<Request, ApiError> {
+    let (parts, body) = request.into_parts();
+    let bytes = read_limited(&parts, body, limit).await?;
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+async fn read_limited(parts: &Parts, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(declared) = declared.filter(|n| *n > limit as u64) {
+        if declared <= DRAIN_LIMIT as u64 {
+            drain(body.into_data_stream(), DRAIN_LIMIT).await;
+        }
+        return Err(too_large(limit));
+    }
+    read_body(body, limit).await
 }
 
 /// A refused body up to this size is read to its end before the 413 goes out: a server that

@@ -28,7 +28,7 @@ use subtle::ConstantTimeEq;
 use crate::config::Config;
 use crate::store::EventStore;
 
-pub use extract::{Caller, bearer_token, check_signature, require_signature};
+pub use extract::{Caller, bearer_token, buffer_body, check_signature, require_signature};
 
 use replay::ReplayGuard;
 use sessions::SessionStore;
@@ -247,6 +247,19 @@ impl Auth {
         ttl: Duration,
     ) -> Result<String, AuthError> {
         self.sessions.create(session, ttl).await
+    }
+
+    /// The CSRF token of a browser session (the admin web manager): lowercase hex
+    /// HMAC-SHA256(app secret, "csrf:" + session token). Derived rather than stored, so it
+    /// survives a reload and every node computes the same one.
+    pub fn csrf_token(&self, session_token: &str) -> String {
+        signature_hex(&self.secret, &format!("csrf:{session_token}"))
+    }
+
+    /// Whether `sent` is the CSRF token of `session_token`, compared in constant time.
+    pub fn csrf_matches(&self, session_token: &str, sent: &str) -> bool {
+        let expected = self.csrf_token(session_token);
+        bool::from(sent.as_bytes().ct_eq(expected.as_bytes()))
     }
 
     /// Ends a session; ending an unknown one is not an error.

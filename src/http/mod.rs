@@ -45,6 +45,8 @@ pub struct AppState {
     pub started: Arc<std::time::Instant>,
     /// Where uploads are stored, and the links that serve them.
     pub attachments: Arc<crate::files::Attachments>,
+    /// The public URL is https: the web manager's cookie is marked `Secure`.
+    pub public_https: bool,
 }
 
 impl AppState {
@@ -125,17 +127,23 @@ impl LastWrites {
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    let api = chat::router()
+/// The JSON API's routes without their authentication: mounted once under `/api` behind the
+/// app signature, and once more under `/admin/api` behind the web manager's cookie.
+pub(crate) fn api_routes() -> Router<AppState> {
+    chat::router()
         .merge(search::router())
         .merge(analytics::router())
         .merge(audit::router())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::auth::require_signature,
-        ));
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = api_routes().layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::auth::require_signature,
+    ));
     Router::new()
         .merge(api)
+        .merge(crate::admin::router(state.clone()))
         // Uploads check the signature themselves, over the streamed body.
         .merge(files::router())
         .merge(health::router())

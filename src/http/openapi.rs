@@ -70,6 +70,15 @@ impl Modify for SecuritySchemes {
             ))),
         );
         components.add_security_scheme(
+            "admin_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::admin::COOKIE_NAME,
+                "The web manager's session (POST /admin/session); the same API is under \
+                 /admin/api with this cookie instead of the signature, and every request other \
+                 than GET and HEAD carries X-CSRF-Token.",
+            ))),
+        );
+        components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(
                 HttpBuilder::new()
@@ -101,10 +110,11 @@ fn metrics() {}
         audit::conversation_events, audit::conversation_state, audit::verify,
         health::healthz, health::readyz, metrics,
         files::upload, files::download,
+        crate::admin::session::sign_in, crate::admin::session::who_am_i, crate::admin::session::sign_out,
     ),
     components(schemas(ErrorBody, ErrorCode, files::UploadView, MessageView, ConversationView, LastMessageView, FeedbackView, Pagination)),
     modifiers(&SecuritySchemes),
-    tags((name = "messages"), (name = "files"), (name = "conversations"), (name = "admin"), (name = "audit"), (name = "operations")),
+    tags((name = "messages"), (name = "files"), (name = "conversations"), (name = "admin"), (name = "audit"), (name = "operations"), (name = "web manager")),
 )]
 pub struct ApiDoc;
 

@@ -224,11 +224,25 @@ pub async fn detach_request_head(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    if !request.uri().path().starts_with("/socket.io") {
+    let path = request.uri().path();
+    let via_admin = path.starts_with(crate::admin::SOCKET_PATH);
+    if !via_admin && !path.starts_with("/socket.io") {
         return next.run(request).await;
     }
     let (mut parts, body) = request.into_parts();
-    if let Ok(uri) = axum::http::Uri::try_from(parts.uri.to_string()) {
+    let uri = if via_admin {
+        // The manager's client connects under /admin so that its cookie goes along; the
+        // Socket.IO server itself listens at /socket.io.
+        parts.extensions.insert(crate::admin::ViaAdminPath);
+        let path_and_query = parts.uri.path_and_query().map_or("", |pq| pq.as_str());
+        path_and_query
+            .strip_prefix("/admin")
+            .unwrap_or(path_and_query)
+            .to_string()
+    } else {
+        parts.uri.to_string()
+    };
+    if let Ok(uri) = axum::http::Uri::try_from(uri) {
         parts.uri = uri.clone();
         // The router keeps the URI as it arrived here too.
         parts.extensions.insert(axum::extract::OriginalUri(uri));
@@ -277,22 +291,34 @@ async fn authenticate<A: Adapter>(
     State(state): State<AppState>,
     TryData(auth): TryData<Value>,
 ) -> Result<(), Refused> {
-    let token = auth
+    let sent = auth
         .ok()
         .and_then(|auth| {
             auth.get("token")
                 .and_then(Value::as_str)
                 .map(str::to_string)
         })
-        .filter(|token| !token.is_empty())
-        .ok_or(Refused {
-            code: "UNAUTHORIZED",
-            message: "a session token is required in auth.token".into(),
-        })?;
+        .filter(|token| !token.is_empty());
+    let (token, via_cookie) = match sent {
+        Some(token) => (token, false),
+        None => (
+            manager_cookie(socket.req_parts()).ok_or(Refused {
+                code: "UNAUTHORIZED",
+                message: "a session token is required in auth.token".into(),
+            })?,
+            true,
+        ),
+    };
     let session = state.auth.session(&token).await.map_err(|error| Refused {
         code: error.code(),
         message: error.to_string(),
     })?;
+    if via_cookie && !matches!(session.role, events_role::Admin | events_role::Auditor) {
+        return Err(Refused {
+            code: "FORBIDDEN",
+            message: "the web manager is for admins and auditors".into(),
+        });
+    }
     // socketioxide sends the CONNECT packet before it spawns the connect handler, so a client's
     // first event can arrive before that handler runs: the socket is made ready here instead.
     if matches!(session.role, events_role::Admin | events_role::Auditor) {
@@ -301,6 +327,17 @@ async fn authenticate<A: Adapter>(
     events::register(&socket);
     socket.extensions.insert(SocketCaller { session, token });
     Ok(())
+}
+
+/// The web manager's cookie, accepted in place of `auth.token` only on a connection made
+/// through the manager's path by a page of this very host: a WebSocket is not bound by the
+/// same-origin policy, so without the `Origin` check any site could ride an admin's cookie.
+fn manager_cookie(request: &axum::http::request::Parts) -> Option<String> {
+    request.extensions.get::<crate::admin::ViaAdminPath>()?;
+    if !crate::admin::same_origin(&request.headers) {
+        return None;
+    }
+    crate::admin::cookie_token(&request.headers)
 }
 
 async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
