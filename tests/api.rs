@@ -886,8 +886,19 @@ async fn bad_input_gets_a_contract_error_and_writes_nothing() {
             .await;
         assert_eq!(
             (status, answer["error_code"].as_str()),
-            (404, Some("NOT_FOUND")),
+            (405, Some("METHOD_NOT_ALLOWED")),
             "a wrong method answers in the envelope"
+        );
+        let allow = app
+            .signed(Method::DELETE, "/api/chat/messages", Some(&user), None)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(allow.status(), 405);
+        let allowed = allow.headers()["allow"].to_str().unwrap().to_string();
+        assert!(
+            allowed.contains("GET") && allowed.contains("POST"),
+            "{allowed}"
         );
         let unsigned = app
             .client

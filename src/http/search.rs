@@ -32,7 +32,7 @@ const CONTEXT_CHARS: usize = 30;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
-    /// 2..=200 characters. Chinese, Japanese and Korean text is matched as a
+    /// 2..=200 characters after trimming. Chinese, Japanese and Korean text is matched as a
     /// substring; other words whole and case-insensitively; every part must match.
     #[param(required = true, min_length = 2, max_length = 200)]
     q: Option<String>,
@@ -94,8 +94,7 @@ pub(super) async fn search_messages(
     Caller(session): Caller,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<Success<SearchPage>>, ApiError> {
-    // Counted as sent (the document's minLength and maxLength); blanks then match nothing.
-    let q = params.q.as_deref().unwrap_or_default();
+    let q = params.q.as_deref().unwrap_or_default().trim();
     let length = q.chars().count();
     if length < MIN_QUERY_CHARS {
         return Err(ApiError::validation(format!(
