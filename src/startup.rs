@@ -124,6 +124,7 @@ impl Application {
             shutdown.await;
             // Sockets would hold the server open: close them first.
             if let Some(realtime) = realtime {
+                realtime.announce_shutdown().await;
                 realtime.close().await;
             }
         };

@@ -13,6 +13,7 @@ use std::time::Duration;
 use events::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
+use support::process::ChatdProcess;
 use support::*;
 use tokio::io::AsyncWriteExt;
 
@@ -252,69 +253,12 @@ async fn the_long_polling_transport_carries_the_same_flow() {
 }
 
 /// A second chatd process on the test database and Redis (the same prefix as the test server).
-struct SecondNode {
-    process: std::process::Child,
-    url: String,
-    data_dir: std::path::PathBuf,
-}
-
-impl SecondNode {
-    async fn start(db: &TestDb) -> SecondNode {
-        let port = 30_000 + (std::process::id() % 20_000) as u16;
-        let data_dir = std::env::temp_dir().join(format!("chatd-node2-{}", std::process::id()));
-        let database = db.url.rsplit('/').next().unwrap_or("db").to_string();
-        let process = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
-            .arg("serve")
-            .env("CHAT_DATABASE_URL", &db.url)
-            .env("CHAT_REDIS_URL", redis_url())
-            .env("CHAT_REDIS_PREFIX", format!("chatd-test-{database}"))
-            .env("CHAT_APP_SECRET", APP_SECRET)
-            .env("CHAT_DATA_DIR", &data_dir)
-            .env("CHAT_PORT", port.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start the second chatd");
-        let node = SecondNode {
-            process,
-            url: format!("http://127.0.0.1:{port}"),
-            data_dir,
-        };
-        let client = reqwest::Client::new();
-        // A debug build migrating and joining the projector leases can take a while on a busy
-        // machine: wait up to a minute, and say what /readyz said last.
-        let mut last = String::from("no answer");
-        for _ in 0..1200 {
-            if let Ok(response) = client.get(format!("{}/readyz", node.url)).send().await {
-                if response.status() == 200 {
-                    return node;
-                }
-                last = format!(
-                    "{} {}",
-                    response.status(),
-                    response.text().await.unwrap_or_default()
-                );
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        let url = node.url.clone();
-        node.stop();
-        panic!("the second chatd did not become ready on {url}: {last}");
-    }
-
-    fn stop(mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
-}
-
 /// MariaDB and Redis only: that is what several nodes share.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_chatd_processes_sharing_mariadb_and_redis_deliver_messages_and_typing_across() {
     let db = TestDb::mysql().await;
     let app = TestApp::spawn(&db).await;
-    let second = SecondNode::start(&db).await;
+    let second = ChatdProcess::start(&db, &[]).await;
     let user = user_with_conversation(&app, "hello").await;
     let admin = admin(&app).await;
 

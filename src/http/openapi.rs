@@ -145,10 +145,10 @@ fn shared_rules(document: &mut serde_json::Value) {
                 if let Some(Value::Array(parameters)) = map.get_mut("parameters") {
                     for parameter in parameters {
                         let name = parameter["name"].as_str().unwrap_or_default().to_string();
-                        if is_id(&name) {
-                            if let Some(schema) = parameter.get_mut("schema") {
-                                constrain_id(schema);
-                            }
+                        if is_id(&name)
+                            && let Some(schema) = parameter.get_mut("schema")
+                        {
+                            constrain_id(schema);
                         }
                     }
                 }

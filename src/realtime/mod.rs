@@ -101,6 +101,28 @@ impl Realtime {
         crate::metrics::socket_event_out(event);
     }
 
+    /// Tells this node's sockets that it is going away, so that clients reconnect (to another
+    /// node, or to this one restarted) and join again with `since` at once, rather than after
+    /// a ping timeout.
+    pub async fn announce_shutdown(&self) {
+        let notice = json!({
+            "reason": "shutdown",
+            "message": "the server is restarting: reconnect, then join again with since",
+        });
+        match self {
+            Realtime::Local(io) => {
+                if let Some(root) = io.of(ROOT) {
+                    emit_each(root.local().sockets(), SHUTDOWN_EVENT, &notice);
+                }
+            }
+            Realtime::Redis(io) => {
+                if let Some(root) = io.of(ROOT) {
+                    emit_each(root.local().sockets(), SHUTDOWN_EVENT, &notice);
+                }
+            }
+        }
+    }
+
     /// Disconnects every socket of this node (shutdown). Emits after this do nothing.
     pub async fn close(&self) {
         match self {
@@ -117,6 +139,9 @@ impl Realtime {
         }
     }
 }
+
+/// The event a socket gets just before the server disconnects it on shutdown.
+pub const SHUTDOWN_EVENT: &str = "server_shutdown";
 
 /// The one namespace. socketioxide's shortcuts on `SocketIo` panic once it is closed; its
 /// operators, looked up through `of`, do not.

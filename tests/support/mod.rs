@@ -14,6 +14,7 @@ use events::{Actor, NewMessage, Role};
 use sqlx::Connection;
 
 pub mod history;
+pub mod process;
 pub mod proxy;
 
 pub const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";

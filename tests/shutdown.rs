@@ -1,0 +1,217 @@
+//! SIGTERM under load, on a real `chatd` process: requests in flight are answered, every socket
+//! is told why it is being closed (`server_shutdown`) before it is, the process exits cleanly,
+//! and every acknowledged message is in the log exactly once.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use support::process::ChatdProcess;
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A session made by `chatd session create` against the same stores as the process.
+fn create_session(db: &TestDb, user_id: u64) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"));
+    command
+        .args(["session", "create", "--user-id", &user_id.to_string()])
+        .args(["--role", "user", "--identifier", &format!("user_{user_id}")])
+        .env("CHAT_DATABASE_URL", &db.url)
+        .env("CHAT_APP_SECRET", APP_SECRET);
+    if db.backend == chatd::store::Backend::MySql {
+        command.env("CHAT_REDIS_URL", redis_url());
+    }
+    let output = command.output().expect("chatd session create");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+async fn post_message(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    client_msg_id: &str,
+) -> Result<u16, reqwest::Error> {
+    let path = "/api/chat/messages";
+    let body =
+        json!({"message": format!("message {client_msg_id}"), "client_msg_id": client_msg_id})
+            .to_string();
+    let timestamp = chrono::Utc::now().timestamp_millis();
+    let signature = chatd::auth::sign(APP_SECRET, timestamp, "POST", path, body.as_bytes());
+    let response = client
+        .post(format!("{url}{path}"))
+        .header("X-Timestamp", timestamp.to_string())
+        .header("X-Signature", signature)
+        .bearer_auth(token)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    Ok(response.status().as_u16())
+}
+
+/// How many MessageSent events of the whole log carry each client_msg_id.
+async fn sent_per_client_msg_id(store: &chatd::store::EventStore) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    let mut position = 0;
+    loop {
+        let batch = store.read_from(position, 1000).await.expect("read the log");
+        let Some(last) = batch.last() else {
+            return counts;
+        };
+        position = last.position;
+        for event in batch.iter().filter(|e| e.event_type == "MessageSent") {
+            let metadata: Value = serde_json::from_str(&event.metadata).expect("metadata");
+            if let Some(id) = metadata["client_msg_id"].as_str() {
+                *counts.entry(id.to_string()).or_default() += 1;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_answers_in_flight_requests_tells_sockets_and_loses_nothing() {
+    for db in TestDb::each().await {
+        let mut node =
+            ChatdProcess::start(&db, &[("CHAT_LIMIT_MESSAGES_PER_MIN", "1000000")]).await;
+        let token = create_session(&db, fresh_id());
+        let client = reqwest::Client::new();
+        assert_eq!(
+            post_message(&client, &node.url, &token, "first").await.ok(),
+            Some(201)
+        );
+
+        // A socket, over the real Engine.IO websocket protocol.
+        let ws_url = format!(
+            "{}/socket.io/?EIO=4&transport=websocket",
+            node.url.replacen("http", "ws", 1)
+        );
+        let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url)
+            .await
+            .expect("websocket");
+        let open = socket.next().await.expect("open packet").expect("frame");
+        assert!(
+            open.to_text().unwrap_or_default().starts_with('0'),
+            "{open:?}"
+        );
+        socket
+            .send(Message::text(format!("40{}", json!({"token": token}))))
+            .await
+            .expect("connect packet");
+        loop {
+            let frame = socket.next().await.expect("connect answer").expect("frame");
+            let text = frame.to_text().unwrap_or_default();
+            if text == "2" {
+                socket.send(Message::text("3")).await.expect("pong");
+                continue;
+            }
+            assert!(text.starts_with("40"), "{frame:?}");
+            break;
+        }
+
+        // Writers until the server is gone; what came back 2xx is acknowledged.
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = (0..8)
+            .map(|writer| {
+                let (client, url, token, stop) = (
+                    client.clone(),
+                    node.url.clone(),
+                    token.clone(),
+                    stop.clone(),
+                );
+                tokio::spawn(async move {
+                    let mut acknowledged = Vec::new();
+                    let mut refused = 0u32;
+                    for n in 0.. {
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let id = format!("w{writer}-{n}");
+                        match post_message(&client, &url, &token, &id).await {
+                            Ok(200 | 201) => acknowledged.push(id),
+                            Ok(status) => panic!("{id}: {status} while serving"),
+                            // The server has stopped listening.
+                            Err(_) => {
+                                refused += 1;
+                                if refused > 3 {
+                                    break;
+                                }
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        }
+                    }
+                    acknowledged
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let pid = node.process.id().to_string();
+        let signalled = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        assert!(signalled.success());
+
+        // The socket hears why before it is closed.
+        let mut told = None;
+        while let Ok(Some(Ok(frame))) =
+            tokio::time::timeout(Duration::from_secs(10), socket.next()).await
+        {
+            let text = frame.to_text().unwrap_or_default().to_string();
+            let closing = text.starts_with("41") || frame.is_close();
+            if text.starts_with("42") && text.contains("server_shutdown") {
+                told = Some(text);
+            }
+            if closing {
+                break;
+            }
+        }
+        let told = told.unwrap_or_else(|| panic!("{}: no server_shutdown event", db.name()));
+        assert!(told.contains("since"), "{told}");
+
+        let mut exited = None;
+        for _ in 0..300 {
+            if let Ok(Some(status)) = node.process.try_wait() {
+                exited = Some(status);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        stop.store(true, Ordering::SeqCst);
+        let exited = exited.unwrap_or_else(|| {
+            panic!(
+                "{}: chatd still running 30 s after SIGTERM\n{}",
+                db.name(),
+                node.log_text()
+            )
+        });
+        assert!(
+            exited.success(),
+            "{}: {exited:?}\n{}",
+            db.name(),
+            node.log_text()
+        );
+
+        let mut acknowledged = vec!["first".to_string()];
+        for writer in writers {
+            acknowledged.extend(writer.await.expect("writer"));
+        }
+        assert!(acknowledged.len() > 8, "{}: the load ran", db.name());
+        let in_log = sent_per_client_msg_id(&db.store).await;
+        for id in &acknowledged {
+            assert_eq!(in_log.get(id), Some(&1), "{}: {id} acknowledged", db.name());
+        }
+        println!(
+            "{}: {} messages acknowledged before and during SIGTERM, every one in the log once",
+            db.name(),
+            acknowledged.len()
+        );
+        node.stop();
+        db.cleanup().await;
+    }
+}

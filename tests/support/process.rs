@@ -1,0 +1,90 @@
+//! A real `chatd serve` process on the test database (and Redis for MySQL), on a free port, with
+//! its log kept for the failure message.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{APP_SECRET, TestDb, redis_url};
+use chatd::store::Backend;
+
+pub struct ChatdProcess {
+    pub process: std::process::Child,
+    pub url: String,
+    data_dir: PathBuf,
+    log: PathBuf,
+}
+
+/// A port nothing listens on now (the kernel's pick, released for the child to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free local port")
+}
+
+impl ChatdProcess {
+    /// Starts chatd and waits (up to a minute: a debug build migrating on a busy machine) until
+    /// /readyz answers 200.
+    pub async fn start(db: &TestDb, settings: &[(&str, &str)]) -> ChatdProcess {
+        let port = free_port();
+        let suffix = format!("{}-{port}", std::process::id());
+        let data_dir = std::env::temp_dir().join(format!("chatd-process-{suffix}"));
+        let _ = std::fs::create_dir_all(&data_dir);
+        let log = data_dir.join("chatd.log");
+        let database = db.url.rsplit('/').next().unwrap_or("db").to_string();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"));
+        command
+            .arg("serve")
+            .env("CHAT_DATABASE_URL", &db.url)
+            .env("CHAT_REDIS_PREFIX", format!("chatd-test-{database}"))
+            .env("CHAT_APP_SECRET", APP_SECRET)
+            .env("CHAT_DATA_DIR", &data_dir)
+            .env("CHAT_PORT", port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("chatd log file"));
+        if db.backend == Backend::MySql {
+            command.env("CHAT_REDIS_URL", redis_url());
+        }
+        for (name, value) in settings {
+            command.env(name, value);
+        }
+        let process = command.spawn().expect("start chatd");
+        let node = ChatdProcess {
+            process,
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir,
+            log,
+        };
+        let client = reqwest::Client::new();
+        let mut last = String::from("no answer");
+        for _ in 0..1200 {
+            if let Ok(response) = client.get(format!("{}/readyz", node.url)).send().await {
+                if response.status() == 200 {
+                    return node;
+                }
+                last = format!(
+                    "{} {}",
+                    response.status(),
+                    response.text().await.unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let url = node.url.clone();
+        let log = node.log_text();
+        node.stop();
+        panic!("chatd did not become ready on {url}: {last}\nits log:\n{log}");
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills it (SIGKILL) and removes its files.
+    pub fn stop(mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
