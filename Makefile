@@ -3,7 +3,7 @@ CHAT_TEST_MYSQL_URL ?= mysql://root@127.0.0.1:3306/test
 CHAT_TEST_REDIS_URL ?= redis://127.0.0.1:6379/
 export CHAT_TEST_MYSQL_URL CHAT_TEST_REDIS_URL
 
-.PHONY: run test test-deps lint bench ci fmt
+.PHONY: run test test-deps lint bench ci fmt fuzz
 
 run: ## the server on the embedded default (SQLite in ./data)
 	cargo run --release -- serve
@@ -32,6 +32,16 @@ bench: ## append throughput, projection lag, replay speed, REST throughput; SQLi
 	cargo bench --bench search
 	cargo bench --bench analytics
 	cargo bench --bench audit
+
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = socket_packet auth_headers multipart_upload
+fuzz: ## every fuzz target for FUZZ_SECONDS each (cargo-fuzz, installed when missing); a panic fails
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@for target in $(FUZZ_TARGETS); do \
+		echo "fuzz: $$target for $(FUZZ_SECONDS) s"; \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none $$target -- \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
 
 ci: ## what CI runs
 	.ci/run

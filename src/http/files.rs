@@ -275,6 +275,18 @@ pub async fn upload(
     ))
 }
 
+/// Reads an upload form from a whole multipart body with the route's rules (the fuzz target's
+/// way in; the route streams the body instead).
+pub async fn read_whole_form(
+    body: bytes::Bytes,
+    boundary: &str,
+    limit: u64,
+) -> Result<(), ApiError> {
+    let parts = futures::stream::once(async move { Ok::<_, std::io::Error>(body) });
+    let mut multipart = multer::Multipart::new(parts, boundary);
+    read_form(&mut multipart, limit).await.map(drop)
+}
+
 async fn read_form(
     multipart: &mut multer::Multipart<'_>,
     limit: u64,

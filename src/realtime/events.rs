@@ -86,6 +86,32 @@ fn caller<A: Adapter>(socket: &SocketRef<A>) -> Result<SocketCaller, ApiError> {
     })
 }
 
+/// Decodes `data` as the payload of the client event `event` and checks its ids, as the
+/// event's handler does before it touches any state (the fuzz target's way in).
+pub fn decode_client_payload(event: &str, data: Value) -> Result<(), ApiError> {
+    let data = Ok::<_, String>(data);
+    match event {
+        "join_conversation" => {
+            let JoinPayload {
+                conversation_id, ..
+            } = payload(data)?;
+            wire_id(conversation_id, "conversation_id").map(drop)
+        }
+        "leave_conversation" | "typing_start" | "typing_stop" => {
+            let ConversationPayload { conversation_id } = payload(data)?;
+            wire_id(conversation_id, "conversation_id").map(drop)
+        }
+        "send_message" => payload::<SendMessageBody>(data).map(drop),
+        "mark_read" => {
+            let MarkReadPayload {
+                conversation_id, ..
+            } = payload(data)?;
+            wire_id(conversation_id, "conversation_id").map(drop)
+        }
+        _ => Err(ApiError::validation(format!("unknown event {event}"))),
+    }
+}
+
 fn payload<T: DeserializeOwned>(
     data: Result<Value, impl std::fmt::Display>,
 ) -> Result<T, ApiError> {

@@ -442,6 +442,7 @@ pub(crate) fn error_envelope(error: &ApiError) -> Value {
 }
 
 pub use broadcaster::Broadcaster;
+pub use events::decode_client_payload;
 
 #[cfg(test)]
 mod tests {
