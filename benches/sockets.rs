@@ -5,13 +5,18 @@
 //!   `CHAT_BENCH_SOCKET_OTHER_SIDE=admin`, where every message also fans out to all admin
 //!   sockets);
 //! - the highest rate (stepping up) at which that p99 stays under 100 ms;
-//! - memory per idle connection with 10,000 idle sockets (the server's RSS before and after).
+//! - slow readers: 200 admin sockets that never read (each is sent every message) while the
+//!   pairs chat at the base rate: how many the server disconnects, its peak RSS meanwhile, and
+//!   the chatting sockets' p99 beside the same rate without them;
+//! - memory per idle connection with 10,000 idle sockets (the server's RSS before and after),
+//!   and whether it grows while they are held (`CHAT_BENCH_IDLE_HOLD_SECONDS`, 600).
 //!
 //! The load client speaks Socket.IO v5 over websocket itself (a few lines of protocol), so that
 //! thousands of clients fit in one process. `make bench` raises the file descriptor limit.
 //! Sizes: `CHAT_BENCH_SOCKET_PAIRS` (500), `CHAT_BENCH_SOCKET_RATE` (2000),
 //! `CHAT_BENCH_IDLE_SOCKETS` (10000), `CHAT_BENCH_SOCKET_SECONDS` (5 per step),
-//! `CHAT_BENCH_SOCKET_MAX_RATE` (40000: where stepping up stops).
+//! `CHAT_BENCH_SOCKET_MAX_RATE` (40000: where stepping up stops), `CHAT_BENCH_SLOW_SOCKETS` (200),
+//! `CHAT_BENCH_IDLE_HOLD_SECONDS` (600).
 
 mod support;
 
@@ -173,18 +178,22 @@ impl Server {
         anyhow::bail!("chatd did not become ready")
     }
 
+    /// The server's count of sockets it disconnected for not reading.
+    async fn overflows(&self) -> u64 {
+        let text = match reqwest::get(format!("{}/metrics", self.base)).await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(_) => return 0,
+        };
+        text.lines()
+            .filter(|line| line.starts_with("chatd_socket_overflows_total"))
+            .filter_map(|line| line.split_whitespace().last())
+            .filter_map(|value| value.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
     /// Resident memory of the server process, in KiB.
     fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.process.id()))
-            .ok()
-            .and_then(|status| {
-                status
-                    .lines()
-                    .find(|line| line.starts_with("VmRSS:"))
-                    .and_then(|line| line.split_whitespace().nth(1))
-                    .and_then(|kib| kib.parse().ok())
-            })
-            .unwrap_or(0)
+        rss_of(self.process.id())
     }
 
     fn stop(mut self) {
@@ -394,6 +403,41 @@ async fn measure(
         Some(rate) => println!("  highest rate with p99 under 100 ms: {rate} msg/s"),
         None => println!("  p99 is over 100 ms already at {rate} msg/s"),
     }
+
+    // Slow readers: admin sockets (each gets every message through the staff room) that
+    // connect and then never read again.
+    let slow = env_usize("CHAT_BENCH_SLOW_SOCKETS", 200);
+    let mut slow_sockets = Vec::with_capacity(slow);
+    for n in 0..slow as u64 {
+        let token = session(&mut redis, base_id + 50_000 + n, "admin").await?;
+        slow_sockets.push(connect_and_stop_reading(&server.base, &token).await?);
+    }
+    let overflows_before = server.overflows().await;
+    let rss_before = server.rss_kib();
+    let peak = Arc::new(AtomicU64::new(rss_before));
+    let sampling = {
+        let peak = peak.clone();
+        let pid = server.process.id();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_of(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let with_slow = run_rate(&pairs, &mut latencies, rate, seconds, epoch).await;
+    sampling.abort();
+    let disconnected = server.overflows().await.saturating_sub(overflows_before);
+    report(rate, &with_slow);
+    let (p99_without, p99_with) = (percentile(&first.0, 0.99), percentile(&with_slow.0, 0.99));
+    println!(
+        "  with {slow} admin sockets that never read: {disconnected} of them disconnected, server RSS \
+         {rss_before} KiB before, peak {} KiB; the others' p99 {p99_with:.1} ms against {p99_without:.1} ms \
+         without them ({:+.1}%)",
+        peak.load(Ordering::Relaxed),
+        (p99_with - p99_without) / p99_without.max(0.001) * 100.0
+    );
+    drop(slow_sockets);
     drop(pairs);
 
     let before = server.rss_kib();
@@ -412,8 +456,69 @@ async fn measure(
         after,
         after.saturating_sub(before) as f64 / idle as f64
     );
+    let hold = env_usize("CHAT_BENCH_IDLE_HOLD_SECONDS", 600) as u64;
+    if hold > 0 {
+        let mut samples = vec![after];
+        let held = Instant::now();
+        while held.elapsed() < Duration::from_secs(hold) {
+            tokio::time::sleep(Duration::from_secs(hold.min(30))).await;
+            samples.push(server.rss_kib());
+        }
+        println!(
+            "  held {idle} idle sockets for {hold} s: server RSS {} KiB at the start, {} KiB at the end, \
+             highest {} KiB",
+            after,
+            samples.last().copied().unwrap_or(after),
+            samples.iter().max().copied().unwrap_or(after),
+        );
+    }
     drop(idle_clients);
     Ok(())
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A socket that completes the Socket.IO handshake and is then never read: what the server sends
+/// it piles up in the kernel's buffers and then in the server's.
+async fn connect_and_stop_reading(
+    base: &str,
+    token: &str,
+) -> anyhow::Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+> {
+    let url = format!(
+        "{}/socket.io/?EIO=4&transport=websocket",
+        base.replace("http://", "ws://")
+    );
+    let (mut stream, _) = tokio_tungstenite::connect_async(url).await?;
+    match stream.next().await {
+        Some(Ok(Message::Text(open))) if open.starts_with('0') => {}
+        other => anyhow::bail!("no engine.io open packet: {other:?}"),
+    }
+    stream
+        .send(Message::Text(
+            format!("40{}", json!({"token": token})).into(),
+        ))
+        .await?;
+    loop {
+        match stream.next().await {
+            Some(Ok(Message::Text(text))) if text.starts_with("40") => return Ok(stream),
+            Some(Ok(_)) => {}
+            other => anyhow::bail!("no connect answer: {other:?}"),
+        }
+    }
 }
 
 #[tokio::main]
