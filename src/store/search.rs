@@ -20,6 +20,9 @@ const RARITY_PROBE: i64 = 5000;
 /// How many of the rarest term's newest postings the first try of a search over every
 /// conversation looks at.
 const FIRST_POSTINGS: i64 = 2000;
+/// A term with this many times the rarest term's postings in a search's range is looked up per
+/// candidate instead of read whole: a lookup costs about this many sequential index entries.
+const LOOKUP_RATIO: i64 = 16;
 
 /// Which conversations a search may look into.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,7 +229,22 @@ where
                 Some(row) => row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx)?,
                 None => 0,
             };
-            let found = self.matches_from(query, recent_index, from).await?;
+            // A term far more common than the rarest one in the range costs less looked up per
+            // candidate than read whole.
+            let mut looked_up = Vec::new();
+            for term in &query.terms {
+                if let QueryTerm::Exact(term) = term
+                    && *term != rarest
+                    && self
+                        .is_common_from(term, from, postings * LOOKUP_RATIO, recent_index)
+                        .await?
+                {
+                    looked_up.push(term.clone());
+                }
+            }
+            let found = self
+                .matches_from(query, recent_index, from, &looked_up)
+                .await?;
             if found.len() >= wanted || from == 0 {
                 break found;
             }
@@ -273,16 +291,56 @@ where
         }))
     }
 
+    /// Whether `term` has at least `postings` postings from message id `from` on (reads at most
+    /// that many index entries).
+    async fn is_common_from(
+        &self,
+        term: &str,
+        from: i64,
+        postings: i64,
+        recent_index: &str,
+    ) -> Result<bool, StoreError> {
+        let rows = self
+            .fetch(
+                &format!(
+                    "select count(*) from (select 1 from search_terms {recent_index} \
+                     where term = ? and message_id >= ? limit ?) probe"
+                ),
+                vec![
+                    Bind::Text(term.to_string()),
+                    Bind::Int(from),
+                    Bind::Int(postings),
+                ],
+            )
+            .await?;
+        let counted = match rows.first() {
+            Some(row) => row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx)?,
+            None => 0,
+        };
+        Ok(counted >= postings)
+    }
+
     /// The newest [`RECENT_MATCHES`] messages from message id `from` on that match `query`,
-    /// as (message id, score).
+    /// as (message id, score). The terms in `looked_up` are not read in the range but looked up
+    /// for each message the others matched.
     async fn matches_from(
         &self,
         query: &SearchQuery,
         recent_index: &str,
         from: i64,
+        looked_up: &[String],
     ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let read_whole = SearchQuery {
+            terms: query
+                .terms
+                .iter()
+                .filter(|term| !matches!(term, QueryTerm::Exact(t) if looked_up.contains(t)))
+                .cloned()
+                .collect(),
+            ..query.clone()
+        };
         let (matches, mut binds) = matching_messages(
-            query,
+            &read_whole,
             recent_index,
             " and t.message_id >= ?",
             vec![Bind::Int(from)],
@@ -294,12 +352,30 @@ where
             format!(" join messages m on m.id = s.message_id{verify_sql}")
         };
         binds.extend(verify_binds);
+        let mut lookups = String::new();
+        let mut found = Vec::new();
+        let mut score = String::from("c.score");
+        for (n, term) in looked_up.iter().enumerate() {
+            lookups.push_str(&format!(
+                ", (select p.hits from search_terms p \
+                 where p.message_id = s.message_id and p.term = ?) as hits{n}"
+            ));
+            binds.insert(n, Bind::Text(term.clone()));
+            found.push(format!("c.hits{n} is not null"));
+            score.push_str(&format!(" + c.hits{n}"));
+        }
+        let found = if found.is_empty() {
+            String::new()
+        } else {
+            format!(" where {}", found.join(" and "))
+        };
         binds.push(Bind::Int(i64::from(RECENT_MATCHES)));
         let rows = self
             .fetch(
                 &format!(
-                    "select s.message_id, cast(s.score as signed) from ({matches}) s{verify_sql} \
-                     order by s.message_id desc limit ?"
+                    "select c.message_id, cast({score} as signed) from \
+                     (select s.message_id, s.score{lookups} from ({matches}) s{verify_sql}) c\
+                     {found} order by c.message_id desc limit ?"
                 ),
                 binds,
             )
