@@ -84,6 +84,7 @@ class Stats:
 
 
 STATS = Stats()
+RECORDED_AT = {}  # message id -> when its event was recorded (s since the epoch)
 PROBLEMS = []  # what the clients met that no retry should ever meet (unexpected refusals)
 
 
@@ -241,7 +242,9 @@ class Node:
         os.makedirs(self.data_dir)
         self.env = dict(env, CHAT_PORT=str(self.port), CHAT_DATA_DIR=self.data_dir)
         self.process = None
-        self.lock = threading.Lock()
+        # Held across kill-and-restart, so the supervisor never starts a second process for a
+        # node it sees dead in between.
+        self.lock = threading.RLock()
         self.became_ready = False
         self.starts = 0
 
@@ -333,9 +336,10 @@ class Cluster:
         return [n.url for n in self.nodes if n.alive()] or [n.url for n in self.nodes]
 
     def kill_node(self, node):
-        node.kill()
-        STATS.add("chatd kills")
-        node.start()
+        with node.lock:
+            node.kill()
+            STATS.add("chatd kills")
+            node.start()
 
     def kill_mariadb(self, down_for):
         self.mariadb_down.set()
@@ -354,23 +358,27 @@ class Cluster:
             for node in self.nodes:
                 with node.lock:
                     exited = node.process.poll() is not None
-                if exited:
-                    code = node.process.returncode
-                    when = "after it was ready" if node.became_ready else "while starting"
-                    if node.became_ready and not self.mariadb_down.is_set():
-                        STATS.add("chatd exits on their own (database up)")
-                        problem(f"chatd node {node.index} exited with {code} {when}; see {node.log_path}")
-                    else:
-                        STATS.add("chatd exits on their own (database down or starting)")
-                        log(f"chatd node {node.index} exited with {code} {when}; restarting")
-                    time.sleep(0.5)
-                    node.start()
-                elif not node.became_ready:
+                    if exited:
+                        self._restart_exited(node)
+                if not exited and not node.became_ready:
                     node.ready()
             time.sleep(0.2)
 
+    def _restart_exited(self, node):
+        code = node.process.returncode
+        when = "after it was ready" if node.became_ready else "while starting"
+        if node.became_ready and not self.mariadb_down.is_set():
+            STATS.add("chatd exits on their own (database up)")
+            problem(f"chatd node {node.index} exited with {code} {when}; see {node.log_path}")
+        else:
+            STATS.add("chatd exits on their own (database down or starting)")
+            log(f"chatd node {node.index} exited with {code} {when}; restarting")
+        time.sleep(0.5)
+        node.start()
+
     def stop(self):
         self.supervising.clear()
+        self.supervisor.join(5)
         for node in self.nodes:
             node.kill()
         self.redis.stop()
@@ -399,6 +407,20 @@ class Acks:
             STATS.add("acks of a retry that found the original (200)")
 
 
+def in_arrival_order(sio):
+    """python-engineio hands each received message to a new thread, so handlers may run out of
+    the order the server sent them in; a device shows them in arrival order, so handle each one
+    on the reading thread before reading the next."""
+    trigger = sio.eio._trigger_event
+
+    def trigger_in_order(event, *args, **kwargs):
+        if event == "message":
+            kwargs["run_async"] = False
+        return trigger(event, *args, **kwargs)
+
+    sio.eio._trigger_event = trigger_in_order
+
+
 class SocketClient:
     """A python-socketio client whose calls also end when the connection drops, so that a call
     on a killed node is retried at once rather than after a timeout."""
@@ -415,6 +437,7 @@ class SocketClient:
         self.connection += 1
         self.dropped.clear()
         sio = socketio.Client(reconnection=False)
+        in_arrival_order(sio)
         connection = self.connection
         if self.on_message:
             sio.on("new_message", lambda message: self.on_message(connection, "broadcast", message))
@@ -563,6 +586,12 @@ class Reader(threading.Thread):
         self.received = []  # (connection, how, message) in arrival order
         self.held = []  # the device's timeline: messages new to it, in arrival order
         self.held_ids = {}
+        # The newest id up to which the timeline is known whole: what a rejoin asks `since`.
+        # Broadcasts on a connection whose join has not been answered do not move it: if the
+        # join fails, what came before them is still unknown.
+        self.synced = 0
+        self.synced_connection = None
+        self.joins = []  # (connection, since, ids answered, time sent, time answered)
         self.client = SocketClient(token, on_message=self.on_message)
         self.joined = threading.Event()
 
@@ -574,6 +603,17 @@ class Reader(threading.Thread):
             if message["id"] not in self.held_ids:
                 self.held_ids[message["id"]] = message
                 self.held.append(message)
+            if connection == self.synced_connection:
+                self.synced = max(self.synced, message["id"])
+
+    def on_joined(self, connection, since, messages, sent_at):
+        """A successful join's answer, on the client's reading thread."""
+        for message in messages:
+            self.on_message(connection, "join", message)
+        with self.lock:
+            self.joins.append((connection, since, [m["id"] for m in messages], sent_at, time.time()))
+            self.synced = max([since] + [m["id"] for m in messages])
+            self.synced_connection = connection
 
     def last_id(self):
         with self.lock:
@@ -590,15 +630,14 @@ class Reader(threading.Thread):
                 STATS.add("reader reconnects")
             while not self.finished.is_set() and not self.client.dropped.is_set():
                 connection = self.client.connection
-                since = self.last_id()
-                holder = {}
+                with self.lock:
+                    since = self.synced
+                sent_at = time.time()
 
-                # Recorded on the client's reader thread, in arrival order with the broadcasts.
-                def on_ack(ack, connection=connection, holder=holder):
-                    holder["ack"] = ack
+                # Recorded on the client's reading thread, in arrival order with the broadcasts.
+                def on_ack(ack, connection=connection, since=since, sent_at=sent_at):
                     if isinstance(ack, dict) and ack.get("status") == "success":
-                        for message in ack["data"].get("messages", []):
-                            self.on_message(connection, "join", message)
+                        self.on_joined(connection, since, ack["data"].get("messages", []), sent_at)
 
                 ack = self.client.call(
                     "join_conversation",
@@ -613,7 +652,10 @@ class Reader(threading.Thread):
                     break
                 if ack is None:
                     break
-                if ack.get("error_code") != "UNAVAILABLE":
+                # Read-your-writes is per node: the other node's read tables may not show the
+                # conversation its first message just opened.
+                first_join_lags = ack.get("error_code") == "NOT_FOUND" and not self.joined.is_set()
+                if ack.get("error_code") != "UNAVAILABLE" and not first_join_lags:
                     problem(f"{self.name}: join_conversation since {since}: {ack!r}")
                 time.sleep(self.random.uniform(0.1, 0.4))
             self.client.close()
@@ -709,17 +751,18 @@ def check_log(cluster, acks, checks):
     events = cluster.mariadb.query(
         "select position, stream_type, stream_id, sequence, event_type, "
         "json_value(payload, '$.message_id'), json_value(payload, '$.client_msg_id'), "
-        "json_value(payload, '$.content') from events order by position"
+        "json_value(payload, '$.content'), recorded_at from events order by position"
     )
     messages = {}  # message id -> (conversation id, client_msg_id, content)
     by_cmid = {}
     streams = {}
     positions = []
-    for position, stream_type, stream_id, sequence, event_type, message_id, cmid, content in events:
+    for position, stream_type, stream_id, sequence, event_type, message_id, cmid, content, at in events:
         positions.append(int(position))
         streams.setdefault((stream_type, stream_id), []).append((int(sequence), int(position)))
         if event_type == "MessageSent":
             messages[int(message_id)] = (int(stream_id), cmid, content)
+            RECORDED_AT[int(message_id)] = int(at) / 1e6
             if cmid is not None:
                 by_cmid.setdefault(cmid, []).append(int(message_id))
 
@@ -827,7 +870,23 @@ def check_audit(cluster, checks):
     )
 
 
-def check_readers(readers, messages, checks):
+def write_reader_logs(readers, path):
+    with open(path, "w") as out:
+        for reader in readers:
+            with reader.lock:
+                received = list(reader.received)
+                joins = list(reader.joins)
+            out.write(f"{reader.name} conversation {reader.conversation_id}\n")
+            for connection, since, ids, sent_at, answered_at in joins:
+                out.write(
+                    f"  connection {connection} join since {since} sent {sent_at:.6f} answered "
+                    f"{answered_at:.6f} with {len(ids)}: {ids}\n"
+                )
+            for connection, how, message in received:
+                out.write(f"  connection {connection} {how} {message['id']}\n")
+
+
+def check_readers(readers, messages, checks, workdir):
     failures = []
     redelivered = 0
     for reader in readers:
@@ -849,24 +908,47 @@ def check_readers(readers, messages, checks):
                 failures.append(f"{reader.name}: a broadcast twice on connection {connection}: {ids}")
             elif ids != sorted(ids):
                 failures.append(f"{reader.name}: broadcasts out of order on connection {connection}: {ids}")
+        for connection, since, ids, _, _ in reader.joins:
+            if ids != sorted(set(ids)) or any(i <= since for i in ids):
+                failures.append(f"{reader.name}: the join since {since} on connection {connection} "
+                                f"answered out of order or at or before since: {ids}")
         redelivered += len(received) - len(held)
+        # The device shows its timeline in id order: a join's answer can arrive after broadcasts
+        # that raced it, so arrival order across a join and the broadcasts is not the timeline.
+        held_ids = sorted(held_ids)
         for message in held:
             logged = messages.get(message["id"])
             if logged is None or (message.get("client_msg_id"), message.get("content")) != logged[1:]:
                 failures.append(f"{reader.name}: message {message['id']} differs from the log: {message!r} vs {logged!r}")
         if held_ids != expected:
             missing = sorted(set(expected) - set(held_ids))
+            with reader.lock:
+                joins = list(reader.joins)
+            for message_id in missing[:1]:
+                # The evidence: a join asked for everything after `since`, the message was
+                # recorded before that join was sent, and the answer lacked it.
+                for connection, since, ids, sent_at, answered_at in joins:
+                    if since < message_id and message_id not in ids and RECORDED_AT[message_id] < sent_at:
+                        failures.append(
+                            f"{reader.name}: message {message_id} was recorded at "
+                            f"{RECORDED_AT[message_id]:.3f}, {sent_at - RECORDED_AT[message_id]:.3f} s "
+                            f"before the join on connection {connection} with since {since} was sent; "
+                            f"that join answered {len(ids)} messages without it: {sample(ids, 8)}"
+                        )
+                        break
             unknown = sorted(set(held_ids) - set(expected))
             failures.append(
                 f"{reader.name} (conversation {reader.conversation_id}): holds {len(held_ids)}, log has "
                 f"{len(expected)}; missing {sample(missing)}; not in the log {sample(unknown)}"
-                + ("; out of order" if not missing and not unknown else "")
             )
     STATS.add("socket deliveries merged by id (join/broadcast overlap)", redelivered)
+    if failures:
+        write_reader_logs(readers, os.path.join(workdir, "readers.txt"))
     checks.record(
         "sockets",
         not failures,
-        f"{len(readers)} readers hold every message of their conversation once, in order"
+        f"{len(readers)} readers hold every message of their conversation, each once; "
+        "broadcasts and join answers in order"
         if not failures
         else " | ".join(failures[:10]) + (f" ... ({len(failures)} in all)" if len(failures) > 10 else ""),
     )
@@ -941,7 +1023,7 @@ def run(args, workdir):
             reader.join(10)
         checks = Checks()
         messages = check_log(cluster, acks, checks)
-        check_readers(readers, messages, checks)
+        check_readers(readers, messages, checks, cluster.workdir)
         check_replay(cluster, checks)
         check_audit(cluster, checks)
         if PROBLEMS:
