@@ -617,7 +617,7 @@ class Reader(threading.Thread):
 
     def last_id(self):
         with self.lock:
-            return self.held[-1]["id"] if self.held else 0
+            return max(self.held_ids, default=0)
 
     def run(self):
         while not self.finished.is_set():
