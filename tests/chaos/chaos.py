@@ -483,9 +483,11 @@ class Writer(threading.Thread):
     """Sends messages one after another, each retried with the same client_msg_id and body until
     acknowledged; stops after its pending message once `stopping` is set."""
 
-    def __init__(self, name, role, token, transport, cluster, acks, targets, stopping, seed):
+    def __init__(self, name, role, token, transport, cluster, acks, targets, stopping, seed,
+                 admin_id=None):
         super().__init__(name=name, daemon=True)
         self.role = role
+        self.admin_id = admin_id
         self.token = token
         self.transport = transport
         self.cluster = cluster
@@ -501,7 +503,11 @@ class Writer(threading.Thread):
     def run(self):
         try:
             while not self.stopping.is_set():
-                self.send_one(self.random.choice(self.targets))
+                target = self.random.choice(self.targets)
+                if self.role == "admin" and self.random.random() < 0.03:
+                    self.assign_to_self(target)
+                else:
+                    self.send_one(target)
                 time.sleep(self.random.uniform(0.02, 0.2))
         except Exception as error:  # noqa: BLE001 - reported with the others
             self.failed = f"{self.name}: {error!r}"
@@ -509,6 +515,28 @@ class Writer(threading.Thread):
         finally:
             if self.socket:
                 self.socket.close()
+
+    def assign_to_self(self, conversation_id):
+        """Takes the conversation (retried until acknowledged), so the log also holds
+        assignments for the replay to agree on."""
+        path = f"/api/chat/conversations/{conversation_id}/assign"
+        for attempt in range(1, 2001):
+            url = self.random.choice(self.cluster.live_urls())
+            rest = self.rest.get(url) or self.rest.setdefault(url, Rest({"url": url, "secret": APP_SECRET}))
+            try:
+                status, payload = rest.call("PUT", path, self.token, {"admin_id": self.admin_id})
+            except Exception:  # noqa: BLE001 - the node is down
+                status, payload = None, None
+            if status == 200:
+                STATS.add("assignments acknowledged")
+                return
+            if status is not None and status not in RETRYABLE_STATUSES:
+                STATS.add("unexpected refusals")
+                problem(f"{self.name}: PUT {path}: {status} {payload!r}")
+                return
+            STATS.add("retries")
+            time.sleep(min(1.0, 0.05 * attempt) * self.random.uniform(0.5, 1.5))
+        raise RuntimeError(f"{self.name}: {path} still unacknowledged after 2000 attempts")
 
     def send_one(self, conversation_id):
         self.sent += 1
@@ -592,6 +620,7 @@ class Reader(threading.Thread):
         self.synced = 0
         self.synced_connection = None
         self.joins = []  # (connection, since, ids answered, time sent, time answered)
+        self.marked = set()  # admin messages this device has had acknowledged as read
         self.client = SocketClient(token, on_message=self.on_message)
         self.joined = threading.Event()
 
@@ -614,6 +643,22 @@ class Reader(threading.Thread):
             self.joins.append((connection, since, [m["id"] for m in messages], sent_at, time.time()))
             self.synced = max([since] + [m["id"] for m in messages])
             self.synced_connection = connection
+
+    def mark_admin_messages_read(self):
+        """Best effort, as on the phone: a receipt lost with its node is sent with the next."""
+        with self.lock:
+            unread = [i for i, m in self.held_ids.items()
+                      if m.get("sender_role") == "admin" and i not in self.marked]
+        if not unread:
+            return
+        ack = self.client.call(
+            "mark_read", {"conversation_id": self.conversation_id, "message_ids": unread[-50:]}
+        )
+        if isinstance(ack, dict) and ack.get("status") == "success":
+            self.marked.update(unread[-50:])
+            STATS.add("read receipts acknowledged")
+        elif isinstance(ack, dict) and ack.get("error_code") not in ("UNAVAILABLE", "RATE_LIMITED"):
+            problem(f"{self.name}: mark_read: {ack!r}")
 
     def last_id(self):
         with self.lock:
@@ -648,7 +693,8 @@ class Reader(threading.Thread):
                     if ack["data"].get("has_more"):
                         continue  # more than one join's worth was missed: ask for the rest
                     self.joined.set()
-                    self.client.dropped.wait()
+                    while not self.client.dropped.wait(self.random.uniform(0.5, 2.0)):
+                        self.mark_admin_messages_read()
                     break
                 if ack is None:
                     break
@@ -989,7 +1035,7 @@ def run(args, workdir):
             token = create_session(cluster, admin_id, "admin", f"chaos_admin_{admin_id}")
             transport = "rest" if i % 2 == 0 else "socket"
             writers.append(Writer(f"admin{admin_id}", "admin", token, transport, cluster, acks,
-                                  conversations, stopping, rng.random()))
+                                  conversations, stopping, rng.random(), admin_id=admin_id))
         for writer in writers:
             writer.start()
         log(f"{len(writers)} writers and {len(readers)} readers running")
@@ -1049,6 +1095,8 @@ def print_report(checks, elapsed):
         "messages duplicated",
         "messages in the log never acknowledged",
         "acks of a retry that found the original (200)",
+        "assignments acknowledged",
+        "read receipts acknowledged",
         "retries",
         "unexpected refusals",
         "reader reconnects",
