@@ -295,6 +295,18 @@ class Cluster:
     def __init__(self, args, workdir):
         self.args = args
         self.workdir = workdir
+        self.mariadb = self.redis = self.supervisor = None
+        self.nodes = []
+        self.supervising = threading.Event()
+        self.mariadb_down = threading.Event()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self):
+        args, workdir = self.args, self.workdir
         log("initialising a private MariaDB")
         self.mariadb = MariaDB(workdir)
         self.mariadb.start()
@@ -320,8 +332,6 @@ class Cluster:
             node.start()
             node.wait_ready()
         log(f"chatd nodes ready at {', '.join(n.url for n in self.nodes)}")
-        self.supervising = threading.Event()
-        self.mariadb_down = threading.Event()
         self.supervisor = threading.Thread(target=self._supervise, daemon=True)
         self.supervising.set()
         self.supervisor.start()
@@ -378,11 +388,14 @@ class Cluster:
 
     def stop(self):
         self.supervising.clear()
-        self.supervisor.join(5)
+        if self.supervisor:
+            self.supervisor.join(5)
         for node in self.nodes:
             node.kill()
-        self.redis.stop()
-        self.mariadb.stop()
+        if self.redis:
+            self.redis.stop()
+        if self.mariadb:
+            self.mariadb.stop()
 
 
 # ---------------------------------------------------------------------------------------------
