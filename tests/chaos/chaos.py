@@ -613,69 +613,101 @@ class Writer(threading.Thread):
 
 
 class Reader(threading.Thread):
-    """A user's second device: joined to the conversation, it records every message it receives
-    (join answers and broadcasts, per connection) and rejoins with `since` after each drop."""
+    """A device that follows conversations: a user's second phone (their one conversation), or
+    the web manager (an admin socket: every conversation's messages come through the staff room;
+    it joins each one too, to catch up with `since`). It records every message it receives (join
+    answers and broadcasts, per connection) and rejoins with `since` after each drop."""
 
-    def __init__(self, name, token, conversation_id, cluster, finished, seed):
+    def __init__(self, name, token, conversations, other_side, cluster, finished, seed):
         super().__init__(name=name, daemon=True)
         self.token = token
-        self.conversation_id = conversation_id
+        self.conversations = list(conversations)
+        self.other_side = other_side  # whose messages this device marks read
         self.cluster = cluster
         self.finished = finished
         self.random = random.Random(seed)
         self.lock = threading.Lock()
         self.received = []  # (connection, how, message) in arrival order
-        self.held = []  # the device's timeline: messages new to it, in arrival order
-        self.held_ids = {}
-        # The newest id up to which the timeline is known whole: what a rejoin asks `since`.
-        # Broadcasts on a connection whose join has not been answered do not move it: if the
-        # join fails, what came before them is still unknown.
-        self.synced = 0
-        self.synced_connection = None
-        self.joins = []  # (connection, since, ids answered, time sent, time answered)
-        self.marked = set()  # admin messages this device has had acknowledged as read
+        self.held = {c: {} for c in self.conversations}  # the timeline: conversation -> id -> message
+        # Per conversation, the newest id up to which the timeline is known whole: what a rejoin
+        # asks `since`. Broadcasts on a connection whose join has not been answered do not move
+        # it: if the join fails, what came before them is still unknown.
+        self.synced = {c: 0 for c in self.conversations}
+        self.synced_connection = {c: None for c in self.conversations}
+        self.joins = []  # (connection, conversation, since, ids answered, time sent, time answered)
+        self.marked = set()  # messages this device has had acknowledged as read
         self.client = SocketClient(token, on_message=self.on_message)
         self.joined = threading.Event()
 
     def on_message(self, connection, how, message):
-        if message.get("conversation_id") != self.conversation_id:
+        conversation = message.get("conversation_id")
+        if conversation not in self.held:
             return
         with self.lock:
             self.received.append((connection, how, message))
-            if message["id"] not in self.held_ids:
-                self.held_ids[message["id"]] = message
-                self.held.append(message)
-            if connection == self.synced_connection:
-                self.synced = max(self.synced, message["id"])
+            self.held[conversation].setdefault(message["id"], message)
+            if connection == self.synced_connection[conversation]:
+                self.synced[conversation] = max(self.synced[conversation], message["id"])
 
-    def on_joined(self, connection, since, messages, sent_at):
+    def on_joined(self, connection, conversation, since, messages, sent_at):
         """A successful join's answer, on the client's reading thread."""
         for message in messages:
             self.on_message(connection, "join", message)
+        ids = [m["id"] for m in messages]
         with self.lock:
-            self.joins.append((connection, since, [m["id"] for m in messages], sent_at, time.time()))
-            self.synced = max([since] + [m["id"] for m in messages])
-            self.synced_connection = connection
+            self.joins.append((connection, conversation, since, ids, sent_at, time.time()))
+            self.synced[conversation] = max([since] + ids)
+            self.synced_connection[conversation] = connection
 
-    def mark_admin_messages_read(self):
+    def mark_read(self):
         """Best effort, as on the phone: a receipt lost with its node is sent with the next."""
+        conversation = self.random.choice(self.conversations)
         with self.lock:
-            unread = [i for i, m in self.held_ids.items()
-                      if m.get("sender_role") == "admin" and i not in self.marked]
+            unread = [i for i, m in self.held[conversation].items()
+                      if m.get("sender_role") == self.other_side and i not in self.marked][-50:]
         if not unread:
             return
-        ack = self.client.call(
-            "mark_read", {"conversation_id": self.conversation_id, "message_ids": unread[-50:]}
-        )
+        ack = self.client.call("mark_read", {"conversation_id": conversation, "message_ids": unread})
         if isinstance(ack, dict) and ack.get("status") == "success":
-            self.marked.update(unread[-50:])
+            self.marked.update(unread)
             STATS.add("read receipts acknowledged")
         elif isinstance(ack, dict) and ack.get("error_code") not in ("UNAVAILABLE", "RATE_LIMITED"):
             problem(f"{self.name}: mark_read: {ack!r}")
 
-    def last_id(self):
+    def last_id(self, conversation):
         with self.lock:
-            return max(self.held_ids, default=0)
+            return max(self.held[conversation], default=0)
+
+    def join(self, conversation):
+        """Joins on the current connection until answered; False when the connection dropped."""
+        while not self.finished.is_set() and not self.client.dropped.is_set():
+            connection = self.client.connection
+            with self.lock:
+                since = self.synced[conversation]
+            sent_at = time.time()
+
+            # Recorded on the client's reading thread, in arrival order with the broadcasts.
+            def on_ack(ack, connection=connection, since=since, sent_at=sent_at):
+                if isinstance(ack, dict) and ack.get("status") == "success":
+                    messages = ack["data"].get("messages", [])
+                    self.on_joined(connection, conversation, since, messages, sent_at)
+
+            ack = self.client.call(
+                "join_conversation", {"conversation_id": conversation, "since": since}, on_ack=on_ack
+            )
+            if ack is None:
+                return False
+            if ack.get("status") == "success":
+                if ack["data"].get("has_more"):
+                    continue  # more than one join's worth was missed: ask for the rest
+                return True
+            # Read-your-writes is per node: the other node's read tables may not show the
+            # conversation its first message just opened.
+            first_join_lags = ack.get("error_code") == "NOT_FOUND" and not self.joined.is_set()
+            if ack.get("error_code") != "UNAVAILABLE" and not first_join_lags:
+                problem(f"{self.name}: join_conversation {conversation} since {since}: {ack!r}")
+            time.sleep(self.random.uniform(0.1, 0.4))
+        return False
 
     def run(self):
         while not self.finished.is_set():
@@ -686,37 +718,10 @@ class Reader(threading.Thread):
                 continue
             if self.client.connection > 1:
                 STATS.add("reader reconnects")
-            while not self.finished.is_set() and not self.client.dropped.is_set():
-                connection = self.client.connection
-                with self.lock:
-                    since = self.synced
-                sent_at = time.time()
-
-                # Recorded on the client's reading thread, in arrival order with the broadcasts.
-                def on_ack(ack, connection=connection, since=since, sent_at=sent_at):
-                    if isinstance(ack, dict) and ack.get("status") == "success":
-                        self.on_joined(connection, since, ack["data"].get("messages", []), sent_at)
-
-                ack = self.client.call(
-                    "join_conversation",
-                    {"conversation_id": self.conversation_id, "since": since},
-                    on_ack=on_ack,
-                )
-                if isinstance(ack, dict) and ack.get("status") == "success":
-                    if ack["data"].get("has_more"):
-                        continue  # more than one join's worth was missed: ask for the rest
-                    self.joined.set()
-                    while not self.client.dropped.wait(self.random.uniform(0.5, 2.0)):
-                        self.mark_admin_messages_read()
-                    break
-                if ack is None:
-                    break
-                # Read-your-writes is per node: the other node's read tables may not show the
-                # conversation its first message just opened.
-                first_join_lags = ack.get("error_code") == "NOT_FOUND" and not self.joined.is_set()
-                if ack.get("error_code") != "UNAVAILABLE" and not first_join_lags:
-                    problem(f"{self.name}: join_conversation since {since}: {ack!r}")
-                time.sleep(self.random.uniform(0.1, 0.4))
+            if all(self.join(c) for c in self.conversations):
+                self.joined.set()
+                while not self.client.dropped.wait(self.random.uniform(0.5, 2.0)):
+                    self.mark_read()
             self.client.close()
         self.client.close()
 
@@ -935,69 +940,76 @@ def write_reader_logs(readers, path):
             with reader.lock:
                 received = list(reader.received)
                 joins = list(reader.joins)
-            out.write(f"{reader.name} conversation {reader.conversation_id}\n")
-            for connection, since, ids, sent_at, answered_at in joins:
+            out.write(f"{reader.name}\n")
+            for connection, conversation, since, ids, sent_at, answered_at in joins:
                 out.write(
-                    f"  connection {connection} join since {since} sent {sent_at:.6f} answered "
-                    f"{answered_at:.6f} with {len(ids)}: {ids}\n"
+                    f"  connection {connection} join {conversation} since {since} sent {sent_at:.6f} "
+                    f"answered {answered_at:.6f} with {len(ids)}: {ids}\n"
                 )
             for connection, how, message in received:
-                out.write(f"  connection {connection} {how} {message['id']}\n")
+                out.write(
+                    f"  connection {connection} {how} {message['conversation_id']} {message['id']}\n"
+                )
 
 
 def check_readers(readers, messages, checks, workdir):
     failures = []
     redelivered = 0
     for reader in readers:
-        expected = sorted(i for i, m in messages.items() if m[0] == reader.conversation_id)
         with reader.lock:
             received = list(reader.received)
-            held = list(reader.held)
-        held_ids = [m["id"] for m in held]
-        # The contract: a socket receives each event once. Per connection, broadcasts are unique
-        # and in order. A join's answer may repeat a broadcast that raced it (the socket is in
-        # the room before the answer is read), and a rejoin may be answered by a node whose
-        # broadcaster is behind: the device merges those by id, so they are counted, not failed.
+            joins = list(reader.joins)
+            held = {c: dict(m) for c, m in reader.held.items()}
+        # The contract: a socket receives each event once, even when it is both in the
+        # conversation's room and in the staff room. Per connection, broadcasts are unique and in
+        # order. A join's answer may repeat a broadcast that raced it (the socket is in the room
+        # before the answer is read), and a rejoin may be answered by a node whose broadcaster is
+        # behind: the device merges those by id, so they are counted, not failed.
         per_connection = {}
         for connection, how, message in received:
             if how == "broadcast":
-                per_connection.setdefault(connection, []).append(message["id"])
-        for connection, ids in per_connection.items():
+                per_connection.setdefault((connection, message["conversation_id"]), []).append(message["id"])
+        for (connection, conversation), ids in per_connection.items():
             if len(ids) != len(set(ids)):
-                failures.append(f"{reader.name}: a broadcast twice on connection {connection}: {ids}")
+                failures.append(f"{reader.name}: a broadcast of {conversation} twice on connection {connection}: {ids}")
             elif ids != sorted(ids):
-                failures.append(f"{reader.name}: broadcasts out of order on connection {connection}: {ids}")
-        for connection, since, ids, _, _ in reader.joins:
+                failures.append(f"{reader.name}: broadcasts of {conversation} out of order on connection {connection}: {ids}")
+        for connection, conversation, since, ids, _, _ in joins:
             if ids != sorted(set(ids)) or any(i <= since for i in ids):
-                failures.append(f"{reader.name}: the join since {since} on connection {connection} "
-                                f"answered out of order or at or before since: {ids}")
-        redelivered += len(received) - len(held)
-        # The device shows its timeline in id order: a join's answer can arrive after broadcasts
-        # that raced it, so arrival order across a join and the broadcasts is not the timeline.
-        held_ids = sorted(held_ids)
-        for message in held:
-            logged = messages.get(message["id"])
-            if logged is None or (message.get("client_msg_id"), message.get("content")) != logged[1:]:
-                failures.append(f"{reader.name}: message {message['id']} differs from the log: {message!r} vs {logged!r}")
-        if held_ids != expected:
+                failures.append(f"{reader.name}: the join of {conversation} since {since} on connection "
+                                f"{connection} answered out of order or at or before since: {ids}")
+        redelivered += len(received) - sum(len(m) for m in held.values())
+        for conversation, timeline in held.items():
+            for message in timeline.values():
+                logged = messages.get(message["id"])
+                if logged is None or (message.get("conversation_id"), message.get("client_msg_id"),
+                                      message.get("content")) != logged:
+                    failures.append(f"{reader.name}: message {message['id']} differs from the log: "
+                                    f"{message!r} vs {logged!r}")
+            # The device shows its timeline in id order: a join's answer can arrive after
+            # broadcasts that raced it, so arrival order is not the timeline.
+            held_ids = sorted(timeline)
+            expected = sorted(i for i, m in messages.items() if m[0] == conversation)
+            if held_ids == expected:
+                continue
             missing = sorted(set(expected) - set(held_ids))
-            with reader.lock:
-                joins = list(reader.joins)
+            unknown = sorted(set(held_ids) - set(expected))
             for message_id in missing[:1]:
                 # The evidence: a join asked for everything after `since`, the message was
                 # recorded before that join was sent, and the answer lacked it.
-                for connection, since, ids, sent_at, answered_at in joins:
-                    if since < message_id and message_id not in ids and RECORDED_AT[message_id] < sent_at:
+                for connection, joined, since, ids, sent_at, _ in joins:
+                    if (joined == conversation and since < message_id and message_id not in ids
+                            and RECORDED_AT[message_id] < sent_at):
                         failures.append(
                             f"{reader.name}: message {message_id} was recorded at "
                             f"{RECORDED_AT[message_id]:.3f}, {sent_at - RECORDED_AT[message_id]:.3f} s "
-                            f"before the join on connection {connection} with since {since} was sent; "
-                            f"that join answered {len(ids)} messages without it: {sample(ids, 8)}"
+                            f"before the join of {conversation} on connection {connection} with since "
+                            f"{since} was sent; that join answered {len(ids)} messages without it: "
+                            f"{sample(ids, 8)}"
                         )
                         break
-            unknown = sorted(set(held_ids) - set(expected))
             failures.append(
-                f"{reader.name} (conversation {reader.conversation_id}): holds {len(held_ids)}, log has "
+                f"{reader.name} (conversation {conversation}): holds {len(held_ids)}, log has "
                 f"{len(expected)}; missing {sample(missing)}; not in the log {sample(unknown)}"
             )
     STATS.add("socket deliveries merged by id (join/broadcast overlap)", redelivered)
@@ -1006,8 +1018,8 @@ def check_readers(readers, messages, checks, workdir):
     checks.record(
         "sockets",
         not failures,
-        f"{len(readers)} readers hold every message of their conversation, each once; "
-        "broadcasts and join answers in order"
+        f"{len(readers)} readers ({sum(len(r.conversations) for r in readers)} timelines) hold every "
+        "message of their conversations, each once; broadcasts and join answers in order"
         if not failures
         else " | ".join(failures[:10]) + (f" ... ({len(failures)} in all)" if len(failures) > 10 else ""),
     )
@@ -1032,8 +1044,12 @@ def run(args, workdir):
             conversations.append(message["conversation_id"])
             user_tokens.append((user_id, token, reader_token))
         for (user_id, _, reader_token), conversation_id in zip(user_tokens, conversations):
-            readers.append(Reader(f"reader{user_id}", reader_token, conversation_id, cluster, finished,
-                                  rng.random()))
+            readers.append(Reader(f"reader{user_id}", reader_token, [conversation_id], "admin",
+                                  cluster, finished, rng.random()))
+        # The web manager: an admin socket in the staff room and in every conversation's room.
+        manager_token = create_session(cluster, 9100, "admin", "chaos_manager_9100")
+        readers.append(Reader("manager9100", manager_token, conversations, "user", cluster,
+                              finished, rng.random()))
         for reader in readers:
             reader.start()
         for reader in readers:
@@ -1073,9 +1089,10 @@ def run(args, workdir):
         }
         deadline = time.monotonic() + 60
         for reader in readers:
-            target = messages_now.get(reader.conversation_id, 0)
-            while reader.last_id() < target and time.monotonic() < deadline:
-                time.sleep(0.1)
+            for conversation in reader.conversations:
+                target = messages_now.get(conversation, 0)
+                while reader.last_id(conversation) < target and time.monotonic() < deadline:
+                    time.sleep(0.1)
         finished.set()
         for reader in readers:
             reader.client.close()
