@@ -453,13 +453,14 @@ class SocketClient:
     def connect(self, urls):
         self.close()
         self.connection += 1
-        self.dropped.clear()
+        # One event per connection: a closed connection's late disconnect must not end this one.
+        dropped = self.dropped = threading.Event()
         sio = socketio.Client(reconnection=False)
         in_arrival_order(sio)
         connection = self.connection
         if self.on_message:
             sio.on("new_message", lambda message: self.on_message(connection, "broadcast", message))
-        sio.on("disconnect", lambda *args: self.dropped.set())
+        sio.on("disconnect", lambda *args: dropped.set())
         url = random.choice(urls)
         sio.connect(url, auth={"token": self.token}, transports=["websocket"], wait_timeout=5)
         self.sio = sio
