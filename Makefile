@@ -3,7 +3,7 @@ CHAT_TEST_MYSQL_URL ?= mysql://root@127.0.0.1:3306/test
 CHAT_TEST_REDIS_URL ?= redis://127.0.0.1:6379/
 export CHAT_TEST_MYSQL_URL CHAT_TEST_REDIS_URL
 
-.PHONY: run test test-deps lint bench ci fmt fuzz
+.PHONY: run test test-deps lint bench ci fmt fuzz chaos chaos-short
 
 run: ## the server on the embedded default (SQLite in ./data)
 	cargo run --release -- serve
@@ -42,6 +42,19 @@ fuzz: ## every fuzz target for FUZZ_SECONDS each (cargo-fuzz, installed when mis
 		RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none $$target -- \
 			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
 	done
+
+# The crash harness runs the debug binary (wherever CARGO_TARGET_DIR puts it) against its own
+# MariaDB and Redis; see tests/chaos/chaos.py for its flags (seed, kills, users, --keep).
+CHATD_BIN ?= $(or $(CARGO_TARGET_DIR),target)/debug/chatd
+CHAOS_FLAGS ?=
+
+chaos-short: test-deps ## crash harness, short form (CI): 24 chatd SIGKILLs, 3 of mariadbd, a few minutes
+	cargo build --bin chatd
+	python3 tests/chaos/chaos.py --chatd $(CHATD_BIN) --chatd-kills 24 --mariadb-kills 3 $(CHAOS_FLAGS)
+
+chaos: test-deps ## crash harness, long form: 100 chatd SIGKILLs, 6 of mariadbd, more users
+	cargo build --bin chatd
+	python3 tests/chaos/chaos.py --chatd $(CHATD_BIN) --chatd-kills 100 --mariadb-kills 6 --users 40 $(CHAOS_FLAGS)
 
 ci: ## what CI runs
 	.ci/run

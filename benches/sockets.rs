@@ -129,6 +129,27 @@ impl Client {
         Ok(tokio::time::timeout(Duration::from_secs(60), answer).await??)
     }
 
+    /// Joins the conversation's room. A join refused while the read tables catch up has not
+    /// joined, so it is asked again; any other refusal ends the benchmark.
+    async fn join(&self, conversation: u64) -> anyhow::Result<()> {
+        for _ in 0..100 {
+            let ack = self
+                .call(
+                    "join_conversation",
+                    json!({"conversation_id": conversation}),
+                )
+                .await?;
+            if ack["status"] == "success" {
+                return Ok(());
+            }
+            if ack["error_code"] != "UNAVAILABLE" {
+                anyhow::bail!("join_conversation {conversation}: {ack}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("join_conversation {conversation}: still UNAVAILABLE after 100 attempts")
+    }
+
     fn emit(&self, event: &str, data: Value) {
         let _ = self.outgoing.send(format!("42{}", json!([event, data])));
     }
@@ -348,12 +369,7 @@ async fn measure(
         let (first, first_events) = Client::connect(&server.base, &user_token).await?;
         let (second, second_events) = Client::connect(&server.base, second_token).await?;
         for client in [&first, &second] {
-            client
-                .call(
-                    "join_conversation",
-                    json!({"conversation_id": conversation}),
-                )
-                .await?;
+            client.join(conversation).await?;
         }
         pairs.push(Pair {
             first: Arc::new(first),

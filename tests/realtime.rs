@@ -336,3 +336,65 @@ async fn an_auditor_socket_reads_but_may_not_send_mark_read_or_type() {
         db.cleanup().await;
     }
 }
+
+/// Another node takes `projector`'s lease until `for_how_long` from now: this node's projector
+/// stops applying the log until the lease expires, as after its node's death.
+async fn hold_lease_elsewhere(db: &TestDb, projector: &str, for_how_long: Duration) {
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        + for_how_long)
+        .as_micros() as i64;
+    let sql = "update projector_state set holder = 'another-node', lease_expires_at = ? \
+               where name = ?";
+    let moved = match &db.store {
+        chatd::store::EventStore::MySql(s) => sqlx::query(sql)
+            .bind(until)
+            .bind(projector)
+            .execute(s.pool())
+            .await
+            .map(|done| done.rows_affected()),
+        chatd::store::EventStore::Sqlite(s) => sqlx::query(sql)
+            .bind(until)
+            .bind(projector)
+            .execute(s.pool())
+            .await
+            .map(|done| done.rows_affected()),
+    };
+    assert_eq!(
+        moved.expect("take the lease"),
+        1,
+        "{}: {projector}'s lease",
+        db.name()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_join_while_the_read_tables_lag_is_refused_rather_than_answered_without_messages() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn_with(&db, &[("CHAT_READ_YOUR_WRITES_TIMEOUT_MS", "300")]).await;
+        let user = user_with_conversation(&app, "hello").await;
+        let admin = admin(&app).await;
+        hold_lease_elsewhere(&db, "messages", Duration::from_secs(4)).await;
+        let (status, sent) = app
+            .call(
+                Method::POST,
+                "/api/chat/messages",
+                admin["token"].as_str(),
+                Some(&json!({"conversation_id": user["conversation_id"], "content": "while lagging"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{}: the admin's message: {sent}", db.name());
+
+        run_scenario(
+            "join_while_tables_lag",
+            &db,
+            &app,
+            json!({"user": user, "lagging_message_id": sent["data"]["id"]}),
+        )
+        .await;
+
+        app.stop().await;
+        db.cleanup().await;
+    }
+}

@@ -502,7 +502,8 @@ pub async fn download(
 
     let mut row = state.store.file(file_id).await?;
     if row.is_none() {
-        // Just uploaded through another request: wait (bounded) for the read tables.
+        // Just uploaded through another request: wait (bounded) for the read tables; if they
+        // still lag, the lookup below answers as they stand.
         state
             .await_position(state.store.head_position().await?)
             .await;

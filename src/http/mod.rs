@@ -79,21 +79,22 @@ impl AppState {
         }
     }
 
-    /// Waits (bounded) until the live read tables have applied `position`.
-    pub async fn await_position(&self, position: u64) {
-        self.await_position_with(position, &[]).await;
+    /// Waits (bounded) until the live read tables have applied `position`; whether they have.
+    pub async fn await_position(&self, position: u64) -> bool {
+        self.await_position_with(position, &[]).await
     }
 
-    async fn await_position_with(&self, position: u64, extra: &[&'static str]) {
+    async fn await_position_with(&self, position: u64, extra: &[&'static str]) -> bool {
         let mut names = LIVE_PROJECTIONS.to_vec();
         names.extend_from_slice(extra);
-        if !self
+        let caught_up = self
             .projections
             .wait_for_these(position, self.read_your_writes, &names)
-            .await
-        {
+            .await;
+        if !caught_up {
             tracing::warn!(position, "read tables lag behind an acknowledged command");
         }
+        caught_up
     }
 }
 

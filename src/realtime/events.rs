@@ -158,10 +158,25 @@ async fn join_conversation<A: Adapter>(
         socket.join(conversation_room(id));
         // Everything committed from now on reaches this socket through the room; everything
         // committed before must be in what the join answers, or a reconnecting client would
-        // never see it: wait (bounded) until the read tables hold the whole log as of now.
-        state
-            .await_position(state.store.head_position().await?)
-            .await;
+        // never see it: wait (bounded) until the read tables hold the whole log as of now. If
+        // they do not (their projector's node died and its lease has not expired yet), an
+        // answer from them would silently skip messages the client then never asks for again:
+        // refuse the join instead, out of the room, and let the client join again.
+        let caught_up = match state.store.head_position().await {
+            Ok(head) => state.await_position(head).await,
+            Err(error) => {
+                socket.leave(conversation_room(id));
+                return Err(error.into());
+            }
+        };
+        if !caught_up {
+            socket.leave(conversation_room(id));
+            return Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "the conversation's messages are catching up; join again shortly",
+            ));
+        }
         let (messages, has_more) = match since {
             Some(since) => catch_up(&state, id, since).await?,
             None => {

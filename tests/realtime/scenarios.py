@@ -1012,6 +1012,31 @@ def scenario_two_nodes(cfg):
     a.close()
 
 
+def scenario_join_while_tables_lag(cfg):
+    """While the read tables lag behind the log, a join with `since` is refused with UNAVAILABLE
+    (an answer from them would lack the newest message, and the client would never ask for it
+    again); once they catch up, the same join returns it."""
+    user = cfg["user"]
+    conversation = user["conversation_id"]
+    data = {"conversation_id": conversation, "since": user["message_id"]}
+    u = Peer(cfg, "user", user["token"]).connect()
+    check_error(u.call("join_conversation", data), "UNAVAILABLE", "a join while the tables lag")
+    step("the join while the read tables lag was refused with UNAVAILABLE")
+    deadline = time.monotonic() + 30
+    while True:
+        ack = u.call("join_conversation", data)
+        if isinstance(ack, dict) and ack.get("status") == "success":
+            break
+        check_error(ack, "UNAVAILABLE", "a join again while the tables lag")
+        check(time.monotonic() < deadline, "the join still refused after 30 s")
+        time.sleep(0.2)
+    ids = [m["id"] for m in ack["data"]["messages"]]
+    check(ids == [cfg["lagging_message_id"]],
+          f"the join once caught up: expected [{cfg['lagging_message_id']}], got {ids}")
+    step("once the tables caught up, the join returned the message")
+    u.close()
+
+
 def scenario_session_ends(cfg):
     """A socket whose session is deleted is disconnected within seconds."""
     u = Peer(cfg, "user", cfg["user"]["token"]).connect()
@@ -1033,6 +1058,7 @@ SCENARIOS = {
     "slow_reader": scenario_slow_reader,
     "polling": scenario_polling,
     "auditor_read_only": scenario_auditor_read_only,
+    "join_while_tables_lag": scenario_join_while_tables_lag,
 }
 
 
