@@ -1,6 +1,7 @@
-//! SIGTERM under load, on a real `chatd` process: requests in flight are answered, every socket
+//! SIGTERM under load, on real `chatd` processes: requests in flight are answered, every socket
 //! is told why it is being closed (`server_shutdown`) before it is, the process exits cleanly,
-//! and every acknowledged message is in the log exactly once.
+//! and every acknowledged message is in the log exactly once; and a rolling restart of two
+//! nodes, with clients retrying on the other node as the app does, loses nothing.
 
 mod support;
 
@@ -214,4 +215,112 @@ async fn sigterm_under_load_answers_in_flight_requests_tells_sockets_and_loses_n
         node.stop();
         db.cleanup().await;
     }
+}
+
+/// Sends SIGTERM and waits (up to 30 s) for a clean exit.
+async fn terminate(mut node: ChatdProcess) {
+    let pid = node.process.id().to_string();
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
+    assert!(signalled.success());
+    for _ in 0..300 {
+        if let Ok(Some(status)) = node.process.try_wait() {
+            assert!(status.success(), "{status:?}\n{}", node.log_text());
+            node.stop();
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "chatd still running 30 s after SIGTERM\n{}",
+        node.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_two_nodes_under_load_loses_nothing() {
+    let db = TestDb::mysql().await;
+    let settings = [("CHAT_LIMIT_MESSAGES_PER_MIN", "1000000")];
+    let first = ChatdProcess::start(&db, &settings).await;
+    let second = ChatdProcess::start(&db, &settings).await;
+    let nodes = Arc::new(std::sync::RwLock::new(vec![
+        first.url.clone(),
+        second.url.clone(),
+    ]));
+    let token = create_session(&db, fresh_id());
+    let client = reqwest::Client::new();
+    let stop = Arc::new(AtomicBool::new(false));
+
+    // Each message is retried with its client_msg_id, on the other node, until acknowledged.
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let (client, nodes, token, stop) =
+                (client.clone(), nodes.clone(), token.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                let mut retries = 0u32;
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let id = format!("r{writer}-{n}");
+                    let mut attempt = 0usize;
+                    loop {
+                        let url = {
+                            let nodes = nodes.read().expect("nodes");
+                            nodes[(writer + n + attempt) % nodes.len()].clone()
+                        };
+                        match post_message(&client, &url, &token, &id).await {
+                            Ok(200 | 201) => break,
+                            Ok(503) | Err(_) => {
+                                attempt += 1;
+                                retries += 1;
+                                assert!(attempt < 600, "{id}: never acknowledged");
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                            Ok(status) => panic!("{id}: {status}"),
+                        }
+                    }
+                    acknowledged.push(id);
+                    n += 1;
+                }
+                (acknowledged, retries)
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    terminate(first).await;
+    let first = ChatdProcess::start(&db, &settings).await;
+    nodes.write().expect("nodes")[0] = first.url.clone();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    terminate(second).await;
+    let second = ChatdProcess::start(&db, &settings).await;
+    nodes.write().expect("nodes")[1] = second.url.clone();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::SeqCst);
+
+    let mut acknowledged = Vec::new();
+    let mut retries = 0;
+    for writer in writers {
+        let (ids, retried) = writer.await.expect("writer");
+        acknowledged.extend(ids);
+        retries += retried;
+    }
+    let in_log = sent_per_client_msg_id(&db.store).await;
+    for id in &acknowledged {
+        assert_eq!(in_log.get(id), Some(&1), "{id} acknowledged");
+    }
+    assert_eq!(
+        in_log.keys().filter(|id| id.starts_with('r')).count(),
+        acknowledged.len(),
+        "nothing in the log that was not acknowledged in the end"
+    );
+    println!(
+        "rolling restart: {} messages acknowledged ({retries} retries), every one in the log once",
+        acknowledged.len()
+    );
+    first.stop();
+    second.stop();
+    db.cleanup().await;
 }

@@ -35,6 +35,25 @@ pub enum SearchScope {
     OwnedBy(u64),
 }
 
+/// What the back ends spell differently in a search over every conversation.
+struct Hints {
+    /// Names the `(term, message_id)` index on `search_terms`.
+    recent_index: &'static str,
+    /// A join whose left side stays the outer loop: otherwise a planner may walk `messages`
+    /// newest first to satisfy the order, reading every message to find a few.
+    ordered_join: &'static str,
+}
+
+const MYSQL: Hints = Hints {
+    recent_index: "force index (search_terms_recent)",
+    ordered_join: "straight_join",
+};
+
+const SQLITE: Hints = Hints {
+    recent_index: "indexed by search_terms_recent",
+    ordered_join: "cross join",
+};
+
 /// One page of matches, and how many there are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchResults {
@@ -94,14 +113,8 @@ impl EventStore {
     ) -> Result<SearchResults, StoreError> {
         if *scope == SearchScope::All {
             let recent = match self {
-                EventStore::MySql(s) => {
-                    s.search_recent(query, page, limit, "force index (search_terms_recent)")
-                        .await?
-                }
-                EventStore::Sqlite(s) => {
-                    s.search_recent(query, page, limit, "indexed by search_terms_recent")
-                        .await?
-                }
+                EventStore::MySql(s) => s.search_recent(query, page, limit, &MYSQL).await?,
+                EventStore::Sqlite(s) => s.search_recent(query, page, limit, &SQLITE).await?,
             };
             if let Some(results) = recent {
                 return Ok(results);
@@ -201,14 +214,13 @@ where
     /// term's newest N postings are the newest matches of all: N grows until they are enough
     /// or cover every posting. Each try reads only index entries from a message id on, in
     /// index order. None when the query has no whole term (single CJK characters only): the
-    /// exhaustive search serves it. `recent_index` is the back end's hint naming the
-    /// `(term, message_id)` index.
+    /// exhaustive search serves it.
     async fn search_recent(
         &self,
         query: &SearchQuery,
         page: u32,
         limit: u32,
-        recent_index: &str,
+        hints: &Hints,
     ) -> Result<Option<SearchResults>, StoreError> {
         let Some(rarest) = self.rarest_term(query).await? else {
             return Ok(None);
@@ -219,8 +231,9 @@ where
             let rows = self
                 .fetch(
                     &format!(
-                        "select message_id from search_terms {recent_index} \
-                         where term = ? order by message_id desc limit 1 offset ?"
+                        "select message_id from search_terms {} \
+                         where term = ? order by message_id desc limit 1 offset ?",
+                        hints.recent_index
                     ),
                     vec![Bind::Text(rarest.clone()), Bind::Int(postings - 1)],
                 )
@@ -236,15 +249,13 @@ where
                 if let QueryTerm::Exact(term) = term
                     && *term != rarest
                     && self
-                        .is_common_from(term, from, postings * LOOKUP_RATIO, recent_index)
+                        .is_common_from(term, from, postings * LOOKUP_RATIO, hints)
                         .await?
                 {
                     looked_up.push(term.clone());
                 }
             }
-            let found = self
-                .matches_from(query, recent_index, from, &looked_up)
-                .await?;
+            let found = self.matches_from(query, hints, from, &looked_up).await?;
             if found.len() >= wanted || from == 0 {
                 break found;
             }
@@ -298,13 +309,14 @@ where
         term: &str,
         from: i64,
         postings: i64,
-        recent_index: &str,
+        hints: &Hints,
     ) -> Result<bool, StoreError> {
         let rows = self
             .fetch(
                 &format!(
-                    "select count(*) from (select 1 from search_terms {recent_index} \
-                     where term = ? and message_id >= ? limit ?) probe"
+                    "select count(*) from (select 1 from search_terms {} \
+                     where term = ? and message_id >= ? limit ?) probe",
+                    hints.recent_index
                 ),
                 vec![
                     Bind::Text(term.to_string()),
@@ -326,7 +338,7 @@ where
     async fn matches_from(
         &self,
         query: &SearchQuery,
-        recent_index: &str,
+        hints: &Hints,
         from: i64,
         looked_up: &[String],
     ) -> Result<Vec<(i64, i64)>, StoreError> {
@@ -341,7 +353,7 @@ where
         };
         let (matches, mut binds) = matching_messages(
             &read_whole,
-            recent_index,
+            hints.recent_index,
             " and t.message_id >= ?",
             vec![Bind::Int(from)],
         );
@@ -349,7 +361,10 @@ where
         let verify_sql = if verify_sql.is_empty() {
             String::new()
         } else {
-            format!(" join messages m on m.id = s.message_id{verify_sql}")
+            format!(
+                " {} messages m on m.id = s.message_id{verify_sql}",
+                hints.ordered_join
+            )
         };
         binds.extend(verify_binds);
         let mut lookups = String::new();
