@@ -80,8 +80,8 @@ async fn post_message(
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_retry_of_an_ambiguous_commit_gets_the_original_message() {
+/// A MySQL test database, a proxy in front of its server, and chatd connected through it.
+async fn behind_a_database_proxy() -> (TestDb, Proxy, TestApp) {
     let db = TestDb::mysql().await;
     let proxy = Proxy::start(&host_port(&db.url, 3306)).await;
     let app = TestApp::spawn_with(
@@ -89,6 +89,12 @@ async fn the_retry_of_an_ambiguous_commit_gets_the_original_message() {
         &[("CHAT_DATABASE_URL", &through(&db.url, &proxy.address()))],
     )
     .await;
+    (db, proxy, app)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_of_an_ambiguous_commit_gets_the_original_message() {
+    let (db, proxy, app) = behind_a_database_proxy().await;
     let (_, token) = app.session(Role::User, None).await;
     let (status, first) = post_message(&app, &token, "hello", "first").await;
     assert_eq!(status, 201, "{first}");
@@ -154,13 +160,7 @@ async fn the_retry_of_an_ambiguous_commit_gets_the_original_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_answer_503_while_the_database_is_down_and_work_again_when_it_returns() {
-    let db = TestDb::mysql().await;
-    let proxy = Proxy::start(&host_port(&db.url, 3306)).await;
-    let app = TestApp::spawn_with(
-        &db,
-        &[("CHAT_DATABASE_URL", &through(&db.url, &proxy.address()))],
-    )
-    .await;
+    let (db, proxy, app) = behind_a_database_proxy().await;
     let (_, token) = app.session(Role::User, None).await;
     let (status, _) = post_message(&app, &token, "before", "before").await;
     assert_eq!(status, 201);

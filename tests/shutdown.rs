@@ -151,12 +151,7 @@ async fn sigterm_under_load_answers_in_flight_requests_tells_sockets_and_loses_n
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        let pid = node.process.id().to_string();
-        let signalled = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill -TERM");
-        assert!(signalled.success());
+        send_sigterm(&node);
 
         // The socket hears why before it is closed.
         let mut told = None;
@@ -217,14 +212,18 @@ async fn sigterm_under_load_answers_in_flight_requests_tells_sockets_and_loses_n
     }
 }
 
-/// Sends SIGTERM and waits (up to 30 s) for a clean exit.
-async fn terminate(mut node: ChatdProcess) {
+fn send_sigterm(node: &ChatdProcess) {
     let pid = node.process.id().to_string();
     let signalled = std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .expect("kill -TERM");
     assert!(signalled.success());
+}
+
+/// Sends SIGTERM and waits (up to 30 s) for a clean exit.
+async fn terminate(mut node: ChatdProcess) {
+    send_sigterm(&node);
     for _ in 0..300 {
         if let Ok(Some(status)) = node.process.try_wait() {
             assert!(status.success(), "{status:?}\n{}", node.log_text());
