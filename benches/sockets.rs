@@ -6,8 +6,8 @@
 //!   sockets);
 //! - the highest rate (stepping up) at which that p99 stays under 100 ms;
 //! - slow readers: 200 admin sockets that never read (each is sent every message) while the
-//!   pairs chat at the base rate: how many the server disconnects, its peak RSS meanwhile, and
-//!   the chatting sockets' p99 beside the same rate without them;
+//!   pairs chat at 200 msg/s for 30 s: how many the server disconnects, its peak RSS meanwhile,
+//!   and the chatting sockets' p99 against the same run beside 200 admin sockets that read;
 //! - memory per idle connection with 10,000 idle sockets (the server's RSS before and after),
 //!   and whether it grows while they are held (`CHAT_BENCH_IDLE_HOLD_SECONDS`, 600).
 //!
@@ -16,7 +16,8 @@
 //! Sizes: `CHAT_BENCH_SOCKET_PAIRS` (500), `CHAT_BENCH_SOCKET_RATE` (2000),
 //! `CHAT_BENCH_IDLE_SOCKETS` (10000), `CHAT_BENCH_SOCKET_SECONDS` (5 per step),
 //! `CHAT_BENCH_SOCKET_MAX_RATE` (40000: where stepping up stops), `CHAT_BENCH_SLOW_SOCKETS` (200),
-//! `CHAT_BENCH_IDLE_HOLD_SECONDS` (600).
+//! `CHAT_BENCH_SLOW_RATE` (200), `CHAT_BENCH_SLOW_SECONDS` (30), `CHAT_BENCH_IDLE_HOLD_SECONDS`
+//! (600).
 
 mod support;
 
@@ -420,12 +421,25 @@ async fn measure(
         None => println!("  p99 is over 100 ms already at {rate} msg/s"),
     }
 
-    // Slow readers: admin sockets (each gets every message through the staff room) that
-    // connect and then never read again.
+    // Slow readers: admin sockets (each gets every message through the staff room). First as
+    // many that read, for the same fan-out, then as many that never read again: the difference
+    // in the chatting sockets' p99 is what slowness alone costs them.
     let slow = env_usize("CHAT_BENCH_SLOW_SOCKETS", 200);
-    let mut slow_sockets = Vec::with_capacity(slow);
+    let slow_rate = env_usize("CHAT_BENCH_SLOW_RATE", 200);
+    let slow_seconds = env_usize("CHAT_BENCH_SLOW_SECONDS", 30) as u64;
+    let mut readers = Vec::with_capacity(slow);
     for n in 0..slow as u64 {
         let token = session(&mut redis, base_id + 50_000 + n, "admin").await?;
+        let (client, mut events) = Client::connect(&server.base, &token).await?;
+        tokio::spawn(async move { while events.recv().await.is_some() {} });
+        readers.push(client);
+    }
+    let with_readers = run_rate(&pairs, &mut latencies, slow_rate, slow_seconds, epoch).await;
+    report(slow_rate, &with_readers);
+    drop(readers);
+    let mut slow_sockets = Vec::with_capacity(slow);
+    for n in 0..slow as u64 {
+        let token = session(&mut redis, base_id + 60_000 + n, "admin").await?;
         slow_sockets.push(connect_and_stop_reading(&server.base, &token).await?);
     }
     let overflows_before = server.overflows().await;
@@ -441,21 +455,28 @@ async fn measure(
             }
         })
     };
-    let with_slow = run_rate(&pairs, &mut latencies, rate, seconds, epoch).await;
+    let with_slow = run_rate(&pairs, &mut latencies, slow_rate, slow_seconds, epoch).await;
     sampling.abort();
     let disconnected = server.overflows().await.saturating_sub(overflows_before);
-    report(rate, &with_slow);
-    let (p99_without, p99_with) = (percentile(&first.0, 0.99), percentile(&with_slow.0, 0.99));
+    report(slow_rate, &with_slow);
+    let (p99_reading, p99_slow) = (
+        percentile(&with_readers.0, 0.99),
+        percentile(&with_slow.0, 0.99),
+    );
     println!(
-        "  with {slow} admin sockets that never read: {disconnected} of them disconnected, server RSS \
-         {rss_before} KiB before, peak {} KiB; the others' p99 {p99_with:.1} ms against {p99_without:.1} ms \
-         without them ({:+.1}%)",
+        "  {slow} admin sockets that never read, at {slow_rate} msg/s for {slow_seconds} s: \
+         {disconnected} of them disconnected; server RSS {rss_before} KiB before, peak {} KiB; \
+         the chatting sockets' p99 {p99_slow:.1} ms against {p99_reading:.1} ms beside as many \
+         admin sockets that read ({:+.1}%)",
         peak.load(Ordering::Relaxed),
-        (p99_with - p99_without) / p99_without.max(0.001) * 100.0
+        (p99_slow - p99_reading) / p99_reading.max(0.001) * 100.0
     );
     drop(slow_sockets);
     drop(pairs);
 
+    if idle == 0 {
+        return Ok(());
+    }
     let before = server.rss_kib();
     let token = session(&mut redis, base_id + 99_999, "user").await?;
     let mut idle_clients = Vec::with_capacity(idle);
@@ -518,7 +539,15 @@ async fn connect_and_stop_reading(
         "{}/socket.io/?EIO=4&transport=websocket",
         base.replace("http://", "ws://")
     );
-    let (mut stream, _) = tokio_tungstenite::connect_async(url).await?;
+    // A small receive buffer: the kernel holds little for it, so the server's side fills soon.
+    let address = base
+        .trim_start_matches("http://")
+        .parse::<std::net::SocketAddr>()?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_recv_buffer_size(4096)?;
+    let tcp = socket.connect(address).await?;
+    let (mut stream, _) =
+        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp)).await?;
     match stream.next().await {
         Some(Ok(Message::Text(open))) if open.starts_with('0') => {}
         other => anyhow::bail!("no engine.io open packet: {other:?}"),
