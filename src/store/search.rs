@@ -357,14 +357,12 @@ where
             " and t.message_id >= ?",
             vec![Bind::Int(from)],
         );
-        let (verify_sql, verify_binds) = phrase_check(query);
-        let verify_sql = if verify_sql.is_empty() {
+        // The text is read only for the messages that hold every term.
+        let (mut conditions, verify_binds) = phrase_conditions(query);
+        let verify_sql = if conditions.is_empty() {
             String::new()
         } else {
-            format!(
-                " {} messages m on m.id = s.message_id{verify_sql}",
-                hints.ordered_join
-            )
+            format!(" {} messages m on m.id = c.message_id", hints.ordered_join)
         };
         binds.extend(verify_binds);
         let mut lookups = String::new();
@@ -379,6 +377,7 @@ where
             found.push(format!("c.hits{n} is not null"));
             score.push_str(&format!(" + c.hits{n}"));
         }
+        found.append(&mut conditions);
         let found = if found.is_empty() {
             String::new()
         } else {
@@ -389,7 +388,7 @@ where
             .fetch(
                 &format!(
                     "select c.message_id, cast({score} as signed) from \
-                     (select s.message_id, s.score{lookups} from ({matches}) s{verify_sql}) c\
+                     (select s.message_id, s.score{lookups} from ({matches}) s) c{verify_sql}\
                      {found} order by c.message_id desc limit ?"
                 ),
                 binds,
@@ -476,16 +475,22 @@ fn matching_messages(
 /// The condition on `messages m` that the query's longer CJK runs occur in the text (bigrams do
 /// not prove that a run is contiguous: the text does), as " where ..." or nothing.
 fn phrase_check(query: &SearchQuery) -> (String, Vec<Bind>) {
-    if query.phrases.is_empty() {
-        return (String::new(), Vec::new());
+    let (conditions, binds) = phrase_conditions(query);
+    if conditions.is_empty() {
+        return (String::new(), binds);
     }
-    let conditions = vec!["m.content like ? escape '!'"; query.phrases.len()];
+    (format!(" where {}", conditions.join(" and ")), binds)
+}
+
+/// The conditions on `messages m` of [`phrase_check`], one per phrase, and their parameters.
+fn phrase_conditions(query: &SearchQuery) -> (Vec<String>, Vec<Bind>) {
+    let conditions = vec!["m.content like ? escape '!'".to_string(); query.phrases.len()];
     let binds = query
         .phrases
         .iter()
         .map(|phrase| Bind::Text(contains_pattern(phrase)))
         .collect();
-    (format!(" where {}", conditions.join(" and ")), binds)
+    (conditions, binds)
 }
 
 impl SearchResults {
