@@ -395,7 +395,8 @@ async fn measure(
     let mut latencies = listen(receivers, epoch);
     let report = |rate: usize, (arrived, sent): &(Vec<Duration>, usize)| {
         println!(
-            "  {rate:>5} msg/s for {seconds} s: {} of {sent} delivered, send to receipt p50 {:.1} ms, p99 {:.1} ms",
+            "  {rate:>5} msg/s for {} s: {} of {sent} delivered, send to receipt p50 {:.1} ms, p99 {:.1} ms",
+            sent / rate.max(1),
             arrived.len(),
             percentile(arrived, 0.50),
             percentile(arrived, 0.99)
