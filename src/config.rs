@@ -57,6 +57,10 @@ pub struct Config {
 pub struct SocketSettings {
     /// Packets buffered for one socket before it counts as not reading.
     pub buffer_packets: usize,
+    /// The kernel send buffer of each accepted connection, in bytes (0: the kernel's own
+    /// autotuning, which lets a client that stops reading hold megabytes before the packet
+    /// buffer above even starts to fill).
+    pub send_buffer_bytes: usize,
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
 }
@@ -141,6 +145,11 @@ impl Config {
         if buffer_packets == 0 {
             bail!("CHAT_SOCKET_BUFFER must be at least 1");
         }
+        let send_buffer_bytes: usize = parse(
+            get("CHAT_SOCKET_SEND_BUFFER"),
+            "CHAT_SOCKET_SEND_BUFFER",
+            256 * 1024,
+        )?;
         let ping_interval_ms: u64 = parse(
             get("CHAT_SOCKET_PING_INTERVAL_MS"),
             "CHAT_SOCKET_PING_INTERVAL_MS",
@@ -192,6 +201,7 @@ impl Config {
             limit_typing_per_min,
             sockets: SocketSettings {
                 buffer_packets,
+                send_buffer_bytes,
                 ping_interval: Duration::from_millis(ping_interval_ms),
                 ping_timeout: Duration::from_millis(ping_timeout_ms),
             },

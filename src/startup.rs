@@ -18,6 +18,7 @@ pub struct Application {
     state: AppState,
     add_socket_layer: Box<dyn FnOnce(axum::Router) -> axum::Router + Send>,
     stop_broadcaster: tokio::sync::watch::Sender<bool>,
+    send_buffer_bytes: usize,
 }
 
 impl Application {
@@ -98,6 +99,7 @@ impl Application {
             state,
             add_socket_layer,
             stop_broadcaster,
+            send_buffer_bytes: config.sockets.send_buffer_bytes,
         })
     }
 
@@ -128,8 +130,17 @@ impl Application {
                 realtime.close().await;
             }
         };
+        let send_buffer_bytes = self.send_buffer_bytes;
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, move |tcp| {
+            if send_buffer_bytes > 0 {
+                // A bounded kernel buffer: a client that stops reading fills the socket's own
+                // packet buffer within seconds and is disconnected, instead of parking
+                // megabytes in the kernel while the machine's TCP memory runs short.
+                let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(send_buffer_bytes);
+            }
+        });
         axum::serve(
-            self.listener,
+            listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
