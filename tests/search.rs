@@ -575,3 +575,44 @@ async fn a_search_over_every_conversation_ranks_its_newest_thousand_matches() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_over_every_conversation_looks_up_common_terms_beside_a_rare_one() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let (_, admin) = app.session(Role::Admin, None).await;
+        let users: Vec<events::Actor> = (0..4).map(|_| user(fresh_id())).collect();
+        // Rare together, each word common alone: the common ones are looked up per candidate
+        // (and the four-character phrase is then checked in the text).
+        let mut rare = post_all(&app, &users, vec!["zeta omega 我需要帮助你".to_string(); 3]).await;
+        post_all(&app, &users, vec!["我需要帮 助理".to_string(); 2]).await;
+        let common = (0..200)
+            .map(|n| {
+                if n % 2 == 0 {
+                    "omega 需要"
+                } else {
+                    "omega 帮助"
+                }
+                .to_string()
+            })
+            .collect();
+        post_all(&app, &users, common).await;
+        settled(&app).await;
+        rare.sort_unstable_by(|a, b| b.cmp(a));
+
+        for q in ["zeta%20omega", &encode("需要帮助")] {
+            let (status, body) = search(&app, &admin, &format!("q={q}")).await;
+            assert_eq!(status, 200, "{body}");
+            let ids: Vec<u64> = body["data"]["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["message_id"].as_u64().unwrap())
+                .collect();
+            assert_eq!(ids, rare, "{}: {q}", db.name());
+            assert_eq!(body["data"]["total_is_exact"], true);
+        }
+        app.stop().await;
+        db.cleanup().await;
+    }
+}

@@ -222,7 +222,7 @@ where
         limit: u32,
         hints: &Hints,
     ) -> Result<Option<SearchResults>, StoreError> {
-        let Some(rarest) = self.rarest_term(query).await? else {
+        let Some((rarest, rarest_postings)) = self.rarest_term(query).await? else {
             return Ok(None);
         };
         let wanted = RECENT_MATCHES as usize;
@@ -249,7 +249,12 @@ where
                 if let QueryTerm::Exact(term) = term
                     && *term != rarest
                     && self
-                        .is_common_from(term, from, postings * LOOKUP_RATIO, hints)
+                        .is_common_from(
+                            term,
+                            from,
+                            postings.min(rarest_postings.max(1)) * LOOKUP_RATIO,
+                            hints,
+                        )
                         .await?
                 {
                     looked_up.push(term.clone());
@@ -402,9 +407,9 @@ where
             .collect()
     }
 
-    /// The query's whole term with the fewest postings (counted up to [`RARITY_PROBE`]), or
-    /// None when it has none.
-    async fn rarest_term(&self, query: &SearchQuery) -> Result<Option<String>, StoreError> {
+    /// The query's whole term with the fewest postings and how many it has (counted up to
+    /// [`RARITY_PROBE`]), or None when it has none.
+    async fn rarest_term(&self, query: &SearchQuery) -> Result<Option<(String, i64)>, StoreError> {
         let exact: Vec<&String> = query
             .terms
             .iter()
@@ -414,7 +419,7 @@ where
             })
             .collect();
         if exact.len() < 2 {
-            return Ok(exact.first().map(|term| (*term).clone()));
+            return Ok(exact.first().map(|term| ((*term).clone(), RARITY_PROBE)));
         }
         let mut rarest = None;
         for term in exact {
@@ -432,7 +437,7 @@ where
                 rarest = Some((postings, term.clone()));
             }
         }
-        Ok(rarest.map(|(_, term)| term))
+        Ok(rarest.map(|(postings, term)| (term, postings)))
     }
 }
 
