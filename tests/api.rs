@@ -889,6 +889,9 @@ async fn bad_input_gets_a_contract_error_and_writes_nothing() {
             (405, Some("METHOD_NOT_ALLOWED")),
             "a wrong method answers in the envelope"
         );
+        // The same request again, a few milliseconds later: in the same millisecond it would be
+        // the same signature, refused as a replay.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         let allow = app
             .signed(Method::DELETE, "/api/chat/messages", Some(&user), None)
             .send()

@@ -362,39 +362,34 @@ where
             " and t.message_id >= ?",
             vec![Bind::Int(from)],
         );
-        // The text is read only for the messages that hold every term.
-        let (mut conditions, verify_binds) = phrase_conditions(query);
-        let verify_sql = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" {} messages m on m.id = c.message_id", hints.ordered_join)
-        };
-        binds.extend(verify_binds);
-        let mut lookups = String::new();
-        let mut found = Vec::new();
+        // Joined in this order, the candidates outermost: each looked-up term is one index
+        // lookup per candidate, and the text is read only for the messages that hold every term.
+        let mut joins = String::new();
         let mut score = String::from("c.score");
         for (n, term) in looked_up.iter().enumerate() {
-            lookups.push_str(&format!(
-                ", (select p.hits from search_terms p \
-                 where p.message_id = s.message_id and p.term = ?) as hits{n}"
+            joins.push_str(&format!(
+                " {} search_terms p{n} on p{n}.message_id = c.message_id and p{n}.term = ?",
+                hints.ordered_join
             ));
-            binds.insert(n, Bind::Text(term.clone()));
-            found.push(format!("c.hits{n} is not null"));
-            score.push_str(&format!(" + c.hits{n}"));
+            binds.push(Bind::Text(term.clone()));
+            score.push_str(&format!(" + p{n}.hits"));
         }
-        found.append(&mut conditions);
-        let found = if found.is_empty() {
-            String::new()
-        } else {
-            format!(" where {}", found.join(" and "))
-        };
+        let (conditions, verify_binds) = phrase_conditions(query);
+        let mut verify_sql = String::new();
+        if !conditions.is_empty() {
+            verify_sql = format!(
+                " {} messages m on m.id = c.message_id where {}",
+                hints.ordered_join,
+                conditions.join(" and ")
+            );
+        }
+        binds.extend(verify_binds);
         binds.push(Bind::Int(i64::from(RECENT_MATCHES)));
         let rows = self
             .fetch(
                 &format!(
-                    "select c.message_id, cast({score} as signed) from \
-                     (select s.message_id, s.score{lookups} from ({matches}) s) c{verify_sql}\
-                     {found} order by c.message_id desc limit ?"
+                    "select c.message_id, cast({score} as signed) from ({matches}) c\
+                     {joins}{verify_sql} order by c.message_id desc limit ?"
                 ),
                 binds,
             )
