@@ -91,16 +91,21 @@ async fn found(app: &TestApp, token: &str, q: &str) -> Vec<u64> {
     found_with(app, token, &format!("q={}", encode(q))).await
 }
 
-async fn found_with(app: &TestApp, token: &str, query: &str) -> Vec<u64> {
-    let (status, body) = search(app, token, query).await;
-    assert_eq!(status, 200, "{query}: {body}");
-    assert_eq!(body["status"], "success");
+/// The message ids of a search answer's results, in order.
+fn result_ids(body: &Value) -> Vec<u64> {
     body["data"]["results"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r["message_id"].as_u64().unwrap())
         .collect()
+}
+
+async fn found_with(app: &TestApp, token: &str, query: &str) -> Vec<u64> {
+    let (status, body) = search(app, token, query).await;
+    assert_eq!(status, 200, "{query}: {body}");
+    assert_eq!(body["status"], "success");
+    result_ids(&body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,12 +342,7 @@ async fn page_two_holds_the_next_results_without_overlap() {
                 "{}",
                 db.name()
             );
-            let ids: Vec<u64> = body["data"]["results"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["message_id"].as_u64().unwrap())
-                .collect();
+            let ids: Vec<u64> = result_ids(&body);
             assert_eq!(ids.len(), if page < 3 { 10 } else { 5 });
             seen.extend(ids);
         }
@@ -529,12 +529,7 @@ async fn a_search_over_every_conversation_ranks_its_newest_thousand_matches() {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["data"]["pagination"]["total"], 303, "{}", db.name());
         assert_eq!(body["data"]["total_is_exact"], true);
-        let ids: Vec<u64> = body["data"]["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["message_id"].as_u64().unwrap())
-            .collect();
+        let ids: Vec<u64> = result_ids(&body);
         let mut strong_desc = strong.clone();
         strong_desc.sort_unstable_by(|a, b| b.cmp(a));
         assert_eq!(
@@ -603,12 +598,7 @@ async fn a_search_over_every_conversation_looks_up_common_terms_beside_a_rare_on
         for q in ["zeta%20omega", &encode("需要帮助")] {
             let (status, body) = search(&app, &admin, &format!("q={q}")).await;
             assert_eq!(status, 200, "{body}");
-            let ids: Vec<u64> = body["data"]["results"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["message_id"].as_u64().unwrap())
-                .collect();
+            let ids: Vec<u64> = result_ids(&body);
             assert_eq!(ids, rare, "{}: {q}", db.name());
             assert_eq!(body["data"]["total_is_exact"], true);
         }

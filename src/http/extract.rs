@@ -19,10 +19,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let axum::Json(mut value) = axum::Json::<serde_json::Value>::from_request(request, state)
+        if !is_json(request.headers()) {
+            return Err(ApiError::validation(
+                "Expected request with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(request, state)
             .await
             .map_err(|rejection| ApiError::validation(rejection.body_text()))?;
-        integral_numbers_as_integers(&mut value);
+        let refused = match axum::Json::<T>::from_bytes(&bytes) {
+            Ok(axum::Json(value)) => return Ok(ApiJson(value)),
+            Err(rejection) => ApiError::validation(rejection.body_text()),
+        };
+        // Only a body the typed parse refused pays for a second look: `5.0` where an integer
+        // belongs.
+        let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            return Err(refused);
+        };
+        if !integral_numbers_as_integers(&mut value) {
+            return Err(refused);
+        }
         serde_path_to_error::deserialize(value)
             .map(ApiJson)
             .map_err(|error| {
@@ -35,23 +51,59 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// `application/json` or `application/*+json`, parameters aside.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
 /// JSON has one number type: `5.0` is the integer 5 to a JSON Schema validator and to
-/// JavaScript, so an id or a rating written that way is taken as the integer it is.
-fn integral_numbers_as_integers(value: &mut serde_json::Value) {
+/// JavaScript, so an id or a rating written that way is taken as the integer it is. True when
+/// it changed anything.
+fn integral_numbers_as_integers(value: &mut serde_json::Value) -> bool {
     use serde_json::Value;
     match value {
         Value::Number(number) if !number.is_i64() && !number.is_u64() => {
-            if let Some(float) = number.as_f64().filter(|f| f.fract() == 0.0) {
-                if (0.0..=MAX_WIRE_ID as f64).contains(&float) {
-                    *value = Value::from(float as u64);
-                } else if (-(MAX_WIRE_ID as f64)..0.0).contains(&float) {
-                    *value = Value::from(float as i64);
-                }
+            let Some(float) = number.as_f64().filter(|f| f.fract() == 0.0) else {
+                return false;
+            };
+            if (0.0..=MAX_WIRE_ID as f64).contains(&float) {
+                *value = Value::from(float as u64);
+                true
+            } else if (-(MAX_WIRE_ID as f64)..0.0).contains(&float) {
+                *value = Value::from(float as i64);
+                true
+            } else {
+                false
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
-        Value::Object(fields) => fields.values_mut().for_each(integral_numbers_as_integers),
-        _ => {}
+        Value::Array(items) => {
+            let mut changed = false;
+            for item in items {
+                changed |= integral_numbers_as_integers(item);
+            }
+            changed
+        }
+        Value::Object(fields) => {
+            let mut changed = false;
+            for item in fields.values_mut() {
+                changed |= integral_numbers_as_integers(item);
+            }
+            changed
+        }
+        _ => false,
     }
 }
 
@@ -105,5 +157,23 @@ pub fn wire_id(id: u64, what: &str) -> Result<u64, ApiError> {
         Err(ApiError::validation(format!(
             "{what} must be a positive integer below 2^53"
         )))
+    }
+}
+
+#[cfg(test)]
+mod integral_number_tests {
+    use super::integral_numbers_as_integers;
+    use serde_json::json;
+
+    #[test]
+    fn whole_floats_become_integers_and_others_stay() {
+        let mut body = json!({"ids": [1.0, 2], "rating": 2.5, "nested": {"id": -3.0}});
+        assert!(integral_numbers_as_integers(&mut body));
+        assert_eq!(
+            body,
+            json!({"ids": [1, 2], "rating": 2.5, "nested": {"id": -3}})
+        );
+        let mut unchanged = json!({"ids": [1, 2], "rating": 2.5});
+        assert!(!integral_numbers_as_integers(&mut unchanged));
     }
 }
