@@ -170,22 +170,8 @@ async fn sigterm_under_load_answers_in_flight_requests_tells_sockets_and_loses_n
         let told = told.unwrap_or_else(|| panic!("{}: no server_shutdown event", db.name()));
         assert!(told.contains("since"), "{told}");
 
-        let mut exited = None;
-        for _ in 0..300 {
-            if let Ok(Some(status)) = node.process.try_wait() {
-                exited = Some(status);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let exited = exited_within_30_s(&mut node).await;
         stop.store(true, Ordering::SeqCst);
-        let exited = exited.unwrap_or_else(|| {
-            panic!(
-                "{}: chatd still running 30 s after SIGTERM\n{}",
-                db.name(),
-                node.log_text()
-            )
-        });
         assert!(
             exited.success(),
             "{}: {exited:?}\n{}",
@@ -224,11 +210,16 @@ fn send_sigterm(node: &ChatdProcess) {
 /// Sends SIGTERM and waits (up to 30 s) for a clean exit.
 async fn terminate(mut node: ChatdProcess) {
     send_sigterm(&node);
+    let status = exited_within_30_s(&mut node).await;
+    assert!(status.success(), "{status:?}\n{}", node.log_text());
+    node.stop();
+}
+
+/// How the process exited, after SIGTERM; a failure when it is still running 30 s later.
+async fn exited_within_30_s(node: &mut ChatdProcess) -> std::process::ExitStatus {
     for _ in 0..300 {
         if let Ok(Some(status)) = node.process.try_wait() {
-            assert!(status.success(), "{status:?}\n{}", node.log_text());
-            node.stop();
-            return;
+            return status;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
