@@ -86,7 +86,16 @@ impl Application {
         let _ = state.realtime.set(realtime.clone());
         let (stop_broadcaster, broadcaster_stops) = tokio::sync::watch::channel(false);
         crate::realtime::watch_sessions(realtime.clone(), state.clone(), broadcaster_stops.clone());
+        // Read here, not in the broadcaster's task: were the database to fail just then, the
+        // task would start later from a newer head, and a socket that joined meanwhile would
+        // miss every event in between (its join answered up to an older head).
+        let broadcast_from = state
+            .store
+            .head_position()
+            .await
+            .context("reading the log's head")?;
         crate::realtime::Broadcaster::start(
+            broadcast_from,
             state.store.clone(),
             realtime,
             state.attachments.clone(),

@@ -1,5 +1,7 @@
-//! Follows the log from the head it finds at start-up and turns committed events into Socket.IO
-//! events for this node's sockets. Each node runs one over the shared log, so a change accepted
+//! Follows the log from the head read at start-up, before the server accepts a connection, and
+//! turns committed events into Socket.IO events for this node's sockets. A socket's join is
+//! answered from the read tables up to a head read later, so no event falls between a join's
+//! answer and the broadcasts that follow it. Each node runs one over the shared log, so a change accepted
 //! on any node, over any transport, reaches every socket once.
 //!
 //! It waits (briefly) for the read tables to apply an event before announcing it, so a client
@@ -28,8 +30,9 @@ const PROJECTION_WAIT: Duration = Duration::from_millis(500);
 pub struct Broadcaster;
 
 impl Broadcaster {
-    /// Starts following the log; stops when `shutdown` turns true.
+    /// Starts following the log after position `from`; stops when `shutdown` turns true.
     pub fn start(
+        from: u64,
         store: EventStore,
         realtime: Realtime,
         attachments: Arc<crate::files::Attachments>,
@@ -38,15 +41,7 @@ impl Broadcaster {
         mut shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            let mut position = loop {
-                match store.head_position().await {
-                    Ok(head) => break head,
-                    Err(error) => {
-                        tracing::warn!(%error, "broadcaster waits for the database");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            };
+            let mut position = from;
             loop {
                 if *shutdown.borrow() {
                     return;
