@@ -12,6 +12,7 @@ pub mod files;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod presence;
 pub mod realtime;
 pub mod redis;
 pub mod startup;

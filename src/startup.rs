@@ -79,6 +79,7 @@ impl Application {
             attachments,
             public_https: public_url.starts_with("https://"),
             started: Arc::new(std::time::Instant::now()),
+            presence: Arc::new(crate::presence::Presence::new()),
         };
         let (realtime, add_socket_layer) = crate::realtime::build(config, state.clone())
             .await

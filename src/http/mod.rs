@@ -47,6 +47,8 @@ pub struct AppState {
     pub attachments: Arc<crate::files::Attachments>,
     /// The public URL is https: the web manager's cookie is marked `Secure`.
     pub public_https: bool,
+    /// Who has a connected socket.
+    pub presence: Arc<crate::presence::Presence>,
 }
 
 impl AppState {

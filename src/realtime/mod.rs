@@ -365,14 +365,17 @@ fn manager_cookie(request: &axum::http::request::Parts) -> Option<String> {
     crate::admin::cookie_token(&request.headers)
 }
 
-async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
-    if socket.extensions.get::<SocketCaller>().is_none() {
+async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(state): State<AppState>) {
+    let Some(caller) = socket.extensions.get::<SocketCaller>() else {
         let _ = socket.disconnect();
         return;
-    }
+    };
+    let (role, user_id) = (caller.session.role, caller.session.user_id);
     crate::metrics::socket_connected(1);
-    socket.on_disconnect(|| async {
+    state.presence.socket_connected(role, user_id).await;
+    socket.on_disconnect(move |State(state): State<AppState>| async move {
         crate::metrics::socket_connected(-1);
+        state.presence.socket_disconnected(role, user_id).await;
     });
 }
 
