@@ -130,6 +130,19 @@ impl EventStore {
     pub async fn file(&self, file_id: &str) -> Result<Option<FileRow>, StoreError> {
         on_backend!(self, s => s.file(file_id).await)
     }
+
+    /// How many active conversations each admin is assigned (admins with none are absent).
+    pub async fn active_conversations_per_admin(
+        &self,
+    ) -> Result<std::collections::HashMap<u64, u64>, StoreError> {
+        on_backend!(self, s => s.active_conversations_per_admin().await)
+    }
+
+    /// Conversations waiting for an available admin, longest waiting first:
+    /// (conversation id, the position of the event that made it wait).
+    pub async fn waiting_for_assignment(&self, limit: u32) -> Result<Vec<(u64, u64)>, StoreError> {
+        on_backend!(self, s => s.waiting_for_assignment(limit).await)
+    }
 }
 
 impl<DB> SqlStore<DB>
@@ -181,6 +194,42 @@ where
             mime_type: text(5)?,
             path: text(6)?,
         }))
+    }
+
+    async fn active_conversations_per_admin(
+        &self,
+    ) -> Result<std::collections::HashMap<u64, u64>, StoreError> {
+        let rows = self
+            .fetch(
+                "select admin_id, count(*) from conversations \
+                 where status = 'active' and admin_id is not null group by admin_id",
+                Vec::new(),
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let admin = row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx)?;
+                let count = row.try_get::<i64, _>(1).map_err(StoreError::from_sqlx)?;
+                Ok((unsigned(admin), unsigned(count)))
+            })
+            .collect()
+    }
+
+    async fn waiting_for_assignment(&self, limit: u32) -> Result<Vec<(u64, u64)>, StoreError> {
+        let rows = self
+            .fetch(
+                "select conversation_id, since_position from assignment_waiting \
+                 order by since_position, conversation_id limit ?",
+                vec![Bind::Int(i64::from(limit))],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id = row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx)?;
+                let since = row.try_get::<i64, _>(1).map_err(StoreError::from_sqlx)?;
+                Ok((unsigned(id), unsigned(since)))
+            })
+            .collect()
     }
 
     async fn conversation(&self, id: u64) -> Result<Option<ConversationRow>, StoreError> {
