@@ -14,7 +14,7 @@
 //!
 //! It never writes a read table; its only table is its queue of waiting conversations.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use events::{Actor, ConversationCommand, ConversationEvent, Role};
@@ -112,6 +112,16 @@ impl From<crate::presence::PresenceUnavailable> for AssignError {
     }
 }
 
+/// Why a conversation is looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    Opened,
+    /// Reopened: its admin, if any, keeps it only while available.
+    Reopened,
+    /// In the waiting queue (taken out when someone assigns it, or once it is not active).
+    Waited,
+}
+
 /// What a decision did.
 enum Decided {
     /// Nothing to do (or done).
@@ -152,18 +162,33 @@ impl Assigner {
         let batch = self.state.store.read_from(self.position, BATCH).await?;
         let mut decided_to = self.position;
         let mut failure = None;
+        let mut waiting: Option<HashSet<u64>> = None;
         for event in &batch {
+            let Ok(id) = event.stream_id.parse::<u64>() else {
+                decided_to = event.position;
+                continue;
+            };
             let reason = match event.decode() {
-                Ok(ConversationEvent::ConversationOpened { .. }) => "opened",
-                Ok(ConversationEvent::ConversationReopened { .. }) => "reopened",
+                Ok(ConversationEvent::ConversationOpened { .. }) => Reason::Opened,
+                Ok(ConversationEvent::ConversationReopened { .. }) => Reason::Reopened,
+                // Someone took a waiting conversation: it waits no more.
+                Ok(ConversationEvent::ConversationAssigned { by, .. })
+                    if by.role != Role::System =>
+                {
+                    if waiting.is_none() {
+                        let queued = self.state.store.waiting_for_assignment(u32::MAX).await?;
+                        waiting = Some(queued.into_iter().map(|(id, _)| id).collect());
+                    }
+                    if waiting.as_ref().is_some_and(|w| w.contains(&id)) {
+                        self.unqueue(id).await?;
+                    }
+                    decided_to = event.position;
+                    continue;
+                }
                 _ => {
                     decided_to = event.position;
                     continue;
                 }
-            };
-            let Ok(id) = event.stream_id.parse::<u64>() else {
-                decided_to = event.position;
-                continue;
             };
             match self.decide(id, event.position, reason).await {
                 Ok(_) => decided_to = event.position,
@@ -185,7 +210,7 @@ impl Assigner {
 
     /// Assigns the conversation if it is active and has no available admin; queues it when
     /// nobody available has room. Safe to repeat.
-    async fn decide(&self, id: u64, position: u64, reason: &str) -> Result<Decided, AssignError> {
+    async fn decide(&self, id: u64, position: u64, reason: Reason) -> Result<Decided, AssignError> {
         // The read tables must show the whole log as of now, not only this event: an assignment
         // (manual, or this follower's own before a crash) committed since must be seen.
         let head = self.state.store.head_position().await?;
@@ -203,6 +228,12 @@ impl Assigner {
             return Ok(Decided::Settled);
         };
         if row.status != "active" {
+            self.unqueue(id).await?;
+            return Ok(Decided::Settled);
+        }
+        // A new conversation that already has an admin was taken (by hand, or by this follower
+        // before a crash): it stays theirs, available or not.
+        if reason == Reason::Opened && row.admin_id.is_some() {
             self.unqueue(id).await?;
             return Ok(Decided::Settled);
         }
@@ -237,7 +268,7 @@ impl Assigner {
                 tracing::info!(
                     conversation = id,
                     admin = admin_id,
-                    reason,
+                    ?reason,
                     "assigned automatically"
                 );
                 // The next decision counts this one in the admin's load.
@@ -262,7 +293,7 @@ impl Assigner {
             return Ok(());
         }
         for (id, since) in waiting {
-            if let Decided::Waiting = self.decide(id, since, "waited").await? {
+            if let Decided::Waiting = self.decide(id, since, Reason::Waited).await? {
                 // Nobody available has room for the oldest: none for the younger either.
                 break;
             }

@@ -745,3 +745,82 @@ async fn with_automatic_assignment_off_a_new_conversation_stays_unassigned() {
         db.cleanup().await;
     }
 }
+
+async fn execute(store: &chatd::store::EventStore, sql: &str) {
+    match store {
+        chatd::store::EventStore::MySql(s) => sqlx::query(sql).execute(s.pool()).await.map(drop),
+        chatd::store::EventStore::Sqlite(s) => sqlx::query(sql).execute(s.pool()).await.map(drop),
+    }
+    .expect(sql);
+}
+
+async fn assignment_checkpoint(store: &chatd::store::EventStore) -> u64 {
+    let sql = "select position from projector_state where name = 'auto_assignment'";
+    let position: Option<i64> = match store {
+        chatd::store::EventStore::MySql(s) => {
+            sqlx::query_scalar(sql).fetch_optional(s.pool()).await
+        }
+        chatd::store::EventStore::Sqlite(s) => {
+            sqlx::query_scalar(sql).fetch_optional(s.pool()).await
+        }
+    }
+    .expect(sql);
+    position.unwrap_or(0) as u64
+}
+
+/// Waits (bounded) until automatic assignment has decided everything in the log.
+async fn assignment_caught_up(db: &TestDb) {
+    let head = db.store.head_position().await.expect("head");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while assignment_checkpoint(&db.store).await < head {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}: automatic assignment did not reach {head} within {WAIT:?}",
+            db.name()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_decided_again_after_a_crash_assign_nothing_twice() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let (first, first_token) = app.session(Role::Admin, None).await;
+        let mut sockets = Driver::start();
+        sockets.connect("first", &app.address, &first_token).await;
+        until_online(&app, Role::Admin, first, true).await;
+        let (_, _, id) = user_with_conversation(&app).await;
+        assigned_to(&app, &first_token, id, first).await;
+        assignment_caught_up(&db).await;
+        sockets.stop().await;
+        app.stop().await;
+
+        // As if the node had died after assigning and before its checkpoint moved: the next
+        // node sees every event again, with another admin available and less loaded.
+        execute(
+            &db.store,
+            "update projector_state set position = 0 where name = 'auto_assignment'",
+        )
+        .await;
+        let app = TestApp::spawn(&db).await;
+        let (second, second_token) = app.session(Role::Admin, None).await;
+        let mut sockets = Driver::start();
+        sockets.connect("second", &app.address, &second_token).await;
+        until_online(&app, Role::Admin, second, true).await;
+        assignment_caught_up(&db).await;
+
+        assert_eq!(
+            conversation(&app, &second_token, id).await["admin_id"],
+            first,
+            "{}",
+            db.name()
+        );
+        let logged = assignments_in_the_log(&app, &second_token, id).await;
+        assert_eq!(logged.len(), 1, "{}: {logged:?}", db.name());
+
+        sockets.stop().await;
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
