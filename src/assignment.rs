@@ -118,8 +118,11 @@ enum Reason {
     Opened,
     /// Reopened: its admin, if any, keeps it only while available.
     Reopened,
-    /// In the waiting queue (taken out when someone assigns it, or once it is not active).
-    Waited,
+    /// In the waiting queue (taken out when someone assigns it, or once it is not active),
+    /// with the admin it had when it was queued.
+    Waited {
+        admin_then: Option<u64>,
+    },
 }
 
 /// What a decision did.
@@ -177,7 +180,7 @@ impl Assigner {
                 {
                     if waiting.is_none() {
                         let queued = self.state.store.waiting_for_assignment(u32::MAX).await?;
-                        waiting = Some(queued.into_iter().map(|(id, _)| id).collect());
+                        waiting = Some(queued.iter().map(|w| w.conversation_id).collect());
                     }
                     if waiting.as_ref().is_some_and(|w| w.contains(&id)) {
                         self.unqueue(id).await?;
@@ -237,6 +240,14 @@ impl Assigner {
             self.unqueue(id).await?;
             return Ok(Decided::Settled);
         }
+        // Assigned by someone while it waited: it is theirs.
+        if let Reason::Waited { admin_then } = reason
+            && row.admin_id.is_some()
+            && row.admin_id != admin_then
+        {
+            self.unqueue(id).await?;
+            return Ok(Decided::Settled);
+        }
         let available = self.state.presence.available_admins().await?;
         if row.admin_id.is_some_and(|admin| available.contains(&admin)) {
             self.unqueue(id).await?;
@@ -244,7 +255,7 @@ impl Assigner {
         }
         let loads = self.state.store.active_conversations_per_admin().await?;
         let Some(admin_id) = least_loaded(&available, &loads, self.capacity) else {
-            self.queue(id, position).await?;
+            self.queue(id, position, row.admin_id).await?;
             return Ok(Decided::Waiting);
         };
         let command = ConversationCommand::AssignConversation {
@@ -292,8 +303,14 @@ impl Assigner {
         if waiting.is_empty() || self.state.presence.available_admins().await?.is_empty() {
             return Ok(());
         }
-        for (id, since) in waiting {
-            if let Decided::Waiting = self.decide(id, since, Reason::Waited).await? {
+        for waiting in waiting {
+            let reason = Reason::Waited {
+                admin_then: waiting.admin_id,
+            };
+            let decided = self
+                .decide(waiting.conversation_id, waiting.since_position, reason)
+                .await?;
+            if let Decided::Waiting = decided {
                 // Nobody available has room for the oldest: none for the younger either.
                 break;
             }
@@ -301,12 +318,14 @@ impl Assigner {
         Ok(())
     }
 
-    async fn queue(&self, id: u64, position: u64) -> Result<(), AssignError> {
+    async fn queue(&self, id: u64, position: u64, admin: Option<u64>) -> Result<(), AssignError> {
         let mut txn = self.store().begin().await?;
+        let admin = admin.map_or(SqlValue::Null, SqlValue::from);
         let inserted = txn
             .execute(
-                "insert into assignment_waiting (conversation_id, since_position) values (?, ?)",
-                &[id.into(), position.into()],
+                "insert into assignment_waiting (conversation_id, since_position, admin_id) \
+                 values (?, ?, ?)",
+                &[id.into(), position.into(), admin],
             )
             .await;
         match inserted {

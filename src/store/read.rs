@@ -64,6 +64,16 @@ pub struct FileRow {
     pub path: String,
 }
 
+/// A conversation automatic assignment found no available admin for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitingConversation {
+    pub conversation_id: u64,
+    /// The position of the event that made it wait (the queue's order).
+    pub since_position: u64,
+    /// The admin it had then, if any.
+    pub admin_id: Option<u64>,
+}
+
 /// Which conversations a list shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConversationFilter {
@@ -138,9 +148,11 @@ impl EventStore {
         on_backend!(self, s => s.active_conversations_per_admin().await)
     }
 
-    /// Conversations waiting for an available admin, longest waiting first:
-    /// (conversation id, the position of the event that made it wait).
-    pub async fn waiting_for_assignment(&self, limit: u32) -> Result<Vec<(u64, u64)>, StoreError> {
+    /// Conversations waiting for an available admin, longest waiting first.
+    pub async fn waiting_for_assignment(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<WaitingConversation>, StoreError> {
         on_backend!(self, s => s.waiting_for_assignment(limit).await)
     }
 }
@@ -215,10 +227,13 @@ where
             .collect()
     }
 
-    async fn waiting_for_assignment(&self, limit: u32) -> Result<Vec<(u64, u64)>, StoreError> {
+    async fn waiting_for_assignment(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<WaitingConversation>, StoreError> {
         let rows = self
             .fetch(
-                "select conversation_id, since_position from assignment_waiting \
+                "select conversation_id, since_position, admin_id from assignment_waiting \
                  order by since_position, conversation_id limit ?",
                 vec![Bind::Int(i64::from(limit))],
             )
@@ -227,7 +242,14 @@ where
             .map(|row| {
                 let id = row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx)?;
                 let since = row.try_get::<i64, _>(1).map_err(StoreError::from_sqlx)?;
-                Ok((unsigned(id), unsigned(since)))
+                let admin = row
+                    .try_get::<Option<i64>, _>(2)
+                    .map_err(StoreError::from_sqlx)?;
+                Ok(WaitingConversation {
+                    conversation_id: unsigned(id),
+                    since_position: unsigned(since),
+                    admin_id: admin.map(unsigned),
+                })
             })
             .collect()
     }
