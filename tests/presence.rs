@@ -824,3 +824,82 @@ async fn events_decided_again_after_a_crash_assign_nothing_twice() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_waiting_conversation_goes_to_an_admin_who_becomes_available() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let (admin, admin_token) = app.session(Role::Admin, None).await;
+        let mut sockets = Driver::start();
+        sockets.connect("admin", &app.address, &admin_token).await;
+        let ack = sockets
+            .call("admin", "set_presence", json!({"status": "away"}))
+            .await;
+        assert_eq!(ack["data"]["away"], true, "{ack}");
+
+        let (_, _, id) = user_with_conversation(&app).await;
+        sockets
+            .expect_none(
+                "admin",
+                "conversation_assigned",
+                json!({"conversation_id": id}),
+                Duration::from_secs(2),
+            )
+            .await;
+        assert_eq!(
+            conversation(&app, &admin_token, id).await["admin_id"],
+            Value::Null
+        );
+
+        let (status, body) = app
+            .call(
+                Method::PUT,
+                "/api/chat/presence",
+                Some(&admin_token),
+                Some(&json!({"status": "available"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assigned_to(&app, &admin_token, id, admin).await;
+
+        sockets.stop().await;
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+/// Both nodes run the follower; one decides, so each conversation is assigned once, also when
+/// the admin's socket is on the other node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_assign_each_new_conversation_once() {
+    let db = TestDb::mysql().await;
+    let app = TestApp::spawn(&db).await;
+    let second = ChatdProcess::start(&db, &[]).await;
+    let (admin, admin_token) = app.session(Role::Admin, None).await;
+    let mut sockets = Driver::start();
+    sockets.connect("admin", &second.url, &admin_token).await;
+    until_online(&app, Role::Admin, admin, true).await;
+
+    let mut opened = Vec::new();
+    for _ in 0..3 {
+        opened.push(user_with_conversation(&app).await.2);
+    }
+    for id in opened {
+        assigned_to(&app, &admin_token, id, admin).await;
+        sockets
+            .expect(
+                "admin",
+                "conversation_assigned",
+                json!({"conversation_id": id, "assigned_by": "system"}),
+            )
+            .await;
+        assignment_caught_up(&db).await;
+        let logged = assignments_in_the_log(&app, &admin_token, id).await;
+        assert_eq!(logged.len(), 1, "conversation {id}: {logged:?}");
+    }
+
+    sockets.stop().await;
+    second.stop();
+    app.stop().await;
+    db.cleanup().await;
+}
