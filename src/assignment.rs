@@ -6,15 +6,17 @@
 //! The decisions follow the log, not the requests: a user's send never waits for (or fails
 //! because of) an assignment. One node at a time decides, under a lease in `projector_state`
 //! (the projectors' own table and rules: renewed every second, lost 5 s after its holder stops),
-//! from its own checkpoint there. The checkpoint moves after the decisions, so a crash in between
-//! sees the same events again; a decision is therefore idempotent: a conversation that is no
-//! longer active, or whose admin is available, is left alone. An assignment is an ordinary
-//! `AssignConversation` command by the system actor, so it is in the log, the audit trail and the
-//! `conversation_assigned` broadcast like a manual one.
+//! from its own checkpoint there, saved with each renewal. A crash therefore repeats up to a
+//! second of decisions, so a decision is idempotent: a conversation that is no longer active,
+//! that someone has taken, or whose admin is available, is left alone. An assignment is an
+//! ordinary `AssignConversation` command by the system actor, so it is in the log, the audit
+//! trail and the `conversation_assigned` broadcast like a manual one.
 //!
-//! It never writes a read table; its only table is its queue of waiting conversations.
+//! Waiting needs no record for a conversation without an admin (the read table lists them); a
+//! reopened one keeps its away admin meanwhile, so it goes into `assignment_waiting`. Nothing
+//! is written while nothing is decided but the lease: no commit follows a user's message.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use events::{Actor, ConversationCommand, ConversationEvent, Role};
@@ -90,8 +92,6 @@ pub fn start(
 enum AssignError {
     #[error("{0}")]
     Store(String),
-    #[error("the lease was lost to another node")]
-    LeaseLost,
 }
 
 impl From<ProjectionError> for AssignError {
@@ -115,14 +115,12 @@ impl From<crate::presence::PresenceUnavailable> for AssignError {
 /// Why a conversation is looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reason {
-    Opened,
-    /// Reopened: its admin, if any, keeps it only while available.
+    /// New, or active without an admin: one that has an admin was taken and stays theirs.
+    Unassigned,
+    /// Reopened: its admin keeps it only while available.
     Reopened,
-    /// In the waiting queue (taken out when someone assigns it, or once it is not active),
-    /// with the admin it had when it was queued.
-    Waited {
-        admin_then: Option<u64>,
-    },
+    /// Reopened earlier while nobody had room, with the admin it had then.
+    Queued { admin_then: Option<u64> },
 }
 
 /// What a decision did.
@@ -139,6 +137,7 @@ struct Assigner {
     capacity: u64,
     leader: bool,
     renewed_at: Option<tokio::time::Instant>,
+    /// The log is decided up to here; saved with each renewal of the lease.
     position: u64,
 }
 
@@ -147,8 +146,8 @@ impl Assigner {
         &self.state.store
     }
 
-    /// Takes or renews the lease, decides one batch of the log, then looks at the waiting
-    /// queue. Whether there may be more to do at once.
+    /// Takes or renews the lease (saving the checkpoint with it), decides one batch of the log,
+    /// then looks at the waiting conversations. Whether there may be more to do at once.
     async fn step(&mut self) -> Result<bool, AssignError> {
         if !self.leader || self.renewed_at.is_none_or(|at| at.elapsed() >= LEASE_RENEW) {
             let was_leader = self.leader;
@@ -163,57 +162,27 @@ impl Assigner {
             }
         }
         let batch = self.state.store.read_from(self.position, BATCH).await?;
-        let mut decided_to = self.position;
-        let mut failure = None;
-        let mut waiting: Option<HashSet<u64>> = None;
         for event in &batch {
-            let Ok(id) = event.stream_id.parse::<u64>() else {
-                decided_to = event.position;
-                continue;
-            };
-            let reason = match event.decode() {
-                Ok(ConversationEvent::ConversationOpened { .. }) => Reason::Opened,
-                Ok(ConversationEvent::ConversationReopened { .. }) => Reason::Reopened,
-                // Someone took a waiting conversation: it waits no more.
-                Ok(ConversationEvent::ConversationAssigned { by, .. })
-                    if by.role != Role::System =>
-                {
-                    if waiting.is_none() {
-                        let queued = self.state.store.waiting_for_assignment(u32::MAX).await?;
-                        waiting = Some(queued.iter().map(|w| w.conversation_id).collect());
-                    }
-                    if waiting.as_ref().is_some_and(|w| w.contains(&id)) {
-                        self.unqueue(id).await?;
-                    }
-                    decided_to = event.position;
-                    continue;
-                }
-                _ => {
-                    decided_to = event.position;
-                    continue;
-                }
-            };
-            match self.decide(id, event.position, reason).await {
-                Ok(_) => decided_to = event.position,
-                Err(error) => {
-                    failure = Some(error);
-                    break;
+            if let Ok(id) = event.stream_id.parse::<u64>() {
+                let reason = match event.decode() {
+                    Ok(ConversationEvent::ConversationOpened { .. }) => Some(Reason::Unassigned),
+                    Ok(ConversationEvent::ConversationReopened { .. }) => Some(Reason::Reopened),
+                    _ => None,
+                };
+                if let Some(reason) = reason {
+                    self.decide(id, event.recorded_at_micros, reason).await?;
                 }
             }
-        }
-        if decided_to > self.position {
-            self.save_checkpoint(decided_to).await?;
-        }
-        if let Some(error) = failure {
-            return Err(error);
+            // Decided: a crash from here on sees it again, which changes nothing.
+            self.position = event.position;
         }
         self.drain().await?;
         Ok(batch.len() == BATCH as usize)
     }
 
-    /// Assigns the conversation if it is active and has no available admin; queues it when
-    /// nobody available has room. Safe to repeat.
-    async fn decide(&self, id: u64, position: u64, reason: Reason) -> Result<Decided, AssignError> {
+    /// Assigns the conversation if it is active and has no available admin; a reopened one
+    /// waits when nobody available has room. Safe to repeat.
+    async fn decide(&self, id: u64, since: i64, reason: Reason) -> Result<Decided, AssignError> {
         // The read tables must show the whole log as of now, not only this event: an assignment
         // (manual, or this follower's own before a crash) committed since must be seen.
         let head = self.state.store.head_position().await?;
@@ -227,35 +196,33 @@ impl Assigner {
                 "the read tables lag behind the log".into(),
             ));
         }
+        let queued = matches!(reason, Reason::Queued { .. });
         let Some(row) = self.state.store.conversation(id).await? else {
-            return Ok(Decided::Settled);
+            return self.settled(id, queued).await;
         };
         if row.status != "active" {
-            self.unqueue(id).await?;
-            return Ok(Decided::Settled);
+            return self.settled(id, queued).await;
         }
-        // A new conversation that already has an admin was taken (by hand, or by this follower
-        // before a crash): it stays theirs, available or not.
-        if reason == Reason::Opened && row.admin_id.is_some() {
-            self.unqueue(id).await?;
-            return Ok(Decided::Settled);
-        }
-        // Assigned by someone while it waited: it is theirs.
-        if let Reason::Waited { admin_then } = reason
-            && row.admin_id.is_some()
-            && row.admin_id != admin_then
-        {
-            self.unqueue(id).await?;
-            return Ok(Decided::Settled);
+        let taken = match reason {
+            Reason::Unassigned => row.admin_id.is_some(),
+            // Someone assigned it while it waited.
+            Reason::Queued { admin_then } => row.admin_id.is_some() && row.admin_id != admin_then,
+            Reason::Reopened => false,
+        };
+        if taken {
+            return self.settled(id, queued).await;
         }
         let available = self.state.presence.available_admins().await?;
         if row.admin_id.is_some_and(|admin| available.contains(&admin)) {
-            self.unqueue(id).await?;
-            return Ok(Decided::Settled);
+            return self.settled(id, queued).await;
         }
         let loads = self.state.store.active_conversations_per_admin().await?;
         let Some(admin_id) = least_loaded(&available, &loads, self.capacity) else {
-            self.queue(id, position, row.admin_id).await?;
+            // A conversation without an admin waits as it is (the drain finds it); a reopened
+            // one keeps its away admin meanwhile, so it is remembered here.
+            if reason == Reason::Reopened && row.admin_id.is_some() {
+                self.queue(id, since, row.admin_id).await?;
+            }
             return Ok(Decided::Waiting);
         };
         let command = ConversationCommand::AssignConversation {
@@ -265,7 +232,7 @@ impl Assigner {
         let metadata = EventMetadata {
             actor_id: 0,
             actor_role: Role::System.as_str().to_string(),
-            request_id: Some(format!("auto-assign-{position}")),
+            request_id: Some(format!("auto-assign-{id}")),
             client_msg_id: None,
             remote_addr: None,
         };
@@ -293,24 +260,40 @@ impl Assigner {
             }
             Err(error) => return Err(AssignError::Store(error.to_string())),
         }
-        self.unqueue(id).await?;
+        self.settled(id, queued).await
+    }
+
+    /// Nothing (more) to do for the conversation: a queued one leaves the queue.
+    async fn settled(&self, id: u64, queued: bool) -> Result<Decided, AssignError> {
+        if queued {
+            self.unqueue(id).await?;
+        }
         Ok(Decided::Settled)
     }
 
-    /// The waiting conversations, oldest first, while someone available has room.
+    /// The waiting conversations (active without an admin, and reopened ones queued), oldest
+    /// first, while someone available has room.
     async fn drain(&self) -> Result<(), AssignError> {
-        let waiting = self.state.store.waiting_for_assignment(DRAIN).await?;
-        if waiting.is_empty() || self.state.presence.available_admins().await?.is_empty() {
+        if self.state.presence.available_admins().await?.is_empty() {
             return Ok(());
         }
-        for waiting in waiting {
-            let reason = Reason::Waited {
-                admin_then: waiting.admin_id,
+        let mut waiting: Vec<(i64, u64, Reason)> = self
+            .state
+            .store
+            .unassigned_active(DRAIN)
+            .await?
+            .into_iter()
+            .map(|(id, since)| (since, id, Reason::Unassigned))
+            .collect();
+        for queued in self.state.store.waiting_for_assignment(DRAIN).await? {
+            let reason = Reason::Queued {
+                admin_then: queued.admin_id,
             };
-            let decided = self
-                .decide(waiting.conversation_id, waiting.since_position, reason)
-                .await?;
-            if let Decided::Waiting = decided {
+            waiting.push((queued.waiting_since, queued.conversation_id, reason));
+        }
+        waiting.sort_by_key(|(since, id, _)| (*since, *id));
+        for (since, id, reason) in waiting {
+            if let Decided::Waiting = self.decide(id, since, reason).await? {
                 // Nobody available has room for the oldest: none for the younger either.
                 break;
             }
@@ -318,14 +301,14 @@ impl Assigner {
         Ok(())
     }
 
-    async fn queue(&self, id: u64, position: u64, admin: Option<u64>) -> Result<(), AssignError> {
+    async fn queue(&self, id: u64, since: i64, admin: Option<u64>) -> Result<(), AssignError> {
         let mut txn = self.store().begin().await?;
         let admin = admin.map_or(SqlValue::Null, SqlValue::from);
         let inserted = txn
             .execute(
-                "insert into assignment_waiting (conversation_id, since_position, admin_id) \
+                "insert into assignment_waiting (conversation_id, waiting_since, admin_id) \
                  values (?, ?, ?)",
-                &[id.into(), position.into(), admin],
+                &[id.into(), SqlValue::Int(since), admin],
             )
             .await;
         match inserted {
@@ -356,23 +339,43 @@ impl Assigner {
         }
     }
 
+    /// Takes or renews the lease. A holder renewing it saves its checkpoint in the same
+    /// statement: one small commit a second, whatever it decided meanwhile (a crash repeats at
+    /// most that second's events, which changes nothing).
     async fn take_lease(&self) -> Result<bool, AssignError> {
         self.ensure_state_row().await?;
         let now = crate::clock::now_micros();
         let mut txn = self.store().begin().await?;
-        let taken = txn
-            .execute(
-                "update projector_state set holder = ?, lease_expires_at = ? \
-                 where name = ? and (holder is null or holder = ? or lease_expires_at < ?)",
+        let expires = SqlValue::Int(now + micros(LEASE_TTL));
+        let taken = if self.leader {
+            txn.execute(
+                "update projector_state set holder = ?, lease_expires_at = ?, position = ?, \
+                 updated_at = ? where name = ? and (holder is null or holder = ? or lease_expires_at < ?)",
                 &[
                     self.node_id.as_str().into(),
-                    SqlValue::Int(now + micros(LEASE_TTL)),
+                    expires,
+                    self.position.into(),
+                    SqlValue::Int(now),
                     NAME.into(),
                     self.node_id.as_str().into(),
                     SqlValue::Int(now),
                 ],
             )
-            .await;
+            .await
+        } else {
+            txn.execute(
+                "update projector_state set holder = ?, lease_expires_at = ? \
+                 where name = ? and (holder is null or holder = ? or lease_expires_at < ?)",
+                &[
+                    self.node_id.as_str().into(),
+                    expires,
+                    NAME.into(),
+                    self.node_id.as_str().into(),
+                    SqlValue::Int(now),
+                ],
+            )
+            .await
+        };
         match taken {
             Ok(rows) => {
                 txn.commit().await?;
@@ -385,8 +388,8 @@ impl Assigner {
         }
     }
 
-    /// The first time it runs, the follower starts at the log's head: conversations opened
-    /// before automatic assignment existed are not swept up all at once.
+    /// The first time it runs, the follower starts at the log's head rather than reading the
+    /// whole history (what still waits from before is found by the drain anyway).
     async fn ensure_state_row(&self) -> Result<(), AssignError> {
         let mut txn = self.store().begin().await?;
         let exists = txn
@@ -434,40 +437,7 @@ impl Assigner {
         Ok(u64::try_from(position).unwrap_or(0))
     }
 
-    /// Fenced like a projector's: a node that lost the lease cannot move the checkpoint.
-    async fn save_checkpoint(&mut self, position: u64) -> Result<(), AssignError> {
-        let mut txn = self.store().begin().await?;
-        let moved = txn
-            .execute(
-                "update projector_state set position = ?, updated_at = ? \
-                 where name = ? and holder = ? and position = ?",
-                &[
-                    position.into(),
-                    SqlValue::Int(crate::clock::now_micros()),
-                    NAME.into(),
-                    self.node_id.as_str().into(),
-                    self.position.into(),
-                ],
-            )
-            .await;
-        match moved {
-            Ok(1) => {
-                txn.commit().await?;
-                self.position = position;
-                Ok(())
-            }
-            Ok(_) => {
-                let _ = txn.rollback().await;
-                Err(AssignError::LeaseLost)
-            }
-            Err(error) => {
-                let _ = txn.rollback().await;
-                Err(error.into())
-            }
-        }
-    }
-
-    /// Hands the lease back so another node takes over at once.
+    /// Hands the lease back, with the checkpoint, so another node takes over at once.
     async fn release(&self) {
         if !self.leader {
             return;
@@ -477,9 +447,13 @@ impl Assigner {
         };
         let released = txn
             .execute(
-                "update projector_state set holder = null, lease_expires_at = 0 \
+                "update projector_state set holder = null, lease_expires_at = 0, position = ? \
                  where name = ? and holder = ?",
-                &[NAME.into(), self.node_id.as_str().into()],
+                &[
+                    self.position.into(),
+                    NAME.into(),
+                    self.node_id.as_str().into(),
+                ],
             )
             .await;
         if released.is_ok() {

@@ -903,3 +903,64 @@ async fn two_nodes_assign_each_new_conversation_once() {
     app.stop().await;
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reopened_conversation_whose_admin_is_away_waits_for_the_next_available_admin() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let (first, first_token) = app.session(Role::Admin, None).await;
+        let (second, second_token) = app.session(Role::Admin, None).await;
+        let mut sockets = Driver::start();
+        sockets.connect("first", &app.address, &first_token).await;
+        until_online(&app, Role::Admin, first, true).await;
+        let (_, user_token, id) = user_with_conversation(&app).await;
+        assigned_to(&app, &first_token, id, first).await;
+        let (code, body) = app
+            .call(
+                Method::PUT,
+                &format!("/api/chat/conversations/{id}/status"),
+                Some(&first_token),
+                Some(&json!({"status": "closed"})),
+            )
+            .await;
+        assert_eq!(code, 200, "close: {body}");
+        let ack = sockets
+            .call("first", "set_presence", json!({"status": "away"}))
+            .await;
+        assert_eq!(ack["data"]["away"], true, "{ack}");
+
+        // Reopened with its admin away and nobody else: it keeps its admin and waits.
+        let (code, body) = app
+            .call(
+                Method::POST,
+                "/api/chat/messages",
+                Some(&user_token),
+                Some(&json!({"conversation_id": id, "content": "hello again"})),
+            )
+            .await;
+        assert_eq!(code, 201, "{body}");
+        sockets
+            .expect_none(
+                "first",
+                "conversation_assigned",
+                json!({"conversation_id": id, "admin_id": second}),
+                Duration::from_secs(2),
+            )
+            .await;
+        assert_eq!(
+            conversation(&app, &first_token, id).await["admin_id"],
+            first
+        );
+
+        // Another admin comes online: the waiting conversation is theirs.
+        sockets.connect("second", &app.address, &second_token).await;
+        assigned_to(&app, &second_token, id, second).await;
+        let logged = assignments_in_the_log(&app, &second_token, id).await;
+        assert_eq!(logged.len(), 2, "{}: {logged:?}", db.name());
+        assert_eq!(logged[1]["metadata"]["actor_role"], "system");
+
+        sockets.stop().await;
+        app.stop().await;
+        db.cleanup().await;
+    }
+}

@@ -64,12 +64,12 @@ pub struct FileRow {
     pub path: String,
 }
 
-/// A conversation automatic assignment found no available admin for.
+/// A reopened conversation automatic assignment found no available admin for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WaitingConversation {
     pub conversation_id: u64,
-    /// The position of the event that made it wait (the queue's order).
-    pub since_position: u64,
+    /// When the event that made it wait was recorded (microseconds; the queue's order).
+    pub waiting_since: i64,
     /// The admin it had then, if any.
     pub admin_id: Option<u64>,
 }
@@ -148,7 +148,12 @@ impl EventStore {
         on_backend!(self, s => s.active_conversations_per_admin().await)
     }
 
-    /// Conversations waiting for an available admin, longest waiting first.
+    /// Active conversations nobody is assigned to, oldest first: (id, created_at).
+    pub async fn unassigned_active(&self, limit: u32) -> Result<Vec<(u64, i64)>, StoreError> {
+        on_backend!(self, s => s.unassigned_active(limit).await)
+    }
+
+    /// Reopened conversations waiting for an available admin, longest waiting first.
     pub async fn waiting_for_assignment(
         &self,
         limit: u32,
@@ -233,8 +238,8 @@ where
     ) -> Result<Vec<WaitingConversation>, StoreError> {
         let rows = self
             .fetch(
-                "select conversation_id, since_position, admin_id from assignment_waiting \
-                 order by since_position, conversation_id limit ?",
+                "select conversation_id, waiting_since, admin_id from assignment_waiting \
+                 order by waiting_since, conversation_id limit ?",
                 vec![Bind::Int(i64::from(limit))],
             )
             .await?;
@@ -247,9 +252,26 @@ where
                     .map_err(StoreError::from_sqlx)?;
                 Ok(WaitingConversation {
                     conversation_id: unsigned(id),
-                    since_position: unsigned(since),
+                    waiting_since: since,
                     admin_id: admin.map(unsigned),
                 })
+            })
+            .collect()
+    }
+
+    async fn unassigned_active(&self, limit: u32) -> Result<Vec<(u64, i64)>, StoreError> {
+        let rows = self
+            .fetch(
+                "select id, created_at from conversations \
+                 where status = 'active' and admin_id is null order by created_at, id limit ?",
+                vec![Bind::Int(i64::from(limit))],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id = row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx)?;
+                let created = row.try_get::<i64, _>(1).map_err(StoreError::from_sqlx)?;
+                Ok((unsigned(id), created))
             })
             .collect()
     }
