@@ -149,20 +149,15 @@ impl Assigner {
     /// Takes or renews the lease (saving the checkpoint with it), decides one batch of the log,
     /// then looks at the waiting conversations. Whether there may be more to do at once.
     async fn step(&mut self) -> Result<bool, AssignError> {
-        if !self.leader || self.renewed_at.is_none_or(|at| at.elapsed() >= LEASE_RENEW) {
-            let was_leader = self.leader;
-            self.leader = self.take_lease().await?;
-            if !self.leader {
-                return Ok(false);
-            }
-            self.renewed_at = Some(tokio::time::Instant::now());
-            if !was_leader {
-                self.position = self.load_checkpoint().await?;
-                tracing::info!(position = self.position, "automatic assignment leads");
-            }
+        if !self.leading().await? {
+            return Ok(false);
         }
         let batch = self.state.store.read_from(self.position, BATCH).await?;
         for event in &batch {
+            // Decisions can take a while: the lease is renewed between them, never outlived.
+            if !self.leading().await? {
+                return Ok(false);
+            }
             if let Ok(id) = event.stream_id.parse::<u64>() {
                 let reason = match event.decode() {
                     Ok(ConversationEvent::ConversationOpened { .. }) => Some(Reason::Unassigned),
@@ -178,6 +173,24 @@ impl Assigner {
         }
         self.drain().await?;
         Ok(batch.len() == BATCH as usize)
+    }
+
+    /// Whether this node leads, taking or renewing the lease when due.
+    async fn leading(&mut self) -> Result<bool, AssignError> {
+        if self.leader && self.renewed_at.is_some_and(|at| at.elapsed() < LEASE_RENEW) {
+            return Ok(true);
+        }
+        let was_leader = self.leader;
+        self.leader = self.take_lease().await?;
+        if !self.leader {
+            return Ok(false);
+        }
+        self.renewed_at = Some(tokio::time::Instant::now());
+        if !was_leader {
+            self.position = self.load_checkpoint().await?;
+            tracing::info!(position = self.position, "automatic assignment leads");
+        }
+        Ok(true)
     }
 
     /// Assigns the conversation if it is active and has no available admin; a reopened one
@@ -273,7 +286,7 @@ impl Assigner {
 
     /// The waiting conversations (active without an admin, and reopened ones queued), oldest
     /// first, while someone available has room.
-    async fn drain(&self) -> Result<(), AssignError> {
+    async fn drain(&mut self) -> Result<(), AssignError> {
         if self.state.presence.available_admins().await?.is_empty() {
             return Ok(());
         }
@@ -293,6 +306,9 @@ impl Assigner {
         }
         waiting.sort_by_key(|(since, id, _)| (*since, *id));
         for (since, id, reason) in waiting {
+            if !self.leading().await? {
+                return Ok(());
+            }
             if let Decided::Waiting = self.decide(id, since, reason).await? {
                 // Nobody available has room for the oldest: none for the younger either.
                 break;
