@@ -49,6 +49,13 @@ pub struct Config {
     pub s3_region: Option<String>,
     pub s3_access_key_id: Option<String>,
     pub s3_secret_access_key: Option<String>,
+    /// With Redis: how long a node's sockets keep counting after its last heartbeat (a crashed
+    /// node's people go offline within about this long).
+    pub presence_ttl: Duration,
+    /// Whether new and reopened conversations are assigned to an available admin automatically.
+    pub auto_assign: bool,
+    /// Active conversations an admin is given automatically at most.
+    pub assign_capacity: u64,
 }
 
 /// Socket.IO settings. A socket whose outgoing buffer is full has stopped reading: it is
@@ -92,6 +99,9 @@ impl std::fmt::Debug for Config {
                 "s3_secret_access_key",
                 &self.s3_secret_access_key.as_ref().map(|_| "***"),
             )
+            .field("presence_ttl", &self.presence_ttl)
+            .field("auto_assign", &self.auto_assign)
+            .field("assign_capacity", &self.assign_capacity)
             .finish()
     }
 }
@@ -184,6 +194,23 @@ impl Config {
         {
             bail!("CHAT_PUBLIC_URL must start with http:// or https://");
         }
+        let presence_ttl_ms: u64 =
+            parse(get("CHAT_PRESENCE_TTL_MS"), "CHAT_PRESENCE_TTL_MS", 15_000)?;
+        if !(1_000..=30_000).contains(&presence_ttl_ms) {
+            bail!("CHAT_PRESENCE_TTL_MS must be between 1000 and 30000");
+        }
+        let auto_assign = match get("CHAT_AUTO_ASSIGN").map(|v| v.trim().to_ascii_lowercase()) {
+            None => true,
+            Some(v) if matches!(v.as_str(), "on" | "true" | "1" | "yes") => true,
+            Some(v) if matches!(v.as_str(), "off" | "false" | "0" | "no") => false,
+            Some(v) => bail!("CHAT_AUTO_ASSIGN={v:?} is not valid: use on or off"),
+        };
+        let assign_capacity: u64 = parse(get("CHAT_ASSIGN_CAPACITY"), "CHAT_ASSIGN_CAPACITY", 10)?;
+        if assign_capacity == 0 {
+            bail!(
+                "CHAT_ASSIGN_CAPACITY must be at least 1 (turn assignment off with CHAT_AUTO_ASSIGN=off)"
+            );
+        }
         Ok(Config {
             data_dir,
             database_url,
@@ -213,6 +240,9 @@ impl Config {
             s3_region: get("CHAT_S3_REGION").filter(|v| !v.is_empty()),
             s3_access_key_id: get("CHAT_S3_ACCESS_KEY_ID").filter(|v| !v.is_empty()),
             s3_secret_access_key: get("CHAT_S3_SECRET_ACCESS_KEY").filter(|v| !v.is_empty()),
+            presence_ttl: Duration::from_millis(presence_ttl_ms),
+            auto_assign,
+            assign_capacity,
         })
     }
 
@@ -289,6 +319,21 @@ mod tests {
             let error = Config::from_lookup(|n| (n == name).then(|| "0".to_string())).unwrap_err();
             assert!(error.to_string().contains(name), "{error}");
         }
+    }
+
+    #[test]
+    fn automatic_assignment_is_on_by_default_and_the_operator_turns_it_off() {
+        let config = Config::from_lookup(|_| None).unwrap();
+        assert!(config.auto_assign);
+        assert_eq!(config.assign_capacity, 10);
+        assert!(config.presence_ttl <= Duration::from_secs(30));
+        let config =
+            Config::from_lookup(|n| (n == "CHAT_AUTO_ASSIGN").then(|| "off".to_string())).unwrap();
+        assert!(!config.auto_assign);
+        assert!(
+            Config::from_lookup(|n| (n == "CHAT_AUTO_ASSIGN").then(|| "maybe".to_string()))
+                .is_err()
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod analytics;
+pub mod assignment;
 pub mod auth;
 pub mod cli;
 pub mod clock;

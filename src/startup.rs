@@ -19,6 +19,9 @@ pub struct Application {
     add_socket_layer: Box<dyn FnOnce(axum::Router) -> axum::Router + Send>,
     stop_broadcaster: tokio::sync::watch::Sender<bool>,
     send_buffer_bytes: usize,
+    /// Automatic assignment's follower, when it is on: awaited at shutdown so that it hands its
+    /// lease back before the pool closes.
+    assigner: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -27,11 +30,12 @@ impl Application {
         let commands = CommandBus::start(store.clone(), config.aggregate_cache)
             .await
             .context("starting the command layer")?;
+        let node_id = node_id();
         let projections = Arc::new(Projections::start(
             Arc::new(store.clone()),
             all_projectors(),
             commands.committed_head(),
-            RuntimeOptions::new(node_id()),
+            RuntimeOptions::new(node_id.clone()),
         ));
         let redis = match &config.redis_url {
             Some(url) => Some(
@@ -66,6 +70,15 @@ impl Application {
             crate::files::FileLinks::new(&public_url, auth.app_secret()),
             config,
         ));
+        let presence = Arc::new(match &redis {
+            Some(connection) => crate::presence::Presence::with_redis(
+                connection.clone(),
+                &config.redis_prefix,
+                &node_id,
+                config.presence_ttl,
+            ),
+            None => crate::presence::Presence::new(),
+        });
         let state = AppState {
             store,
             commands,
@@ -79,7 +92,7 @@ impl Application {
             attachments,
             public_https: public_url.starts_with("https://"),
             started: Arc::new(std::time::Instant::now()),
-            presence: Arc::new(crate::presence::Presence::new()),
+            presence,
         };
         let (realtime, add_socket_layer) = crate::realtime::build(config, state.clone())
             .await
@@ -87,6 +100,20 @@ impl Application {
         let _ = state.realtime.set(realtime.clone());
         let (stop_broadcaster, broadcaster_stops) = tokio::sync::watch::channel(false);
         crate::realtime::watch_sessions(realtime.clone(), state.clone(), broadcaster_stops.clone());
+        crate::realtime::announce_presence(
+            realtime.clone(),
+            state.presence.clone(),
+            broadcaster_stops.clone(),
+        );
+        state.presence.start(broadcaster_stops.clone());
+        let assigner = config.auto_assign.then(|| {
+            crate::assignment::start(
+                state.clone(),
+                node_id.clone(),
+                config.assign_capacity,
+                broadcaster_stops.clone(),
+            )
+        });
         // Read here, not in the broadcaster's task: were the database to fail just then, the
         // task would start later from a newer head, and a socket that joined meanwhile would
         // miss every event in between (its join answered up to an older head).
@@ -110,6 +137,7 @@ impl Application {
             add_socket_layer,
             stop_broadcaster,
             send_buffer_bytes: config.sockets.send_buffer_bytes,
+            assigner,
         })
     }
 
@@ -157,6 +185,9 @@ impl Application {
         .await
         .context("serving HTTP")?;
         let _ = self.stop_broadcaster.send(true);
+        if let Some(assigner) = self.assigner {
+            let _ = assigner.await;
+        }
         projections.stop().await;
         store.close().await;
         Ok(())

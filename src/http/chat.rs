@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiJson, ApiQuery, Caller, ConversationId, wire_id};
-use super::views::{ConversationView, MessageView, Pagination};
+use super::views::{AdminPresenceView, ConversationView, MessageView, Pagination};
 use super::{ApiError, AppState, Origin};
 use crate::auth::Session;
 use crate::commands::{Committed, Intent};
@@ -34,6 +34,8 @@ pub fn router() -> axum::Router<AppState> {
         .route("/api/chat/conversations/{id}/status", put(set_status))
         .route("/api/chat/conversations/{id}/feedback", post(feedback))
         .route("/api/chat/conversations/{id}/typing", post(typing))
+        .route("/api/chat/presence", put(set_presence))
+        .route("/api/chat/presence/admins", get(admins_presence))
 }
 
 /// The success envelope.
@@ -396,11 +398,12 @@ pub(super) async fn list_conversations(
     };
     let (rows, total) = state.store.conversations(&filter, page, limit).await?;
     let caller_is_user = session.role == Role::User;
+    let conversations = rows
+        .into_iter()
+        .map(|row| ConversationView::new(row, caller_is_user))
+        .collect();
     Ok(success(ConversationsPage {
-        conversations: rows
-            .into_iter()
-            .map(|row| ConversationView::new(row, caller_is_user))
-            .collect(),
+        conversations: with_presence(&state, conversations).await,
         pagination: Pagination::new(page, limit, total),
     }))
 }
@@ -421,10 +424,45 @@ pub(super) async fn get_conversation(
 ) -> Result<Json<Success<ConversationView>>, ApiError> {
     state.fresh_for(&session).await;
     let row = readable(&state, &session, id).await?;
-    Ok(success(ConversationView::new(
-        row,
-        session.role == Role::User,
-    )))
+    let view = ConversationView::new(row, session.role == Role::User);
+    Ok(success(one_with_presence(&state, view).await))
+}
+
+/// The users' presence in conversation views, computed when read (it is not in the log). When
+/// presence cannot answer, the views go out without it rather than not at all.
+pub(crate) async fn with_presence(
+    state: &AppState,
+    views: Vec<ConversationView>,
+) -> Vec<ConversationView> {
+    let mut users: Vec<u64> = views.iter().map(|view| view.user_id).collect();
+    users.sort_unstable();
+    users.dedup();
+    match state.presence.people(Role::User, &users).await {
+        Ok(people) => views
+            .into_iter()
+            .map(|view| {
+                let presence = people.get(&view.user_id).copied();
+                view.with_presence(presence.as_ref())
+            })
+            .collect(),
+        Err(error) => {
+            tracing::warn!(%error, "conversations listed without presence");
+            views
+        }
+    }
+}
+
+async fn one_with_presence(state: &AppState, view: ConversationView) -> ConversationView {
+    match state.presence.people(Role::User, &[view.user_id]).await {
+        Ok(people) => {
+            let presence = people.get(&view.user_id).copied();
+            view.with_presence(presence.as_ref())
+        }
+        Err(error) => {
+            tracing::warn!(%error, "conversation shown without presence");
+            view
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -495,11 +533,10 @@ pub(super) async fn open_conversation(
         crate::metrics::message_accepted("rest");
     }
     state.fresh_for(&session).await;
-    let conversation = state
-        .store
-        .conversation(committed.conversation_id)
-        .await?
-        .map(|row| ConversationView::new(row, true));
+    let conversation = match state.store.conversation(committed.conversation_id).await? {
+        Some(row) => Some(one_with_presence(&state, ConversationView::new(row, true)).await),
+        None => None,
+    };
     let status = if committed.opened {
         StatusCode::CREATED
     } else {
@@ -637,10 +674,8 @@ async fn conversation_after(
     execute(state, origin, session, Intent::On(id, command), None).await?;
     state.fresh_for(session).await;
     let row = readable(state, session, id).await?;
-    Ok(success(ConversationView::new(
-        row,
-        session.role == Role::User,
-    )))
+    let view = ConversationView::new(row, session.role == Role::User);
+    Ok(success(one_with_presence(state, view).await))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -844,4 +879,91 @@ pub(super) async fn typing(
         status: "success",
         message: "Typing indicator sent",
     }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Presence
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PresenceBody {
+    /// `away` (automatic assignment passes the admin by) or `available`.
+    #[schema(pattern = "^(away|available)$")]
+    status: String,
+}
+
+/// An admin says they are away or available again (admins only); their presence afterwards.
+/// The staff's sockets get a `presence` event when it changes.
+#[utoipa::path(put, path = "/api/chat/presence", tag = "admin", request_body = PresenceBody,
+    responses(
+        (status = 200, body = Success<AdminPresenceView>),
+        (status = 400, body = super::openapi::ErrorBody), (status = 401, body = super::openapi::ErrorBody),
+        (status = 403, body = super::openapi::ErrorBody), (status = 503, body = super::openapi::ErrorBody),
+    ),
+    security(("app_signature" = [], "bearer" = [])))]
+pub(super) async fn set_presence(
+    State(state): State<AppState>,
+    Caller(session): Caller,
+    ApiJson(body): ApiJson<PresenceBody>,
+) -> Result<Json<Success<AdminPresenceView>>, ApiError> {
+    Ok(success(
+        set_own_presence(&state, &session, &body.status).await?,
+    ))
+}
+
+/// Sets the caller's away flag, for REST and Socket.IO alike.
+pub(crate) async fn set_own_presence(
+    state: &AppState,
+    session: &Session,
+    status: &str,
+) -> Result<AdminPresenceView, ApiError> {
+    if session.role != Role::Admin {
+        return Err(ApiError::forbidden("only admins set their presence"));
+    }
+    let away = match status {
+        "away" => true,
+        "available" => false,
+        _ => return Err(ApiError::validation("status must be away or available")),
+    };
+    let presence = state.presence.set_away(session.user_id, away).await?;
+    let loads = state.store.active_conversations_per_admin().await?;
+    let load = loads.get(&session.user_id).copied().unwrap_or(0);
+    Ok(AdminPresenceView::new(session.user_id, presence, load))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminsPresence {
+    /// Every admin presence has seen or who has active conversations, by id.
+    admins: Vec<AdminPresenceView>,
+}
+
+/// The admins: online, away, last seen and active conversations (admins and auditors).
+#[utoipa::path(get, path = "/api/chat/presence/admins", tag = "admin",
+    responses(
+        (status = 200, body = Success<AdminsPresence>),
+        (status = 401, body = super::openapi::ErrorBody), (status = 403, body = super::openapi::ErrorBody),
+        (status = 503, body = super::openapi::ErrorBody),
+    ),
+    security(("app_signature" = [], "bearer" = [])))]
+pub(super) async fn admins_presence(
+    State(state): State<AppState>,
+    Caller(session): Caller,
+) -> Result<Json<Success<AdminsPresence>>, ApiError> {
+    if !matches!(session.role, Role::Admin | Role::Auditor) {
+        return Err(ApiError::forbidden("admins and auditors only"));
+    }
+    state.fresh_for(&session).await;
+    let loads = state.store.active_conversations_per_admin().await?;
+    let mut ids = state.presence.known_admins().await?;
+    ids.extend(loads.keys().copied());
+    ids.sort_unstable();
+    ids.dedup();
+    let people = state.presence.people(Role::Admin, &ids).await?;
+    let admins = ids
+        .into_iter()
+        .map(|id| {
+            let presence = people.get(&id).copied().unwrap_or_default();
+            AdminPresenceView::new(id, presence, loads.get(&id).copied().unwrap_or(0))
+        })
+        .collect();
+    Ok(success(AdminsPresence { admins }))
 }

@@ -5,7 +5,9 @@ use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::views::{ConversationView, FeedbackView, LastMessageView, MessageView, Pagination};
+use super::views::{
+    AdminPresenceView, ConversationView, FeedbackView, LastMessageView, MessageView, Pagination,
+};
 use super::{audit, chat, files, health, search};
 
 /// Every error answers with this envelope.
@@ -105,6 +107,7 @@ fn metrics() {}
         chat::list_messages, chat::send_message,
         chat::list_conversations, chat::open_conversation, chat::get_conversation,
         chat::mark_read, chat::assign, chat::set_status, chat::bulk, chat::feedback, chat::typing,
+        chat::set_presence, chat::admins_presence,
         search::search_messages,
         super::analytics::analytics,
         audit::conversation_events, audit::conversation_state, audit::verify,
@@ -112,7 +115,7 @@ fn metrics() {}
         files::upload, files::download,
         crate::admin::session::sign_in, crate::admin::session::who_am_i, crate::admin::session::sign_out,
     ),
-    components(schemas(ErrorBody, ErrorCode, files::UploadView, MessageView, ConversationView, LastMessageView, FeedbackView, Pagination)),
+    components(schemas(ErrorBody, ErrorCode, files::UploadView, MessageView, ConversationView, LastMessageView, FeedbackView, Pagination, AdminPresenceView)),
     modifiers(&SecuritySchemes),
     tags((name = "messages"), (name = "files"), (name = "conversations"), (name = "admin"), (name = "audit"), (name = "operations"), (name = "web manager")),
 )]

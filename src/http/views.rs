@@ -126,9 +126,24 @@ pub struct ConversationView {
     pub feedback: Option<FeedbackView>,
     pub created_at: String,
     pub updated_at: String,
+    /// The user has a connected socket now (presence, computed when read; never in the log).
+    pub user_online: bool,
+    /// When the user was last connected: now while online, else when their last socket closed;
+    /// null when presence has not seen them.
+    pub user_last_seen_at: Option<String>,
 }
 
 impl ConversationView {
+    /// With the user's presence (as [`crate::presence::Presence::people`] answered).
+    #[must_use]
+    pub fn with_presence(mut self, presence: Option<&crate::presence::PersonPresence>) -> Self {
+        if let Some(presence) = presence {
+            self.user_online = presence.online;
+            self.user_last_seen_at = presence.last_seen_at.map(wire_time);
+        }
+        self
+    }
+
     /// The row as the caller sees it: unread counts are the caller's side's.
     pub fn new(row: ConversationRow, caller_is_user: bool) -> Self {
         let last_message = match (
@@ -167,8 +182,54 @@ impl ConversationView {
             }),
             created_at: wire_time(row.created_at),
             updated_at: wire_time(row.updated_at),
+            user_online: false,
+            user_last_seen_at: None,
         }
     }
+}
+
+/// An admin's presence and load, for the staff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct AdminPresenceView {
+    pub admin_id: u64,
+    /// At least one socket connected, on any node.
+    pub online: bool,
+    /// The admin said they are away: automatic assignment passes them by.
+    pub away: bool,
+    /// Now while online, else when their last socket closed; null when never seen.
+    pub last_seen_at: Option<String>,
+    /// Active conversations assigned to them.
+    pub active_conversations: u64,
+}
+
+impl AdminPresenceView {
+    pub fn new(
+        admin_id: u64,
+        presence: crate::presence::PersonPresence,
+        active_conversations: u64,
+    ) -> Self {
+        AdminPresenceView {
+            admin_id,
+            online: presence.online,
+            away: presence.away,
+            last_seen_at: presence.last_seen_at.map(wire_time),
+            active_conversations,
+        }
+    }
+}
+
+/// The `presence` socket event the staff receive on every change.
+pub fn presence_event(change: &crate::presence::PresenceChange) -> serde_json::Value {
+    let mut event = serde_json::json!({
+        "user_id": change.user_id,
+        "role": change.role.as_str(),
+        "online": change.presence.online,
+        "last_seen_at": change.presence.last_seen_at.map(wire_time),
+    });
+    if change.role == events::Role::Admin {
+        event["away"] = serde_json::Value::Bool(change.presence.away);
+    }
+    event
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]

@@ -1,5 +1,5 @@
 //! The client events: join_conversation, leave_conversation, send_message, typing_start,
-//! typing_stop, mark_read. Each answers through the acknowledgement with the REST envelope when
+//! typing_stop, mark_read, set_presence. Each answers through the acknowledgement with the REST envelope when
 //! the client asked for one, else failures come back as an `error` event `{code, message}`.
 //! Authorization and limits are the REST routes' own.
 
@@ -36,6 +36,7 @@ pub(super) fn register<A: Adapter>(socket: &SocketRef<A>) {
     socket.on("typing_start", typing_start::<A>);
     socket.on("typing_stop", typing_stop::<A>);
     socket.on("mark_read", mark_read::<A>);
+    socket.on("set_presence", set_presence::<A>);
     socket.on_fallback(unknown_event::<A>);
 }
 
@@ -108,6 +109,7 @@ pub fn decode_client_payload(event: &str, data: Value) -> Result<(), ApiError> {
             } = payload(data)?;
             wire_id(conversation_id, "conversation_id").map(drop)
         }
+        "set_presence" => payload::<PresencePayload>(data).map(drop),
         _ => Err(ApiError::validation(format!("unknown event {event}"))),
     }
 }
@@ -372,6 +374,31 @@ async fn mark_read<A: Adapter>(
         .await?;
         let marked_read = committed.messages_marked_read();
         Ok(json!({"marked_read": marked_read}))
+    }
+    .await;
+    answer(&socket, ack, wants, result);
+}
+
+#[derive(Debug, Deserialize)]
+struct PresencePayload {
+    /// `away` or `available`.
+    status: String,
+}
+
+/// An admin says they are away or available again; the ack's data is their presence.
+async fn set_presence<A: Adapter>(
+    socket: SocketRef<A>,
+    State(state): State<AppState>,
+    TryData(data): TryData<Value>,
+    ack: AckSender<A>,
+    wants: WantsAck,
+) {
+    crate::metrics::socket_event_in("set_presence");
+    let result = async {
+        let caller = caller(&socket)?;
+        let PresencePayload { status } = payload(data)?;
+        let view = chat::set_own_presence(&state, &caller.session, &status).await?;
+        serde_json::to_value(view).map_err(|_| ApiError::internal())
     }
     .await;
     answer(&socket, ack, wants, result);

@@ -379,6 +379,40 @@ async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(state): State<AppSta
     });
 }
 
+/// Sends each presence change this node decided to the staff of every node (the Redis adapter
+/// carries it across), so each change reaches each admin socket once.
+pub fn announce_presence(
+    realtime: Realtime,
+    presence: std::sync::Arc<crate::presence::Presence>,
+    mut stops: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut changes = presence.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let change = tokio::select! {
+                change = changes.recv() => change,
+                _ = stops.changed() => return,
+            };
+            match change {
+                Ok(change) => {
+                    let event = crate::http::views::presence_event(&change);
+                    realtime
+                        .emit_to(vec![STAFF_ROOM.to_string()], PRESENCE_EVENT, &event)
+                        .await;
+                    crate::metrics::socket_event_out(PRESENCE_EVENT);
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "presence changes were not announced");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
+/// The event the staff get when someone comes online, goes offline or changes away.
+pub const PRESENCE_EVENT: &str = "presence";
+
 /// Ends, within seconds, the connections whose session was deleted or expired. One task per node
 /// checks every socket of the node (each session once), rather than a task per socket: an idle
 /// connection then costs no task of its own.

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use hash::{GENESIS_HASH, chain_hash};
 pub use read::{
     ConversationFilter, ConversationRow, FileRow, MAX_PAGE_SIZE, MessageRow, MessageWindow,
+    WaitingConversation,
 };
 pub use search::{RECENT_MATCHES, SearchHit, SearchResults, SearchScope};
 pub use sql::{AppendTxn, ChainBreak, ChainReport, MAX_READ_BATCH, SequencerState, SqlStore};

@@ -64,6 +64,16 @@ pub struct FileRow {
     pub path: String,
 }
 
+/// A reopened conversation automatic assignment found no available admin for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitingConversation {
+    pub conversation_id: u64,
+    /// When the event that made it wait was recorded (microseconds; the queue's order).
+    pub waiting_since: i64,
+    /// The admin it had then, if any.
+    pub admin_id: Option<u64>,
+}
+
 /// Which conversations a list shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConversationFilter {
@@ -130,6 +140,26 @@ impl EventStore {
     pub async fn file(&self, file_id: &str) -> Result<Option<FileRow>, StoreError> {
         on_backend!(self, s => s.file(file_id).await)
     }
+
+    /// How many active conversations each admin is assigned (admins with none are absent).
+    pub async fn active_conversations_per_admin(
+        &self,
+    ) -> Result<std::collections::HashMap<u64, u64>, StoreError> {
+        on_backend!(self, s => s.active_conversations_per_admin().await)
+    }
+
+    /// Active conversations nobody is assigned to, oldest first: (id, created_at).
+    pub async fn unassigned_active(&self, limit: u32) -> Result<Vec<(u64, i64)>, StoreError> {
+        on_backend!(self, s => s.unassigned_active(limit).await)
+    }
+
+    /// Reopened conversations waiting for an available admin, longest waiting first.
+    pub async fn waiting_for_assignment(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<WaitingConversation>, StoreError> {
+        on_backend!(self, s => s.waiting_for_assignment(limit).await)
+    }
 }
 
 impl<DB> SqlStore<DB>
@@ -181,6 +211,69 @@ where
             mime_type: text(5)?,
             path: text(6)?,
         }))
+    }
+
+    async fn active_conversations_per_admin(
+        &self,
+    ) -> Result<std::collections::HashMap<u64, u64>, StoreError> {
+        let rows = self
+            .fetch(
+                "select admin_id, count(*) from conversations \
+                 where status = 'active' and admin_id is not null group by admin_id",
+                Vec::new(),
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let admin = row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx)?;
+                let count = row.try_get::<i64, _>(1).map_err(StoreError::from_sqlx)?;
+                Ok((unsigned(admin), unsigned(count)))
+            })
+            .collect()
+    }
+
+    async fn waiting_for_assignment(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<WaitingConversation>, StoreError> {
+        let rows = self
+            .fetch(
+                "select conversation_id, waiting_since, admin_id from assignment_waiting \
+                 order by waiting_since, conversation_id limit ?",
+                vec![Bind::Int(i64::from(limit))],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id = row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx)?;
+                let since = row.try_get::<i64, _>(1).map_err(StoreError::from_sqlx)?;
+                let admin = row
+                    .try_get::<Option<i64>, _>(2)
+                    .map_err(StoreError::from_sqlx)?;
+                Ok(WaitingConversation {
+                    conversation_id: unsigned(id),
+                    waiting_since: since,
+                    admin_id: admin.map(unsigned),
+                })
+            })
+            .collect()
+    }
+
+    async fn unassigned_active(&self, limit: u32) -> Result<Vec<(u64, i64)>, StoreError> {
+        let rows = self
+            .fetch(
+                "select id, created_at from conversations \
+                 where status = 'active' and admin_id is null order by created_at, id limit ?",
+                vec![Bind::Int(i64::from(limit))],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id = row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx)?;
+                let created = row.try_get::<i64, _>(1).map_err(StoreError::from_sqlx)?;
+                Ok((unsigned(id), created))
+            })
+            .collect()
     }
 
     async fn conversation(&self, id: u64) -> Result<Option<ConversationRow>, StoreError> {
