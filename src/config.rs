@@ -49,6 +49,8 @@ pub struct Config {
     pub s3_region: Option<String>,
     pub s3_access_key_id: Option<String>,
     pub s3_secret_access_key: Option<String>,
+    /// Push notifications (off unless FCM or APNs is configured).
+    pub push: crate::push::PushSettings,
 }
 
 /// Socket.IO settings. A socket whose outgoing buffer is full has stopped reading: it is
@@ -92,6 +94,7 @@ impl std::fmt::Debug for Config {
                 "s3_secret_access_key",
                 &self.s3_secret_access_key.as_ref().map(|_| "***"),
             )
+            .field("push", &self.push)
             .finish()
     }
 }
@@ -184,6 +187,7 @@ impl Config {
         {
             bail!("CHAT_PUBLIC_URL must start with http:// or https://");
         }
+        let push = crate::push::PushSettings::from_lookup(&get)?;
         Ok(Config {
             data_dir,
             database_url,
@@ -213,6 +217,7 @@ impl Config {
             s3_region: get("CHAT_S3_REGION").filter(|v| !v.is_empty()),
             s3_access_key_id: get("CHAT_S3_ACCESS_KEY_ID").filter(|v| !v.is_empty()),
             s3_secret_access_key: get("CHAT_S3_SECRET_ACCESS_KEY").filter(|v| !v.is_empty()),
+            push,
         })
     }
 

@@ -19,6 +19,7 @@ pub struct Application {
     add_socket_layer: Box<dyn FnOnce(axum::Router) -> axum::Router + Send>,
     stop_broadcaster: tokio::sync::watch::Sender<bool>,
     send_buffer_bytes: usize,
+    push: Option<crate::push::PushService>,
 }
 
 impl Application {
@@ -27,11 +28,12 @@ impl Application {
         let commands = CommandBus::start(store.clone(), config.aggregate_cache)
             .await
             .context("starting the command layer")?;
+        let node_id = node_id();
         let projections = Arc::new(Projections::start(
             Arc::new(store.clone()),
             all_projectors(),
             commands.committed_head(),
-            RuntimeOptions::new(node_id()),
+            RuntimeOptions::new(node_id.clone()),
         ));
         let redis = match &config.redis_url {
             Some(url) => Some(
@@ -80,6 +82,7 @@ impl Application {
             public_https: public_url.starts_with("https://"),
             started: Arc::new(std::time::Instant::now()),
             presence: Arc::new(crate::presence::Presence::new()),
+            push_max_devices: config.push.max_devices,
         };
         let (realtime, add_socket_layer) = crate::realtime::build(config, state.clone())
             .await
@@ -104,12 +107,23 @@ impl Application {
             state.commands.committed_head(),
             broadcaster_stops,
         );
+        let push = crate::push::PushService::start(
+            &config.push,
+            state.store.clone(),
+            state.presence.clone(),
+            state.projections.clone(),
+            state.commands.committed_head(),
+            node_id,
+        )
+        .await
+        .context("starting push notifications")?;
         Ok(Application {
             listener,
             state,
             add_socket_layer,
             stop_broadcaster,
             send_buffer_bytes: config.sockets.send_buffer_bytes,
+            push,
         })
     }
 
@@ -157,6 +171,9 @@ impl Application {
         .await
         .context("serving HTTP")?;
         let _ = self.stop_broadcaster.send(true);
+        if let Some(push) = self.push {
+            push.stop().await;
+        }
         projections.stop().await;
         store.close().await;
         Ok(())
