@@ -26,6 +26,7 @@ where
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     i64: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
     String: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    Vec<u8>: for<'r> Decode<'r, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
     async fn push_rows(
@@ -52,6 +53,9 @@ where
                             v.map_or(SqlValue::Null, SqlValue::Int)
                         } else if let Ok(v) = row.try_get::<Option<String>, _>(i) {
                             v.map_or(SqlValue::Null, SqlValue::Text)
+                        } else if let Ok(Some(v)) = row.try_get::<Option<Vec<u8>>, _>(i) {
+                            // MySQL text with a binary collation (device tokens) reads as bytes.
+                            String::from_utf8(v).map_or(SqlValue::Null, SqlValue::Text)
                         } else {
                             SqlValue::Null
                         }
