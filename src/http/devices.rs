@@ -23,7 +23,6 @@ pub fn router() -> axum::Router<AppState> {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct DeviceBody {
     platform: Platform,
     /// `fcm` (Firebase, either platform) or `apns` (Apple directly).
