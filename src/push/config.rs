@@ -108,3 +108,36 @@ impl PushSettings {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_is_off_until_a_provider_is_configured() {
+        let settings = PushSettings::from_lookup(&|_| None).unwrap();
+        assert!(!settings.enabled());
+        assert_eq!(settings.collapse_window, Duration::from_millis(3000));
+        let settings = PushSettings::from_lookup(&|name| {
+            (name == "CHAT_FCM_CREDENTIALS").then(|| "/etc/chatd/fcm.json".to_string())
+        })
+        .unwrap();
+        assert!(settings.enabled());
+        assert_eq!(
+            settings.fcm.map(|f| f.base_url),
+            Some(FCM_BASE_URL.to_string())
+        );
+    }
+
+    #[test]
+    fn an_apns_key_without_its_team_is_refused_with_the_missing_name() {
+        let error = PushSettings::from_lookup(&|name| match name {
+            "CHAT_APNS_KEY_FILE" => Some("/etc/chatd/AuthKey.p8".into()),
+            "CHAT_APNS_KEY_ID" => Some("KEY1234567".into()),
+            "CHAT_APNS_TOPIC" => Some("com.example.app".into()),
+            _ => None,
+        })
+        .unwrap_err();
+        assert!(error.to_string().contains("CHAT_APNS_TEAM_ID"), "{error}");
+    }
+}
