@@ -678,7 +678,7 @@ fn pushed_message_ids(provider: &FakeProvider) -> Vec<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_message_is_pushed_at_most_once_across_a_crash_a_restart_and_a_replay() {
+async fn each_message_is_pushed_at_most_once_across_a_crash_mid_request_a_restart_and_a_replay() {
     for db in TestDb::each().await {
         let rig = Rig::start().await;
         let user_id = fresh_id();
@@ -736,18 +736,23 @@ async fn each_message_is_pushed_at_most_once_across_a_crash_a_restart_and_a_repl
             db.name()
         );
 
-        // SIGKILL, restart: nothing is pushed again.
+        // The provider takes the next push and never answers; chatd is SIGKILLed meanwhile and
+        // restarted: the push was claimed before it left, so it is not sent again, nor are the
+        // others.
+        rig.apns.script(&[(fake::HANG, Value::Null)]);
+        let hung = process_message(&node.url, &admin, conversation, "in flight").await;
+        rig.apns.wait_for_pushes(3, Duration::from_secs(10)).await;
         node.stop();
         let node = ChatdProcess::start(&db, &settings).await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert_eq!(
             pushed_message_ids(&rig.apns),
-            vec![first, second],
+            vec![first, second, hung],
             "{}: after the crash",
             db.name()
         );
         let third = process_message(&node.url, &admin, conversation, "three").await;
-        rig.apns.wait_for_pushes(3, Duration::from_secs(10)).await;
+        rig.apns.wait_for_pushes(4, Duration::from_secs(10)).await;
 
         // A replay rebuilds the read tables and leaves the push checkpoint alone.
         let replayed = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
@@ -759,11 +764,11 @@ async fn each_message_is_pushed_at_most_once_across_a_crash_a_restart_and_a_repl
         assert!(replayed.status.success(), "{replayed:?}");
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let fourth = process_message(&node.url, &admin, conversation, "four").await;
-        rig.apns.wait_for_pushes(4, Duration::from_secs(10)).await;
+        rig.apns.wait_for_pushes(5, Duration::from_secs(10)).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(
             pushed_message_ids(&rig.apns),
-            vec![first, second, third, fourth],
+            vec![first, second, hung, third, fourth],
             "{}: each message once, none from before push was on",
             db.name()
         );

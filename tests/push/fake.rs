@@ -22,6 +22,8 @@ pub const FCM_ACCESS_TOKEN: &str = "ya29.test-access-token";
 pub const APNS_KEY_ID: &str = "KEY1234567";
 pub const APNS_TEAM_ID: &str = "TEAM123456";
 pub const APNS_TOPIC: &str = "com.example.supportchat";
+/// A scripted status that means: keep the request and never answer.
+pub const HANG: u16 = 0;
 
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -171,6 +173,10 @@ async fn answer(
                 json!({"name": "projects/chatd-test/messages/1"}).to_string(),
             ))
     };
+    if status == HANG {
+        // A provider that took the request and never answers (the sender dies meanwhile).
+        std::future::pending::<()>().await;
+    }
     hyper::Response::builder()
         .status(status)
         .header("content-type", "application/json")
