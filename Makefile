@@ -32,6 +32,7 @@ bench: ## append throughput, projection lag, replay speed, REST throughput; SQLi
 	cargo bench --bench search
 	cargo bench --bench analytics
 	cargo bench --bench audit
+	cargo bench --bench push
 
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS = socket_packet auth_headers multipart_upload

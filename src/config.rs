@@ -56,6 +56,8 @@ pub struct Config {
     pub auto_assign: bool,
     /// Active conversations an admin is given automatically at most.
     pub assign_capacity: u64,
+    /// Push notifications (off unless FCM or APNs is configured).
+    pub push: crate::push::PushSettings,
 }
 
 /// Socket.IO settings. A socket whose outgoing buffer is full has stopped reading: it is
@@ -102,6 +104,7 @@ impl std::fmt::Debug for Config {
             .field("presence_ttl", &self.presence_ttl)
             .field("auto_assign", &self.auto_assign)
             .field("assign_capacity", &self.assign_capacity)
+            .field("push", &self.push)
             .finish()
     }
 }
@@ -211,6 +214,7 @@ impl Config {
                 "CHAT_ASSIGN_CAPACITY must be at least 1 (turn assignment off with CHAT_AUTO_ASSIGN=off)"
             );
         }
+        let push = crate::push::PushSettings::from_lookup(&get)?;
         Ok(Config {
             data_dir,
             database_url,
@@ -243,6 +247,7 @@ impl Config {
             presence_ttl: Duration::from_millis(presence_ttl_ms),
             auto_assign,
             assign_capacity,
+            push,
         })
     }
 

@@ -22,6 +22,7 @@ pub struct Application {
     /// Automatic assignment's follower, when it is on: awaited at shutdown so that it hands its
     /// lease back before the pool closes.
     assigner: Option<tokio::task::JoinHandle<()>>,
+    push: Option<crate::push::PushService>,
 }
 
 impl Application {
@@ -93,6 +94,7 @@ impl Application {
             public_https: public_url.starts_with("https://"),
             started: Arc::new(std::time::Instant::now()),
             presence,
+            push_max_devices: config.push.max_devices,
         };
         let (realtime, add_socket_layer) = crate::realtime::build(config, state.clone())
             .await
@@ -131,6 +133,16 @@ impl Application {
             state.commands.committed_head(),
             broadcaster_stops,
         );
+        let push = crate::push::PushService::start(
+            &config.push,
+            state.store.clone(),
+            state.presence.clone(),
+            state.projections.clone(),
+            state.commands.committed_head(),
+            node_id,
+        )
+        .await
+        .context("starting push notifications")?;
         Ok(Application {
             listener,
             state,
@@ -138,6 +150,7 @@ impl Application {
             stop_broadcaster,
             send_buffer_bytes: config.sockets.send_buffer_bytes,
             assigner,
+            push,
         })
     }
 
@@ -187,6 +200,9 @@ impl Application {
         let _ = self.stop_broadcaster.send(true);
         if let Some(assigner) = self.assigner {
             let _ = assigner.await;
+        }
+        if let Some(push) = self.push {
+            push.stop().await;
         }
         projections.stop().await;
         store.close().await;

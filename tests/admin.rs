@@ -709,7 +709,10 @@ fn screenshots(backend: &str) -> std::path::PathBuf {
 async fn the_manager_works_in_a_real_browser_with_live_updates_and_messages_shown_as_text() {
     require_browser();
     for db in TestDb::each().await {
-        let app = TestApp::spawn(&db).await;
+        // The scenario assigns by hand and filters on "unassigned": automatic assignment (its
+        // own tests are in tests/presence.rs) would give both conversations to the admin as
+        // soon as the page connects.
+        let app = TestApp::spawn_with(&db, &[("CHAT_AUTO_ASSIGN", "off")]).await;
         let name = db.name();
         let (user_id, user, conversation) =
             user_with_conversation(&app, "Hello, I need help").await;

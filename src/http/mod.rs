@@ -3,6 +3,7 @@
 mod analytics;
 pub(crate) mod audit;
 pub(crate) mod chat;
+mod devices;
 mod error;
 pub mod extract;
 pub mod files;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub public_https: bool,
     /// Who has a connected socket.
     pub presence: Arc<crate::presence::Presence>,
+    /// Push devices one person may register (`CHAT_PUSH_MAX_DEVICES`).
+    pub push_max_devices: u32,
 }
 
 impl AppState {
@@ -134,6 +137,7 @@ impl LastWrites {
 /// app signature, and once more under `/admin/api` behind the web manager's cookie.
 pub(crate) fn api_routes() -> Router<AppState> {
     chat::router()
+        .merge(devices::router())
         .merge(search::router())
         .merge(analytics::router())
         .merge(audit::router())

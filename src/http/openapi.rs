@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use super::views::{
     AdminPresenceView, ConversationView, FeedbackView, LastMessageView, MessageView, Pagination,
 };
-use super::{audit, chat, files, health, search};
+use super::{audit, chat, devices, files, health, search};
 
 /// Every error answers with this envelope.
 #[derive(Debug, Serialize, ToSchema)]
@@ -108,6 +108,7 @@ fn metrics() {}
         chat::list_conversations, chat::open_conversation, chat::get_conversation,
         chat::mark_read, chat::assign, chat::set_status, chat::bulk, chat::feedback, chat::typing,
         chat::set_presence, chat::admins_presence,
+        devices::register, devices::unregister,
         search::search_messages,
         super::analytics::analytics,
         audit::conversation_events, audit::conversation_state, audit::verify,
@@ -117,7 +118,7 @@ fn metrics() {}
     ),
     components(schemas(ErrorBody, ErrorCode, files::UploadView, MessageView, ConversationView, LastMessageView, FeedbackView, Pagination, AdminPresenceView)),
     modifiers(&SecuritySchemes),
-    tags((name = "messages"), (name = "files"), (name = "conversations"), (name = "admin"), (name = "audit"), (name = "operations"), (name = "web manager")),
+    tags((name = "messages"), (name = "files"), (name = "conversations"), (name = "devices"), (name = "admin"), (name = "audit"), (name = "operations"), (name = "web manager")),
 )]
 pub struct ApiDoc;
 

@@ -11,6 +11,7 @@
 mod analytics;
 mod hash;
 mod projection;
+mod push;
 mod read;
 mod repository;
 mod search;

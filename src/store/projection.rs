@@ -178,6 +178,7 @@ fn row_values<R: Row>(row: &R) -> Vec<SqlValue>
 where
     for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<Vec<u8>>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     usize: sqlx::ColumnIndex<R>,
 {
     (0..row.len())
@@ -186,7 +187,13 @@ where
             Ok(None) => SqlValue::Null,
             Err(_) => match row.try_get::<Option<String>, _>(i) {
                 Ok(Some(v)) => SqlValue::Text(v),
-                _ => SqlValue::Null,
+                Ok(None) => SqlValue::Null,
+                // sqlx reads a MySQL text column with a binary collation (`ascii_bin`: device
+                // tokens compare byte for byte) only as bytes.
+                Err(_) => match row.try_get::<Option<Vec<u8>>, _>(i) {
+                    Ok(Some(v)) => String::from_utf8(v).map_or(SqlValue::Null, SqlValue::Text),
+                    _ => SqlValue::Null,
+                },
             },
         })
         .collect()

@@ -1,0 +1,422 @@
+//! Follows the log from the `push` checkpoint and queues pushes for each message whose recipient
+//! has no connected socket: the jobs and the new checkpoint commit together, so a crash either
+//! queues a batch's pushes with its checkpoint or neither.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use events::{ConversationEvent, MessageType, Role};
+use projections::{ProjectionError, ProjectionStore, Projections, SqlTxn, SqlValue};
+use tokio::sync::{Notify, watch};
+
+use super::notification::{Notification, Platform, Provider, SUPPORT_TITLE, body_of};
+use super::{FOLLOWER_NAME, PushError, PushSettings, Senders, int, text};
+use crate::clock::now_micros;
+use crate::http::LIVE_PROJECTIONS;
+use crate::presence::Presence;
+use crate::store::EventStore;
+
+const BATCH: u32 = 500;
+const POLL: Duration = Duration::from_millis(100);
+const LEASE_TTL: Duration = Duration::from_secs(5);
+const LEASE_RENEW: Duration = Duration::from_secs(1);
+/// How long a batch waits for the read tables (recipient, badge) to show its messages.
+const READ_TABLES_WAIT: Duration = Duration::from_secs(2);
+
+struct Message {
+    position: u64,
+    recorded_at: i64,
+    conversation_id: u64,
+    message_id: u64,
+    sender: events::Actor,
+    message_type: MessageType,
+    content: String,
+}
+
+struct Job {
+    token: String,
+    provider: Provider,
+    platform: Platform,
+    notification: Notification,
+    recorded_at: i64,
+}
+
+pub(super) struct Follower {
+    store: EventStore,
+    presence: Arc<Presence>,
+    projections: Arc<Projections>,
+    settings: Arc<PushSettings>,
+    senders: Arc<Senders>,
+    node_id: String,
+    due: Arc<Notify>,
+    leader: bool,
+    renewed_at: Option<tokio::time::Instant>,
+    position: u64,
+}
+
+impl Follower {
+    pub(super) fn new(
+        store: EventStore,
+        presence: Arc<Presence>,
+        projections: Arc<Projections>,
+        settings: Arc<PushSettings>,
+        senders: Arc<Senders>,
+        node_id: String,
+        due: Arc<Notify>,
+    ) -> Self {
+        Follower {
+            store,
+            presence,
+            projections,
+            settings,
+            senders,
+            node_id,
+            due,
+            leader: false,
+            renewed_at: None,
+            position: 0,
+        }
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut wake: watch::Receiver<u64>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let idle = match self.step().await {
+                Ok(applied) => applied == 0,
+                Err(PushError::Projection(ProjectionError::LeaseLost)) => {
+                    tracing::info!("push follower lost its lease to another node");
+                    self.leader = false;
+                    true
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "push follower will retry");
+                    self.leader = false;
+                    true
+                }
+            };
+            if idle {
+                tokio::select! {
+                    _ = wake.changed() => {}
+                    _ = shutdown.changed() => {}
+                    () = tokio::time::sleep(POLL) => {}
+                }
+            }
+        }
+        self.release().await;
+    }
+
+    /// Takes or renews the lease when due, then queues one batch's pushes. How many events it
+    /// went past.
+    async fn step(&mut self) -> Result<usize, PushError> {
+        let renew_due = self.renewed_at.is_none_or(|at| at.elapsed() >= LEASE_RENEW);
+        if !self.leader || renew_due {
+            let was_leader = self.leader;
+            self.leader = self.take_lease().await?;
+            if !self.leader {
+                return Ok(0);
+            }
+            self.renewed_at = Some(tokio::time::Instant::now());
+            if !was_leader {
+                self.position = self.checkpoint().await?;
+                tracing::info!(position = self.position, "push follower leads");
+            }
+        }
+        let batch = self.store.read_from(self.position, BATCH).await?;
+        let Some(last) = batch.last().map(|e| e.position) else {
+            return Ok(0);
+        };
+        let messages: Vec<Message> = batch
+            .iter()
+            .filter(|e| e.event_type == "MessageSent")
+            .filter_map(|e| {
+                let decoded = e.decode().map_err(|error| {
+                    tracing::warn!(position = e.position, %error, "push follower skips an unreadable event");
+                });
+                match decoded {
+                    Ok(ConversationEvent::MessageSent {
+                        message_id,
+                        sender,
+                        message_type,
+                        content,
+                        ..
+                    }) => Some(Message {
+                        position: e.position,
+                        recorded_at: e.recorded_at_micros,
+                        conversation_id: e.stream_id.parse().ok()?,
+                        message_id,
+                        sender,
+                        message_type,
+                        content,
+                    }),
+                    _ => None,
+                }
+            })
+            .collect();
+        if let Some(newest) = messages.last().map(|m| m.position)
+            && !self
+                .projections
+                .wait_for_these(newest, READ_TABLES_WAIT, &LIVE_PROJECTIONS)
+                .await
+        {
+            return Err(PushError::Lagging(newest));
+        }
+        let now = now_micros();
+        let max_age = i64::try_from(self.settings.max_age.as_micros()).unwrap_or(i64::MAX);
+        let mut jobs = Vec::new();
+        for message in messages
+            .iter()
+            .filter(|m| now.saturating_sub(m.recorded_at) <= max_age)
+        {
+            jobs.extend(self.jobs_for(message).await?);
+        }
+        let mut txn = ProjectionStore::begin(&self.store).await?;
+        let queued = self.queue(txn.as_mut(), &jobs, last, now).await;
+        if let Err(error) = queued {
+            let _ = txn.rollback().await;
+            return Err(error.into());
+        }
+        txn.commit().await?;
+        self.position = last;
+        if !jobs.is_empty() {
+            self.due.notify_one();
+        }
+        Ok(batch.len())
+    }
+
+    /// The pushes one message makes: one per device of its recipient, when the recipient has no
+    /// connected socket.
+    async fn jobs_for(&self, message: &Message) -> Result<Vec<Job>, PushError> {
+        let Some(conversation) = self.store.conversation(message.conversation_id).await? else {
+            return Ok(Vec::new());
+        };
+        let recipient = match message.sender.role {
+            Role::User => match conversation.admin_id {
+                Some(admin) => (Role::Admin, admin),
+                None => return Ok(Vec::new()),
+            },
+            Role::Admin | Role::System => (Role::User, conversation.user_id),
+            Role::Auditor => return Ok(Vec::new()),
+        };
+        if self.presence.is_online(recipient.0, recipient.1).await {
+            return Ok(Vec::new());
+        }
+        let devices: Vec<(String, Platform, Provider)> = self
+            .store
+            .push_rows(
+                "select token, platform, provider from push_devices where role = ? and user_id = ?",
+                &[recipient.0.as_str().into(), recipient.1.into()],
+            )
+            .await?
+            .iter()
+            .filter_map(|row| {
+                let provider = Provider::parse(&text(row.get(2)?))?;
+                Some((
+                    text(row.first()?),
+                    Platform::parse(&text(row.get(1)?))?,
+                    provider,
+                ))
+            })
+            .filter(|(_, _, provider)| self.senders.handles(*provider))
+            .collect();
+        if devices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let badge_sql = match recipient.0 {
+            Role::User => {
+                "select cast(coalesce(sum(unread_for_user), 0) as signed) from conversations \
+                 where user_id = ?"
+            }
+            _ => {
+                "select cast(coalesce(sum(unread_for_admin), 0) as signed) from conversations \
+                 where admin_id = ? and status <> 'archived'"
+            }
+        };
+        let badge = self
+            .store
+            .push_rows(badge_sql, &[recipient.1.into()])
+            .await?
+            .first()
+            .and_then(|row| row.first().map(int))
+            .unwrap_or(0);
+        let title = match message.sender.role {
+            Role::User if !message.sender.identifier.trim().is_empty() => {
+                message.sender.identifier.clone()
+            }
+            Role::User => format!("User {}", message.sender.id),
+            _ => SUPPORT_TITLE.to_string(),
+        };
+        let notification = Notification {
+            title,
+            body: body_of(message.message_type, &message.content),
+            badge: u64::try_from(badge).unwrap_or(0),
+            conversation_id: message.conversation_id,
+            message_id: message.message_id,
+        };
+        Ok(devices
+            .into_iter()
+            .map(|(token, platform, provider)| Job {
+                token,
+                provider,
+                platform,
+                notification: notification.clone(),
+                recorded_at: message.recorded_at,
+            })
+            .collect())
+    }
+
+    /// Writes the jobs (a device's pending push of the same conversation takes the newer
+    /// content instead of a second row) and moves the checkpoint, fenced by the lease.
+    async fn queue(
+        &self,
+        txn: &mut dyn SqlTxn,
+        jobs: &[Job],
+        last: u64,
+        now: i64,
+    ) -> Result<(), ProjectionError> {
+        let window = i64::try_from(self.settings.collapse_window.as_micros()).unwrap_or(0);
+        for job in jobs {
+            let payload = serde_json::to_string(&job.notification)
+                .map_err(|e| ProjectionError::Database(e.to_string()))?;
+            let key = [
+                SqlValue::from(job.token.as_str()),
+                job.notification.conversation_id.into(),
+            ];
+            let pending = txn
+                .fetch_row(
+                    "select id from push_outbox where token = ? and conversation_id = ? \
+                     and state = 'pending'",
+                    &key,
+                )
+                .await?
+                .and_then(|row| row.first().and_then(SqlValue::as_i64));
+            if let Some(id) = pending {
+                txn.execute(
+                    "update push_outbox set message_id = ?, payload = ?, recorded_at = ?, \
+                     provider = ?, platform = ? where id = ?",
+                    &[
+                        job.notification.message_id.into(),
+                        payload.into(),
+                        SqlValue::Int(job.recorded_at),
+                        job.provider.as_str().into(),
+                        job.platform.as_str().into(),
+                        SqlValue::Int(id),
+                    ],
+                )
+                .await?;
+                continue;
+            }
+            let last_sent = txn
+                .fetch_row(
+                    "select max(claimed_at) from push_outbox where token = ? \
+                     and conversation_id = ? and state <> 'pending'",
+                    &key,
+                )
+                .await?
+                .and_then(|row| row.first().and_then(SqlValue::as_i64));
+            let not_before = last_sent.map_or(now, |at| now.max(at.saturating_add(window)));
+            txn.execute(
+                "insert into push_outbox (token, provider, platform, conversation_id, message_id, \
+                 payload, state, attempts, not_before, claimed_by, claimed_at, recorded_at, created_at) \
+                 values (?, ?, ?, ?, ?, ?, 'pending', 0, ?, null, null, ?, ?)",
+                &[
+                    job.token.as_str().into(),
+                    job.provider.as_str().into(),
+                    job.platform.as_str().into(),
+                    job.notification.conversation_id.into(),
+                    job.notification.message_id.into(),
+                    payload.into(),
+                    SqlValue::Int(not_before),
+                    SqlValue::Int(job.recorded_at),
+                    SqlValue::Int(now),
+                ],
+            )
+            .await?;
+        }
+        let moved = txn
+            .execute(
+                "update projector_state set position = ?, updated_at = ?, last_error = null \
+                 where name = ? and holder = ? and position = ?",
+                &[
+                    last.into(),
+                    SqlValue::Int(now),
+                    FOLLOWER_NAME.into(),
+                    self.node_id.as_str().into(),
+                    self.position.into(),
+                ],
+            )
+            .await?;
+        if moved != 1 {
+            return Err(ProjectionError::LeaseLost);
+        }
+        Ok(())
+    }
+
+    async fn take_lease(&self) -> Result<bool, PushError> {
+        let now = now_micros();
+        let ttl = i64::try_from(LEASE_TTL.as_micros()).unwrap_or(i64::MAX);
+        let mut txn = ProjectionStore::begin(&self.store).await?;
+        let taken = txn
+            .execute(
+                "update projector_state set holder = ?, lease_expires_at = ? \
+                 where name = ? and (holder is null or holder = ? or lease_expires_at < ?)",
+                &[
+                    self.node_id.as_str().into(),
+                    SqlValue::Int(now + ttl),
+                    FOLLOWER_NAME.into(),
+                    self.node_id.as_str().into(),
+                    SqlValue::Int(now),
+                ],
+            )
+            .await;
+        match taken {
+            Ok(rows) => {
+                txn.commit().await?;
+                Ok(rows == 1)
+            }
+            Err(error) => {
+                let _ = txn.rollback().await;
+                Err(error.into())
+            }
+        }
+    }
+
+    async fn checkpoint(&self) -> Result<u64, PushError> {
+        let rows = self
+            .store
+            .push_rows(
+                "select position from projector_state where name = ?",
+                &[FOLLOWER_NAME.into()],
+            )
+            .await?;
+        let position = rows.first().and_then(|r| r.first().map(int)).unwrap_or(0);
+        Ok(u64::try_from(position).unwrap_or(0))
+    }
+
+    /// Hands the lease back so another node takes over at once.
+    async fn release(&self) {
+        if !self.leader {
+            return;
+        }
+        let Ok(mut txn) = ProjectionStore::begin(&self.store).await else {
+            return;
+        };
+        let released = txn
+            .execute(
+                "update projector_state set holder = null, lease_expires_at = 0 \
+                 where name = ? and holder = ?",
+                &[FOLLOWER_NAME.into(), self.node_id.as_str().into()],
+            )
+            .await;
+        if released.is_ok() {
+            let _ = txn.commit().await;
+        } else {
+            let _ = txn.rollback().await;
+        }
+    }
+}
