@@ -273,12 +273,12 @@ async fn an_offline_person_gets_one_push_per_device_in_the_exact_shape_each_prov
             json!({"message": {
                 "token": admin_phone,
                 "notification": {"title": format!("user_{user_id}"), "body": "Thanks"},
-                "data": {"conversation_id": conversation.to_string(), "message_id": answer.to_string()},
                 "apns": {
                     "headers": {"apns-push-type": "alert", "apns-priority": "10",
                         "apns-collapse-id": format!("conversation-{conversation}")},
                     "payload": {"aps": {"badge": 2, "sound": "default",
-                        "thread-id": format!("conversation-{conversation}")}},
+                        "thread-id": format!("conversation-{conversation}")},
+                        "conversation_id": conversation, "message_id": answer},
                 },
             }})
         );

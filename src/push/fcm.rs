@@ -193,13 +193,14 @@ pub fn message(delivery: &Delivery) -> Value {
     let mut message = json!({
         "token": delivery.token,
         "notification": {"title": n.title, "body": n.body},
-        "data": {
-            "conversation_id": n.conversation_id.to_string(),
-            "message_id": n.message_id.to_string(),
-        },
     });
     match delivery.platform {
         Platform::Android => {
+            // FCM's `data` takes strings only.
+            message["data"] = json!({
+                "conversation_id": n.conversation_id.to_string(),
+                "message_id": n.message_id.to_string(),
+            });
             message["android"] = json!({
                 "priority": "high",
                 "collapse_key": collapse,
@@ -213,7 +214,13 @@ pub fn message(delivery: &Delivery) -> Value {
                     "apns-priority": "10",
                     "apns-collapse-id": collapse,
                 },
-                "payload": {"aps": {"badge": n.badge, "sound": "default", "thread-id": collapse}},
+                // Beside `aps`, as numbers: the iOS app reads `userInfo["conversation_id"] as?
+                // Int`, which a string from `data` would fail.
+                "payload": {
+                    "aps": {"badge": n.badge, "sound": "default", "thread-id": collapse},
+                    "conversation_id": n.conversation_id,
+                    "message_id": n.message_id,
+                },
             });
         }
     }
