@@ -201,8 +201,20 @@ async function run() {
     await page.locator(`#conversations tr[data-id="${CONVERSATION}"]`).waitFor();
 
     step('the user connects with a real Socket.IO client and joins the conversation');
+    await page.locator(`#conversations tr[data-id="${CONVERSATION}"] .presence.offline`).waitFor();
     const socket = await userSocket();
     await ack(socket, 'join_conversation', { conversation_id: CONVERSATION });
+
+    step('the dashboard shows the user online without a reload');
+    await page.locator(`#conversations tr[data-id="${CONVERSATION}"] .presence.online`).waitFor();
+
+    step('the admin sets themselves away and available again');
+    await page.locator('#away', { hasText: 'Available' }).click();
+    await page.locator('#away[data-away="true"]', { hasText: 'Away' }).waitFor();
+    const admins = await rest('GET', '/api/chat/presence/admins', ADMIN_TOKEN);
+    check(admins.json.data.admins.some((a) => a.admin_id === ADMIN_ID && a.away), `the server has the admin away: ${JSON.stringify(admins.json)}`);
+    await page.locator('#away').click();
+    await page.locator('#away[data-away="false"]', { hasText: 'Available' }).waitFor();
 
     step('a message the user sends over REST appears on the dashboard without a reload');
     const first = unique('where is my order');

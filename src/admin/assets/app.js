@@ -1,6 +1,6 @@
 // The web manager's shell: sign-in, the top bar, the live feed and the hash routes
 // (#/dashboard, #/conversations/ID, #/analytics, #/audit/ID).
-import { ApiError, SIGNED_OUT_EVENT, connectLive, signIn, signOut, whoAmI } from './api.js';
+import { ApiError, SIGNED_OUT_EVENT, api, connectLive, signIn, signOut, whoAmI } from './api.js';
 import { fill, h, problem } from './dom.js';
 import * as dashboard from './dashboard.js';
 import * as conversation from './conversation.js';
@@ -45,10 +45,34 @@ function setLive(state) {
   liveBadge.className = `live ${state}`;
 }
 
+/** An admin's away switch: while away, automatic assignment passes them by. */
+function awaySwitch(me) {
+  const button = h('button', { type: 'button', id: 'away', class: 'quiet' }, 'Available');
+  const show = (away) => {
+    button.dataset.away = String(away);
+    fill(button, away ? 'Away' : 'Available');
+    button.title = away ? 'away: no conversations are assigned to you automatically; click to be available'
+      : 'available: click to be away';
+  };
+  button.addEventListener('click', async () => {
+    try {
+      const mine = await api('PUT', '/chat/presence', { status: button.dataset.away === 'true' ? 'available' : 'away' });
+      show(mine.away);
+    } catch (error) {
+      button.title = error.message;
+    }
+  });
+  api('GET', '/chat/presence/admins')
+    .then(({ admins }) => show(admins.some((a) => a.admin_id === me.user_id && a.away)))
+    .catch(() => show(false));
+  return button;
+}
+
 function enter(me) {
   context = { me, canWrite: me.role === 'admin', live: connectLive(setLive) };
   document.body.classList.toggle('read-only', !context.canWrite);
-  fill(document.getElementById('who'), `${me.identifier} (${me.role} #${me.user_id})`);
+  fill(document.getElementById('who'), `${me.identifier} (${me.role} #${me.user_id})`,
+    context.canWrite ? awaySwitch(me) : null);
   topbar.hidden = false;
   if (!window.location.hash || window.location.hash === '#' || window.location.hash === '#/') {
     window.location.hash = '#/dashboard';

@@ -55,6 +55,16 @@ async function searchPage(filters, me) {
   };
 }
 
+/** The user's presence: online now, or when they were last seen. */
+function presence(conversation) {
+  if (conversation.user_online) {
+    return h('span', { class: 'presence online', title: 'online' }, 'online');
+  }
+  const seen = conversation.user_last_seen_at;
+  return h('span', { class: 'presence offline', title: seen ? `last seen ${when(seen)}` : 'not seen yet' },
+    seen ? `seen ${duration(secondsSince(seen))} ago` : 'offline');
+}
+
 function waiting(conversation) {
   // Waiting: the user spoke last in an active conversation and nobody has answered yet.
   const last = conversation.last_message;
@@ -143,7 +153,7 @@ export function mount(view, context, params) {
     return h('tr', { dataset: { id: String(c.id) }, class: c.unread_count ? 'unread' : '' },
       box,
       h('td', {}, h('a', { href: `#/conversations/${c.id}` }, `#${c.id}`)),
-      h('td', {}, c.user_identifier, h('span', { class: 'dim' }, ` (${c.user_id})`)),
+      h('td', {}, c.user_identifier, h('span', { class: 'dim' }, ` (${c.user_id}) `), presence(c)),
       h('td', {}, badge(c.status)),
       h('td', {}, c.admin_id === null ? h('span', { class: 'dim' }, 'unassigned') : `#${c.admin_id}`),
       h('td', { class: 'num' }, c.unread_count ? h('span', { class: 'count' }, String(c.unread_count)) : '0'),
@@ -220,6 +230,19 @@ export function mount(view, context, params) {
   };
   const stops = ['new_message', 'conversation_status', 'conversation_assigned', 'message_read', 'connect']
     .map((event) => live.on(event, refresh));
+  // A user coming or going changes only their rows: no reload.
+  stops.push(live.on('presence', (change) => {
+    if (!page || change.role !== 'user') return;
+    let changed = false;
+    for (const c of page.conversations) {
+      if (c.user_id === change.user_id) {
+        c.user_online = change.online;
+        c.user_last_seen_at = change.last_seen_at;
+        changed = true;
+      }
+    }
+    if (changed) render();
+  }));
   // Waiting times grow while nobody answers.
   timer = setInterval(render, 15000);
   load();
