@@ -360,82 +360,18 @@ impl Assigner {
     /// most that second's events, which changes nothing).
     async fn take_lease(&self) -> Result<bool, AssignError> {
         self.ensure_state_row().await?;
-        let now = crate::clock::now_micros();
-        let mut txn = self.store().begin().await?;
-        let expires = SqlValue::Int(now + micros(LEASE_TTL));
-        let taken = if self.leader {
-            txn.execute(
-                "update projector_state set holder = ?, lease_expires_at = ?, position = ?, \
-                 updated_at = ? where name = ? and (holder is null or holder = ? or lease_expires_at < ?)",
-                &[
-                    self.node_id.as_str().into(),
-                    expires,
-                    self.position.into(),
-                    SqlValue::Int(now),
-                    NAME.into(),
-                    self.node_id.as_str().into(),
-                    SqlValue::Int(now),
-                ],
-            )
-            .await
-        } else {
-            txn.execute(
-                "update projector_state set holder = ?, lease_expires_at = ? \
-                 where name = ? and (holder is null or holder = ? or lease_expires_at < ?)",
-                &[
-                    self.node_id.as_str().into(),
-                    expires,
-                    NAME.into(),
-                    self.node_id.as_str().into(),
-                    SqlValue::Int(now),
-                ],
-            )
-            .await
-        };
-        match taken {
-            Ok(rows) => {
-                txn.commit().await?;
-                Ok(rows == 1)
-            }
-            Err(error) => {
-                let _ = txn.rollback().await;
-                Err(error.into())
-            }
-        }
+        let checkpoint = self.leader.then_some(self.position);
+        Ok(
+            projections::take_lease(self.store(), NAME, &self.node_id, LEASE_TTL, checkpoint)
+                .await?,
+        )
     }
 
     /// The first time it runs, the follower starts at the log's head rather than reading the
     /// whole history (what still waits from before is found by the drain anyway).
     async fn ensure_state_row(&self) -> Result<(), AssignError> {
-        let mut txn = self.store().begin().await?;
-        let exists = txn
-            .fetch_row(
-                "select position from projector_state where name = ?",
-                &[NAME.into()],
-            )
-            .await?;
-        if exists.is_some() {
-            txn.rollback().await?;
-            return Ok(());
-        }
-        txn.rollback().await?;
         let head = self.store().head().await?;
-        let mut txn = self.store().begin().await?;
-        let inserted = txn
-            .execute(
-                "insert into projector_state (name, position, holder, lease_expires_at, last_error, updated_at) \
-                 values (?, ?, null, 0, null, ?)",
-                &[NAME.into(), head.into(), SqlValue::Int(crate::clock::now_micros())],
-            )
-            .await;
-        match inserted {
-            Ok(_) => Ok(txn.commit().await?),
-            Err(ProjectionError::Duplicate(_)) => Ok(txn.rollback().await?),
-            Err(error) => {
-                let _ = txn.rollback().await;
-                Err(error.into())
-            }
-        }
+        Ok(projections::ensure_state_row(self.store(), NAME, head).await?)
     }
 
     async fn load_checkpoint(&self) -> Result<u64, AssignError> {
@@ -494,10 +430,6 @@ fn least_loaded(available: &[u64], loads: &HashMap<u64, u64>, capacity: u64) -> 
         .filter(|(load, _)| *load < capacity)
         .min()
         .map(|(_, admin)| admin)
-}
-
-fn micros(duration: Duration) -> i64 {
-    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -22,7 +22,8 @@ pub use conversations::ConversationsProjector;
 pub use files::FilesProjector;
 pub use messages::MessagesProjector;
 pub use runtime::{
-    Projections, ProjectorState, ProjectorStatus, ReplayProgress, RuntimeOptions, replay,
+    Projections, ProjectorState, ProjectorStatus, ReplayProgress, RuntimeOptions, ensure_state_row,
+    move_checkpoint, replay, take_lease,
 };
 pub use search::{QueryTerm, SearchProjector, SearchQuery, TooManyTerms, is_cjk as search_is_cjk};
 pub use sql::{ProjectionError, ProjectionStore, SqlTxn, SqlValue, Tables};

@@ -364,52 +364,19 @@ impl Worker {
         last: u64,
     ) -> Result<(), ProjectionError> {
         self.projector.apply(txn, &Tables::LIVE, batch).await?;
-        let moved = txn
-            .execute(
-                "update projector_state set position = ?, updated_at = ?, last_error = null \
-                 where name = ? and holder = ? and position = ?",
-                &[
-                    last.into(),
-                    SqlValue::Int(now_micros()),
-                    self.name().into(),
-                    self.options.node_id.as_str().into(),
-                    self.position.into(),
-                ],
-            )
-            .await?;
-        if moved != 1 {
-            return Err(ProjectionError::LeaseLost);
-        }
-        Ok(())
+        move_checkpoint(txn, self.name(), &self.options.node_id, self.position, last).await
     }
 
     async fn take_lease(&self) -> Result<bool, ProjectionError> {
-        ensure_state_row(self.store.as_ref(), self.name()).await?;
-        let now = now_micros();
-        let mut txn = self.store.begin().await?;
-        let taken = txn
-            .execute(
-                "update projector_state set holder = ?, lease_expires_at = ? \
-                 where name = ? and (holder is null or holder = ? or lease_expires_at < ?)",
-                &[
-                    self.options.node_id.as_str().into(),
-                    SqlValue::Int(now + micros(self.options.lease_ttl)),
-                    self.name().into(),
-                    self.options.node_id.as_str().into(),
-                    SqlValue::Int(now),
-                ],
-            )
-            .await;
-        match taken {
-            Ok(rows) => {
-                txn.commit().await?;
-                Ok(rows == 1)
-            }
-            Err(error) => {
-                let _ = txn.rollback().await;
-                Err(error)
-            }
-        }
+        ensure_state_row(self.store.as_ref(), self.name(), 0).await?;
+        take_lease(
+            self.store.as_ref(),
+            self.name(),
+            &self.options.node_id,
+            self.options.lease_ttl,
+            None,
+        )
+        .await
     }
 
     async fn load_checkpoint(&self) -> Result<u64, ProjectionError> {
@@ -471,8 +438,14 @@ impl Worker {
     }
 }
 
-/// Creates the projector's state row if it does not exist yet (two nodes may race: one wins).
-async fn ensure_state_row(store: &dyn ProjectionStore, name: &str) -> Result<(), ProjectionError> {
+/// Creates the `projector_state` row of `name` at `position` if it does not exist yet (two
+/// nodes may race: one wins). Projectors start at 0; followers that must not act on the history
+/// (push, automatic assignment) start at the log's head.
+pub async fn ensure_state_row(
+    store: &dyn ProjectionStore,
+    name: &str,
+    position: u64,
+) -> Result<(), ProjectionError> {
     let mut txn = store.begin().await?;
     let exists = txn
         .fetch_row(
@@ -487,8 +460,8 @@ async fn ensure_state_row(store: &dyn ProjectionStore, name: &str) -> Result<(),
     let inserted = txn
         .execute(
             "insert into projector_state (name, position, holder, lease_expires_at, last_error, updated_at) \
-             values (?, 0, null, 0, null, ?)",
-            &[name.into(), SqlValue::Int(now_micros())],
+             values (?, ?, null, 0, null, ?)",
+            &[name.into(), position.into(), SqlValue::Int(now_micros())],
         )
         .await;
     match inserted {
@@ -499,6 +472,71 @@ async fn ensure_state_row(store: &dyn ProjectionStore, name: &str) -> Result<(),
             Err(error)
         }
     }
+}
+
+/// Takes or renews the lease on `name` for `node_id` until `ttl` from now; whether it is held.
+/// With a `checkpoint`, a holder renewing it saves its position in the same statement (for a
+/// follower that writes nothing else while it has nothing to do).
+pub async fn take_lease(
+    store: &dyn ProjectionStore,
+    name: &str,
+    node_id: &str,
+    ttl: Duration,
+    checkpoint: Option<u64>,
+) -> Result<bool, ProjectionError> {
+    let now = now_micros();
+    let mut params: Vec<SqlValue> = vec![node_id.into(), SqlValue::Int(now + micros(ttl))];
+    let save = match checkpoint {
+        Some(position) => {
+            params.extend([position.into(), SqlValue::Int(now)]);
+            ", position = ?, updated_at = ?"
+        }
+        None => "",
+    };
+    params.extend([name.into(), node_id.into(), SqlValue::Int(now)]);
+    let sql = format!(
+        "update projector_state set holder = ?, lease_expires_at = ?{save} \
+         where name = ? and (holder is null or holder = ? or lease_expires_at < ?)"
+    );
+    let mut txn = store.begin().await?;
+    match txn.execute(&sql, &params).await {
+        Ok(rows) => {
+            txn.commit().await?;
+            Ok(rows == 1)
+        }
+        Err(error) => {
+            let _ = txn.rollback().await;
+            Err(error)
+        }
+    }
+}
+
+/// Moves the checkpoint of `name` from `from` to `to` inside `txn`, only while `node_id` holds
+/// the lease and nobody moved it meanwhile: otherwise the batch must not commit.
+pub async fn move_checkpoint(
+    txn: &mut dyn SqlTxn,
+    name: &str,
+    node_id: &str,
+    from: u64,
+    to: u64,
+) -> Result<(), ProjectionError> {
+    let moved = txn
+        .execute(
+            "update projector_state set position = ?, updated_at = ?, last_error = null \
+             where name = ? and holder = ? and position = ?",
+            &[
+                to.into(),
+                SqlValue::Int(now_micros()),
+                name.into(),
+                node_id.into(),
+                from.into(),
+            ],
+        )
+        .await?;
+    if moved != 1 {
+        return Err(ProjectionError::LeaseLost);
+    }
+    Ok(())
 }
 
 /// How far a replay has got.
@@ -547,7 +585,7 @@ pub async fn replay(
     // Swap: stop the live projectors by taking their leases, catch up, replace, hand back.
     let holder = format!("replay-{}", std::process::id());
     for projector in projectors {
-        ensure_state_row(store, projector.name()).await?;
+        ensure_state_row(store, projector.name(), 0).await?;
         let mut txn = store.begin().await?;
         txn.execute(
             "update projector_state set holder = ?, lease_expires_at = ? where name = ?",

@@ -338,52 +338,14 @@ impl Follower {
             )
             .await?;
         }
-        let moved = txn
-            .execute(
-                "update projector_state set position = ?, updated_at = ?, last_error = null \
-                 where name = ? and holder = ? and position = ?",
-                &[
-                    last.into(),
-                    SqlValue::Int(now),
-                    FOLLOWER_NAME.into(),
-                    self.node_id.as_str().into(),
-                    self.position.into(),
-                ],
-            )
-            .await?;
-        if moved != 1 {
-            return Err(ProjectionError::LeaseLost);
-        }
-        Ok(())
+        projections::move_checkpoint(txn, FOLLOWER_NAME, &self.node_id, self.position, last).await
     }
 
     async fn take_lease(&self) -> Result<bool, PushError> {
-        let now = now_micros();
-        let ttl = i64::try_from(LEASE_TTL.as_micros()).unwrap_or(i64::MAX);
-        let mut txn = ProjectionStore::begin(&self.store).await?;
-        let taken = txn
-            .execute(
-                "update projector_state set holder = ?, lease_expires_at = ? \
-                 where name = ? and (holder is null or holder = ? or lease_expires_at < ?)",
-                &[
-                    self.node_id.as_str().into(),
-                    SqlValue::Int(now + ttl),
-                    FOLLOWER_NAME.into(),
-                    self.node_id.as_str().into(),
-                    SqlValue::Int(now),
-                ],
-            )
-            .await;
-        match taken {
-            Ok(rows) => {
-                txn.commit().await?;
-                Ok(rows == 1)
-            }
-            Err(error) => {
-                let _ = txn.rollback().await;
-                Err(error.into())
-            }
-        }
+        Ok(
+            projections::take_lease(&self.store, FOLLOWER_NAME, &self.node_id, LEASE_TTL, None)
+                .await?,
+        )
     }
 
     async fn checkpoint(&self) -> Result<u64, PushError> {

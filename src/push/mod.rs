@@ -19,7 +19,7 @@ mod outbox;
 
 use std::sync::Arc;
 
-use projections::{ProjectionError, ProjectionStore, Projections, SqlValue};
+use projections::{ProjectionError, Projections, SqlValue};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -131,36 +131,7 @@ impl PushService {
 /// must not push its history. Two nodes may race; the first row wins.
 async fn start_at_head(store: &EventStore) -> Result<(), PushError> {
     let head = store.head_position().await?;
-    let mut txn = ProjectionStore::begin(store).await?;
-    let exists = txn
-        .fetch_row(
-            "select position from projector_state where name = ?",
-            &[FOLLOWER_NAME.into()],
-        )
-        .await?;
-    if exists.is_some() {
-        txn.rollback().await?;
-        return Ok(());
-    }
-    let inserted = txn
-        .execute(
-            "insert into projector_state (name, position, holder, lease_expires_at, last_error, updated_at) \
-             values (?, ?, null, 0, null, ?)",
-            &[
-                FOLLOWER_NAME.into(),
-                head.into(),
-                SqlValue::Int(crate::clock::now_micros()),
-            ],
-        )
-        .await;
-    match inserted {
-        Ok(_) => Ok(txn.commit().await?),
-        Err(ProjectionError::Duplicate(_)) => Ok(txn.rollback().await?),
-        Err(error) => {
-            let _ = txn.rollback().await;
-            Err(error.into())
-        }
-    }
+    Ok(projections::ensure_state_row(store, FOLLOWER_NAME, head).await?)
 }
 
 fn int(value: &SqlValue) -> i64 {
