@@ -7,7 +7,8 @@
 //! - the highest rate (stepping up) at which that p99 stays under 100 ms;
 //! - slow readers: 200 admin sockets that never read (each is sent every message) while the
 //!   pairs chat at 200 msg/s for 30 s: how many the server disconnects, its peak RSS meanwhile,
-//!   and the chatting sockets' p99 against the same run beside 200 admin sockets that read;
+//!   and the chatting sockets' p99 against the pairs alone (before and after, averaged), and
+//!   beside 200 admin sockets that read;
 //! - memory per idle connection with 10,000 idle sockets (the server's RSS before and after),
 //!   and whether it grows while they are held (`CHAT_BENCH_IDLE_HOLD_SECONDS`, 600).
 //!
@@ -42,6 +43,17 @@ struct Client {
     outgoing: mpsc::UnboundedSender<String>,
     pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>,
     next_ack: AtomicU64,
+    /// The reading and writing tasks: they answer pings, so they would hold the connection
+    /// open after the client is dropped.
+    tasks: [tokio::task::JoinHandle<()>; 2],
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
 
 impl Client {
@@ -77,7 +89,7 @@ impl Client {
         let (outgoing, mut to_send) = mpsc::unbounded_channel::<String>();
         let (events, received) = mpsc::unbounded_channel();
         let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>> = Arc::default();
-        tokio::spawn(async move {
+        let writing = tokio::spawn(async move {
             while let Some(text) = to_send.recv().await {
                 if sink.send(Message::Text(text.into())).await.is_err() {
                     return;
@@ -86,7 +98,7 @@ impl Client {
         });
         let acks = pending.clone();
         let pong = outgoing.clone();
-        tokio::spawn(async move {
+        let reading = tokio::spawn(async move {
             while let Some(Ok(message)) = source.next().await {
                 let Message::Text(text) = message else {
                     continue;
@@ -116,6 +128,7 @@ impl Client {
                 outgoing,
                 pending,
                 next_ack: AtomicU64::new(1),
+                tasks: [reading, writing],
             },
             received,
         ))
@@ -422,12 +435,16 @@ async fn measure(
         None => println!("  p99 is over 100 ms already at {rate} msg/s"),
     }
 
-    // Slow readers: admin sockets (each gets every message through the staff room). First as
-    // many that read, for the same fan-out, then as many that never read again: the difference
-    // in the chatting sockets' p99 is what slowness alone costs them.
+    // Slow readers: admin sockets (each gets every message through the staff room) that never
+    // read. The chatting pairs run alone before and after them, so that drift over the run (the
+    // tables growing, the machine's other work) does not count as their cost; a run beside as
+    // many admin sockets that read shows what the same fan-out costs when it is read.
     let slow = env_usize("CHAT_BENCH_SLOW_SOCKETS", 200);
     let slow_rate = env_usize("CHAT_BENCH_SLOW_RATE", 200);
     let slow_seconds = env_usize("CHAT_BENCH_SLOW_SECONDS", 30) as u64;
+    println!("  the pairs alone:");
+    let alone_before = run_rate(&pairs, &mut latencies, slow_rate, slow_seconds, epoch).await;
+    report(slow_rate, &alone_before);
     let mut readers = Vec::with_capacity(slow);
     for n in 0..slow as u64 {
         let token = session(&mut redis, base_id + 50_000 + n, "admin").await?;
@@ -435,6 +452,7 @@ async fn measure(
         tokio::spawn(async move { while events.recv().await.is_some() {} });
         readers.push(client);
     }
+    println!("  beside {slow} admin sockets that read:");
     let with_readers = run_rate(&pairs, &mut latencies, slow_rate, slow_seconds, epoch).await;
     report(slow_rate, &with_readers);
     drop(readers);
@@ -456,23 +474,31 @@ async fn measure(
             }
         })
     };
+    println!("  beside {slow} admin sockets that never read:");
     let with_slow = run_rate(&pairs, &mut latencies, slow_rate, slow_seconds, epoch).await;
     sampling.abort();
     let disconnected = server.overflows().await.saturating_sub(overflows_before);
     report(slow_rate, &with_slow);
-    let (p99_reading, p99_slow) = (
-        percentile(&with_readers.0, 0.99),
-        percentile(&with_slow.0, 0.99),
-    );
+    drop(slow_sockets);
+    println!("  the pairs alone again:");
+    let alone_after = run_rate(&pairs, &mut latencies, slow_rate, slow_seconds, epoch).await;
+    report(slow_rate, &alone_after);
+    let p99 = |run: &(Vec<Duration>, usize)| percentile(&run.0, 0.99);
+    let alone = (p99(&alone_before) + p99(&alone_after)) / 2.0;
+    let change = |p: f64| (p - alone) / alone.max(0.001) * 100.0;
     println!(
         "  {slow} admin sockets that never read, at {slow_rate} msg/s for {slow_seconds} s: \
          {disconnected} of them disconnected; server RSS {rss_before} KiB before, peak {} KiB; \
-         the chatting sockets' p99 {p99_slow:.1} ms against {p99_reading:.1} ms beside as many \
-         admin sockets that read ({:+.1}%)",
+         the chatting sockets' p99 {:.1} ms against {alone:.1} ms alone (the mean of {:.1} ms \
+         before and {:.1} ms after): {:+.1}% (beside {slow} that read: {:.1} ms, {:+.1}%)",
         peak.load(Ordering::Relaxed),
-        (p99_slow - p99_reading) / p99_reading.max(0.001) * 100.0
+        p99(&with_slow),
+        p99(&alone_before),
+        p99(&alone_after),
+        change(p99(&with_slow)),
+        p99(&with_readers),
+        change(p99(&with_readers)),
     );
-    drop(slow_sockets);
     drop(pairs);
 
     if idle == 0 {
