@@ -11,7 +11,6 @@ use std::time::Duration;
 use events::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
-use sqlx::Row;
 use support::process::ChatdProcess;
 use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -165,6 +164,32 @@ async fn until_online(app: &TestApp, role: Role, id: u64, online: bool) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Closes conversation `id` over REST.
+async fn close(app: &TestApp, token: &str, id: u64) {
+    let (code, body) = app
+        .call(
+            Method::PUT,
+            &format!("/api/chat/conversations/{id}/status"),
+            Some(token),
+            Some(&json!({"status": "closed"})),
+        )
+        .await;
+    assert_eq!(code, 200, "close: {body}");
+}
+
+/// Sends `content` to conversation `id` over REST.
+async fn send_text(app: &TestApp, token: &str, id: u64, content: &str) {
+    let (code, body) = app
+        .call(
+            Method::POST,
+            "/api/chat/messages",
+            Some(token),
+            Some(&json!({"conversation_id": id, "content": content})),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
 }
 
 fn is_wire_time(value: &Value) -> bool {
@@ -494,33 +519,6 @@ async fn assignments_in_the_log(app: &TestApp, token: &str, id: u64) -> Vec<Valu
         .collect()
 }
 
-async fn dump(store: &chatd::store::EventStore, table: &str) -> Vec<String> {
-    let sql = format!("select * from {table} order by id");
-    macro_rules! rows {
-        ($pool:expr) => {{
-            sqlx::query(&sql)
-                .fetch_all($pool)
-                .await
-                .unwrap()
-                .iter()
-                .map(|row| {
-                    (0..row.len())
-                        .map(|i| match row.try_get::<Option<i64>, _>(i) {
-                            Ok(v) => format!("{v:?}"),
-                            Err(_) => format!("{:?}", row.try_get::<Option<String>, _>(i).ok()),
-                        })
-                        .collect::<Vec<_>>()
-                        .join("|")
-                })
-                .collect()
-        }};
-    }
-    match store {
-        chatd::store::EventStore::MySql(s) => rows!(s.pool()),
-        chatd::store::EventStore::Sqlite(s) => rows!(s.pool()),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn new_conversations_go_to_the_least_loaded_available_admin_and_wait_when_none_has_room() {
     for db in TestDb::each().await {
@@ -629,16 +627,7 @@ async fn a_reopened_conversation_whose_admin_is_away_goes_to_an_available_admin(
         until_online(&app, Role::Admin, first, true).await;
         let (_, user_token, id) = user_with_conversation(&app).await;
         assigned_to(&app, &first_token, id, first).await;
-        let status = |status: &str| json!({"status": status});
-        let (code, body) = app
-            .call(
-                Method::PUT,
-                &format!("/api/chat/conversations/{id}/status"),
-                Some(&first_token),
-                Some(&status("closed")),
-            )
-            .await;
-        assert_eq!(code, 200, "close: {body}");
+        close(&app, &first_token, id).await;
         let ack = sockets
             .call("first", "set_presence", json!({"status": "away"}))
             .await;
@@ -647,15 +636,7 @@ async fn a_reopened_conversation_whose_admin_is_away_goes_to_an_available_admin(
         until_online(&app, Role::Admin, second, true).await;
 
         // The user writes again: the conversation reopens, and its admin is away.
-        let (code, body) = app
-            .call(
-                Method::POST,
-                "/api/chat/messages",
-                Some(&user_token),
-                Some(&json!({"conversation_id": id, "content": "me again"})),
-            )
-            .await;
-        assert_eq!(code, 201, "{body}");
+        send_text(&app, &user_token, id, "me again").await;
         let view = assigned_to(&app, &second_token, id, second).await;
         assert_eq!(view["status"], "active");
         sockets
@@ -667,28 +648,12 @@ async fn a_reopened_conversation_whose_admin_is_away_goes_to_an_available_admin(
             .await;
 
         // Reopened while its admin is available: it stays theirs.
-        let (code, body) = app
-            .call(
-                Method::PUT,
-                &format!("/api/chat/conversations/{id}/status"),
-                Some(&second_token),
-                Some(&status("closed")),
-            )
-            .await;
-        assert_eq!(code, 200, "close: {body}");
+        close(&app, &second_token, id).await;
         let ack = sockets
             .call("first", "set_presence", json!({"status": "available"}))
             .await;
         assert_eq!(ack["data"]["away"], false, "{ack}");
-        let (code, body) = app
-            .call(
-                Method::POST,
-                "/api/chat/messages",
-                Some(&user_token),
-                Some(&json!({"conversation_id": id, "content": "and again"})),
-            )
-            .await;
-        assert_eq!(code, 201, "{body}");
+        send_text(&app, &user_token, id, "and again").await;
         sockets
             .expect_none(
                 "second",
@@ -915,30 +880,14 @@ async fn a_reopened_conversation_whose_admin_is_away_waits_for_the_next_availabl
         until_online(&app, Role::Admin, first, true).await;
         let (_, user_token, id) = user_with_conversation(&app).await;
         assigned_to(&app, &first_token, id, first).await;
-        let (code, body) = app
-            .call(
-                Method::PUT,
-                &format!("/api/chat/conversations/{id}/status"),
-                Some(&first_token),
-                Some(&json!({"status": "closed"})),
-            )
-            .await;
-        assert_eq!(code, 200, "close: {body}");
+        close(&app, &first_token, id).await;
         let ack = sockets
             .call("first", "set_presence", json!({"status": "away"}))
             .await;
         assert_eq!(ack["data"]["away"], true, "{ack}");
 
         // Reopened with its admin away and nobody else: it keeps its admin and waits.
-        let (code, body) = app
-            .call(
-                Method::POST,
-                "/api/chat/messages",
-                Some(&user_token),
-                Some(&json!({"conversation_id": id, "content": "hello again"})),
-            )
-            .await;
-        assert_eq!(code, 201, "{body}");
+        send_text(&app, &user_token, id, "hello again").await;
         sockets
             .expect_none(
                 "first",

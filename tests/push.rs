@@ -14,7 +14,7 @@ use fake::{Credentials, FakeProvider};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::process::ChatdProcess;
+use support::process::{ChatdProcess, cli_session};
 use support::*;
 
 const ANDROID_TOKEN: &str = "fcm-android:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx";
@@ -607,22 +607,6 @@ async fn a_user_with_a_connected_socket_gets_no_push_until_it_disconnects() {
         app.stop().await;
         db.cleanup().await;
     }
-}
-
-/// A session made by `chatd session create` against the same stores as the processes.
-fn cli_session(db: &TestDb, role: &str, user_id: u64) -> String {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"));
-    command
-        .args(["session", "create", "--user-id", &user_id.to_string()])
-        .args(["--role", role, "--identifier", &format!("{role}_{user_id}")])
-        .env("CHAT_DATABASE_URL", &db.url)
-        .env("CHAT_APP_SECRET", APP_SECRET);
-    if db.backend == chatd::store::Backend::MySql {
-        command.env("CHAT_REDIS_URL", redis_url());
-    }
-    let output = command.output().expect("chatd session create");
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
 /// A signed request to a chatd process; the status and the JSON body.

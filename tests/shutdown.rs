@@ -12,25 +12,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::process::ChatdProcess;
+use support::process::{ChatdProcess, cli_session};
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
-
-/// A session made by `chatd session create` against the same stores as the process.
-fn create_session(db: &TestDb, user_id: u64) -> String {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"));
-    command
-        .args(["session", "create", "--user-id", &user_id.to_string()])
-        .args(["--role", "user", "--identifier", &format!("user_{user_id}")])
-        .env("CHAT_DATABASE_URL", &db.url)
-        .env("CHAT_APP_SECRET", APP_SECRET);
-    if db.backend == chatd::store::Backend::MySql {
-        command.env("CHAT_REDIS_URL", redis_url());
-    }
-    let output = command.output().expect("chatd session create");
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
 
 async fn post_message(
     client: &reqwest::Client,
@@ -80,7 +64,7 @@ async fn sigterm_under_load_answers_in_flight_requests_tells_sockets_and_loses_n
     for db in TestDb::each().await {
         let mut node =
             ChatdProcess::start(&db, &[("CHAT_LIMIT_MESSAGES_PER_MIN", "1000000")]).await;
-        let token = create_session(&db, fresh_id());
+        let token = cli_session(&db, "user", fresh_id());
         let client = reqwest::Client::new();
         assert_eq!(
             post_message(&client, &node.url, &token, "first").await.ok(),
@@ -239,7 +223,7 @@ async fn a_rolling_restart_of_two_nodes_under_load_loses_nothing() {
         first.url.clone(),
         second.url.clone(),
     ]));
-    let token = create_session(&db, fresh_id());
+    let token = cli_session(&db, "user", fresh_id());
     let client = reqwest::Client::new();
     let stop = Arc::new(AtomicBool::new(false));
 

@@ -398,12 +398,13 @@ pub(super) async fn list_conversations(
     };
     let (rows, total) = state.store.conversations(&filter, page, limit).await?;
     let caller_is_user = session.role == Role::User;
-    let conversations = rows
+    let mut conversations: Vec<ConversationView> = rows
         .into_iter()
         .map(|row| ConversationView::new(row, caller_is_user))
         .collect();
+    add_presence(&state, &mut conversations).await;
     Ok(success(ConversationsPage {
-        conversations: with_presence(&state, conversations).await,
+        conversations,
         pagination: Pagination::new(page, limit, total),
     }))
 }
@@ -425,44 +426,28 @@ pub(super) async fn get_conversation(
     state.fresh_for(&session).await;
     let row = readable(&state, &session, id).await?;
     let view = ConversationView::new(row, session.role == Role::User);
-    Ok(success(one_with_presence(&state, view).await))
+    Ok(success(with_presence(&state, view).await))
 }
 
 /// The users' presence in conversation views, computed when read (it is not in the log). When
 /// presence cannot answer, the views go out without it rather than not at all.
-pub(crate) async fn with_presence(
-    state: &AppState,
-    views: Vec<ConversationView>,
-) -> Vec<ConversationView> {
+pub(crate) async fn add_presence(state: &AppState, views: &mut [ConversationView]) {
     let mut users: Vec<u64> = views.iter().map(|view| view.user_id).collect();
     users.sort_unstable();
     users.dedup();
     match state.presence.people(Role::User, &users).await {
-        Ok(people) => views
-            .into_iter()
-            .map(|view| {
-                let presence = people.get(&view.user_id).copied();
-                view.with_presence(presence.as_ref())
-            })
-            .collect(),
-        Err(error) => {
-            tracing::warn!(%error, "conversations listed without presence");
-            views
+        Ok(people) => {
+            for view in views {
+                view.set_presence(people.get(&view.user_id));
+            }
         }
+        Err(error) => tracing::warn!(%error, "conversations shown without presence"),
     }
 }
 
-async fn one_with_presence(state: &AppState, view: ConversationView) -> ConversationView {
-    match state.presence.people(Role::User, &[view.user_id]).await {
-        Ok(people) => {
-            let presence = people.get(&view.user_id).copied();
-            view.with_presence(presence.as_ref())
-        }
-        Err(error) => {
-            tracing::warn!(%error, "conversation shown without presence");
-            view
-        }
-    }
+async fn with_presence(state: &AppState, mut view: ConversationView) -> ConversationView {
+    add_presence(state, std::slice::from_mut(&mut view)).await;
+    view
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -534,7 +519,7 @@ pub(super) async fn open_conversation(
     }
     state.fresh_for(&session).await;
     let conversation = match state.store.conversation(committed.conversation_id).await? {
-        Some(row) => Some(one_with_presence(&state, ConversationView::new(row, true)).await),
+        Some(row) => Some(with_presence(&state, ConversationView::new(row, true)).await),
         None => None,
     };
     let status = if committed.opened {
@@ -675,7 +660,7 @@ async fn conversation_after(
     state.fresh_for(session).await;
     let row = readable(state, session, id).await?;
     let view = ConversationView::new(row, session.role == Role::User);
-    Ok(success(one_with_presence(state, view).await))
+    Ok(success(with_presence(state, view).await))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -134,14 +134,12 @@ pub struct ConversationView {
 }
 
 impl ConversationView {
-    /// With the user's presence (as [`crate::presence::Presence::people`] answered).
-    #[must_use]
-    pub fn with_presence(mut self, presence: Option<&crate::presence::PersonPresence>) -> Self {
+    /// Sets the user's presence (as [`crate::presence::Presence::people`] answered).
+    pub fn set_presence(&mut self, presence: Option<&crate::presence::PersonPresence>) {
         if let Some(presence) = presence {
             self.user_online = presence.online;
             self.user_last_seen_at = presence.last_seen_at.map(wire_time);
         }
-        self
     }
 
     /// The row as the caller sees it: unread counts are the caller's side's.

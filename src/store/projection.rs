@@ -174,7 +174,7 @@ macro_rules! sql_txn {
 sql_txn!(MySqlTxn, sqlx::MySql);
 sql_txn!(SqliteTxn, sqlx::Sqlite);
 
-fn row_values<R: Row>(row: &R) -> Vec<SqlValue>
+pub(super) fn row_values<R: Row>(row: &R) -> Vec<SqlValue>
 where
     for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,

@@ -2,7 +2,7 @@
 //! transactions return one row; the push follower and sender need lists: devices, due jobs).
 
 use projections::SqlValue;
-use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::read::Bind;
 use super::sql::SqlStore;
@@ -44,24 +44,6 @@ where
             })
             .collect();
         let rows = self.fetch(sql, binds).await?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                (0..row.len())
-                    .map(|i| {
-                        if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
-                            v.map_or(SqlValue::Null, SqlValue::Int)
-                        } else if let Ok(v) = row.try_get::<Option<String>, _>(i) {
-                            v.map_or(SqlValue::Null, SqlValue::Text)
-                        } else if let Ok(Some(v)) = row.try_get::<Option<Vec<u8>>, _>(i) {
-                            // MySQL text with a binary collation (device tokens) reads as bytes.
-                            String::from_utf8(v).map_or(SqlValue::Null, SqlValue::Text)
-                        } else {
-                            SqlValue::Null
-                        }
-                    })
-                    .collect()
-            })
-            .collect())
+        Ok(rows.iter().map(super::projection::row_values).collect())
     }
 }

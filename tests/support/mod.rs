@@ -400,3 +400,33 @@ impl TestApp {
         let _ = (&mut self.handle).await;
     }
 }
+
+/// Every row of a table, in id order, as text.
+pub async fn dump(store: &EventStore, table: &str) -> Vec<String> {
+    let key = if table == "files" { "file_id" } else { "id" };
+    use sqlx::Row;
+    let sql = format!("select * from {table} order by {key}");
+    macro_rules! rows {
+        ($pool:expr) => {{
+            sqlx::query(&sql)
+                .fetch_all($pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| {
+                    (0..row.len())
+                        .map(|i| match row.try_get::<Option<i64>, _>(i) {
+                            Ok(v) => format!("{v:?}"),
+                            Err(_) => format!("{:?}", row.try_get::<Option<String>, _>(i).unwrap()),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("|")
+                })
+                .collect()
+        }};
+    }
+    match store {
+        EventStore::MySql(s) => rows!(s.pool()),
+        EventStore::Sqlite(s) => rows!(s.pool()),
+    }
+}

@@ -14,6 +14,22 @@ pub struct ChatdProcess {
     log: PathBuf,
 }
 
+/// A session made by `chatd session create` against the same stores as chatd processes.
+pub fn cli_session(db: &TestDb, role: &str, user_id: u64) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"));
+    command
+        .args(["session", "create", "--user-id", &user_id.to_string()])
+        .args(["--role", role, "--identifier", &format!("{role}_{user_id}")])
+        .env("CHAT_DATABASE_URL", &db.url)
+        .env("CHAT_APP_SECRET", APP_SECRET);
+    if db.backend == chatd::store::Backend::MySql {
+        command.env("CHAT_REDIS_URL", redis_url());
+    }
+    let output = command.output().expect("chatd session create");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
 /// A port nothing listens on now (the kernel's pick, released for the child to take).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
