@@ -591,13 +591,12 @@ if came_online(p) then return now_us end
 return false
 ";
 
-/// ARGV: prefix, node, person. Returns the time when the person went offline, else nil.
+/// ARGV: prefix, node, person: the person's last socket on the node closed (the node's count
+/// for them may be above one: the heartbeat writes the whole count). Returns the time when the
+/// person went offline, else nil.
 const DISCONNECT_SCRIPT: &str = r"
 local node, p = ARGV[2], ARGV[3]
-local key = prefix .. 'node:' .. node
-local left = redis.call('HINCRBY', key, p, -1)
-if left > 0 then return false end
-redis.call('HDEL', key, p)
+redis.call('HDEL', prefix .. 'node:' .. node, p)
 if counted_elsewhere(p, node) then return false end
 if went_offline(p) then return now_us end
 return false

@@ -215,7 +215,8 @@ async fn admin_presence(app: &TestApp, token: &str, admin: u64) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_user_is_online_while_a_socket_is_connected_and_admins_see_each_change_once() {
     for db in TestDb::each().await {
-        let app = TestApp::spawn(&db).await;
+        // The longest heartbeat interval: going offline must not wait for it.
+        let app = TestApp::spawn_with(&db, &[("CHAT_PRESENCE_TTL_MS", "30000")]).await;
         let (user, user_token, conversation_id) = user_with_conversation(&app).await;
         let (_, admin_token) = app.session(Role::Admin, None).await;
         let mut sockets = Driver::start();
@@ -242,7 +243,31 @@ async fn a_user_is_online_while_a_socket_is_connected_and_admins_see_each_change
         let listed = conversation(&app, &admin_token, conversation_id).await;
         assert_eq!(listed["user_online"], true, "{}: {listed}", db.name());
 
+        // A second device: the person stays online until their last socket closes.
+        sockets
+            .connect("user's tablet", &app.address, &user_token)
+            .await;
         sockets.disconnect("user").await;
+        sockets
+            .expect_none(
+                "admin",
+                "presence",
+                json!({"user_id": user}),
+                Duration::from_secs(1),
+            )
+            .await;
+        assert!(app.state.presence.is_online(Role::User, user).await);
+
+        sockets.disconnect("user's tablet").await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while app.state.presence.is_online(Role::User, user).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: offline within a second of the last socket closing",
+                db.name()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let offline = sockets
             .expect(
                 "admin",
