@@ -202,7 +202,7 @@ impl Assigner {
         if !self
             .state
             .projections
-            .wait_for_these(head, READ_WAIT, &crate::http::LIVE_PROJECTIONS)
+            .wait_for_these(head, READ_WAIT, &projections::LIVE_PROJECTIONS)
             .await
         {
             return Err(AssignError::Store(

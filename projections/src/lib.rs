@@ -92,6 +92,11 @@ pub trait Projector: Send + Sync {
     ) -> Result<(), ProjectionError>;
 }
 
+/// The projections that conversations, messages and files are read from, and that a broadcast
+/// or a caller's next read waits for. Search and analytics follow at their own pace and are
+/// waited for only by their own routes.
+pub const LIVE_PROJECTIONS: [&str; 3] = ["conversations", "messages", "files"];
+
 /// Every projector of the service, in a stable order.
 pub fn all_projectors() -> Vec<std::sync::Arc<dyn Projector>> {
     vec![

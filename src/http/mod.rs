@@ -19,15 +19,10 @@ use axum::Router;
 
 pub use error::ApiError;
 
-use projections::Projections;
+use projections::{LIVE_PROJECTIONS, Projections};
 
 use crate::commands::{CommandBus, CommandError, Committed, Intent};
 use crate::store::{EventMetadata, EventStore};
-
-/// The projections that conversations, messages and files are read from, and that a
-/// broadcast or a caller's next read waits for. Search and analytics follow at their own pace
-/// and are waited for only by their own routes.
-pub const LIVE_PROJECTIONS: [&str; 3] = ["conversations", "messages", "files"];
 
 /// Everything a handler may use; cheap to clone.
 #[derive(Clone)]

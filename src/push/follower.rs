@@ -12,9 +12,9 @@ use tokio::sync::{Notify, watch};
 use super::notification::{Notification, Platform, Provider, SUPPORT_TITLE, body_of};
 use super::{FOLLOWER_NAME, PushError, PushSettings, Senders, int, text};
 use crate::clock::now_micros;
-use crate::http::LIVE_PROJECTIONS;
 use crate::presence::Presence;
 use crate::store::EventStore;
+use projections::LIVE_PROJECTIONS;
 
 const BATCH: u32 = 500;
 const POLL: Duration = Duration::from_millis(100);

@@ -63,7 +63,7 @@ impl Broadcaster {
                     continue;
                 };
                 projections
-                    .wait_for_these(last, PROJECTION_WAIT, &crate::http::LIVE_PROJECTIONS)
+                    .wait_for_these(last, PROJECTION_WAIT, &projections::LIVE_PROJECTIONS)
                     .await;
                 for event in &batch {
                     announce(&realtime, &attachments, event).await;
