@@ -23,8 +23,8 @@ use events::{Actor, ConversationCommand, ConversationEvent, Role};
 use projections::{ProjectionError, ProjectionStore, SqlValue};
 use tokio::sync::watch;
 
+use crate::app::App;
 use crate::commands::{CommandError, Intent};
-use crate::http::AppState;
 use crate::store::EventMetadata;
 
 /// The checkpoint's (and the lease's) name in `projector_state`.
@@ -43,7 +43,7 @@ const DRAIN: u32 = 100;
 
 /// Starts the follower; it stops (handing its lease back) when `stops` turns true.
 pub fn start(
-    state: AppState,
+    state: App,
     node_id: String,
     capacity: u64,
     mut stops: watch::Receiver<bool>,
@@ -132,7 +132,7 @@ enum Decided {
 }
 
 struct Assigner {
-    state: AppState,
+    state: App,
     node_id: String,
     capacity: u64,
     leader: bool,

@@ -1,8 +1,8 @@
 //! chatd: an event-sourced support-chat backend. Requests become commands, the domain in
 //! `events/` decides, the event store appends, projectors fold the log into read tables.
 
-pub mod admin;
 pub mod analytics;
+pub mod app;
 pub mod assignment;
 pub mod auth;
 pub mod cli;
@@ -20,3 +20,4 @@ pub mod redis;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod wire;

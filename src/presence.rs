@@ -50,17 +50,6 @@ pub struct PresenceChange {
 #[error("presence is unavailable: {0}")]
 pub struct PresenceUnavailable(String);
 
-impl From<PresenceUnavailable> for crate::http::ApiError {
-    fn from(error: PresenceUnavailable) -> Self {
-        tracing::warn!(%error, "presence");
-        crate::http::ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
-            "presence is unavailable; try again shortly",
-        )
-    }
-}
-
 /// Who has a connected socket, and which admins are away.
 pub struct Presence {
     /// This node's sockets per person. Guarded by an async lock: with Redis, the change of the

@@ -8,14 +8,16 @@ use tokio::net::TcpListener;
 
 use projections::{Projections, RuntimeOptions, all_projectors};
 
+use crate::app::App;
 use crate::commands::CommandBus;
 use crate::config::Config;
-use crate::http::{self, AppState};
+use crate::http;
 use crate::store::{EventStore, redact_url};
 
 pub struct Application {
     listener: TcpListener,
-    state: AppState,
+    state: App,
+    realtime: crate::realtime::Realtime,
     add_socket_layer: Box<dyn FnOnce(axum::Router) -> axum::Router + Send>,
     stop_broadcaster: tokio::sync::watch::Sender<bool>,
     send_buffer_bytes: usize,
@@ -80,7 +82,7 @@ impl Application {
             ),
             None => crate::presence::Presence::new(),
         });
-        let state = AppState {
+        let state = App {
             store,
             commands,
             projections,
@@ -89,7 +91,6 @@ impl Application {
             redis,
             read_your_writes: config.read_your_writes_timeout,
             last_writes: Arc::default(),
-            realtime: Arc::default(),
             attachments,
             public_https: public_url.starts_with("https://"),
             started: Arc::new(std::time::Instant::now()),
@@ -99,7 +100,6 @@ impl Application {
         let (realtime, add_socket_layer) = crate::realtime::build(config, state.clone())
             .await
             .context("starting Socket.IO")?;
-        let _ = state.realtime.set(realtime.clone());
         let (stop_broadcaster, broadcaster_stops) = tokio::sync::watch::channel(false);
         crate::realtime::watch_sessions(realtime.clone(), state.clone(), broadcaster_stops.clone());
         crate::realtime::announce_presence(
@@ -127,7 +127,7 @@ impl Application {
         crate::realtime::Broadcaster::start(
             broadcast_from,
             state.store.clone(),
-            realtime,
+            realtime.clone(),
             state.attachments.clone(),
             state.projections.clone(),
             state.commands.committed_head(),
@@ -146,6 +146,7 @@ impl Application {
         Ok(Application {
             listener,
             state,
+            realtime,
             add_socket_layer,
             stop_broadcaster,
             send_buffer_bytes: config.sockets.send_buffer_bytes,
@@ -158,8 +159,13 @@ impl Application {
         self.listener.local_addr()
     }
 
-    pub fn state(&self) -> &AppState {
+    pub fn state(&self) -> &App {
         &self.state
+    }
+
+    /// The Socket.IO server.
+    pub fn realtime(&self) -> &crate::realtime::Realtime {
+        &self.realtime
     }
 
     /// Serves until `shutdown` resolves, then finishes the requests in flight.
@@ -169,17 +175,16 @@ impl Application {
     ) -> anyhow::Result<()> {
         let store = self.state.store.clone();
         let projections = self.state.projections.clone();
-        let realtime = self.state.realtime.get().cloned();
-        let app = (self.add_socket_layer)(http::router(self.state)).layer(
+        let realtime = self.realtime;
+        let fanout: Arc<dyn crate::app::Fanout> = Arc::new(realtime.clone());
+        let app = (self.add_socket_layer)(http::router(self.state, fanout)).layer(
             axum::middleware::from_fn(crate::realtime::detach_request_head),
         );
         let shutdown = async move {
             shutdown.await;
             // Sockets would hold the server open: close them first.
-            if let Some(realtime) = realtime {
-                realtime.announce_shutdown().await;
-                realtime.close().await;
-            }
+            realtime.announce_shutdown().await;
+            realtime.close().await;
         };
         let send_buffer_bytes = self.send_buffer_bytes;
         let listener = axum::serve::ListenerExt::tap_io(self.listener, move |tcp| {

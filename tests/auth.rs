@@ -572,8 +572,9 @@ mod over_http {
     use axum::body::Bytes;
     use axum::routing::post;
     use axum::{Json, Router, middleware};
-    use chatd::auth::{Caller, MAX_JSON_BODY, require_signature, sign};
-    use chatd::http::AppState;
+    use chatd::app::App;
+    use chatd::auth::{MAX_JSON_BODY, sign};
+    use chatd::http::auth::{Caller, require_signature};
     use serde_json::{Value, json};
 
     use super::*;
@@ -582,7 +583,7 @@ mod over_http {
         Json(json!({"user_id": session.user_id, "body": String::from_utf8_lossy(&body)}))
     }
 
-    async fn serve(state: AppState) -> String {
+    async fn serve(state: App) -> String {
         let api = Router::new()
             .route("/echo", post(echo))
             .layer(middleware::from_fn_with_state(

@@ -282,8 +282,8 @@ async fn a_socket_whose_session_is_deleted_is_disconnected_within_seconds() {
         let user = user_with_conversation(&app, "hello").await;
         let token = user["token"].as_str().unwrap().to_string();
         let state = app.state.clone();
+        let realtime = app.realtime.clone();
         let ends_session = tokio::spawn(async move {
-            let realtime = state.realtime.get().expect("socket server").clone();
             while realtime.local_sockets() == 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }

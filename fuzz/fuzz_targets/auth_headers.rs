@@ -60,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
             .auth
             .verify_request(&method, &path, &headers, field(5))
             .await;
-        if let Some(token) = chatd::auth::bearer_token(&headers) {
+        if let Some(token) = chatd::http::auth::bearer_token(&headers) {
             let _ = fixture.auth.session(token).await;
         }
     });

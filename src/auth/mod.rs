@@ -4,13 +4,13 @@
 //! It owns the app secret (from `CHAT_APP_SECRET`, or generated once into the data directory),
 //! the signature check, the replay records (`chat:sig:*` in Redis, or an in-process map), the
 //! session records (`chat:session:*` in Redis, or the `sessions` table, keyed by the SHA-256 of
-//! the token), and the axum glue: the [`require_signature`] middleware and the [`Caller`]
-//! extractor. It never logs or prints the secret or a token (the caller prints a generated
+//! the token). The HTTP glue (the signature middleware, the `Caller` extractor) lives with the
+//! transport, in `http::auth`. It never logs or prints the secret or a token (the caller prints a generated
 //! secret at start-up), and it fails closed: when Redis or the database cannot answer, a
 //! request is refused with `UNAVAILABLE`, never let through.
 
 pub mod cli;
-mod extract;
+pub mod cookie;
 mod replay;
 mod secret;
 mod sessions;
@@ -18,7 +18,7 @@ mod sessions;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use events::{Actor, Role};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -27,8 +27,6 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Config;
 use crate::store::EventStore;
-
-pub use extract::{Caller, bearer_token, buffer_body, check_signature, require_signature};
 
 use replay::ReplayGuard;
 use sessions::SessionStore;
@@ -108,20 +106,14 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> crate::wire::ErrorCode {
+        use crate::wire::ErrorCode;
         match self {
-            AuthError::InvalidSignature => "INVALID_SIGNATURE",
-            AuthError::StaleTimestamp => "STALE_TIMESTAMP",
-            AuthError::ReplayedRequest => "REPLAYED_REQUEST",
-            AuthError::Unauthorized => "UNAUTHORIZED",
-            AuthError::Unavailable => "UNAVAILABLE",
-        }
-    }
-
-    pub fn status(&self) -> StatusCode {
-        match self {
-            AuthError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::UNAUTHORIZED,
+            AuthError::InvalidSignature => ErrorCode::InvalidSignature,
+            AuthError::StaleTimestamp => ErrorCode::StaleTimestamp,
+            AuthError::ReplayedRequest => ErrorCode::ReplayedRequest,
+            AuthError::Unauthorized => ErrorCode::Unauthorized,
+            AuthError::Unavailable => ErrorCode::Unavailable,
         }
     }
 }

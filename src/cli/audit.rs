@@ -91,7 +91,7 @@ pub async fn export(store: &EventStore, conversation: u64, format: &str) -> anyh
         let Some(last) = page.last() else { break };
         after = last.sequence;
         for event in page {
-            let line = serde_json::to_string(&crate::http::audit::AuditEventView::from(event))
+            let line = serde_json::to_string(&crate::wire::audit::AuditEventView::from(event))
                 .context("encoding an event")?;
             writeln!(out, "{line}").context("writing to stdout")?;
             written += 1;

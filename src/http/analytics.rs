@@ -9,12 +9,12 @@ use events::Role;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::chat::Success;
 use super::extract::{ApiQuery, Caller};
-use super::{ApiError, AppState};
 use crate::analytics::{Report, ReportParams, report};
+use crate::app::{App, AppError};
+use crate::wire::{Success, success};
 
-pub fn router() -> axum::Router<AppState> {
+pub fn router() -> axum::Router<App> {
     axum::Router::new().route("/api/chat/analytics", get(analytics))
 }
 
@@ -41,17 +41,17 @@ pub struct AnalyticsParams {
 #[utoipa::path(get, path = "/api/chat/analytics", tag = "admin", params(AnalyticsParams),
     responses(
         (status = 200, body = Success<Report>),
-        (status = 400, body = super::openapi::ErrorBody), (status = 401, body = super::openapi::ErrorBody),
-        (status = 403, body = super::openapi::ErrorBody),
+        (status = 400, body = crate::wire::ErrorBody), (status = 401, body = crate::wire::ErrorBody),
+        (status = 403, body = crate::wire::ErrorBody),
     ),
     security(("app_signature" = [], "bearer" = [])))]
 pub(super) async fn analytics(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Caller(session): Caller,
     ApiQuery(params): ApiQuery<AnalyticsParams>,
-) -> Result<Json<Success<Report>>, ApiError> {
+) -> Result<Json<Success<Report>>, AppError> {
     if !matches!(session.role, Role::Admin | Role::Auditor) {
-        return Err(ApiError::forbidden("analytics are for admins and auditors"));
+        return Err(AppError::forbidden("analytics are for admins and auditors"));
     }
     let params = ReportParams::parse(
         params.from.as_deref(),
@@ -60,11 +60,8 @@ pub(super) async fn analytics(
         params.tz.as_deref(),
         crate::clock::now_micros(),
     )
-    .map_err(ApiError::validation)?;
+    .map_err(AppError::validation)?;
     state.fresh_for_with(&session, &["analytics"]).await;
     let facts = state.store.analytics_facts(params.from, params.to).await?;
-    Ok(Json(Success {
-        status: "success",
-        data: report(&params, &facts),
-    }))
+    Ok(Json(success(report(&params, &facts))))
 }

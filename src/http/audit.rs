@@ -10,14 +10,15 @@ use events::Role;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::chat::Success;
 use super::extract::{ApiQuery, Caller, ConversationId};
-use super::views::{FeedbackView, MessageView, wire_time};
-use super::{ApiError, AppState};
+use crate::app::{App, AppError};
 use crate::auth::Session;
-use crate::store::{CONVERSATION_STREAM, ChainBreak, StoredEvent};
+use crate::store::{CONVERSATION_STREAM, ChainBreak};
+use crate::wire::audit::AuditEventView;
+use crate::wire::{FeedbackView, MessageView, wire_time};
+use crate::wire::{Success, success};
 
-pub fn router() -> axum::Router<AppState> {
+pub fn router() -> axum::Router<App> {
     axum::Router::new()
         .route(
             "/api/audit/conversations/{id}/events",
@@ -33,20 +34,13 @@ pub fn router() -> axum::Router<AppState> {
 const DEFAULT_EVENT_PAGE: u32 = 100;
 const MAX_EVENT_PAGE: u32 = 1000;
 
-fn auditing(session: &Session) -> Result<(), ApiError> {
+fn auditing(session: &Session) -> Result<(), AppError> {
     match session.role {
         Role::Admin | Role::Auditor => Ok(()),
-        _ => Err(ApiError::forbidden(
+        _ => Err(AppError::forbidden(
             "the audit routes are for admins and auditors",
         )),
     }
-}
-
-fn success<T>(data: T) -> Json<Success<T>> {
-    Json(Success {
-        status: "success",
-        data,
-    })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -58,48 +52,6 @@ pub struct EventsQuery {
     /// 1..=1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
-}
-
-/// One event exactly as stored.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditEventView {
-    /// Global position in the log.
-    pub position: u64,
-    /// Position in this conversation's stream, from 1.
-    pub sequence: u64,
-    #[serde(rename = "type")]
-    pub event_type: String,
-    pub version: String,
-    /// The stored payload (a string when the stored text is not JSON).
-    #[schema(value_type = Object)]
-    pub payload: serde_json::Value,
-    /// Who did it and from where: actor_id, actor_role, request_id, remote_addr, client_msg_id.
-    #[schema(value_type = Object)]
-    pub metadata: serde_json::Value,
-    /// RFC 3339 UTC, whole seconds.
-    pub recorded_at: String,
-    /// The stored time, microseconds since the epoch (the hash covers this).
-    pub recorded_at_micros: i64,
-    /// Lowercase hex SHA-256 chaining this event to the one before it in its stream.
-    pub hash: String,
-}
-
-impl From<StoredEvent> for AuditEventView {
-    fn from(event: StoredEvent) -> Self {
-        let json =
-            |text: String| serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
-        AuditEventView {
-            position: event.position,
-            sequence: event.sequence,
-            event_type: event.event_type,
-            version: event.event_version,
-            payload: json(event.payload),
-            metadata: json(event.metadata),
-            recorded_at: wire_time(event.recorded_at_micros),
-            recorded_at_micros: event.recorded_at_micros,
-            hash: event.hash,
-        }
-    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -118,26 +70,26 @@ pub struct AuditEventsPage {
     params(("id" = u64, Path, description = "conversation id"), EventsQuery),
     responses(
         (status = 200, body = Success<AuditEventsPage>),
-        (status = 400, body = super::openapi::ErrorBody), (status = 401, body = super::openapi::ErrorBody),
-        (status = 403, body = super::openapi::ErrorBody), (status = 404, body = super::openapi::ErrorBody),
+        (status = 400, body = crate::wire::ErrorBody), (status = 401, body = crate::wire::ErrorBody),
+        (status = 403, body = crate::wire::ErrorBody), (status = 404, body = crate::wire::ErrorBody),
     ),
     security(("app_signature" = [], "bearer" = [])))]
 pub(super) async fn conversation_events(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Caller(session): Caller,
     ConversationId(id): ConversationId,
     ApiQuery(query): ApiQuery<EventsQuery>,
-) -> Result<Json<Success<AuditEventsPage>>, ApiError> {
+) -> Result<Json<Success<AuditEventsPage>>, AppError> {
     auditing(&session)?;
     let limit = query.limit.unwrap_or(DEFAULT_EVENT_PAGE);
     if !(1..=MAX_EVENT_PAGE).contains(&limit) {
-        return Err(ApiError::validation(format!(
+        return Err(AppError::validation(format!(
             "limit must be between 1 and {MAX_EVENT_PAGE}"
         )));
     }
     let after = query.after_sequence.unwrap_or(0);
-    if after > super::extract::MAX_WIRE_ID {
-        return Err(ApiError::validation(
+    if after > crate::app::ids::MAX_WIRE_ID {
+        return Err(AppError::validation(
             "after_sequence must be an integer below 2^53",
         ));
     }
@@ -155,7 +107,7 @@ pub(super) async fn conversation_events(
                 .await?
                 .is_empty();
         if !exists {
-            return Err(ApiError::not_found("no such conversation"));
+            return Err(AppError::not_found("no such conversation"));
         }
     }
     let has_more = events.len() > limit as usize;
@@ -164,12 +116,12 @@ pub(super) async fn conversation_events(
         Some(last) if has_more => Some(last.sequence),
         _ => None,
     };
-    Ok(success(AuditEventsPage {
+    Ok(Json(success(AuditEventsPage {
         conversation_id: id,
         events: events.into_iter().map(AuditEventView::from).collect(),
         has_more,
         next_after_sequence,
-    }))
+    })))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -204,23 +156,23 @@ pub struct ConversationAsOfView {
     params(("id" = u64, Path, description = "conversation id"), StateQuery),
     responses(
         (status = 200, body = Success<ConversationAsOfView>),
-        (status = 400, body = super::openapi::ErrorBody), (status = 401, body = super::openapi::ErrorBody),
-        (status = 403, body = super::openapi::ErrorBody),
-        (status = 404, description = "no such conversation, or not yet opened at as_of", body = super::openapi::ErrorBody),
+        (status = 400, body = crate::wire::ErrorBody), (status = 401, body = crate::wire::ErrorBody),
+        (status = 403, body = crate::wire::ErrorBody),
+        (status = 404, description = "no such conversation, or not yet opened at as_of", body = crate::wire::ErrorBody),
     ),
     security(("app_signature" = [], "bearer" = [])))]
 pub(super) async fn conversation_state(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Caller(session): Caller,
     ConversationId(id): ConversationId,
     ApiQuery(query): ApiQuery<StateQuery>,
-) -> Result<Json<Success<ConversationAsOfView>>, ApiError> {
+) -> Result<Json<Success<ConversationAsOfView>>, AppError> {
     auditing(&session)?;
     let as_of_micros = match query.as_of.as_deref() {
         None => chrono::Utc::now().timestamp_micros(),
         Some(raw) => DateTime::parse_from_rfc3339(raw)
             .map_err(|_| {
-                ApiError::validation("as_of must be an RFC 3339 time, e.g. 2025-07-14T10:30:00Z")
+                AppError::validation("as_of must be an RFC 3339 time, e.g. 2025-07-14T10:30:00Z")
             })?
             .timestamp_micros(),
     };
@@ -239,30 +191,14 @@ pub(super) async fn conversation_state(
     let (Some(conversation_id), Some(user), Some(status)) =
         (folded.conversation_id, folded.user, folded.status)
     else {
-        return Err(ApiError::not_found("no such conversation at that time"));
+        return Err(AppError::not_found("no such conversation at that time"));
     };
     let messages = folded
         .messages
         .into_values()
-        .map(|m| {
-            MessageView {
-                id: m.id,
-                conversation_id,
-                sender_role: m.sender.role.as_str().to_string(),
-                sender_identifier: m.sender.identifier,
-                message_type: m.message_type,
-                message: m.content.clone(),
-                content: m.content,
-                file_id: m.file_id,
-                file_url: m.file_path,
-                client_msg_id: m.client_msg_id,
-                is_read: m.is_read,
-                timestamp: wire_time(m.sent_at_micros),
-            }
-            .linked(&state.attachments)
-        })
+        .map(|m| MessageView::as_of(conversation_id, m, &state.attachments))
         .collect();
-    Ok(success(ConversationAsOfView {
+    Ok(Json(success(ConversationAsOfView {
         conversation_id,
         as_of: wire_time(as_of_micros),
         sequence: folded.sequence,
@@ -277,7 +213,7 @@ pub(super) async fn conversation_state(
         created_at: wire_time(folded.opened_at_micros.unwrap_or_default()),
         updated_at: wire_time(folded.updated_at_micros.unwrap_or_default()),
         messages,
-    }))
+    })))
 }
 
 /// The first link of a stream's chain that does not hold.
@@ -317,18 +253,18 @@ pub struct VerifyReport {
 #[utoipa::path(get, path = "/api/audit/verify", tag = "audit",
     responses(
         (status = 200, description = "the check ran; `holds` says whether the log is intact", body = Success<VerifyReport>),
-        (status = 401, body = super::openapi::ErrorBody), (status = 403, body = super::openapi::ErrorBody),
+        (status = 401, body = crate::wire::ErrorBody), (status = 403, body = crate::wire::ErrorBody),
     ),
     security(("app_signature" = [], "bearer" = [])))]
 pub(super) async fn verify(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Caller(session): Caller,
-) -> Result<Json<Success<VerifyReport>>, ApiError> {
+) -> Result<Json<Success<VerifyReport>>, AppError> {
     auditing(&session)?;
     let report = state.store.verify_log(|_, _| {}).await?;
-    Ok(success(VerifyReport {
+    Ok(Json(success(VerifyReport {
         holds: report.broken.is_none(),
         checked: report.checked,
         broken: report.broken.map(BrokenLinkView::from),
-    }))
+    })))
 }

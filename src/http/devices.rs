@@ -9,14 +9,14 @@ use events::Role;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::chat::Success;
 use super::extract::{ApiJson, Caller};
-use super::{ApiError, AppState};
+use crate::app::{App, AppError};
 use crate::auth::Session;
 use crate::push::devices::{self, MAX_TOKEN_CHARS, Owner};
 use crate::push::{Platform, Provider};
+use crate::wire::{Success, success};
 
-pub fn router() -> axum::Router<AppState> {
+pub fn router() -> axum::Router<App> {
     axum::Router::new()
         .route("/api/chat/devices", post(register))
         .route("/api/chat/devices/{token}", delete(unregister))
@@ -45,37 +45,37 @@ pub struct DeviceRemoved {
 }
 
 /// Users and admins have devices; auditors read and are never notified.
-fn owner(session: &Session) -> Result<Owner, ApiError> {
+fn owner(session: &Session) -> Result<Owner, AppError> {
     match session.role {
         Role::User | Role::Admin => Ok(Owner {
             role: session.role,
             user_id: session.user_id,
         }),
-        _ => Err(ApiError::forbidden(
+        _ => Err(AppError::forbidden(
             "only users and admins register devices",
         )),
     }
 }
 
-fn checked_token(token: &str) -> Result<(), ApiError> {
+fn checked_token(token: &str) -> Result<(), AppError> {
     if devices::valid_token(token) {
         Ok(())
     } else {
-        Err(ApiError::validation(format!(
+        Err(AppError::validation(format!(
             "token must be 1 to {MAX_TOKEN_CHARS} letters, digits, '_', ':' or '-'"
         )))
     }
 }
 
-fn store_error(error: projections::ProjectionError) -> ApiError {
+fn store_error(error: projections::ProjectionError) -> AppError {
     match error {
         projections::ProjectionError::Unavailable(detail) => {
             tracing::warn!(%detail, "device write failed: database unavailable");
-            ApiError::unavailable()
+            AppError::unavailable()
         }
         other => {
             tracing::error!(error = %other, "device write failed");
-            ApiError::internal()
+            AppError::internal()
         }
     }
 }
@@ -87,15 +87,15 @@ fn store_error(error: projections::ProjectionError) -> ApiError {
     responses(
         (status = 200, body = Success<DeviceView>, description = "already the caller's; refreshed"),
         (status = 201, body = Success<DeviceView>, description = "registered"),
-        (status = 400, body = super::openapi::ErrorBody), (status = 401, body = super::openapi::ErrorBody),
-        (status = 403, body = super::openapi::ErrorBody),
+        (status = 400, body = crate::wire::ErrorBody), (status = 401, body = crate::wire::ErrorBody),
+        (status = 403, body = crate::wire::ErrorBody),
     ),
     security(("app_signature" = [], "bearer" = [])))]
 pub(super) async fn register(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Caller(session): Caller,
     ApiJson(body): ApiJson<DeviceBody>,
-) -> Result<(StatusCode, Json<Success<DeviceView>>), ApiError> {
+) -> Result<(StatusCode, Json<Success<DeviceView>>), AppError> {
     let owner = owner(&session)?;
     checked_token(&body.token)?;
     let new = devices::register(
@@ -115,14 +115,11 @@ pub(super) async fn register(
     };
     Ok((
         status,
-        Json(Success {
-            status: "success",
-            data: DeviceView {
-                token: body.token,
-                platform: body.platform,
-                provider: body.provider,
-            },
-        }),
+        Json(success(DeviceView {
+            token: body.token,
+            platform: body.platform,
+            provider: body.provider,
+        })),
     ))
 }
 
@@ -132,26 +129,23 @@ pub(super) async fn register(
         min_length = 1, max_length = 512, pattern = "^[A-Za-z0-9_:-]{1,512}$")),
     responses(
         (status = 200, body = Success<DeviceRemoved>),
-        (status = 400, body = super::openapi::ErrorBody), (status = 401, body = super::openapi::ErrorBody),
-        (status = 403, body = super::openapi::ErrorBody), (status = 404, body = super::openapi::ErrorBody),
+        (status = 400, body = crate::wire::ErrorBody), (status = 401, body = crate::wire::ErrorBody),
+        (status = 403, body = crate::wire::ErrorBody), (status = 404, body = crate::wire::ErrorBody),
     ),
     security(("app_signature" = [], "bearer" = [])))]
 pub(super) async fn unregister(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Caller(session): Caller,
     token: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> Result<Json<Success<DeviceRemoved>>, ApiError> {
-    let Path(token) = token.map_err(|rejection| ApiError::validation(rejection.body_text()))?;
+) -> Result<Json<Success<DeviceRemoved>>, AppError> {
+    let Path(token) = token.map_err(|rejection| AppError::validation(rejection.body_text()))?;
     let owner = owner(&session)?;
     checked_token(&token)?;
     let removed = devices::unregister(&state.store, owner, &token)
         .await
         .map_err(store_error)?;
     if !removed {
-        return Err(ApiError::not_found("no such device"));
+        return Err(AppError::not_found("no such device"));
     }
-    Ok(Json(Success {
-        status: "success",
-        data: DeviceRemoved { token },
-    }))
+    Ok(Json(success(DeviceRemoved { token })))
 }

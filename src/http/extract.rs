@@ -1,35 +1,33 @@
 //! Extractors whose rejections answer in the contract's envelope: JSON bodies, query strings,
-//! path ids; the caller's session (`Caller`) comes from `auth`.
+//! path ids; the caller's session (`Caller`) comes from [`super::auth`].
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-pub use crate::auth::Caller;
+pub use super::auth::Caller;
 
-use super::ApiError;
-
-/// Ids on the wire are below 2^53 (safe in JavaScript and Swift).
-pub const MAX_WIRE_ID: u64 = (1 << 53) - 1;
+use crate::app::AppError;
+use crate::app::ids::MAX_WIRE_ID;
 
 /// A JSON body; malformed JSON, wrong types and a wrong content type are VALIDATION_ERROR.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &S) -> Result<Self, AppError> {
         if !is_json(request.headers()) {
-            return Err(ApiError::validation(
+            return Err(AppError::validation(
                 "Expected request with `Content-Type: application/json`",
             ));
         }
         let bytes = axum::body::Bytes::from_request(request, state)
             .await
-            .map_err(|rejection| ApiError::validation(rejection.body_text()))?;
+            .map_err(|rejection| AppError::validation(rejection.body_text()))?;
         let refused = match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => return Ok(ApiJson(value)),
-            Err(rejection) => ApiError::validation(rejection.body_text()),
+            Err(rejection) => AppError::validation(rejection.body_text()),
         };
         // Only a body the typed parse refused pays for a second look: `5.0` where an integer
         // belongs.
@@ -42,7 +40,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         serde_path_to_error::deserialize(value)
             .map(ApiJson)
             .map_err(|error| {
-                ApiError::validation(format!(
+                AppError::validation(format!(
                     "the JSON body does not fit: {}: {}",
                     error.path(),
                     error.inner()
@@ -111,13 +109,13 @@ fn integral_numbers_as_integers(value: &mut serde_json::Value) -> bool {
 pub struct ApiQuery<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(value)| ApiQuery(value))
-            .map_err(|rejection| ApiError::validation(rejection.body_text()))
+            .map_err(|rejection| AppError::validation(rejection.body_text()))
     }
 }
 
@@ -125,13 +123,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 pub struct ConversationId(pub u64);
 
 impl<S: Send + Sync> FromRequestParts<S> for ConversationId {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         let axum::extract::Path(raw) =
             axum::extract::Path::<String>::from_request_parts(parts, state)
                 .await
-                .map_err(|rejection| ApiError::validation(rejection.body_text()))?;
+                .map_err(|rejection| AppError::validation(rejection.body_text()))?;
         // `1.0` is the integer 1, as in a JSON body.
         raw.parse::<u64>()
             .ok()
@@ -144,19 +142,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ConversationId {
             .filter(|id| (1..=MAX_WIRE_ID).contains(id))
             .map(ConversationId)
             .ok_or_else(|| {
-                ApiError::validation("the conversation id must be a positive integer below 2^53")
+                AppError::validation("the conversation id must be a positive integer below 2^53")
             })
-    }
-}
-
-/// Checks an id that came in a body or query.
-pub fn wire_id(id: u64, what: &str) -> Result<u64, ApiError> {
-    if (1..=MAX_WIRE_ID).contains(&id) {
-        Ok(id)
-    } else {
-        Err(ApiError::validation(format!(
-            "{what} must be a positive integer below 2^53"
-        )))
     }
 }
 

@@ -22,12 +22,15 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use super::extract::{Caller, wire_id};
-use super::{ApiError, AppState, Origin, chat};
+use super::extract::Caller;
+use crate::app::access::{readable, within_limit};
+use crate::app::ids::wire_id;
+use crate::app::{App, AppError, Origin};
 use crate::auth::AuthError;
 use crate::commands::Intent;
 use crate::files::{self, DetectedType};
 use crate::limits::LimitKind;
+use crate::wire::success;
 
 /// What multipart framing and the small fields may add to the file itself.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
@@ -36,7 +39,7 @@ const MAX_TEXT_FIELD: u64 = 256;
 /// Bytes of the file's name kept from the client (it is only ever shown, never a path).
 const MAX_NAME_BYTES: usize = 1024;
 
-pub fn router() -> axum::Router<AppState> {
+pub fn router() -> axum::Router<App> {
     axum::Router::new()
         .route("/api/chat/upload", post(upload))
         .route("/uploads/chat/{year}/{month}/{day}/{name}", get(download))
@@ -88,28 +91,28 @@ struct UploadFormDoc {
     tag = "files",
     request_body(content = UploadFormDoc, content_type = "multipart/form-data", description = "`file` (the bytes), `conversation_id`, `message_type` (`image` or `file`)"),
     responses(
-        (status = 201, description = "Stored; image and file messages may now carry its `file_id`", body = super::chat::Success<UploadView>),
-        (status = 400, description = "VALIDATION_ERROR", body = super::openapi::ErrorBody),
-        (status = 401, description = "INVALID_SIGNATURE, STALE_TIMESTAMP, REPLAYED_REQUEST or UNAUTHORIZED", body = super::openapi::ErrorBody),
-        (status = 403, description = "FORBIDDEN: not the caller's conversation, or an auditor", body = super::openapi::ErrorBody),
-        (status = 404, description = "NOT_FOUND: no such conversation", body = super::openapi::ErrorBody),
-        (status = 409, description = "CONFLICT: the conversation is archived", body = super::openapi::ErrorBody),
-        (status = 413, description = "PAYLOAD_TOO_LARGE: over CHAT_MAX_UPLOAD_BYTES, or an image over CHAT_MAX_IMAGE_PIXELS", body = super::openapi::ErrorBody),
-        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: a type not allowed, or bytes that are not what was declared", body = super::openapi::ErrorBody),
-        (status = 429, description = "RATE_LIMITED (10 uploads per minute)", body = super::openapi::ErrorBody),
-        (status = 503, description = "UNAVAILABLE", body = super::openapi::ErrorBody),
+        (status = 201, description = "Stored; image and file messages may now carry its `file_id`", body = crate::wire::Success<UploadView>),
+        (status = 400, description = "VALIDATION_ERROR", body = crate::wire::ErrorBody),
+        (status = 401, description = "INVALID_SIGNATURE, STALE_TIMESTAMP, REPLAYED_REQUEST or UNAUTHORIZED", body = crate::wire::ErrorBody),
+        (status = 403, description = "FORBIDDEN: not the caller's conversation, or an auditor", body = crate::wire::ErrorBody),
+        (status = 404, description = "NOT_FOUND: no such conversation", body = crate::wire::ErrorBody),
+        (status = 409, description = "CONFLICT: the conversation is archived", body = crate::wire::ErrorBody),
+        (status = 413, description = "PAYLOAD_TOO_LARGE: over CHAT_MAX_UPLOAD_BYTES, or an image over CHAT_MAX_IMAGE_PIXELS", body = crate::wire::ErrorBody),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: a type not allowed, or bytes that are not what was declared", body = crate::wire::ErrorBody),
+        (status = 429, description = "RATE_LIMITED (10 uploads per minute)", body = crate::wire::ErrorBody),
+        (status = 503, description = "UNAVAILABLE", body = crate::wire::ErrorBody),
     ),
     security(("app_signature" = [], "bearer" = []))
 )]
 pub async fn upload(
-    State(state): State<AppState>,
+    State(state): State<App>,
     origin: Origin,
     Caller(session): Caller,
     OriginalUri(uri): OriginalUri,
     request: Request,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<crate::wire::Success<UploadView>>), AppError> {
     if session.role == Role::Auditor {
-        return Err(ApiError::forbidden("auditors have read-only access"));
+        return Err(AppError::forbidden("auditors have read-only access"));
     }
     let limit = state.attachments.max_upload_bytes;
     let (parts, body) = request.into_parts();
@@ -126,14 +129,14 @@ pub async fn upload(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| multer::parse_boundary(v).ok())
-        .ok_or_else(|| ApiError::validation("the body must be multipart/form-data"))?;
-    chat::within_limit(&state, &session, LimitKind::Uploads).await?;
+        .ok_or_else(|| AppError::validation("the body must be multipart/form-data"))?;
+    within_limit(&state, &session, LimitKind::Uploads).await?;
     let _slot = state
         .attachments
         .in_flight
         .acquire()
         .await
-        .map_err(|_| ApiError::unavailable())?;
+        .map_err(|_| AppError::unavailable())?;
 
     // Hash every raw byte for the signature while multer parses the same stream.
     let body_hash = Arc::new(Mutex::new(Sha256::new()));
@@ -159,7 +162,7 @@ pub async fn upload(
     let body_sha256 = body_hash
         .lock()
         .map(|hash| hex::encode(hash.clone().finalize()))
-        .map_err(|_| ApiError::internal())?;
+        .map_err(|_| AppError::internal())?;
     let path_and_query = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
     state
         .auth
@@ -175,25 +178,25 @@ pub async fn upload(
         .conversation_id
         .as_deref()
         .map(str::trim)
-        .ok_or_else(|| ApiError::validation("conversation_id is required"))?
+        .ok_or_else(|| AppError::validation("conversation_id is required"))?
         .parse::<u64>()
-        .map_err(|_| ApiError::validation("conversation_id must be a positive integer"))
+        .map_err(|_| AppError::validation("conversation_id must be a positive integer"))
         .and_then(|id| wire_id(id, "conversation_id"))?;
     let requested_kind = match form.message_type.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(raw) => match raw.parse::<MessageType>() {
             Ok(kind @ (MessageType::Image | MessageType::File)) => Some(kind),
-            _ => return Err(ApiError::validation("message_type must be image or file")),
+            _ => return Err(AppError::validation("message_type must be image or file")),
         },
     };
     let bytes = form
         .file
-        .ok_or_else(|| ApiError::validation("the form needs a file field"))?;
+        .ok_or_else(|| AppError::validation("the form needs a file field"))?;
     if bytes.is_empty() {
-        return Err(ApiError::validation("the file is empty"));
+        return Err(AppError::validation("the file is empty"));
     }
     state.fresh_for(&session).await;
-    chat::readable(&state, &session, conversation_id).await?;
+    readable(&state, &session, conversation_id).await?;
 
     let detected = files::detect(&bytes).ok_or_else(|| {
         unsupported("the file's type is not allowed (images: JPEG, PNG, GIF, WebP, HEIC; files: PDF, plain text, ZIP)")
@@ -238,20 +241,20 @@ pub async fn upload(
         .await
         .map_err(|error| {
             tracing::error!(%error, "storing an upload failed");
-            ApiError::unavailable()
+            AppError::unavailable()
         })?;
     let command = ConversationCommand::UploadFile {
         actor: session.actor(),
         file: file.clone(),
     };
-    if let Err(error) = chat::execute(
-        &state,
-        &origin,
-        &session,
-        Intent::On(conversation_id, command),
-        None,
-    )
-    .await
+    if let Err(error) = state
+        .execute(
+            &origin,
+            &session,
+            Intent::On(conversation_id, command),
+            None,
+        )
+        .await
     {
         if let Err(cleanup) = state.attachments.store.delete(&path).await {
             tracing::warn!(%cleanup, path, "an upload the domain refused stays in the store");
@@ -269,10 +272,7 @@ pub async fn upload(
         width,
         height,
     };
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({"status": "success", "data": view})),
-    ))
+    Ok((StatusCode::CREATED, Json(success(view))))
 }
 
 /// Reads an upload form from a whole multipart body with the route's rules (the fuzz target's
@@ -281,7 +281,7 @@ pub async fn read_whole_form(
     body: bytes::Bytes,
     boundary: &str,
     limit: u64,
-) -> Result<(), ApiError> {
+) -> Result<(), AppError> {
     let parts = futures::stream::once(async move { Ok::<_, std::io::Error>(body) });
     let mut multipart = multer::Multipart::new(parts, boundary);
     read_form(&mut multipart, limit).await.map(drop)
@@ -290,7 +290,7 @@ pub async fn read_whole_form(
 async fn read_form(
     multipart: &mut multer::Multipart<'_>,
     limit: u64,
-) -> Result<UploadForm, ApiError> {
+) -> Result<UploadForm, AppError> {
     let mut form = UploadForm::default();
     loop {
         let field = match multipart.next_field().await {
@@ -301,7 +301,7 @@ async fn read_form(
         match field.name() {
             Some("file") => {
                 if form.file.is_some() {
-                    return Err(ApiError::validation("only one file per upload"));
+                    return Err(AppError::validation("only one file per upload"));
                 }
                 form.file_name = field.file_name().map(str::to_string);
                 form.declared_type = field.content_type().map(|mime| mime.to_string());
@@ -346,38 +346,33 @@ async fn read_form(
     }
 }
 
-fn multipart_error(error: &multer::Error, limit: u64) -> ApiError {
+fn multipart_error(error: &multer::Error, limit: u64) -> AppError {
     match error {
         multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
             too_large(limit)
         }
-        other => ApiError::validation(format!("malformed multipart body: {other}")),
+        other => AppError::validation(format!("malformed multipart body: {other}")),
     }
 }
 
-fn too_large(limit: u64) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "PAYLOAD_TOO_LARGE",
+fn too_large(limit: u64) -> AppError {
+    AppError::new(
+        crate::wire::ErrorCode::PayloadTooLarge,
         format!("uploads are limited to {limit} bytes"),
     )
 }
 
-fn unsupported(message: impl Into<String>) -> ApiError {
-    ApiError::new(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "UNSUPPORTED_MEDIA_TYPE",
-        message,
-    )
+fn unsupported(message: impl Into<String>) -> AppError {
+    AppError::new(crate::wire::ErrorCode::UnsupportedMediaType, message)
 }
 
 /// Width and height from the image's header alone (nothing is decoded), refused above the
 /// pixel limit: a small file can declare a huge canvas (a decompression bomb).
 fn image_size(
-    state: &AppState,
+    state: &App,
     detected: &DetectedType,
     bytes: &[u8],
-) -> Result<(Option<u32>, Option<u32>), ApiError> {
+) -> Result<(Option<u32>, Option<u32>), AppError> {
     if detected.kind != MessageType::Image {
         return Ok((None, None));
     }
@@ -386,9 +381,8 @@ fn image_size(
     let (width, height) = (size.width as u64, size.height as u64);
     let limit = state.attachments.max_image_pixels;
     if width.saturating_mul(height) > limit {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
+        return Err(AppError::new(
+            crate::wire::ErrorCode::PayloadTooLarge,
             format!("the image is {width}x{height} pixels; at most {limit} pixels are allowed"),
         ));
     }
@@ -447,20 +441,20 @@ pub struct LinkQuery {
     ),
     responses(
         (status = 200, description = "The bytes, with the detected Content-Type, `X-Content-Type-Options: nosniff`, a Content-Disposition (inline for images) and a restrictive Content-Security-Policy"),
-        (status = 400, description = "VALIDATION_ERROR: a malformed link parameter", body = super::openapi::ErrorBody),
-        (status = 401, description = "UNAUTHORIZED: neither a signed link nor a session", body = super::openapi::ErrorBody),
-        (status = 403, description = "FORBIDDEN: another user's file, or an invalid or expired link", body = super::openapi::ErrorBody),
-        (status = 404, description = "NOT_FOUND", body = super::openapi::ErrorBody),
-        (status = 503, description = "UNAVAILABLE", body = super::openapi::ErrorBody),
+        (status = 400, description = "VALIDATION_ERROR: a malformed link parameter", body = crate::wire::ErrorBody),
+        (status = 401, description = "UNAUTHORIZED: neither a signed link nor a session", body = crate::wire::ErrorBody),
+        (status = 403, description = "FORBIDDEN: another user's file, or an invalid or expired link", body = crate::wire::ErrorBody),
+        (status = 404, description = "NOT_FOUND", body = crate::wire::ErrorBody),
+        (status = 503, description = "UNAVAILABLE", body = crate::wire::ErrorBody),
     ),
     security((), ("bearer" = []))
 )]
 pub async fn download(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Path((year, month, day, name)): Path<(String, String, String, String)>,
     ApiQuery(link): ApiQuery<LinkQuery>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AppError> {
     let path = format!("uploads/chat/{year}/{month}/{day}/{name}");
     let file_id = name.split('.').next().unwrap_or_default();
     let well_formed = (32..=64).contains(&file_id.len())
@@ -469,7 +463,7 @@ pub async fn download(
             .iter()
             .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
     if !well_formed {
-        return Err(ApiError::not_found("no such file"));
+        return Err(AppError::not_found("no such file"));
     }
 
     let signed = match (link.expires, link.signature.as_deref()) {
@@ -480,9 +474,8 @@ pub async fn download(
                 .links
                 .verify(&path, expires, signature, now)
             {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "FORBIDDEN",
+                return Err(AppError::new(
+                    crate::wire::ErrorCode::Forbidden,
                     "the link is invalid or has expired",
                 ));
             }
@@ -493,8 +486,8 @@ pub async fn download(
     let session = if signed {
         None
     } else {
-        let token = crate::auth::bearer_token(&headers)
-            .ok_or_else(|| ApiError::from(AuthError::Unauthorized))?;
+        let token = crate::http::auth::bearer_token(&headers)
+            .ok_or_else(|| AppError::from(AuthError::Unauthorized))?;
         let session = state.auth.session(token).await?;
         state.fresh_for(&session).await;
         Some(session)
@@ -511,9 +504,9 @@ pub async fn download(
     }
     let row = row
         .filter(|row| row.path == path)
-        .ok_or_else(|| ApiError::not_found("no such file"))?;
+        .ok_or_else(|| AppError::not_found("no such file"))?;
     if let Some(session) = &session {
-        chat::readable(&state, session, row.conversation_id).await?;
+        readable(&state, session, row.conversation_id).await?;
     }
 
     let stored = state
@@ -527,11 +520,11 @@ pub async fn download(
                     path = row.path,
                     "a recorded upload is missing from the store"
                 );
-                ApiError::not_found("no such file")
+                AppError::not_found("no such file")
             }
             error => {
                 tracing::error!(%error, "reading an upload failed");
-                ApiError::unavailable()
+                AppError::unavailable()
             }
         })?;
     let length = stored.meta.size;

@@ -2,14 +2,14 @@
 //! with each projector's position, lag and last error).
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState};
+use crate::app::{App, AppError};
+use crate::wire::{Success, success};
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -17,22 +17,21 @@ pub fn router() -> Router<AppState> {
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "up")))]
-pub(super) async fn healthz(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({
-        "status": "success",
-        "data": {"status": "ok", "uptime_seconds": state.started.elapsed().as_secs()}
-    }))
+pub(super) async fn healthz(State(state): State<App>) -> Json<Success<Value>> {
+    Json(success(
+        json!({"status": "ok", "uptime_seconds": state.started.elapsed().as_secs()}),
+    ))
 }
 
 /// The database (and Redis, when configured) answer; each projector's position, lag and last error.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
     (status = 200, description = "ready"),
-    (status = 503, body = super::openapi::ErrorBody),
+    (status = 503, body = crate::wire::ErrorBody),
 ))]
-pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn readyz(State(state): State<App>) -> Result<Json<Success<Value>>, AppError> {
     let head = state.store.head_position().await.map_err(|error| {
         tracing::warn!(%error, "readiness check failed");
-        ApiError::unavailable()
+        AppError::unavailable()
     })?;
     let projectors: Vec<_> = state
         .projections
@@ -54,30 +53,25 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>,
                 Ok(Ok(_)) => "ok",
                 Ok(Err(error)) => {
                     tracing::warn!(%error, "readiness check failed: redis");
-                    return Err(ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "UNAVAILABLE",
+                    return Err(AppError::new(
+                        crate::wire::ErrorCode::Unavailable,
                         "redis is unavailable",
                     ));
                 }
                 Err(_) => {
                     tracing::warn!("readiness check failed: redis did not answer in time");
-                    return Err(ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "UNAVAILABLE",
+                    return Err(AppError::new(
+                        crate::wire::ErrorCode::Unavailable,
                         "redis is unavailable",
                     ));
                 }
             }
         }
     };
-    Ok(Json(json!({
-        "status": "success",
-        "data": {
-            "status": "ready",
-            "database": {"backend": state.store.backend().name(), "head_position": head},
-            "redis": redis,
-            "projectors": projectors,
-        }
-    })))
+    Ok(Json(success(json!({
+        "status": "ready",
+        "database": {"backend": state.store.backend().name(), "head_position": head},
+        "redis": redis,
+        "projectors": projectors,
+    }))))
 }

@@ -1,61 +1,14 @@
 //! The OpenAPI 3 document (`/api/openapi.json`), generated from the handlers' annotations, and
 //! its browsable UI (`/api/docs`, assets embedded in the binary).
 
-use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-use super::views::{
-    AdminPresenceView, ConversationView, FeedbackView, LastMessageView, MessageView, Pagination,
-};
 use super::{audit, chat, devices, files, health, search};
-
-/// Every error answers with this envelope.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// Always `error`.
-    #[schema(example = "error")]
-    pub status: String,
-    /// Human-readable; never internals.
-    pub message: String,
-    pub error_code: ErrorCode,
-}
-
-/// The contract's stable error codes.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ErrorCode {
-    /// 400: malformed JSON, wrong types, out-of-range paging, unknown status.
-    ValidationError,
-    /// 400: message content empty after trimming.
-    EmptyMessage,
-    /// 401: X-Signature missing or wrong.
-    InvalidSignature,
-    /// 401: X-Timestamp missing or more than 300 s from server time.
-    StaleTimestamp,
-    /// 401: the same signature seen again inside the 300 s window.
-    ReplayedRequest,
-    /// 401: missing, unknown or expired session token.
-    Unauthorized,
-    /// 403: the conversation or action is not the caller's.
-    Forbidden,
-    /// 404: no such conversation, message or file.
-    NotFound,
-    /// 409: transition not allowed.
-    Conflict,
-    /// 405: a known route called with a method it does not take (`Allow` lists those it does).
-    MethodNotAllowed,
-    /// 413: body or upload over the limit.
-    PayloadTooLarge,
-    /// 415: file type not allowed or not matching.
-    UnsupportedMediaType,
-    /// 429: over a rate limit; see `Retry-After`.
-    RateLimited,
-    /// 503: the database (or Redis) is unreachable; nothing was written.
-    Unavailable,
-    /// 500: anything else.
-    Internal,
-}
+use crate::wire::{
+    AdminPresenceView, ConversationView, ErrorBody, ErrorCode, FeedbackView, LastMessageView,
+    MessageView, Pagination,
+};
 
 struct SecuritySchemes;
 
@@ -74,7 +27,7 @@ impl Modify for SecuritySchemes {
         components.add_security_scheme(
             "admin_cookie",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
-                crate::admin::COOKIE_NAME,
+                crate::auth::cookie::COOKIE_NAME,
                 "The web manager's session (POST /admin/session); the same API is under \
                  /admin/api with this cookie instead of the signature, and every request other \
                  than GET and HEAD carries X-CSRF-Token.",
@@ -104,17 +57,19 @@ fn metrics() {}
 #[openapi(
     info(title = "chatd", description = "Support chat between app users and admins. Every response uses the envelope {status, data} or {status, message, error_code}."),
     paths(
-        chat::list_messages, chat::send_message,
-        chat::list_conversations, chat::open_conversation, chat::get_conversation,
-        chat::mark_read, chat::assign, chat::set_status, chat::bulk, chat::feedback, chat::typing,
-        chat::set_presence, chat::admins_presence,
+        chat::messages::list_messages, chat::messages::send_message,
+        chat::conversations::list_conversations, chat::conversations::open_conversation,
+        chat::conversations::get_conversation, chat::conversations::mark_read,
+        chat::admin::assign, chat::admin::set_status, chat::admin::bulk,
+        chat::conversations::feedback, chat::conversations::typing,
+        chat::admins::set_presence, chat::admins::admins_presence,
         devices::register, devices::unregister,
         search::search_messages,
         super::analytics::analytics,
         audit::conversation_events, audit::conversation_state, audit::verify,
         health::healthz, health::readyz, metrics,
         files::upload, files::download,
-        crate::admin::session::sign_in, crate::admin::session::who_am_i, crate::admin::session::sign_out,
+        super::admin::session::sign_in, super::admin::session::who_am_i, super::admin::session::sign_out,
     ),
     components(schemas(ErrorBody, ErrorCode, files::UploadView, MessageView, ConversationView, LastMessageView, FeedbackView, Pagination, AdminPresenceView)),
     modifiers(&SecuritySchemes),
@@ -189,7 +144,7 @@ fn shared_rules(document: &mut serde_json::Value) {
                 .is_some_and(|types| types.iter().any(|t| t == "integer"));
         if let (true, Some(schema)) = (integer, schema.as_object_mut()) {
             schema.insert("minimum".into(), json!(1));
-            schema.insert("maximum".into(), json!(super::extract::MAX_WIRE_ID));
+            schema.insert("maximum".into(), json!(crate::app::ids::MAX_WIRE_ID));
         }
     }
     constrain_ids(document);

@@ -10,13 +10,15 @@ use projections::{SearchQuery, search_is_cjk};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::chat::{Success, readable};
-use super::extract::{ApiQuery, Caller, wire_id};
-use super::views::{Pagination, wire_time};
-use super::{ApiError, AppState};
+use super::extract::{ApiQuery, Caller};
+use crate::app::access::readable;
+use crate::app::ids::wire_id;
+use crate::app::{App, AppError};
 use crate::store::{SearchHit, SearchScope};
+use crate::wire::{Pagination, wire_time};
+use crate::wire::{Success, success};
 
-pub fn router() -> axum::Router<AppState> {
+pub fn router() -> axum::Router<App> {
     axum::Router::new().route("/api/chat/search", get(search_messages))
 }
 
@@ -70,12 +72,12 @@ pub struct SearchPage {
     total_is_exact: bool,
 }
 
-fn bounded(value: Option<u32>, default: u32, max: u32, name: &str) -> Result<u32, ApiError> {
+fn bounded(value: Option<u32>, default: u32, max: u32, name: &str) -> Result<u32, AppError> {
     let value = value.unwrap_or(default);
     if (1..=max).contains(&value) {
         Ok(value)
     } else {
-        Err(ApiError::validation(format!(
+        Err(AppError::validation(format!(
             "{name} must be between 1 and {max}"
         )))
     }
@@ -85,28 +87,28 @@ fn bounded(value: Option<u32>, default: u32, max: u32, name: &str) -> Result<u32
 #[utoipa::path(get, path = "/api/chat/search", tag = "messages", params(SearchParams),
     responses(
         (status = 200, body = Success<SearchPage>),
-        (status = 400, body = super::openapi::ErrorBody), (status = 401, body = super::openapi::ErrorBody),
-        (status = 403, body = super::openapi::ErrorBody), (status = 404, body = super::openapi::ErrorBody),
+        (status = 400, body = crate::wire::ErrorBody), (status = 401, body = crate::wire::ErrorBody),
+        (status = 403, body = crate::wire::ErrorBody), (status = 404, body = crate::wire::ErrorBody),
     ),
     security(("app_signature" = [], "bearer" = [])))]
 pub(super) async fn search_messages(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Caller(session): Caller,
     ApiQuery(params): ApiQuery<SearchParams>,
-) -> Result<Json<Success<SearchPage>>, ApiError> {
+) -> Result<Json<Success<SearchPage>>, AppError> {
     let q = params.q.as_deref().unwrap_or_default().trim();
     let length = q.chars().count();
     if length < MIN_QUERY_CHARS {
-        return Err(ApiError::validation(format!(
+        return Err(AppError::validation(format!(
             "q must have at least {MIN_QUERY_CHARS} characters"
         )));
     }
     if length > MAX_QUERY_CHARS {
-        return Err(ApiError::validation(format!(
+        return Err(AppError::validation(format!(
             "q must have at most {MAX_QUERY_CHARS} characters"
         )));
     }
-    let query = SearchQuery::parse(q).map_err(|e| ApiError::validation(e.to_string()))?;
+    let query = SearchQuery::parse(q).map_err(|e| AppError::validation(e.to_string()))?;
     let page = bounded(params.page, 1, MAX_PAGE_NUMBER, "page")?;
     let limit = bounded(params.limit, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, "limit")?;
     state.fresh_for_with(&session, &["search"]).await;
@@ -119,18 +121,15 @@ pub(super) async fn search_messages(
         None => SearchScope::All,
     };
     let found = state.store.search(&scope, &query, page, limit).await?;
-    Ok(Json(Success {
-        status: "success",
-        data: SearchPage {
-            results: found
-                .hits
-                .into_iter()
-                .map(|hit| result(hit, &query.needles))
-                .collect(),
-            pagination: Pagination::new(page, limit, found.total),
-            total_is_exact: found.total_is_exact,
-        },
-    }))
+    Ok(Json(success(SearchPage {
+        results: found
+            .hits
+            .into_iter()
+            .map(|hit| result(hit, &query.needles))
+            .collect(),
+        pagination: Pagination::new(page, limit, found.total),
+        total_is_exact: found.total_is_exact,
+    })))
 }
 
 fn result(hit: SearchHit, needles: &[String]) -> SearchResult {

@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::{Realtime, STAFF_ROOM, conversation_room};
-use crate::http::views::MessageView;
 use crate::store::{EventStore, StoredEvent};
+use crate::wire::MessageView;
 
 /// Events read from the log at a time.
 const BATCH: u32 = 500;
@@ -85,7 +85,7 @@ fn socket_event(
     let status = |status: &str, by: &::events::Actor| json!({"conversation_id": id, "status": status, "changed_by": by.role.as_str()});
     Some(match event.decode().ok()? {
         ConversationEvent::MessageSent { .. } => {
-            let message = MessageView::from_event(id, event)?.linked(attachments);
+            let message = MessageView::from_event(id, event, attachments)?;
             ("new_message", serde_json::to_value(message).ok()?, everyone)
         }
         ConversationEvent::MessagesRead {

@@ -1,13 +1,12 @@
 //! The client events: join_conversation, leave_conversation, send_message, typing_start,
-//! typing_stop, mark_read, set_presence. Each answers through the acknowledgement with the REST envelope when
-//! the client asked for one, else failures come back as an `error` event `{code, message}`.
-//! Authorization and limits are the REST routes' own.
+//! typing_stop, mark_read, set_presence. Each answers through the acknowledgement with the REST
+//! envelope when the client asked for one, else failures come back as an `error` event
+//! `{code, message}`. Every decision is the application layer's, shared with REST.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use ::events::{ConversationCommand, Role};
-use serde::Deserialize;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
@@ -15,19 +14,23 @@ use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 
-use super::{SocketCaller, conversation_room, error_envelope, success_envelope};
-use crate::commands::Intent;
-use crate::http::chat::{self, SendMessageBody};
-use crate::http::extract::wire_id;
-use crate::http::views::MessageView;
-use crate::http::{ApiError, AppState, Origin};
-use crate::limits::LimitKind;
-use crate::store::MessageWindow;
+use super::{SocketCaller, conversation_room};
+use crate::app::access::readable;
+use crate::app::ids::wire_id;
+use crate::app::{App, AppError, Origin, messages, presence, reads, typing};
+use crate::auth::Session;
+use crate::wire::{ErrorCode, SendMessageRequest, success};
 
-/// Messages a join with `since` returns at most; `has_more` says when there are more.
-const MAX_CATCH_UP: usize = 5000;
-/// Messages a join without `since` returns: the newest ones.
-const JOIN_PAGE: u32 = 50;
+/// The events a client may send, as the metrics label them (anything else is `unknown`).
+const CLIENT_EVENTS: [&str; 7] = [
+    "join_conversation",
+    "leave_conversation",
+    "send_message",
+    "typing_start",
+    "typing_stop",
+    "mark_read",
+    "set_presence",
+];
 
 pub(super) fn register<A: Adapter>(socket: &SocketRef<A>) {
     socket.on("join_conversation", join_conversation::<A>);
@@ -40,56 +43,100 @@ pub(super) fn register<A: Adapter>(socket: &SocketRef<A>) {
     socket.on_fallback(unknown_event::<A>);
 }
 
-/// Whether the client asked for an acknowledgement.
-pub(crate) struct WantsAck(bool);
+/// One client event as every handler starts from it: counted in the metrics, its caller (the
+/// session the socket authenticated with) and its payload decoded, either refused with the
+/// envelope's error.
+pub(crate) struct ClientEvent<T> {
+    caller: Result<Session, AppError>,
+    payload: Result<T, AppError>,
+    /// Where the command came from, for the events' metadata.
+    origin: Origin,
+}
 
-impl<A: Adapter> FromMessageParts<A> for WantsAck {
+impl<T> ClientEvent<T> {
+    /// The caller and the payload, or why the event is refused.
+    fn parts(self) -> Result<(Session, T, Origin), AppError> {
+        Ok((self.caller?, self.payload?, self.origin))
+    }
+}
+
+impl<A: Adapter, T: DeserializeOwned> FromMessageParts<A> for ClientEvent<T> {
     type Error = Infallible;
 
     fn from_message_parts(
-        _: &Arc<Socket<A>>,
-        _: &mut socketioxide::handler::Value,
+        socket: &Arc<Socket<A>>,
+        value: &mut socketioxide::handler::Value,
         ack_id: &Option<i64>,
     ) -> Result<Self, Infallible> {
-        Ok(WantsAck(ack_id.is_some()))
+        let name = Event::from_message_parts(socket, value, ack_id)
+            .ok()
+            .and_then(|Event(name)| CLIENT_EVENTS.into_iter().find(|known| *known == name))
+            .unwrap_or("unknown");
+        crate::metrics::socket_event_in(name);
+        let caller = socket
+            .extensions
+            .get::<SocketCaller>()
+            .map(|caller| caller.session)
+            .ok_or_else(|| AppError::unauthorized("not authenticated"));
+        let Ok(TryData(data)) = TryData::<Value>::from_message_parts(socket, value, ack_id);
+        Ok(ClientEvent {
+            caller,
+            payload: payload(data),
+            origin: Origin {
+                request_id: Some(format!("socket-{}", socket.id)),
+                remote_addr: None,
+            },
+        })
     }
 }
 
-fn answer<A: Adapter>(
-    socket: &SocketRef<A>,
+/// How a handler answers: through the acknowledgement when the client asked for one (the REST
+/// envelope), else a failure goes out as an `error` event.
+pub(crate) struct Reply<A: Adapter> {
+    socket: SocketRef<A>,
     ack: AckSender<A>,
-    WantsAck(wants): WantsAck,
-    result: Result<Value, ApiError>,
-) {
-    match result {
-        Ok(data) => {
-            let _ = ack.send(&success_envelope(data));
-        }
-        Err(error) if wants => {
-            let _ = ack.send(&error_envelope(&error));
-        }
-        Err(error) => {
-            let _ = socket.emit(
-                "error",
-                &json!({"code": error.code, "message": error.message}),
-            );
-        }
+    wants_ack: bool,
+}
+
+impl<A: Adapter> FromMessageParts<A> for Reply<A> {
+    type Error = Infallible;
+
+    fn from_message_parts(
+        socket: &Arc<Socket<A>>,
+        value: &mut socketioxide::handler::Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Infallible> {
+        let Ok(ack) = AckSender::from_message_parts(socket, value, ack_id);
+        Ok(Reply {
+            socket: SocketRef::from(socket.clone()),
+            ack,
+            wants_ack: ack_id.is_some(),
+        })
     }
 }
 
-fn caller<A: Adapter>(socket: &SocketRef<A>) -> Result<SocketCaller, ApiError> {
-    socket.extensions.get::<SocketCaller>().ok_or_else(|| {
-        ApiError::new(
-            axum::http::StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "not authenticated",
-        )
-    })
+impl<A: Adapter> Reply<A> {
+    fn send(self, result: Result<impl Serialize, AppError>) {
+        match result {
+            Ok(data) => {
+                let _ = self.ack.send(&success(data));
+            }
+            Err(error) if self.wants_ack => {
+                let _ = self.ack.send(&error.body());
+            }
+            Err(error) => {
+                let _ = self.socket.emit(
+                    "error",
+                    &json!({"code": error.code, "message": error.message}),
+                );
+            }
+        }
+    }
 }
 
 /// Decodes `data` as the payload of the client event `event` and checks its ids, as the
 /// event's handler does before it touches any state (the fuzz target's way in).
-pub fn decode_client_payload(event: &str, data: Value) -> Result<(), ApiError> {
+pub fn decode_client_payload(event: &str, data: Value) -> Result<(), AppError> {
     let data = Ok::<_, String>(data);
     match event {
         "join_conversation" => {
@@ -102,61 +149,71 @@ pub fn decode_client_payload(event: &str, data: Value) -> Result<(), ApiError> {
             let ConversationPayload { conversation_id } = payload(data)?;
             wire_id(conversation_id, "conversation_id").map(drop)
         }
-        "send_message" => payload::<SendMessageBody>(data).map(drop),
+        "send_message" => payload::<SendMessageRequest>(data).map(drop),
         "mark_read" => {
             let MarkReadPayload {
-                conversation_id, ..
+                conversation_id,
+                message_ids,
             } = payload(data)?;
-            wire_id(conversation_id, "conversation_id").map(drop)
+            wire_id(conversation_id, "conversation_id")?;
+            message_ids
+                .into_iter()
+                .try_for_each(|id| wire_id(id, "message_ids").map(drop))
         }
         "set_presence" => payload::<PresencePayload>(data).map(drop),
-        _ => Err(ApiError::validation(format!("unknown event {event}"))),
+        _ => Err(AppError::validation(format!("unknown event {event}"))),
     }
 }
 
 fn payload<T: DeserializeOwned>(
     data: Result<Value, impl std::fmt::Display>,
-) -> Result<T, ApiError> {
-    let data = data.map_err(|e| ApiError::validation(format!("malformed payload: {e}")))?;
+) -> Result<T, AppError> {
+    let data = data.map_err(|e| AppError::validation(format!("malformed payload: {e}")))?;
     serde_json::from_value(data)
-        .map_err(|e| ApiError::validation(format!("malformed payload: {e}")))
+        .map_err(|e| AppError::validation(format!("malformed payload: {e}")))
 }
 
-fn origin<A: Adapter>(socket: &SocketRef<A>) -> Origin {
-    Origin {
-        request_id: Some(format!("socket-{}", socket.id)),
-        remote_addr: None,
-    }
-}
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, serde::Deserialize)]
 struct ConversationPayload {
     conversation_id: u64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, serde::Deserialize)]
 struct JoinPayload {
     conversation_id: u64,
     since: Option<u64>,
 }
 
+#[derive(Debug, serde::Deserialize)]
+struct MarkReadPayload {
+    conversation_id: u64,
+    message_ids: Vec<u64>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct PresencePayload {
+    /// `away` or `available`.
+    status: String,
+}
+
 async fn join_conversation<A: Adapter>(
     socket: SocketRef<A>,
-    State(state): State<AppState>,
-    TryData(data): TryData<Value>,
-    ack: AckSender<A>,
-    wants: WantsAck,
+    State(app): State<App>,
+    event: ClientEvent<JoinPayload>,
+    reply: Reply<A>,
 ) {
-    crate::metrics::socket_event_in("join_conversation");
     let result = async {
-        let caller = caller(&socket)?;
-        let JoinPayload {
-            conversation_id,
-            since,
-        } = payload(data)?;
+        let (
+            session,
+            JoinPayload {
+                conversation_id,
+                since,
+            },
+            _,
+        ) = event.parts()?;
         let id = wire_id(conversation_id, "conversation_id")?;
-        state.fresh_for(&caller.session).await;
-        chat::readable(&state, &caller.session, id).await?;
+        app.fresh_for(&session).await;
+        readable(&app, &session, id).await?;
         socket.join(conversation_room(id));
         // Everything committed from now on reaches this socket through the room; everything
         // committed before must be in what the join answers, or a reconnecting client would
@@ -164,8 +221,8 @@ async fn join_conversation<A: Adapter>(
         // they do not (their projector's node died and its lease has not expired yet), an
         // answer from them would silently skip messages the client then never asks for again:
         // refuse the join instead, out of the room, and let the client join again.
-        let caught_up = match state.store.head_position().await {
-            Ok(head) => state.await_position(head).await,
+        let caught_up = match app.store.head_position().await {
+            Ok(head) => app.await_position(head).await,
             Err(error) => {
                 socket.leave(conversation_room(id));
                 return Err(error.into());
@@ -173,247 +230,131 @@ async fn join_conversation<A: Adapter>(
         };
         if !caught_up {
             socket.leave(conversation_room(id));
-            return Err(ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "UNAVAILABLE",
+            return Err(AppError::new(
+                ErrorCode::Unavailable,
                 "the conversation's messages are catching up; join again shortly",
             ));
         }
-        let (messages, has_more) = match since {
-            Some(since) => catch_up(&state, id, since).await?,
-            None => {
-                let window = MessageWindow {
-                    limit: JOIN_PAGE,
-                    ..MessageWindow::default()
-                };
-                (state.store.messages(id, window).await?, false)
-            }
-        };
-        let messages: Vec<MessageView> = messages
-            .into_iter()
-            .map(|row| MessageView::from(row).linked(&state.attachments))
-            .collect();
+        let (messages, has_more) = messages::on_join(&app, id, since).await?;
         Ok(json!({"conversation_id": id, "messages": messages, "has_more": has_more}))
     }
     .await;
-    answer(&socket, ack, wants, result);
-}
-
-/// Every message after `since`, in order (up to `MAX_CATCH_UP`).
-async fn catch_up(
-    state: &AppState,
-    id: u64,
-    since: u64,
-) -> Result<(Vec<crate::store::MessageRow>, bool), ApiError> {
-    let mut messages = Vec::new();
-    let mut cursor = since;
-    loop {
-        let window = MessageWindow {
-            after_id: Some(cursor),
-            before_id: None,
-            limit: crate::store::MAX_PAGE_SIZE,
-        };
-        let page = state.store.messages(id, window).await?;
-        let full = page.len() == crate::store::MAX_PAGE_SIZE as usize;
-        if let Some(last) = page.last() {
-            cursor = last.id;
-        }
-        messages.extend(page);
-        if messages.len() >= MAX_CATCH_UP {
-            messages.truncate(MAX_CATCH_UP);
-            return Ok((messages, true));
-        }
-        if !full {
-            return Ok((messages, false));
-        }
-    }
+    reply.send(result);
 }
 
 async fn leave_conversation<A: Adapter>(
     socket: SocketRef<A>,
-    TryData(data): TryData<Value>,
-    ack: AckSender<A>,
-    wants: WantsAck,
+    event: ClientEvent<ConversationPayload>,
+    reply: Reply<A>,
 ) {
-    crate::metrics::socket_event_in("leave_conversation");
-    let result =
-        payload::<ConversationPayload>(data).map(|ConversationPayload { conversation_id }| {
+    let result = event
+        .parts()
+        .map(|(_, ConversationPayload { conversation_id }, _)| {
             socket.leave(conversation_room(conversation_id));
             json!({"conversation_id": conversation_id})
         });
-    answer(&socket, ack, wants, result);
+    reply.send(result);
 }
 
 async fn send_message<A: Adapter>(
-    socket: SocketRef<A>,
-    State(state): State<AppState>,
-    TryData(data): TryData<Value>,
-    ack: AckSender<A>,
-    wants: WantsAck,
+    State(app): State<App>,
+    event: ClientEvent<SendMessageRequest>,
+    reply: Reply<A>,
 ) {
-    crate::metrics::socket_event_in("send_message");
     let result = async {
-        let caller = caller(&socket)?;
-        let body: SendMessageBody = payload(data)?;
-        let (view, _) =
-            chat::send(&state, &origin(&socket), &caller.session, body, "socket").await?;
-        serde_json::to_value(view).map_err(|_| ApiError::internal())
+        let (session, request, origin) = event.parts()?;
+        let sent = messages::send(&app, &origin, &session, request, "socket").await?;
+        Ok(sent.message)
     }
     .await;
-    answer(&socket, ack, wants, result);
+    reply.send(result);
 }
 
 async fn typing_start<A: Adapter>(
     socket: SocketRef<A>,
-    state: State<AppState>,
-    TryData(data): TryData<Value>,
-    ack: AckSender<A>,
-    wants: WantsAck,
+    app: State<App>,
+    event: ClientEvent<ConversationPayload>,
+    reply: Reply<A>,
 ) {
-    typing(socket, state, data, ack, wants, true).await
+    typing_event(socket, app, event, reply, true).await
 }
 
 async fn typing_stop<A: Adapter>(
     socket: SocketRef<A>,
-    state: State<AppState>,
-    TryData(data): TryData<Value>,
-    ack: AckSender<A>,
-    wants: WantsAck,
+    app: State<App>,
+    event: ClientEvent<ConversationPayload>,
+    reply: Reply<A>,
 ) {
-    typing(socket, state, data, ack, wants, false).await
+    typing_event(socket, app, event, reply, false).await
 }
 
-async fn typing<A: Adapter>(
+async fn typing_event<A: Adapter>(
     socket: SocketRef<A>,
-    State(state): State<AppState>,
-    data: Result<Value, socketioxide::ParserError>,
-    ack: AckSender<A>,
-    wants: WantsAck,
-    typing: bool,
+    State(app): State<App>,
+    event: ClientEvent<ConversationPayload>,
+    reply: Reply<A>,
+    is_typing: bool,
 ) {
-    crate::metrics::socket_event_in(if typing {
-        "typing_start"
-    } else {
-        "typing_stop"
-    });
     let result = async {
-        let caller = caller(&socket)?;
-        let ConversationPayload { conversation_id } = payload(data)?;
+        let (session, ConversationPayload { conversation_id }, _) = event.parts()?;
         let id = wire_id(conversation_id, "conversation_id")?;
-        let indicator = typing_indicator(&state, &caller.session, id, typing).await?;
+        let indicator = typing::indicator(&app, &session, id, is_typing).await?;
         // To the others in the room, on every node.
         if let Err(error) = socket
             .to(conversation_room(id))
-            .emit("typing_indicator", &indicator)
+            .emit(typing::TYPING_EVENT, &indicator)
             .await
         {
             tracing::debug!(%error, "typing indicator not delivered everywhere");
         }
-        crate::metrics::socket_event_out("typing_indicator");
-        Ok(json!({"conversation_id": id, "typing": typing}))
+        crate::metrics::socket_event_out(typing::TYPING_EVENT);
+        Ok(json!({"conversation_id": id, "typing": is_typing}))
     }
     .await;
-    answer(&socket, ack, wants, result);
-}
-
-/// Checks that the caller may type in the conversation and is under the typing limit (counted
-/// on starts: a stop only clears the indicator), and builds the indicator.
-pub(crate) async fn typing_indicator(
-    state: &AppState,
-    session: &crate::auth::Session,
-    id: u64,
-    typing: bool,
-) -> Result<Value, ApiError> {
-    if session.role == Role::Auditor {
-        return Err(ApiError::forbidden("auditors only read"));
-    }
-    chat::readable(state, session, id).await?;
-    if typing {
-        chat::within_limit(state, session, LimitKind::Typing).await?;
-    }
-    Ok(json!({
-        "conversation_id": id,
-        "sender_role": session.role.as_str(),
-        "typing": typing,
-        "sender_identifier": session.identifier,
-    }))
-}
-
-#[derive(Debug, Deserialize)]
-struct MarkReadPayload {
-    conversation_id: u64,
-    message_ids: Vec<u64>,
+    reply.send(result);
 }
 
 async fn mark_read<A: Adapter>(
-    socket: SocketRef<A>,
-    State(state): State<AppState>,
-    TryData(data): TryData<Value>,
-    ack: AckSender<A>,
-    wants: WantsAck,
+    State(app): State<App>,
+    event: ClientEvent<MarkReadPayload>,
+    reply: Reply<A>,
 ) {
-    crate::metrics::socket_event_in("mark_read");
     let result = async {
-        let caller = caller(&socket)?;
-        let MarkReadPayload {
-            conversation_id,
-            message_ids,
-        } = payload(data)?;
-        let id = wire_id(conversation_id, "conversation_id")?;
-        let command = ConversationCommand::MarkMessagesRead {
-            actor: caller.session.actor(),
-            message_ids,
-        };
-        let committed = chat::execute(
-            &state,
-            &origin(&socket),
-            &caller.session,
-            Intent::On(id, command),
-            None,
-        )
-        .await?;
-        let marked_read = committed.messages_marked_read();
+        let (
+            session,
+            MarkReadPayload {
+                conversation_id,
+                message_ids,
+            },
+            origin,
+        ) = event.parts()?;
+        let marked_read =
+            reads::mark_read(&app, &origin, &session, conversation_id, message_ids).await?;
         Ok(json!({"marked_read": marked_read}))
     }
     .await;
-    answer(&socket, ack, wants, result);
-}
-
-#[derive(Debug, Deserialize)]
-struct PresencePayload {
-    /// `away` or `available`.
-    status: String,
+    reply.send(result);
 }
 
 /// An admin says they are away or available again; the ack's data is their presence.
 async fn set_presence<A: Adapter>(
-    socket: SocketRef<A>,
-    State(state): State<AppState>,
-    TryData(data): TryData<Value>,
-    ack: AckSender<A>,
-    wants: WantsAck,
+    State(app): State<App>,
+    event: ClientEvent<PresencePayload>,
+    reply: Reply<A>,
 ) {
-    crate::metrics::socket_event_in("set_presence");
     let result = async {
-        let caller = caller(&socket)?;
-        let PresencePayload { status } = payload(data)?;
-        let view = chat::set_own_presence(&state, &caller.session, &status).await?;
-        serde_json::to_value(view).map_err(|_| ApiError::internal())
+        let (session, PresencePayload { status }, _) = event.parts()?;
+        presence::set_own(&app, &session, &status).await
     }
     .await;
-    answer(&socket, ack, wants, result);
+    reply.send(result);
 }
 
-async fn unknown_event<A: Adapter>(
-    socket: SocketRef<A>,
-    Event(name): Event,
-    ack: AckSender<A>,
-    wants: WantsAck,
-) {
+async fn unknown_event<A: Adapter>(Event(name): Event, reply: Reply<A>) {
     crate::metrics::socket_event_in("unknown");
-    let error = ApiError::validation(format!(
+    let error = AppError::validation(format!(
         "unknown event {:?}",
         name.chars().take(64).collect::<String>()
     ));
-    answer(&socket, ack, wants, Err(error));
+    reply.send(Err::<(), _>(error));
 }

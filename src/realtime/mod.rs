@@ -14,13 +14,10 @@
 mod broadcaster;
 mod events;
 
-pub(crate) use events::typing_indicator;
-
 use std::time::Duration;
 
 use axum::Router;
 use futures::StreamExt;
-use serde::Serialize;
 use serde_json::{Value, json};
 use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
 use socketioxide::extract::{SocketRef, State, TryData};
@@ -28,9 +25,10 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::{SocketIo, TransportType};
 use socketioxide_redis::{RedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 
+use crate::app::App;
 use crate::auth::Session;
 use crate::config::Config;
-use crate::http::{ApiError, AppState};
+use crate::wire::ErrorCode;
 
 /// Largest Socket.IO packet a client may send (a 5,000-character message is about 20 KiB).
 pub const MAX_PACKET_BYTES: u64 = 64 * 1024;
@@ -43,6 +41,15 @@ const SESSION_CHECKS_IN_FLIGHT: usize = 32;
 
 pub const STAFF_ROOM: &str = "staff";
 
+/// Where the web manager's Socket.IO client connects (under `/admin`, so that its cookie goes
+/// along); the request is served as `/socket.io/`.
+pub const MANAGER_SOCKET_PATH: &str = "/admin/socket.io";
+
+/// Marks a Socket.IO request that came through [`MANAGER_SOCKET_PATH`]: only such a connection
+/// may authenticate with the manager's cookie.
+#[derive(Debug, Clone, Copy)]
+pub struct ViaManagerPath;
+
 pub fn conversation_room(id: u64) -> String {
     format!("conversation:{id}")
 }
@@ -52,6 +59,14 @@ pub fn conversation_room(id: u64) -> String {
 pub(crate) struct SocketCaller {
     pub session: Session,
     pub token: String,
+}
+
+#[async_trait::async_trait]
+impl crate::app::Fanout for Realtime {
+    async fn to_conversation(&self, conversation_id: u64, event: &str, data: &Value) {
+        self.emit_to(vec![conversation_room(conversation_id)], event, data)
+            .await;
+    }
 }
 
 /// The Socket.IO server handle, whichever adapter it runs on.
@@ -192,7 +207,7 @@ struct Overflowed;
 /// handle and a function that adds its layer to the router.
 pub async fn build(
     config: &Config,
-    state: AppState,
+    state: App,
 ) -> anyhow::Result<(Realtime, Box<dyn FnOnce(Router) -> Router + Send>)> {
     let builder = SocketIo::builder()
         .with_state(state.clone())
@@ -250,7 +265,7 @@ pub async fn detach_request_head(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let path = request.uri().path();
-    let via_admin = path.starts_with(crate::admin::SOCKET_PATH);
+    let via_admin = path.starts_with(MANAGER_SOCKET_PATH);
     if !via_admin && !path.starts_with("/socket.io") {
         return next.run(request).await;
     }
@@ -258,7 +273,7 @@ pub async fn detach_request_head(
     let uri = if via_admin {
         // The manager's client connects under /admin so that its cookie goes along; the
         // Socket.IO server itself listens at /socket.io.
-        parts.extensions.insert(crate::admin::ViaAdminPath);
+        parts.extensions.insert(ViaManagerPath);
         let path_and_query = parts.uri.path_and_query().map_or("", |pq| pq.as_str());
         path_and_query
             .strip_prefix("/admin")
@@ -298,7 +313,7 @@ fn resp3(url: &str) -> String {
 /// `{"code", "message"}`, which the patched parser sends as is (see vendor/README.md).
 #[derive(Debug)]
 pub struct Refused {
-    code: &'static str,
+    code: ErrorCode,
     message: String,
 }
 
@@ -313,7 +328,7 @@ impl std::error::Error for Refused {}
 
 async fn authenticate<A: Adapter>(
     socket: SocketRef<A>,
-    State(state): State<AppState>,
+    State(state): State<App>,
     TryData(auth): TryData<Value>,
 ) -> Result<(), Refused> {
     let sent = auth
@@ -328,7 +343,7 @@ async fn authenticate<A: Adapter>(
         Some(token) => (token, false),
         None => (
             manager_cookie(socket.req_parts()).ok_or(Refused {
-                code: "UNAUTHORIZED",
+                code: ErrorCode::Unauthorized,
                 message: "a session token is required in auth.token".into(),
             })?,
             true,
@@ -340,7 +355,7 @@ async fn authenticate<A: Adapter>(
     })?;
     if via_cookie && !matches!(session.role, events_role::Admin | events_role::Auditor) {
         return Err(Refused {
-            code: "FORBIDDEN",
+            code: ErrorCode::Forbidden,
             message: "the web manager is for admins and auditors".into(),
         });
     }
@@ -358,14 +373,14 @@ async fn authenticate<A: Adapter>(
 /// through the manager's path by a page of this very host: a WebSocket is not bound by the
 /// same-origin policy, so without the `Origin` check any site could ride an admin's cookie.
 fn manager_cookie(request: &axum::http::request::Parts) -> Option<String> {
-    request.extensions.get::<crate::admin::ViaAdminPath>()?;
-    if !crate::admin::same_origin(&request.headers) {
+    request.extensions.get::<ViaManagerPath>()?;
+    if !crate::auth::cookie::same_origin(&request.headers) {
         return None;
     }
-    crate::admin::cookie_token(&request.headers)
+    crate::auth::cookie::cookie_token(&request.headers)
 }
 
-async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(state): State<AppState>) {
+async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(state): State<App>) {
     let Some(caller) = socket.extensions.get::<SocketCaller>() else {
         let _ = socket.disconnect();
         return;
@@ -373,7 +388,7 @@ async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(state): State<AppSta
     let (role, user_id) = (caller.session.role, caller.session.user_id);
     crate::metrics::socket_connected(1);
     state.presence.socket_connected(role, user_id).await;
-    socket.on_disconnect(move |State(state): State<AppState>| async move {
+    socket.on_disconnect(move |State(state): State<App>| async move {
         crate::metrics::socket_connected(-1);
         state.presence.socket_disconnected(role, user_id).await;
     });
@@ -395,7 +410,7 @@ pub fn announce_presence(
             };
             match change {
                 Ok(change) => {
-                    let event = crate::http::views::presence_event(&change);
+                    let event = crate::wire::presence_event(&change);
                     realtime
                         .emit_to(vec![STAFF_ROOM.to_string()], PRESENCE_EVENT, &event)
                         .await;
@@ -418,7 +433,7 @@ pub const PRESENCE_EVENT: &str = "presence";
 /// connection then costs no task of its own.
 pub fn watch_sessions(
     realtime: Realtime,
-    state: AppState,
+    state: App,
     mut stops: tokio::sync::watch::Receiver<bool>,
 ) {
     tokio::spawn(async move {
@@ -441,7 +456,7 @@ pub fn watch_sessions(
     });
 }
 
-async fn end_ended_sessions<A: Adapter>(sockets: Vec<SocketRef<A>>, state: &AppState) {
+async fn end_ended_sessions<A: Adapter>(sockets: Vec<SocketRef<A>>, state: &App) {
     let mut by_token: std::collections::HashMap<String, Vec<SocketRef<A>>> =
         std::collections::HashMap::new();
     for socket in sockets {
@@ -468,15 +483,6 @@ async fn end_ended_sessions<A: Adapter>(sockets: Vec<SocketRef<A>>, state: &AppS
 }
 
 use ::events::Role as events_role;
-
-/// The contract's envelope for an acknowledgement.
-pub(crate) fn success_envelope(data: impl Serialize) -> Value {
-    json!({"status": "success", "data": data})
-}
-
-pub(crate) fn error_envelope(error: &ApiError) -> Value {
-    json!({"status": "error", "message": error.message, "error_code": error.code})
-}
 
 pub use broadcaster::Broadcaster;
 pub use events::decode_client_payload;

@@ -255,7 +255,9 @@ pub struct TestApp {
     pub db_url: String,
     pub client: reqwest::Client,
     store: EventStore,
-    pub state: chatd::http::AppState,
+    pub state: chatd::app::App,
+    /// The server's Socket.IO server.
+    pub realtime: chatd::realtime::Realtime,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -297,6 +299,7 @@ impl TestApp {
         let address = format!("http://{}", app.local_addr().expect("local addr"));
         let store = app.state().store.clone();
         let state = app.state().clone();
+        let realtime = app.realtime().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
@@ -307,6 +310,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             store,
             state,
+            realtime,
             shutdown: Some(tx),
             handle,
         }

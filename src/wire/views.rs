@@ -36,8 +36,10 @@ pub struct MessageView {
     pub timestamp: String,
 }
 
-impl From<MessageRow> for MessageView {
-    fn from(row: MessageRow) -> Self {
+impl MessageView {
+    /// The one way a message reaches the wire: the stored path in `file_url` becomes the signed
+    /// public link the client loads.
+    pub fn new(row: MessageRow, attachments: &crate::files::Attachments) -> Self {
         MessageView {
             id: row.id,
             conversation_id: row.conversation_id,
@@ -47,26 +49,19 @@ impl From<MessageRow> for MessageView {
             message: row.content.clone(),
             content: row.content,
             file_id: row.file_id,
-            file_url: row.file_url,
+            file_url: row.file_url.map(|path| attachments.url(&path)),
             client_msg_id: row.client_msg_id,
             is_read: row.is_read,
             timestamp: wire_time(row.timestamp),
         }
     }
-}
-
-impl MessageView {
-    /// Turns the stored path in `file_url` into the signed public link the client loads.
-    #[must_use]
-    pub fn linked(mut self, attachments: &crate::files::Attachments) -> Self {
-        if let Some(path) = self.file_url.take() {
-            self.file_url = Some(attachments.url(&path));
-        }
-        self
-    }
 
     /// The message a `MessageSent` event recorded, as it was accepted.
-    pub fn from_event(conversation_id: u64, event: &StoredEvent) -> Option<Self> {
+    pub fn from_event(
+        conversation_id: u64,
+        event: &StoredEvent,
+        attachments: &crate::files::Attachments,
+    ) -> Option<Self> {
         match event.decode().ok()? {
             ConversationEvent::MessageSent {
                 message_id,
@@ -76,22 +71,48 @@ impl MessageView {
                 file_id,
                 client_msg_id,
                 file_path,
-            } => Some(MessageView {
-                id: message_id,
-                conversation_id,
-                sender_role: sender.role.as_str().to_string(),
-                sender_identifier: sender.identifier,
-                message_type: message_type.as_str().to_string(),
-                message: content.clone(),
-                content,
-                file_id,
-                file_url: file_path,
-                client_msg_id,
-                is_read: false,
-                timestamp: wire_time(event.recorded_at_micros),
-            }),
+            } => Some(MessageView::new(
+                MessageRow {
+                    id: message_id,
+                    conversation_id,
+                    sender_role: sender.role.as_str().to_string(),
+                    sender_identifier: sender.identifier,
+                    message_type: message_type.as_str().to_string(),
+                    content,
+                    file_id,
+                    file_url: file_path,
+                    client_msg_id,
+                    is_read: false,
+                    timestamp: event.recorded_at_micros,
+                },
+                attachments,
+            )),
             _ => None,
         }
+    }
+
+    /// A message as the log stood at some instant (the audit's state as of a time).
+    pub fn as_of(
+        conversation_id: u64,
+        message: projections::MessageAsOf,
+        attachments: &crate::files::Attachments,
+    ) -> Self {
+        MessageView::new(
+            MessageRow {
+                id: message.id,
+                conversation_id,
+                sender_role: message.sender.role.as_str().to_string(),
+                sender_identifier: message.sender.identifier,
+                message_type: message.message_type,
+                content: message.content,
+                file_id: message.file_id,
+                file_url: message.file_path,
+                client_msg_id: message.client_msg_id,
+                is_read: message.is_read,
+                timestamp: message.sent_at_micros,
+            },
+            attachments,
+        )
     }
 }
 

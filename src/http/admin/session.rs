@@ -10,83 +10,48 @@
 
 use axum::Json;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN, SET_COOKIE};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::header::{AUTHORIZATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use events::Role;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{AuthError, Caller, MAX_JSON_BODY, Session, buffer_body};
-use crate::http::chat::Success;
+use crate::app::{App, AppError};
+use crate::auth::cookie::{COOKIE_NAME, cookie_token};
+use crate::auth::{AuthError, MAX_JSON_BODY, Session};
+use crate::http::auth::{Caller, buffer_body};
 use crate::http::extract::ApiJson;
-use crate::http::openapi::ErrorBody;
-use crate::http::{ApiError, AppState};
+use crate::wire::{ErrorBody, Success, success};
 
-/// The cookie holding the session token.
-pub const COOKIE_NAME: &str = "chatd_admin";
 /// The header carrying the CSRF token on every request that is not GET or HEAD.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// A sign-in body is a token and little else.
 const MAX_SIGN_IN_BODY: usize = 4096;
 
-/// The session token in the manager's cookie, when the request carries one (the first, if a
-/// client sent several).
-pub fn cookie_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE_NAME)
-        .map(|(_, value)| value.trim().to_string())
-        .filter(|value| !value.is_empty())
-}
-
-/// Whether the request's `Origin` is the host it was sent to: a page of another site (which
-/// the browser would still send the cookie for, on a WebSocket) is refused.
-pub fn same_origin(headers: &HeaderMap) -> bool {
-    let single = |name| {
-        let mut values = headers.get_all(name).iter();
-        match (values.next(), values.next()) {
-            (Some(value), None) => value.to_str().ok(),
-            _ => None,
-        }
-    };
-    let (Some(origin), Some(host)) = (single(ORIGIN), single(HOST)) else {
-        return false;
-    };
-    let authority = origin
-        .strip_prefix("https://")
-        .or_else(|| origin.strip_prefix("http://"));
-    authority.is_some_and(|authority| authority.eq_ignore_ascii_case(host))
-}
-
 fn is_staff(session: &Session) -> bool {
     matches!(session.role, Role::Admin | Role::Auditor)
 }
 
-fn staff_only(session: &Session) -> Result<(), ApiError> {
+fn staff_only(session: &Session) -> Result<(), AppError> {
     if is_staff(session) {
         Ok(())
     } else {
-        Err(ApiError::forbidden(
+        Err(AppError::forbidden(
             "the web manager is for admins and auditors",
         ))
     }
 }
 
-fn unauthorized() -> ApiError {
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
+fn unauthorized() -> AppError {
+    AppError::new(
+        crate::wire::ErrorCode::Unauthorized,
         "not signed in to the web manager, or the session has ended",
     )
 }
 
 /// The CSRF header, sent exactly once and equal to the session's token.
-fn check_csrf(state: &AppState, headers: &HeaderMap, token: &str) -> Result<(), ApiError> {
+fn check_csrf(state: &App, headers: &HeaderMap, token: &str) -> Result<(), AppError> {
     let mut values = headers.get_all(CSRF_HEADER).iter();
     let sent = match (values.next(), values.next()) {
         (Some(value), None) => value.to_str().ok(),
@@ -94,7 +59,7 @@ fn check_csrf(state: &AppState, headers: &HeaderMap, token: &str) -> Result<(), 
     };
     match sent {
         Some(sent) if state.auth.csrf_matches(token, sent) => Ok(()),
-        _ => Err(ApiError::forbidden("missing or wrong X-CSRF-Token")),
+        _ => Err(AppError::forbidden("missing or wrong X-CSRF-Token")),
     }
 }
 
@@ -107,7 +72,7 @@ fn reads_only(method: &Method) -> bool {
 /// limit. The request then goes on as `Authorization: Bearer <token>`, so the handlers and
 /// their `Caller` work exactly as for the apps.
 pub async fn require_admin_cookie(
-    State(state): State<AppState>,
+    State(state): State<App>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -117,7 +82,7 @@ pub async fn require_admin_cookie(
     }
 }
 
-async fn admit(state: &AppState, request: Request) -> Result<Request, ApiError> {
+async fn admit(state: &App, request: Request) -> Result<Request, AppError> {
     let token = cookie_token(request.headers()).ok_or_else(unauthorized)?;
     let session = state.auth.session(&token).await.map_err(signed_out)?;
     staff_only(&session)?;
@@ -131,7 +96,7 @@ async fn admit(state: &AppState, request: Request) -> Result<Request, ApiError> 
     Ok(request)
 }
 
-fn signed_out(error: AuthError) -> ApiError {
+fn signed_out(error: AuthError) -> AppError {
     match error {
         AuthError::Unauthorized => unauthorized(),
         other => other.into(),
@@ -156,20 +121,17 @@ pub struct SignedIn {
     csrf_token: String,
 }
 
-fn signed_in(state: &AppState, session: Session, token: &str) -> Json<Success<SignedIn>> {
-    Json(Success {
-        status: "success",
-        data: SignedIn {
-            user_id: session.user_id,
-            role: session.role,
-            identifier: session.identifier,
-            csrf_token: state.auth.csrf_token(token),
-        },
-    })
+fn signed_in(state: &App, session: Session, token: &str) -> Json<Success<SignedIn>> {
+    Json(success(SignedIn {
+        user_id: session.user_id,
+        role: session.role,
+        identifier: session.identifier,
+        csrf_token: state.auth.csrf_token(token),
+    }))
 }
 
 /// The request came over TLS as far as the browser is concerned.
-fn secure(state: &AppState, headers: &HeaderMap) -> bool {
+fn secure(state: &App, headers: &HeaderMap) -> bool {
     state.public_https
         || headers
             .get("x-forwarded-proto")
@@ -178,7 +140,7 @@ fn secure(state: &AppState, headers: &HeaderMap) -> bool {
             .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
 }
 
-fn cookie(value: &str, secure: bool, clear: bool) -> Result<HeaderValue, ApiError> {
+fn cookie(value: &str, secure: bool, clear: bool) -> Result<HeaderValue, AppError> {
     let mut cookie = format!("{COOKIE_NAME}={value}; Path=/admin; HttpOnly; SameSite=Strict");
     if clear {
         cookie.push_str("; Max-Age=0");
@@ -199,9 +161,9 @@ fn cookie(value: &str, secure: bool, clear: bool) -> Result<HeaderValue, ApiErro
         (status = 403, description = "not an admin or auditor", body = ErrorBody),
     ))]
 pub async fn sign_in(
-    State(state): State<AppState>,
+    State(state): State<App>,
     request: Request,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<impl IntoResponse, AppError> {
     let headers = request.headers().clone();
     let request = buffer_body(request, MAX_SIGN_IN_BODY).await?;
     let ApiJson(body) = ApiJson::<SignInBody>::from_request(request, &()).await?;
@@ -224,9 +186,9 @@ pub async fn sign_in(
     ),
     security(("admin_cookie" = [])))]
 pub async fn who_am_i(
-    State(state): State<AppState>,
+    State(state): State<App>,
     headers: HeaderMap,
-) -> Result<Json<Success<SignedIn>>, ApiError> {
+) -> Result<Json<Success<SignedIn>>, AppError> {
     let token = cookie_token(&headers).ok_or_else(unauthorized)?;
     let session = state.auth.session(&token).await.map_err(signed_out)?;
     staff_only(&session)?;
@@ -243,59 +205,15 @@ pub async fn who_am_i(
     ),
     security(("admin_cookie" = [])))]
 pub async fn sign_out(
-    State(state): State<AppState>,
+    State(state): State<App>,
     headers: HeaderMap,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<impl IntoResponse, AppError> {
     let token = cookie_token(&headers).ok_or_else(unauthorized)?;
     check_csrf(&state, &headers, &token)?;
     state.auth.delete_session(&token).await?;
     let cleared = cookie("", secure(&state, &headers), true)?;
     Ok((
         [(SET_COOKIE, cleared)],
-        Json(serde_json::json!({"status": "success", "data": {"signed_out": true}})),
+        Json(success(serde_json::json!({"signed_out": true}))),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(*name, HeaderValue::from_str(value).unwrap());
-        }
-        map
-    }
-
-    #[test]
-    fn the_cookie_is_found_among_others() {
-        let map = headers(&[("cookie", "a=1; chatd_admin=abc123 ; b=2")]);
-        assert_eq!(cookie_token(&map).as_deref(), Some("abc123"));
-        assert_eq!(cookie_token(&headers(&[("cookie", "chatd_admin=")])), None);
-        assert_eq!(
-            cookie_token(&headers(&[("cookie", "xchatd_admin=1")])),
-            None
-        );
-    }
-
-    #[test]
-    fn only_the_same_host_is_the_same_origin() {
-        let same = headers(&[
-            ("origin", "http://127.0.0.1:10000"),
-            ("host", "127.0.0.1:10000"),
-        ]);
-        assert!(same_origin(&same));
-        let other = headers(&[
-            ("origin", "https://evil.example"),
-            ("host", "127.0.0.1:10000"),
-        ]);
-        assert!(!same_origin(&other));
-        assert!(!same_origin(&headers(&[("host", "127.0.0.1:10000")])));
-        let prefixed = headers(&[
-            ("origin", "http://127.0.0.1:10000.evil"),
-            ("host", "127.0.0.1:10000"),
-        ]);
-        assert!(!same_origin(&prefixed));
-    }
 }

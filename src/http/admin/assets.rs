@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::http::ApiError;
+use crate::app::AppError;
 
 pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
@@ -82,7 +82,7 @@ impl Asset {
 pub async fn index(headers: HeaderMap) -> Response {
     match ASSETS.iter().find(|asset| asset.name == "index.html") {
         Some(page) => serve(page, &headers),
-        None => ApiError::not_found("no such page").into_response(),
+        None => AppError::not_found("no such page").into_response(),
     }
 }
 
@@ -90,7 +90,7 @@ pub async fn index(headers: HeaderMap) -> Response {
 pub async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
     match ASSETS.iter().find(|asset| asset.name == name) {
         Some(asset) => serve(asset, &headers),
-        None => ApiError::not_found("no such asset").into_response(),
+        None => AppError::not_found("no such asset").into_response(),
     }
 }
 

@@ -1,6 +1,6 @@
 // The web manager's shell: sign-in, the top bar, the live feed and the hash routes
 // (#/dashboard, #/conversations/ID, #/analytics, #/audit/ID).
-import { ApiError, SIGNED_OUT_EVENT, api, connectLive, signIn, signOut, whoAmI } from './api.js';
+import { AppError, SIGNED_OUT_EVENT, api, connectLive, signIn, signOut, whoAmI } from './api.js';
 import { fill, h, problem } from './dom.js';
 import * as dashboard from './dashboard.js';
 import * as conversation from './conversation.js';
@@ -145,7 +145,7 @@ async function start() {
   try {
     enter(await whoAmI());
   } catch (error) {
-    if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+    if (error instanceof AppError && (error.status === 401 || error.status === 403)) {
       showSignIn(error.status === 403 ? error.message : '');
     } else {
       fill(view, problem(error));

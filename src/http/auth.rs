@@ -2,29 +2,19 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, OriginalUri, Request, State};
-use axum::http::StatusCode;
 use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 
-use super::{Auth, AuthError, MAX_JSON_BODY, Session};
-use crate::http::{ApiError, AppState};
-
-impl From<AuthError> for ApiError {
-    fn from(error: AuthError) -> Self {
-        ApiError::new(error.status(), error.code(), error.to_string())
-    }
-}
+use crate::app::{App, AppError};
+use crate::auth::{Auth, AuthError, MAX_JSON_BODY, Session};
+use crate::wire::ErrorCode;
 
 /// Middleware for the `/api` router: buffers the body (up to [`MAX_JSON_BODY`]), checks the app
 /// signature and the replay guard, and passes the request on with the same body bytes.
-pub async fn require_signature(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn require_signature(State(state): State<App>, request: Request, next: Next) -> Response {
     match check_signature(&state.auth, request, MAX_JSON_BODY).await {
         Ok(request) => next.run(request).await,
         Err(error) => error.into_response(),
@@ -38,7 +28,7 @@ pub async fn check_signature(
     auth: &Auth,
     request: Request,
     limit: usize,
-) -> Result<Request, ApiError> {
+) -> Result<Request, AppError> {
     let (parts, body) = request.into_parts();
     let bytes = read_limited(&parts, body, limit).await?;
     let uri = parts
@@ -60,13 +50,13 @@ pub async fn check_signature(
 /// Reads the request's body into memory, refusing one over `limit` bytes with 413
 /// `PAYLOAD_TOO_LARGE` (the limit the signature middleware applies, for routes that
 /// authenticate otherwise).
-pub async fn buffer_body(request: Request, limit: usize) -> Result<Request, ApiError> {
+pub async fn buffer_body(request: Request, limit: usize) -> Result<Request, AppError> {
     let (parts, body) = request.into_parts();
     let bytes = read_limited(&parts, body, limit).await?;
     Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
-async fn read_limited(parts: &Parts, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+async fn read_limited(parts: &Parts, body: Body, limit: usize) -> Result<Bytes, AppError> {
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)
@@ -99,14 +89,13 @@ async fn drain(mut stream: axum::body::BodyDataStream, limit: usize) {
     }
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, AppError> {
     let mut stream = body.into_data_stream();
     let mut buffer = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "VALIDATION_ERROR",
+            AppError::new(
+                ErrorCode::ValidationError,
                 "the request body could not be read",
             )
         })?;
@@ -123,10 +112,9 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     Ok(Bytes::from(buffer))
 }
 
-fn too_large(limit: usize) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "PAYLOAD_TOO_LARGE",
+fn too_large(limit: usize) -> AppError {
+    AppError::new(
+        ErrorCode::PayloadTooLarge,
         format!("the request body is larger than {limit} bytes"),
     )
 }
@@ -137,15 +125,15 @@ fn too_large(limit: usize) -> ApiError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller(pub Session);
 
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
+impl FromRequestParts<App> for Caller {
+    type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &App) -> Result<Self, AppError> {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(caller.clone());
         }
         let token =
-            bearer_token(&parts.headers).ok_or_else(|| ApiError::from(AuthError::Unauthorized))?;
+            bearer_token(&parts.headers).ok_or_else(|| AppError::from(AuthError::Unauthorized))?;
         let session = state.auth.session(token).await?;
         let caller = Caller(session);
         parts.extensions.insert(caller.clone());

@@ -15,21 +15,13 @@ use axum::Router;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::get;
 
-pub use session::{COOKIE_NAME, CSRF_HEADER, cookie_token, same_origin};
+pub use session::CSRF_HEADER;
 
-use crate::http::AppState;
+use crate::app::App;
 
-/// Where the manager's Socket.IO client connects; the request is served as `/socket.io/`.
-pub const SOCKET_PATH: &str = "/admin/socket.io";
-
-/// Marks a Socket.IO request that came through [`SOCKET_PATH`]: only such a connection may
-/// authenticate with the manager's cookie.
-#[derive(Debug, Clone, Copy)]
-pub struct ViaAdminPath;
-
-pub fn router(state: AppState) -> Router<AppState> {
+pub fn router(state: App) -> Router<App> {
     let api = Router::new()
-        .nest("/admin", crate::http::api_routes())
+        .nest("/admin", super::api_routes())
         .layer(from_fn_with_state(state, session::require_admin_cookie));
     Router::new()
         .route("/admin", get(assets::index))

@@ -4,7 +4,7 @@ import { io } from './vendor/socket.io.esm.min.js';
 
 let csrfToken = '';
 
-export class ApiError extends Error {
+export class AppError extends Error {
   constructor(status, code, message) {
     super(message);
     this.status = status;
@@ -25,7 +25,7 @@ async function request(method, path, body) {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (error) {
-    throw new ApiError(0, 'NETWORK', `chatd could not be reached (${error.message})`);
+    throw new AppError(0, 'NETWORK', `chatd could not be reached (${error.message})`);
   }
   let json = null;
   try {
@@ -34,7 +34,7 @@ async function request(method, path, body) {
     // Not JSON: reported below with the HTTP status.
   }
   if (!response.ok || !json || json.status !== 'success') {
-    throw new ApiError(
+    throw new AppError(
       response.status,
       (json && json.error_code) || `HTTP_${response.status}`,
       (json && json.message) || response.statusText || 'request failed',
@@ -98,13 +98,13 @@ export function connectLive(onState) {
       socket.on(event, handler);
       return () => socket.off(event, handler);
     },
-    /** Emits with an acknowledgement; resolves with the ack's data or rejects with ApiError. */
+    /** Emits with an acknowledgement; resolves with the ack's data or rejects with AppError. */
     request(event, data) {
       return new Promise((resolve, reject) => {
         socket.timeout(10000).emit(event, data, (timeout, answer) => {
-          if (timeout) reject(new ApiError(0, 'TIMEOUT', `${event} was not answered`));
+          if (timeout) reject(new AppError(0, 'TIMEOUT', `${event} was not answered`));
           else if (answer && answer.status === 'success') resolve(answer.data);
-          else reject(new ApiError(0, (answer && answer.error_code) || 'ERROR', (answer && answer.message) || 'refused'));
+          else reject(new AppError(0, (answer && answer.error_code) || 'ERROR', (answer && answer.message) || 'refused'));
         });
       });
     },
