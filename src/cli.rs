@@ -2,6 +2,7 @@
 //! create`, `chatd sign`, `chatd analytics`, `chatd audit`.
 
 mod audit;
+mod session;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -123,19 +124,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             // Prints the token.
-            crate::auth::cli::session_create_command(
-                &config,
-                user_id,
-                &role,
-                &identifier,
-                ttl.as_deref(),
-            )
-            .await?;
+            session::session_create_command(&config, user_id, &role, &identifier, ttl.as_deref())
+                .await?;
             Ok(())
         }
         Command::Sign { method, path, body } => {
             // Prints the two headers.
-            crate::auth::cli::sign_command(&config, &method, &path, body.as_deref())?;
+            session::sign_command(&config, &method, &path, body.as_deref())?;
             Ok(())
         }
         Command::Replay { projection } => {

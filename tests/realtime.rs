@@ -224,6 +224,19 @@ async fn a_client_that_stops_reading_is_disconnected_and_catches_up_with_since()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn socket_mark_read_refuses_an_invalid_message_id_exactly_as_rest_does() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let user = user_with_conversation(&app, "hello").await;
+
+        run_scenario("same_refusals", &db, &app, json!({"user": user})).await;
+
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn malformed_events_get_error_acks_and_an_oversized_packet_ends_only_its_connection() {
     for db in TestDb::each().await {
         let app = TestApp::spawn(&db).await;

@@ -9,11 +9,10 @@
 //! secret at start-up), and it fails closed: when Redis or the database cannot answer, a
 //! request is refused with `UNAVAILABLE`, never let through.
 
-pub mod cli;
 pub mod cookie;
 mod replay;
-mod secret;
-mod sessions;
+pub(crate) mod secret;
+pub(crate) mod sessions;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

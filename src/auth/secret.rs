@@ -13,7 +13,7 @@ use crate::config::Config;
 pub const SECRET_FILE: &str = "app_secret";
 
 /// The secret, and the file it came from when it is the generated one.
-pub(super) fn app_secret(config: &Config) -> anyhow::Result<(String, Option<PathBuf>)> {
+pub(crate) fn app_secret(config: &Config) -> anyhow::Result<(String, Option<PathBuf>)> {
     if let Some(secret) = &config.app_secret {
         return Ok((secret.clone(), None));
     }

@@ -15,7 +15,7 @@ use crate::store::{EventStore, StoreError, on_backend};
 /// How often expired rows are deleted from the sessions table at most (micros).
 const PRUNE_EVERY_MICROS: i64 = 60 * 1_000_000;
 
-pub(super) enum SessionStore {
+pub(crate) enum SessionStore {
     Redis(ConnectionManager),
     Database {
         store: EventStore,
@@ -24,18 +24,18 @@ pub(super) enum SessionStore {
 }
 
 impl SessionStore {
-    pub(super) fn redis(connection: ConnectionManager) -> Self {
+    pub(crate) fn redis(connection: ConnectionManager) -> Self {
         SessionStore::Redis(connection)
     }
 
-    pub(super) fn database(store: EventStore) -> Self {
+    pub(crate) fn database(store: EventStore) -> Self {
         SessionStore::Database {
             store,
             last_prune: AtomicI64::new(0),
         }
     }
 
-    pub(super) async fn get(&self, token: &str) -> Result<Session, AuthError> {
+    pub(crate) async fn get(&self, token: &str) -> Result<Session, AuthError> {
         match self {
             SessionStore::Redis(connection) => {
                 let mut connection = connection.clone();
@@ -77,7 +77,7 @@ impl SessionStore {
         }
     }
 
-    pub(super) async fn create(
+    pub(crate) async fn create(
         &self,
         session: &Session,
         ttl: Duration,
@@ -144,7 +144,7 @@ impl SessionStore {
         }
     }
 
-    pub(super) async fn delete(&self, token: &str) -> Result<(), AuthError> {
+    pub(crate) async fn delete(&self, token: &str) -> Result<(), AuthError> {
         match self {
             SessionStore::Redis(connection) => {
                 let mut connection = connection.clone();

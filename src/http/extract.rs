@@ -147,6 +147,18 @@ impl<S: Send + Sync> FromRequestParts<S> for ConversationId {
     }
 }
 
+/// A paging value from a query: `default` when absent, else within `1..=max`.
+pub fn bounded(value: Option<u32>, default: u32, max: u32, name: &str) -> Result<u32, AppError> {
+    let value = value.unwrap_or(default);
+    if (1..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(AppError::validation(format!(
+            "{name} must be between 1 and {max}"
+        )))
+    }
+}
+
 #[cfg(test)]
 mod integral_number_tests {
     use super::integral_numbers_as_integers;

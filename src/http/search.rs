@@ -10,7 +10,7 @@ use projections::{SearchQuery, search_is_cjk};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiQuery, Caller};
+use super::extract::{ApiQuery, Caller, bounded};
 use crate::app::access::readable;
 use crate::app::ids::wire_id;
 use crate::app::{App, AppError};
@@ -70,17 +70,6 @@ pub struct SearchPage {
     /// False when a search over every conversation stopped at its newest 1,000 matches (those
     /// are ranked): `pagination.total` is then a lower bound.
     total_is_exact: bool,
-}
-
-fn bounded(value: Option<u32>, default: u32, max: u32, name: &str) -> Result<u32, AppError> {
-    let value = value.unwrap_or(default);
-    if (1..=max).contains(&value) {
-        Ok(value)
-    } else {
-        Err(AppError::validation(format!(
-            "{name} must be between 1 and {max}"
-        )))
-    }
 }
 
 /// Searches messages.

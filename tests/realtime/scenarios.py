@@ -1057,7 +1057,40 @@ def scenario_session_ends(cfg):
     step(f"disconnected {time.monotonic() - started:.1f} s after connecting")
 
 
+def scenario_same_refusals(cfg):
+    """Socket events refuse what REST refuses, with the same code and message: one use case
+    behind both transports."""
+    user = cfg["user"]
+    conversation = user["conversation_id"]
+    rest = Rest(cfg)
+    u = Peer(cfg, "user", user["token"]).connect()
+    cases = [
+        ([0], "a zero message id"),
+        ([user["message_id"], 2**53], "a message id of 2^53"),
+    ]
+    for message_ids, label in cases:
+        what = f"mark_read with {label}"
+        status, rest_answer = rest.call(
+            "PUT", f"/api/chat/conversations/{conversation}/read", user["token"],
+            {"message_ids": message_ids},
+        )
+        check(status == 400, f"REST {what}: expected 400, got {status} {rest_answer!r}")
+        check_error(rest_answer, "VALIDATION_ERROR", f"REST {what}")
+        socket_answer = u.call(
+            "mark_read", {"conversation_id": conversation, "message_ids": message_ids}, what
+        )
+        check_error(socket_answer, "VALIDATION_ERROR", f"socket {what}")
+        check(
+            socket_answer == rest_answer,
+            f"{what}: the socket must refuse exactly as REST does: "
+            f"socket {socket_answer!r}, REST {rest_answer!r}",
+        )
+        step(f"{what}: refused alike over REST and Socket.IO")
+    u.close()
+
+
 SCENARIOS = {
+    "same_refusals": scenario_same_refusals,
     "session_ends": scenario_session_ends,
     "two_nodes": scenario_two_nodes,
     "bad_token": scenario_bad_token,

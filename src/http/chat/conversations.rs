@@ -9,14 +9,14 @@ use events::{ConversationCommand, ConversationStatus, NewMessage, Role};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{bounded, conversation_after};
+use super::conversation_after;
 use crate::app::access::{is_staff, own_user_id, readable, within_limit};
 use crate::app::ids::wire_id;
 use crate::app::{
     App, AppError, Fanout, Origin, messages, presence, reads, typing as typing_indicators,
 };
 use crate::commands::Intent;
-use crate::http::extract::{ApiJson, ApiQuery, Caller, ConversationId};
+use crate::http::extract::{ApiJson, ApiQuery, Caller, ConversationId, bounded};
 use crate::limits::LimitKind;
 use crate::store::ConversationFilter;
 use crate::wire::{ConversationView, MessageView, Pagination, Success, success};

@@ -7,11 +7,10 @@ use events::Role;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::bounded;
 use crate::app::access::{own_user_id, readable};
 use crate::app::ids::wire_id;
 use crate::app::{App, AppError, Origin, messages};
-use crate::http::extract::{ApiJson, ApiQuery, Caller};
+use crate::http::extract::{ApiJson, ApiQuery, Caller, bounded};
 use crate::store::MessageWindow;
 use crate::wire::{MessageView, SendMessageRequest, Success, success};
 

@@ -52,23 +52,6 @@ pub fn router() -> axum::Router<App> {
         .route("/api/chat/presence/admins", get(admins::admins_presence))
 }
 
-/// A paging value: `default` when absent, else within `1..=max`.
-pub(super) fn bounded(
-    value: Option<u32>,
-    default: u32,
-    max: u32,
-    name: &str,
-) -> Result<u32, AppError> {
-    let value = value.unwrap_or(default);
-    if (1..=max).contains(&value) {
-        Ok(value)
-    } else {
-        Err(AppError::validation(format!(
-            "{name} must be between 1 and {max}"
-        )))
-    }
-}
-
 /// Executes `command` on conversation `id`, then answers the conversation as it now reads.
 pub(super) async fn conversation_after(
     app: &App,

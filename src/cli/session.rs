@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use events::Role;
 
-use super::sessions::SessionStore;
-use super::{Session, now_millis, secret, sign};
+use crate::auth::sessions::SessionStore;
+use crate::auth::{Session, now_millis, secret, sign};
 use crate::config::Config;
 
 /// The session lifetime when `--ttl` is not given.
