@@ -469,6 +469,24 @@ async fn applying_messages_already_in_the_table_fails_naming_the_positions_of_th
 }
 
 #[tokio::test]
+async fn the_messages_and_search_projectors_insert_each_run_with_one_statement() {
+    let log = story();
+    let store = MemoryStore::new(log.events()).await;
+
+    store
+        .apply(
+            &[Arc::new(MessagesProjector), Arc::new(SearchProjector)],
+            log.events(),
+        )
+        .await;
+
+    // Messages 1 to 7 go out before the read receipt at position 14 (which marks two of them),
+    // 8 and 9 before the one at 18; search terms have no receipts to wait for.
+    assert_eq!(store.inserts_into("messages"), [7, 2]);
+    assert_eq!(store.inserts_into("search_terms"), [29]);
+}
+
+#[tokio::test]
 async fn the_audit_fold_shows_a_conversation_as_it_stood_and_at_the_end_agrees_with_the_tables() {
     let log = story();
     let store = MemoryStore::new(log.events()).await;

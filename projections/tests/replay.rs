@@ -48,22 +48,43 @@ fn row_count(dump: &Dump, table: &str) -> usize {
 }
 
 #[tokio::test]
-async fn the_busy_log_fills_every_projected_table_past_one_multi_row_insert() {
+async fn one_batch_of_the_busy_log_fills_every_table_with_inserts_of_at_most_400_messages_and_500_terms()
+ {
     let log = busy_log();
+    let store = MemoryStore::new(log.events()).await;
 
-    let tables = fold_in_one_batch(log.events()).await;
+    store.apply(&all_projectors(), log.events()).await;
 
-    // 9 messages in the story and 40 in each of 12 more conversations: past the 400 rows of
-    // one insert of messages, as the search rows are past their 500.
-    assert_eq!(row_count(&tables, "messages"), 9 + 12 * 40);
-    assert_eq!(row_count(&tables, "conversations"), 14);
+    let tables = store.tables().await;
+    // 9 messages in the story, 40 in each of 12 conversations, 450 in the last one.
+    assert_eq!(row_count(&tables, "messages"), 9 + 12 * 40 + 450);
+    assert_eq!(row_count(&tables, "conversations"), 15);
     assert_eq!(row_count(&tables, "files"), 1);
-    assert!(row_count(&tables, "search_terms") > 1_000);
-    assert!(row_count(&tables, "analytics_facts") > 500);
-    assert_eq!(row_count(&tables, "analytics_conversations"), 14);
+    assert_eq!(row_count(&tables, "analytics_conversations"), 15);
+    assert!(row_count(&tables, "analytics_facts") > 1_000);
     assert_eq!(
         tables.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
         projected_tables()
+    );
+    // Every read receipt flushes the messages before it; the 450 unanswered ones (and the one
+    // left from the conversation before) go out as 400, then the rest.
+    let messages = store.inserts_into("messages");
+    assert!(messages.iter().all(|&rows| rows <= 400), "{messages:?}");
+    assert_eq!(messages[messages.len() - 2..], [400, 51]);
+    assert_eq!(
+        messages.iter().sum::<usize>(),
+        row_count(&tables, "messages")
+    );
+    let terms = store.inserts_into("search_terms");
+    let (last, full) = terms.split_last().unwrap();
+    assert!(
+        full.len() > 2 && full.iter().all(|&rows| rows == 500),
+        "{terms:?}"
+    );
+    assert!((1..=500).contains(last));
+    assert_eq!(
+        terms.iter().sum::<usize>(),
+        row_count(&tables, "search_terms")
     );
 }
 

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use events::{Actor, ConversationEvent, MessageType, Role, UploadedFile};
@@ -225,9 +225,9 @@ pub fn story() -> Log {
     log
 }
 
-/// The story followed by a busy stretch: enough conversations and messages that one batch needs
-/// several multi-row inserts (more than 400 messages and 500 search rows), with reads, closes,
-/// assignments and ratings along the way.
+/// The story followed by a busy stretch: twelve conversations with reads, closes, assignments and
+/// ratings along the way, then one where the user sends 450 messages nobody answers, so that one
+/// batch needs several multi-row inserts of messages (400 rows each) and of search terms (500).
 pub fn busy_log() -> Log {
     let mut log = story();
     let mut at = 20_000_000;
@@ -289,6 +289,19 @@ pub fn busy_log() -> Log {
             );
         }
     }
+    let (conversation, customer) = (15, user(115));
+    at += 1_000;
+    log.record(conversation, at, opened(conversation, customer.clone()));
+    for n in 0..450 {
+        at += 1_000;
+        let content = format!("ping {n}");
+        log.record(
+            conversation,
+            at,
+            text(next_message, customer.clone(), &content),
+        );
+        next_message += 1;
+    }
     log
 }
 
@@ -307,6 +320,8 @@ pub const NULL: SqlValue = SqlValue::Null;
 pub struct MemoryStore {
     pool: SqlitePool,
     log: Arc<Vec<LoggedEvent>>,
+    /// Every statement run through a transaction, in order.
+    executed: Arc<Mutex<Vec<String>>>,
 }
 
 impl MemoryStore {
@@ -338,6 +353,7 @@ impl MemoryStore {
         MemoryStore {
             pool,
             log: Arc::new(log.to_vec()),
+            executed: Arc::default(),
         }
     }
 
@@ -379,6 +395,18 @@ impl MemoryStore {
         let mut rows: Vec<Vec<SqlValue>> = rows.iter().map(row_values).collect();
         rows.sort_by_key(|row| row.iter().map(sort_key).collect::<Vec<_>>());
         rows
+    }
+
+    /// The rows of each multi-row insert into `table` run so far, in order.
+    pub fn inserts_into(&self, table: &str) -> Vec<usize> {
+        let prefix = format!("insert into {table} (");
+        self.executed
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|sql| sql.starts_with(&prefix))
+            .map(|sql| sql.matches("), (").count() + 1)
+            .collect()
     }
 
     /// Every projected table by name.
@@ -444,12 +472,14 @@ impl ProjectionStore for MemoryStore {
     async fn begin(&self) -> Result<Box<dyn SqlTxn>, ProjectionError> {
         Ok(Box::new(MemoryTxn {
             tx: self.pool.begin().await.map_err(sql_error)?,
+            executed: self.executed.clone(),
         }))
     }
 }
 
 pub struct MemoryTxn {
     tx: Transaction<'static, Sqlite>,
+    executed: Arc<Mutex<Vec<String>>>,
 }
 
 impl MemoryTxn {
@@ -480,6 +510,7 @@ impl MemoryTxn {
 #[async_trait]
 impl SqlTxn for MemoryTxn {
     async fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64, ProjectionError> {
+        self.executed.lock().unwrap().push(sql.to_string());
         let done = Self::query(sql, params)
             .execute(&mut *self.tx)
             .await
