@@ -48,8 +48,7 @@ fn row_count(dump: &Dump, table: &str) -> usize {
 }
 
 #[tokio::test]
-async fn one_batch_of_the_busy_log_fills_every_table_with_inserts_of_at_most_400_messages_and_500_terms()
- {
+async fn one_batch_inserts_at_most_400_messages_and_500_search_terms_a_statement() {
     let log = busy_log();
     let store = MemoryStore::new(log.events()).await;
 
