@@ -9,6 +9,7 @@
 
 mod analytics;
 mod audit;
+mod batch;
 mod conversations;
 mod files;
 mod messages;

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use events::{ConversationEvent, Role};
 
+use crate::batch::BatchInsert;
 use crate::{LoggedEvent, ProjectionError, Projector, SqlTxn, SqlValue, Tables};
 
 /// Rows per multi-row insert (13 parameters each).
@@ -17,38 +18,6 @@ const COLUMNS: &str = "id, conversation_id, user_id, admin_id, sender_role, send
 const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, null, 0, null, ?, ?)";
 
 pub struct MessagesProjector;
-
-/// Messages waiting to be inserted, with the positions they came from (for error messages).
-#[derive(Default)]
-struct PendingRows {
-    params: Vec<SqlValue>,
-    rows: usize,
-    first_position: u64,
-    last_position: u64,
-}
-
-impl PendingRows {
-    async fn flush(&mut self, txn: &mut dyn SqlTxn, table: &str) -> Result<(), ProjectionError> {
-        if self.rows == 0 {
-            return Ok(());
-        }
-        let values = vec![ROW; self.rows].join(", ");
-        let sql = format!("insert into {table} ({COLUMNS}) values {values}");
-        let result = txn.execute(&sql, &self.params).await;
-        let (first, last) = (self.first_position, self.last_position);
-        *self = PendingRows::default();
-        match result {
-            Ok(_) => Ok(()),
-            Err(ProjectionError::Duplicate(reason)) => Err(ProjectionError::Apply {
-                position: first,
-                reason: format!(
-                    "a message of positions {first}..={last} is already in {table}: {reason}"
-                ),
-            }),
-            Err(error) => Err(error),
-        }
-    }
-}
 
 #[async_trait]
 impl Projector for MessagesProjector {
@@ -67,7 +36,7 @@ impl Projector for MessagesProjector {
         events: &[LoggedEvent],
     ) -> Result<(), ProjectionError> {
         let table = tables.name("messages");
-        let mut pending = PendingRows::default();
+        let mut pending = BatchInsert::new(table.clone(), COLUMNS, ROW, INSERT_CHUNK);
         for event in events {
             match event.decode()? {
                 ConversationEvent::MessageSent {
@@ -84,12 +53,7 @@ impl Projector for MessagesProjector {
                         Role::Admin => (None, Some(sender.id)),
                         Role::System | Role::Auditor => (None, None),
                     };
-                    if pending.rows == 0 {
-                        pending.first_position = event.position;
-                    }
-                    pending.last_position = event.position;
-                    pending.rows += 1;
-                    pending.params.extend([
+                    let row = [
                         message_id.into(),
                         event.conversation_id()?.into(),
                         user_id.into(),
@@ -103,20 +67,18 @@ impl Projector for MessagesProjector {
                         client_msg_id.into(),
                         SqlValue::Int(event.recorded_at_micros),
                         event.position.into(),
-                    ]);
-                    if pending.rows == INSERT_CHUNK {
-                        pending.flush(txn, &table).await?;
-                    }
+                    ];
+                    pending.push(txn, event.position, row).await?;
                 }
                 ConversationEvent::MessagesRead { message_ids, .. } => {
                     // The messages read may be among those still pending.
-                    pending.flush(txn, &table).await?;
+                    pending.flush(txn).await?;
                     mark_read(txn, &table, event, &message_ids).await?;
                 }
                 _ => {}
             }
         }
-        pending.flush(txn, &table).await
+        pending.flush(txn).await
     }
 }
 

@@ -13,10 +13,13 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use events::ConversationEvent;
 
+use crate::batch::BatchInsert;
 use crate::{LoggedEvent, ProjectionError, Projector, SqlTxn, SqlValue, Tables};
 
 /// Rows per multi-row insert (4 parameters each).
 const INSERT_CHUNK: usize = 500;
+const COLUMNS: &str = "term, conversation_id, message_id, hits";
+const ROW: &str = "(?, ?, ?, ?)";
 /// Words are indexed and matched on their first characters only (the column's width).
 pub const MAX_TERM_CHARS: usize = 64;
 /// Distinct terms a query may have.
@@ -173,39 +176,6 @@ impl SearchQuery {
 
 pub struct SearchProjector;
 
-#[derive(Default)]
-struct PendingRows {
-    params: Vec<SqlValue>,
-    rows: usize,
-    first_position: u64,
-    last_position: u64,
-}
-
-impl PendingRows {
-    async fn flush(&mut self, txn: &mut dyn SqlTxn, table: &str) -> Result<(), ProjectionError> {
-        if self.rows == 0 {
-            return Ok(());
-        }
-        let values = vec!["(?, ?, ?, ?)"; self.rows].join(", ");
-        let sql = format!(
-            "insert into {table} (term, conversation_id, message_id, hits) values {values}"
-        );
-        let result = txn.execute(&sql, &self.params).await;
-        let (first, last) = (self.first_position, self.last_position);
-        *self = PendingRows::default();
-        match result {
-            Ok(_) => Ok(()),
-            Err(ProjectionError::Duplicate(reason)) => Err(ProjectionError::Apply {
-                position: first,
-                reason: format!(
-                    "a message of positions {first}..={last} is already in {table}: {reason}"
-                ),
-            }),
-            Err(error) => Err(error),
-        }
-    }
-}
-
 #[async_trait]
 impl Projector for SearchProjector {
     fn name(&self) -> &'static str {
@@ -223,7 +193,7 @@ impl Projector for SearchProjector {
         events: &[LoggedEvent],
     ) -> Result<(), ProjectionError> {
         let table = tables.name("search_terms");
-        let mut pending = PendingRows::default();
+        let mut pending = BatchInsert::new(table, COLUMNS, ROW, INSERT_CHUNK);
         for event in events {
             // Text and captions of image and file messages alike; other events carry no text.
             #[allow(clippy::single_match)]
@@ -235,26 +205,19 @@ impl Projector for SearchProjector {
                 } => {
                     let conversation_id = event.conversation_id()?;
                     for (term, hits) in index_terms(&content) {
-                        if pending.rows == 0 {
-                            pending.first_position = event.position;
-                        }
-                        pending.last_position = event.position;
-                        pending.rows += 1;
-                        pending.params.extend([
+                        let row = [
                             term.into(),
                             conversation_id.into(),
                             message_id.into(),
                             SqlValue::Int(hits),
-                        ]);
-                        if pending.rows == INSERT_CHUNK {
-                            pending.flush(txn, &table).await?;
-                        }
+                        ];
+                        pending.push(txn, event.position, row).await?;
                     }
                 }
                 _ => {}
             }
         }
-        pending.flush(txn, &table).await
+        pending.flush(txn).await
     }
 }
 
