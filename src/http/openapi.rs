@@ -68,7 +68,7 @@ fn metrics() {}
         super::analytics::analytics,
         audit::conversation_events, audit::conversation_state, audit::verify,
         health::healthz, health::readyz, metrics,
-        files::upload, files::download,
+        files::upload::upload, files::download::download,
         super::admin::session::sign_in, super::admin::session::who_am_i, super::admin::session::sign_out,
     ),
     components(schemas(ErrorBody, ErrorCode, files::UploadView, MessageView, ConversationView, LastMessageView, FeedbackView, Pagination, AdminPresenceView)),

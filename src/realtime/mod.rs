@@ -470,7 +470,7 @@ async fn end_ended_sessions<A: Adapter>(sockets: Vec<SocketRef<A>>, state: &App)
             for socket in sockets {
                 let _ = socket.emit(
                     "error",
-                    &json!({"code": "UNAUTHORIZED", "message": "the session has ended"}),
+                    &json!({"code": ErrorCode::Unauthorized, "message": "the session has ended"}),
                 );
                 let _ = socket.disconnect();
             }

@@ -1,34 +1,24 @@
-//! Attachments over HTTP: `POST /api/chat/upload` (multipart) and the download route behind
-//! `file_url`.
-//!
-//! The upload route checks the app signature itself: the signature covers the SHA-256 of the raw
-//! multipart bytes, which is only known once they have streamed by, and the body may be far
-//! larger than the JSON routes' 64 KiB. The size limit is enforced while streaming, so an
-//! oversized upload is cut off at the limit, never buffered whole.
+//! `POST /api/chat/upload`: the multipart form streamed, hashed, checked and stored, then the
+//! upload recorded as a command on its conversation.
 
 use std::sync::{Arc, Mutex};
 
-use crate::http::extract::ApiQuery;
 use axum::Json;
-use axum::body::Body;
-use axum::extract::{OriginalUri, Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::extract::{OriginalUri, Request, State};
+use axum::http::{StatusCode, header};
 use bytes::{Bytes, BytesMut};
 use events::{ConversationCommand, MessageType, Role, UploadedFile};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use super::extract::Caller;
 use crate::app::access::{readable, within_limit};
 use crate::app::ids::wire_id;
 use crate::app::{App, AppError, Origin};
-use crate::auth::AuthError;
 use crate::commands::Intent;
 use crate::files::{self, DetectedType};
+use crate::http::extract::Caller;
 use crate::limits::LimitKind;
 use crate::wire::success;
 
@@ -38,12 +28,6 @@ const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 const MAX_TEXT_FIELD: u64 = 256;
 /// Bytes of the file's name kept from the client (it is only ever shown, never a path).
 const MAX_NAME_BYTES: usize = 1024;
-
-pub fn router() -> axum::Router<App> {
-    axum::Router::new()
-        .route("/api/chat/upload", post(upload))
-        .route("/uploads/chat/{year}/{month}/{day}/{name}", get(download))
-}
 
 /// The upload's answer (201): the spec's fields, plus the kind and, for images, the size.
 #[derive(Debug, Serialize, ToSchema)]
@@ -393,7 +377,7 @@ fn image_size(
 
 /// The name shown for the file: the client's, without any directory part or control
 /// characters, or a generic one.
-fn display_name(client_name: Option<&str>, detected: &DetectedType) -> String {
+pub(super) fn display_name(client_name: Option<&str>, detected: &DetectedType) -> String {
     let base = client_name
         .unwrap_or_default()
         .rsplit(['/', '\\'])
@@ -416,191 +400,5 @@ fn display_name(client_name: Option<&str>, detected: &DetectedType) -> String {
         format!("{}.{}", detected.kind.as_str(), detected.extension)
     } else {
         name
-    }
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct LinkQuery {
-    /// Unix seconds until which the link is valid (part of a signed `file_url`).
-    expires: Option<i64>,
-    /// The link's signature (part of a signed `file_url`).
-    signature: Option<String>,
-}
-
-/// GET /uploads/chat/{year}/{month}/{day}/{name}: the file, to a session that may read its
-/// conversation or to a request with a valid signed link.
-#[utoipa::path(
-    get,
-    path = "/uploads/chat/{year}/{month}/{day}/{name}",
-    tag = "files",
-    params(
-        ("year" = String, Path), ("month" = String, Path), ("day" = String, Path),
-        ("name" = String, Path, description = "`<file_id>.<ext>`"),
-        LinkQuery,
-    ),
-    responses(
-        (status = 200, description = "The bytes, with the detected Content-Type, `X-Content-Type-Options: nosniff`, a Content-Disposition (inline for images) and a restrictive Content-Security-Policy"),
-        (status = 400, description = "VALIDATION_ERROR: a malformed link parameter", body = crate::wire::ErrorBody),
-        (status = 401, description = "UNAUTHORIZED: neither a signed link nor a session", body = crate::wire::ErrorBody),
-        (status = 403, description = "FORBIDDEN: another user's file, or an invalid or expired link", body = crate::wire::ErrorBody),
-        (status = 404, description = "NOT_FOUND", body = crate::wire::ErrorBody),
-        (status = 503, description = "UNAVAILABLE", body = crate::wire::ErrorBody),
-    ),
-    security((), ("bearer" = []))
-)]
-pub async fn download(
-    State(state): State<App>,
-    Path((year, month, day, name)): Path<(String, String, String, String)>,
-    ApiQuery(link): ApiQuery<LinkQuery>,
-    headers: HeaderMap,
-) -> Result<Response, AppError> {
-    let path = format!("uploads/chat/{year}/{month}/{day}/{name}");
-    let file_id = name.split('.').next().unwrap_or_default();
-    let well_formed = (32..=64).contains(&file_id.len())
-        && file_id.bytes().all(|b| b.is_ascii_hexdigit())
-        && [&year, &month, &day]
-            .iter()
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
-    if !well_formed {
-        return Err(AppError::not_found("no such file"));
-    }
-
-    let signed = match (link.expires, link.signature.as_deref()) {
-        (Some(expires), Some(signature)) => {
-            let now = crate::clock::now_micros().div_euclid(1_000_000);
-            if !state
-                .attachments
-                .links
-                .verify(&path, expires, signature, now)
-            {
-                return Err(AppError::new(
-                    crate::wire::ErrorCode::Forbidden,
-                    "the link is invalid or has expired",
-                ));
-            }
-            true
-        }
-        _ => false,
-    };
-    let session = if signed {
-        None
-    } else {
-        let token = crate::http::auth::bearer_token(&headers)
-            .ok_or_else(|| AppError::from(AuthError::Unauthorized))?;
-        let session = state.auth.session(token).await?;
-        state.fresh_for(&session).await;
-        Some(session)
-    };
-
-    let mut row = state.store.file(file_id).await?;
-    if row.is_none() {
-        // Just uploaded through another request: wait (bounded) for the read tables; if they
-        // still lag, the lookup below answers as they stand.
-        state
-            .await_position(state.store.head_position().await?)
-            .await;
-        row = state.store.file(file_id).await?;
-    }
-    let row = row
-        .filter(|row| row.path == path)
-        .ok_or_else(|| AppError::not_found("no such file"))?;
-    if let Some(session) = &session {
-        readable(&state, session, row.conversation_id).await?;
-    }
-
-    let stored = state
-        .attachments
-        .store
-        .get(&row.path)
-        .await
-        .map_err(|error| match error {
-            object_store::Error::NotFound { .. } => {
-                tracing::error!(
-                    path = row.path,
-                    "a recorded upload is missing from the store"
-                );
-                AppError::not_found("no such file")
-            }
-            error => {
-                tracing::error!(%error, "reading an upload failed");
-                AppError::unavailable()
-            }
-        })?;
-    let length = stored.meta.size;
-    let body = Body::from_stream(stored.into_stream());
-    let disposition = content_disposition(row.kind == "image", &row.original_name);
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
-    let mut set = |name: header::HeaderName, value: &str| {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            headers.insert(name, value);
-        }
-    };
-    set(header::CONTENT_TYPE, &row.mime_type);
-    set(header::CONTENT_LENGTH, &length.to_string());
-    set(header::CONTENT_DISPOSITION, &disposition);
-    set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox",
-    );
-    set(header::CACHE_CONTROL, "private, max-age=3600");
-    set(header::REFERRER_POLICY, "no-referrer");
-    Ok(response)
-}
-
-/// RFC 6266: an ASCII fallback name and the exact name as RFC 8187 `filename*`.
-fn content_disposition(inline: bool, name: &str) -> String {
-    let kind = if inline { "inline" } else { "attachment" };
-    let fallback: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' && c != '%' || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let mut encoded = String::with_capacity(name.len() * 3);
-    for byte in name.bytes() {
-        if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte) {
-            encoded.push(byte as char);
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    format!("{kind}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_client_name_never_carries_a_directory_or_breaks_the_header() {
-        let png = DetectedType {
-            mime_type: "image/png",
-            extension: "png",
-            kind: MessageType::Image,
-        };
-        assert_eq!(display_name(Some("../../etc/passwd"), &png), "passwd");
-        assert_eq!(
-            display_name(Some("C:\\Users\\me\\cat.png"), &png),
-            "cat.png"
-        );
-        assert_eq!(display_name(Some(".."), &png), "image.png");
-        assert_eq!(display_name(None, &png), "image.png");
-        assert_eq!(display_name(Some("a\r\nb.png"), &png), "ab.png");
-        assert_eq!(
-            content_disposition(false, "报告 \"final\".pdf"),
-            "attachment; filename=\"__ _final_.pdf\"; \
-             filename*=UTF-8''%E6%8A%A5%E5%91%8A%20%22final%22.pdf"
-        );
-        assert_eq!(
-            content_disposition(true, "cat.png"),
-            "inline; filename=\"cat.png\"; filename*=UTF-8''cat.png"
-        );
     }
 }

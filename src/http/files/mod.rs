@@ -1,0 +1,59 @@
+//! Attachments over HTTP: `POST /api/chat/upload` (multipart, [`upload`]) and the download
+//! route behind `file_url` ([`download`]).
+//!
+//! The upload route checks the app signature itself: the signature covers the SHA-256 of the raw
+//! multipart bytes, which is only known once they have streamed by, and the body may be far
+//! larger than the JSON routes' 64 KiB. The size limit is enforced while streaming, so an
+//! oversized upload is cut off at the limit, never buffered whole.
+
+pub(super) mod download;
+pub(super) mod upload;
+
+use axum::routing::{get, post};
+
+pub use upload::{UploadView, read_whole_form};
+
+use crate::app::App;
+
+pub fn router() -> axum::Router<App> {
+    axum::Router::new()
+        .route("/api/chat/upload", post(upload::upload))
+        .route(
+            "/uploads/chat/{year}/{month}/{day}/{name}",
+            get(download::download),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::download::content_disposition;
+    use super::upload::display_name;
+    use crate::files::DetectedType;
+    use events::MessageType;
+
+    #[test]
+    fn a_client_name_never_carries_a_directory_or_breaks_the_header() {
+        let png = DetectedType {
+            mime_type: "image/png",
+            extension: "png",
+            kind: MessageType::Image,
+        };
+        assert_eq!(display_name(Some("../../etc/passwd"), &png), "passwd");
+        assert_eq!(
+            display_name(Some("C:\\Users\\me\\cat.png"), &png),
+            "cat.png"
+        );
+        assert_eq!(display_name(Some(".."), &png), "image.png");
+        assert_eq!(display_name(None, &png), "image.png");
+        assert_eq!(display_name(Some("a\r\nb.png"), &png), "ab.png");
+        assert_eq!(
+            content_disposition(false, "报告 \"final\".pdf"),
+            "attachment; filename=\"__ _final_.pdf\"; \
+             filename*=UTF-8''%E6%8A%A5%E5%91%8A%20%22final%22.pdf"
+        );
+        assert_eq!(
+            content_disposition(true, "cat.png"),
+            "inline; filename=\"cat.png\"; filename*=UTF-8''cat.png"
+        );
+    }
+}
