@@ -12,15 +12,16 @@
 //! command path as REST.
 
 mod broadcaster;
+mod connect;
 mod events;
+mod watchers;
 
 use std::time::Duration;
 
 use axum::Router;
-use futures::StreamExt;
 use serde_json::{Value, json};
 use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
-use socketioxide::extract::{SocketRef, State, TryData};
+use socketioxide::extract::SocketRef;
 use socketioxide::handler::ConnectHandler;
 use socketioxide::{SocketIo, TransportType};
 use socketioxide_redis::{RedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
@@ -28,7 +29,6 @@ use socketioxide_redis::{RedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use crate::app::App;
 use crate::auth::Session;
 use crate::config::Config;
-use crate::wire::ErrorCode;
 
 /// Largest Socket.IO packet a client may send (a 5,000-character message is about 20 KiB).
 pub const MAX_PACKET_BYTES: u64 = 64 * 1024;
@@ -40,15 +40,6 @@ const SESSION_CHECK: Duration = Duration::from_secs(3);
 const SESSION_CHECKS_IN_FLIGHT: usize = 32;
 
 pub const STAFF_ROOM: &str = "staff";
-
-/// Where the web manager's Socket.IO client connects (under `/admin`, so that its cookie goes
-/// along); the request is served as `/socket.io/`.
-pub const MANAGER_SOCKET_PATH: &str = "/admin/socket.io";
-
-/// Marks a Socket.IO request that came through [`MANAGER_SOCKET_PATH`]: only such a connection
-/// may authenticate with the manager's cookie.
-#[derive(Debug, Clone, Copy)]
-pub struct ViaManagerPath;
 
 pub fn conversation_room(id: u64) -> String {
     format!("conversation:{id}")
@@ -226,7 +217,7 @@ pub async fn build(
             let (layer, io) = builder.build_layer();
             io.ns(
                 "/",
-                on_connect::<LocalAdapter>.with(authenticate::<LocalAdapter>),
+                connect::on_connect::<LocalAdapter>.with(connect::authenticate::<LocalAdapter>),
             );
             Ok((
                 Realtime::Local(io),
@@ -244,7 +235,8 @@ pub async fn build(
                 .build_layer();
             io.ns(
                 "/",
-                on_connect::<RedisAdapter<Emitter>>.with(authenticate::<RedisAdapter<Emitter>>),
+                connect::on_connect::<RedisAdapter<Emitter>>
+                    .with(connect::authenticate::<RedisAdapter<Emitter>>),
             )
             .await?;
             Ok((
@@ -253,49 +245,6 @@ pub async fn build(
             ))
         }
     }
-}
-
-/// Middleware for the Socket.IO path: gives the request its own copy of the URI and headers.
-///
-/// hyper parses them without copying, out of its read buffer (8 to 16 KiB), and engineioxide
-/// keeps the request head for the connection's life, which would keep that whole buffer
-/// allocated for every idle socket. Copies of a few hundred bytes let it go.
-pub async fn detach_request_head(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let path = request.uri().path();
-    let via_admin = path.starts_with(MANAGER_SOCKET_PATH);
-    if !via_admin && !path.starts_with("/socket.io") {
-        return next.run(request).await;
-    }
-    let (mut parts, body) = request.into_parts();
-    let uri = if via_admin {
-        // The manager's client connects under /admin so that its cookie goes along; the
-        // Socket.IO server itself listens at /socket.io.
-        parts.extensions.insert(ViaManagerPath);
-        let path_and_query = parts.uri.path_and_query().map_or("", |pq| pq.as_str());
-        path_and_query
-            .strip_prefix("/admin")
-            .unwrap_or(path_and_query)
-            .to_string()
-    } else {
-        parts.uri.to_string()
-    };
-    if let Ok(uri) = axum::http::Uri::try_from(uri) {
-        parts.uri = uri.clone();
-        // The router keeps the URI as it arrived here too.
-        parts.extensions.insert(axum::extract::OriginalUri(uri));
-    }
-    let mut headers = axum::http::HeaderMap::with_capacity(parts.headers.len());
-    for (name, value) in &parts.headers {
-        if let Ok(value) = axum::http::HeaderValue::from_bytes(value.as_bytes()) {
-            headers.append(name.clone(), value);
-        }
-    }
-    parts.headers = headers;
-    next.run(axum::extract::Request::from_parts(parts, body))
-        .await
 }
 
 /// The adapter's driver needs RESP3.
@@ -309,183 +258,10 @@ fn resp3(url: &str) -> String {
     }
 }
 
-/// Why a connection is refused. Its text is the contract's connect_error data,
-/// `{"code", "message"}`, which the patched parser sends as is (see vendor/README.md).
-#[derive(Debug)]
-pub struct Refused {
-    code: ErrorCode,
-    message: String,
-}
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let data = json!({"code": self.code, "message": self.message});
-        write!(f, "{data}")
-    }
-}
-
-impl std::error::Error for Refused {}
-
-async fn authenticate<A: Adapter>(
-    socket: SocketRef<A>,
-    State(state): State<App>,
-    TryData(auth): TryData<Value>,
-) -> Result<(), Refused> {
-    let sent = auth
-        .ok()
-        .and_then(|auth| {
-            auth.get("token")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .filter(|token| !token.is_empty());
-    let (token, via_cookie) = match sent {
-        Some(token) => (token, false),
-        None => (
-            manager_cookie(socket.req_parts()).ok_or(Refused {
-                code: ErrorCode::Unauthorized,
-                message: "a session token is required in auth.token".into(),
-            })?,
-            true,
-        ),
-    };
-    let session = state.auth.session(&token).await.map_err(|error| Refused {
-        code: error.code(),
-        message: error.to_string(),
-    })?;
-    if via_cookie && !matches!(session.role, events_role::Admin | events_role::Auditor) {
-        return Err(Refused {
-            code: ErrorCode::Forbidden,
-            message: "the web manager is for admins and auditors".into(),
-        });
-    }
-    // socketioxide sends the CONNECT packet before it spawns the connect handler, so a client's
-    // first event can arrive before that handler runs: the socket is made ready here instead.
-    if matches!(session.role, events_role::Admin | events_role::Auditor) {
-        socket.join(STAFF_ROOM);
-    }
-    events::register(&socket);
-    socket.extensions.insert(SocketCaller { session, token });
-    Ok(())
-}
-
-/// The web manager's cookie, accepted in place of `auth.token` only on a connection made
-/// through the manager's path by a page of this very host: a WebSocket is not bound by the
-/// same-origin policy, so without the `Origin` check any site could ride an admin's cookie.
-fn manager_cookie(request: &axum::http::request::Parts) -> Option<String> {
-    request.extensions.get::<ViaManagerPath>()?;
-    if !crate::auth::cookie::same_origin(&request.headers) {
-        return None;
-    }
-    crate::auth::cookie::cookie_token(&request.headers)
-}
-
-async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(state): State<App>) {
-    let Some(caller) = socket.extensions.get::<SocketCaller>() else {
-        let _ = socket.disconnect();
-        return;
-    };
-    let (role, user_id) = (caller.session.role, caller.session.user_id);
-    crate::metrics::socket_connected(1);
-    state.presence.socket_connected(role, user_id).await;
-    socket.on_disconnect(move |State(state): State<App>| async move {
-        crate::metrics::socket_connected(-1);
-        state.presence.socket_disconnected(role, user_id).await;
-    });
-}
-
-/// Sends each presence change this node decided to the staff of every node (the Redis adapter
-/// carries it across), so each change reaches each admin socket once.
-pub fn announce_presence(
-    realtime: Realtime,
-    presence: std::sync::Arc<crate::presence::Presence>,
-    mut stops: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut changes = presence.subscribe();
-    tokio::spawn(async move {
-        loop {
-            let change = tokio::select! {
-                change = changes.recv() => change,
-                _ = stops.changed() => return,
-            };
-            match change {
-                Ok(change) => {
-                    let event = crate::wire::presence_event(&change);
-                    realtime
-                        .emit_to(vec![STAFF_ROOM.to_string()], PRESENCE_EVENT, &event)
-                        .await;
-                    crate::metrics::socket_event_out(PRESENCE_EVENT);
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "presence changes were not announced");
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    });
-}
-
-/// The event the staff get when someone comes online, goes offline or changes away.
-pub const PRESENCE_EVENT: &str = "presence";
-
-/// Ends, within seconds, the connections whose session was deleted or expired. One task per node
-/// checks every socket of the node (each session once), rather than a task per socket: an idle
-/// connection then costs no task of its own.
-pub fn watch_sessions(
-    realtime: Realtime,
-    state: App,
-    mut stops: tokio::sync::watch::Receiver<bool>,
-) {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(SESSION_CHECK) => {}
-                _ = stops.changed() => return,
-            }
-            match &realtime {
-                Realtime::Local(io) => match io.of(ROOT) {
-                    Some(root) => end_ended_sessions(root.sockets(), &state).await,
-                    None => return,
-                },
-                Realtime::Redis(io) => match io.of(ROOT) {
-                    Some(root) => end_ended_sessions(root.sockets(), &state).await,
-                    None => return,
-                },
-            }
-        }
-    });
-}
-
-async fn end_ended_sessions<A: Adapter>(sockets: Vec<SocketRef<A>>, state: &App) {
-    let mut by_token: std::collections::HashMap<String, Vec<SocketRef<A>>> =
-        std::collections::HashMap::new();
-    for socket in sockets {
-        if let Some(caller) = socket.extensions.get::<SocketCaller>() {
-            by_token.entry(caller.token).or_default().push(socket);
-        }
-    }
-    let checks = by_token.into_iter().map(|(token, sockets)| async move {
-        // Only a definite "no such session" ends connections; an outage does not.
-        if let Err(crate::auth::AuthError::Unauthorized) = state.auth.session(&token).await {
-            for socket in sockets {
-                let _ = socket.emit(
-                    "error",
-                    &json!({"code": ErrorCode::Unauthorized, "message": "the session has ended"}),
-                );
-                let _ = socket.disconnect();
-            }
-        }
-    });
-    futures::stream::iter(checks)
-        .buffer_unordered(SESSION_CHECKS_IN_FLIGHT)
-        .for_each(|()| async {})
-        .await;
-}
-
-use ::events::Role as events_role;
-
 pub use broadcaster::Broadcaster;
+pub use connect::{MANAGER_SOCKET_PATH, Refused, ViaManagerPath, detach_request_head};
 pub use events::decode_client_payload;
+pub use watchers::{PRESENCE_EVENT, announce_presence, watch_sessions};
 
 #[cfg(test)]
 mod tests {
