@@ -13,6 +13,8 @@ use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, Utc};
 use projections::{AnalyticsFact, ConversationFacts, FactKind, LoggedEvent, ProjectionError};
 use serde::Serialize;
 
+use crate::wire::wire_time;
+
 /// The longest range a report may cover.
 pub const MAX_RANGE_DAYS: i64 = 366;
 /// The range when `from` is not given.
@@ -285,13 +287,6 @@ pub struct Report {
     pub conversations: ConversationCounts,
     pub satisfaction: Satisfaction,
     pub per_admin: Vec<AdminReport>,
-}
-
-fn wire_time(micros: i64) -> String {
-    DateTime::<Utc>::from_timestamp_micros(micros)
-        .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
 }
 
 #[derive(Default)]
