@@ -2,6 +2,11 @@
 CHAT_TEST_MYSQL_URL ?= mysql://root@127.0.0.1:3306/test
 CHAT_TEST_REDIS_URL ?= redis://127.0.0.1:6379/
 export CHAT_TEST_MYSQL_URL CHAT_TEST_REDIS_URL
+# The integration tests are one binary whose tests all run in parallel, and a MySQL-backed test
+# may hold 48 connections or more (its store's pool, its servers'); four at a time took MariaDB
+# to 139 of its default 151. Two at a time, whatever the number of cores.
+RUST_TEST_THREADS ?= 2
+export RUST_TEST_THREADS
 
 .PHONY: run test test-deps lint bench ci fmt fuzz chaos chaos-short
 

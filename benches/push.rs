@@ -8,7 +8,7 @@
 
 mod support;
 
-#[path = "../tests/push/fake.rs"]
+#[path = "../tests/api/push/fake.rs"]
 mod fake;
 
 use std::collections::HashMap;

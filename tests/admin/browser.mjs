@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The admin web manager in a real browser: headless Chromium (Debian's package) driven by
-// Playwright, against a chatd started by tests/admin.rs, with the user's side a real Socket.IO
+// Playwright, against a chatd started by tests/api/admin.rs, with the user's side a real Socket.IO
 // client (socket.io-client) and REST calls signed as the iOS app signs them.
 //
 // Configuration from the environment: CHAT_URL, APP_SECRET, ADMIN_TOKEN, ADMIN_ID,

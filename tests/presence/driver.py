@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Real Socket.IO clients (python-socketio) driven line by line by tests/presence.rs.
+"""Real Socket.IO clients (python-socketio) driven line by line by tests/api/presence.rs.
 
 Each line on stdin is one JSON command; each answer is one JSON line on stdout:
 {"ok": true, ...} or {"ok": false, "error": "..."}. Commands:

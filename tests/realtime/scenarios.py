@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Socket.IO scenarios for chatd, driven by a real client (python-socketio).
 
-Run by tests/realtime.rs as `python3 tests/realtime/scenarios.py <scenario>` with a JSON config on
+Run by tests/api/realtime.rs as `python3 tests/realtime/scenarios.py <scenario>` with a JSON config on
 stdin (written by the Rust test, which has started the server and created the sessions and
 conversations):
 

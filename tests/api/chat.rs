@@ -1,7 +1,7 @@
 //! The REST API through real HTTP against the started server: on SQLite (sessions, limits and
 //! replay guard in the process) and on MariaDB with Redis.
 
-mod support;
+use crate::support;
 
 use events::Role;
 use reqwest::Method;

@@ -3,7 +3,7 @@
 //! whole manager in a real browser (headless Chromium driven by Playwright, `tests/admin/
 //! browser.mjs`), with the user's side a real Socket.IO client, on each back end.
 
-mod support;
+use crate::support;
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -710,7 +710,7 @@ async fn the_manager_works_in_a_real_browser_with_live_updates_and_messages_show
     require_browser();
     for db in TestDb::each().await {
         // The scenario assigns by hand and filters on "unassigned": automatic assignment (its
-        // own tests are in tests/presence.rs) would give both conversations to the admin as
+        // own tests are in tests/api/presence.rs) would give both conversations to the admin as
         // soon as the page connects.
         let app = TestApp::spawn_with(&db, &[("CHAT_AUTO_ASSIGN", "off")]).await;
         let name = db.name();

@@ -7,7 +7,7 @@
 //! `CHAT_TEST_SCHEMATHESIS_EXAMPLES` (default 60) sets the examples per operation and
 //! `CHAT_TEST_SCHEMATHESIS_SEED` the seed (default a fixed one; `random` for a fresh one, printed).
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

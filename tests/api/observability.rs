@@ -16,6 +16,8 @@ use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
+use crate::support::quiet_global_logs;
+
 fn app() -> Router {
     Router::new()
         .route("/x/{id}", get(show_x))
@@ -29,23 +31,6 @@ async fn show_x(Path(id): Path<String>, Extension(request_id): Extension<Request
     tracing::info!(%id, "showing x");
     tracing::info_span!("lookup", step = 1).in_scope(|| tracing::info!("looked x up"));
     request_id.to_string()
-}
-
-/// Installs a process-wide subscriber that discards everything, before any request logs.
-///
-/// `tracing` caches per call site whether anyone is interested in it; a call site first hit on a
-/// thread with no subscriber while another thread installs a scoped one can cache "never" and
-/// stay silent for the capturing tests. A global subscriber at `info` from the start rules that
-/// race out (and keeps the other tests' request logs off the terminal).
-fn quiet_global_logs() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = tracing::subscriber::set_global_default(telemetry::subscriber(
-            LogFormat::Text,
-            EnvFilter::new("info"),
-            std::io::sink,
-        ));
-    });
 }
 
 async fn spawn() -> String {

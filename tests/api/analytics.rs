@@ -3,7 +3,7 @@
 //! generated history; a small hand-built history checked number by number; who may read it; bad
 //! parameters; and a replay of the analytics tables answering the same.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! acknowledged is lost, nothing is applied twice, nothing is served unauthenticated, and the
 //! server recovers by itself. The times are printed (`--nocapture`).
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

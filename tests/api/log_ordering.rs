@@ -1,7 +1,7 @@
 //! A reader tailing the log by position sees every event exactly once, in order, while many
 //! writers append, and never passes a writer that is still inside its transaction.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

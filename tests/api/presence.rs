@@ -3,7 +3,7 @@
 //! the process) and on MariaDB with Redis (presence in Redis), and with two chatd processes, one
 //! of them SIGKILLed.
 
-mod support;
+use crate::support;
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! the raw multipart bytes) with small real files made here, every refusal, the download route's
 //! access rules and headers, and image and file messages that carry an upload.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

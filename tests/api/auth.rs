@@ -2,7 +2,7 @@
 //! database on each back end, the generated app secret, and the axum middleware and extractor
 //! over real HTTP.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

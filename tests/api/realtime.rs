@@ -4,7 +4,7 @@
 //! scenario gets its configuration as JSON on stdin and exits 0 when it holds; otherwise the test
 //! fails with what the scenario printed (the failed check, its steps, every event received).
 
-mod support;
+use crate::support;
 
 use std::process::Stdio;
 use std::sync::OnceLock;

@@ -3,7 +3,7 @@
 //! and every acknowledged message is in the log exactly once; and a rolling restart of two
 //! nodes, with clients retrying on the other node as the app does, loses nothing.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::sync::Arc;

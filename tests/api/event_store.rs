@@ -1,6 +1,6 @@
 //! Store conformance: the same tests on SQLite and on MySQL.
 
-mod support;
+use crate::support;
 
 use chatd::commands::{CommandError, Intent};
 use chatd::store::{CONVERSATION_STREAM, StoreError};
@@ -477,8 +477,10 @@ async fn the_hash_chain_verifies_and_a_changed_payload_is_detected() {
 
 #[tokio::test]
 async fn a_stored_v1_message_is_read_in_the_current_shape() {
-    let sample: serde_json::Value =
-        serde_json::from_str(include_str!("../events/tests/samples/message_sent_v1.json")).unwrap();
+    let sample: serde_json::Value = serde_json::from_str(include_str!(
+        "../../events/tests/samples/message_sent_v1.json"
+    ))
+    .unwrap();
     for db in TestDb::each().await {
         let opened = json!({"conversation_id": 50, "user": {"id": 42, "role": "user", "identifier": "user_uuid_42"}});
         let stored = db

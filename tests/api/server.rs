@@ -1,6 +1,6 @@
 //! The real server over real HTTP, on each back end.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::*;

@@ -2,7 +2,7 @@
 //! state as of an instant, chain verification), `chatd audit verify` and `export` as the real
 //! binary, tampered logs, and the auditor's read-only role on every write route.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

@@ -50,6 +50,25 @@ pub fn fresh_id() -> u64 {
     base * 1000 + NEXT.fetch_add(1, Ordering::Relaxed) % 1000 + 1
 }
 
+/// Installs a process-wide subscriber that discards everything, before anything logs; every
+/// test that makes a database or a server calls it first.
+///
+/// `tracing` caches per call site whether anyone is interested in it; a call site first hit on a
+/// thread with no subscriber while another thread installs a scoped one can cache "never" and
+/// stay silent for the tests that capture logs (tests/api/observability.rs), and every test of
+/// the suite shares this process. A global subscriber at `info` from the start rules that race
+/// out (and keeps the servers' request logs off the terminal).
+pub fn quiet_global_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(chatd::telemetry::subscriber(
+            chatd::telemetry::LogFormat::Text,
+            tracing_subscriber::EnvFilter::new("info"),
+            std::io::sink,
+        ));
+    });
+}
+
 /// One fresh, migrated database.
 pub struct TestDb {
     pub backend: Backend,
@@ -105,6 +124,7 @@ fn with_database(url: &str, database: &str) -> String {
 
 impl TestDb {
     pub async fn sqlite() -> TestDb {
+        quiet_global_logs();
         let dir = std::env::temp_dir().join(format!("chatd-test-{}", unique_suffix()));
         let url = format!("sqlite://{}", dir.join("chatd.db").display());
         let store = connect(&url).await;
@@ -117,6 +137,7 @@ impl TestDb {
     }
 
     pub async fn mysql() -> TestDb {
+        quiet_global_logs();
         let server_url = mysql_server_url();
         let database = format!("chatd_t_{}", unique_suffix());
         let mut admin = sqlx::MySqlConnection::connect(&server_url)

@@ -1,6 +1,6 @@
 //! The operator's commands, run as the real binary.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

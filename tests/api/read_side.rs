@@ -1,7 +1,7 @@
 //! Projectors: replay equivalence, crash in the middle of a batch, two instances, and an event
 //! that cannot be applied; on SQLite and on MySQL.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! Japanese and Korean substrings, mixed text, who sees what, validation, paging, ranking, and an
 //! index rebuilt by a replay answering the same.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

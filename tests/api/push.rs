@@ -3,10 +3,9 @@
 //! presence, and at most one push per message and device across a crash, a restart and a
 //! replay; on SQLite and on MariaDB with Redis.
 
-mod support;
-
-#[path = "push/fake.rs"]
 mod fake;
+
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Rate limits: exact under concurrency, per caller and kind, in this process and in Redis, and
 //! failing closed when Redis is gone.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
