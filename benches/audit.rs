@@ -10,13 +10,14 @@ mod support;
 use std::time::Instant;
 use support::*;
 
-use chatd::store::{CONVERSATION_STREAM, EventStore, StoreOptions};
-use cqrs_es::persist::SerializedEvent;
+use chatd::store::{CONVERSATION_STREAM, EventStore, GENESIS_HASH, StoreOptions, StoredEvent};
 use serde_json::json;
 
 const EVENTS_PER_CONVERSATION: usize = 1000;
 
-fn conversation(id: u64, events: usize) -> Vec<SerializedEvent> {
+/// The rows of one conversation of `events` events, chained, from position `first_position`.
+fn conversation(id: u64, events: usize, first_position: u64) -> Vec<StoredEvent> {
+    let mut previous = GENESIS_HASH.to_string();
     let user = json!({"id": id, "role": "user", "identifier": format!("user_uuid_{id}")});
     let metadata = json!({"actor_id": id, "actor_role": "user", "request_id": "bench", "remote_addr": "127.0.0.1"});
     (1..=events)
@@ -41,17 +42,41 @@ fn conversation(id: u64, events: usize) -> Vec<SerializedEvent> {
                     }),
                 )
             };
-            SerializedEvent {
-                aggregate_id: id.to_string(),
-                sequence,
-                aggregate_type: CONVERSATION_STREAM.to_string(),
+            let mut row = StoredEvent {
+                position: first_position + sequence as u64 - 1,
+                stream_type: CONVERSATION_STREAM.to_string(),
+                stream_id: id.to_string(),
+                sequence: sequence as u64,
                 event_type: event_type.to_string(),
                 event_version: event_version.to_string(),
-                payload,
-                metadata: metadata.clone(),
-            }
+                payload: payload.to_string(),
+                metadata: metadata.to_string(),
+                recorded_at_micros: chatd::clock::now_micros(),
+                hash: String::new(),
+            };
+            row.hash = row.expected_hash(&previous);
+            previous = row.hash.clone();
+            row
         })
         .collect()
+}
+
+/// Appends one conversation through the log's append transaction (the command layer's).
+async fn append_conversation(store: &EventStore, id: u64, events: usize) -> anyhow::Result<()> {
+    macro_rules! append {
+        ($sql:expr) => {{
+            let mut txn = $sql.begin_append().await?;
+            let rows = conversation(id, events, txn.state.next_position);
+            txn.state.next_position += rows.len() as u64;
+            txn.insert_events(&rows).await?;
+            txn.commit().await?;
+        }};
+    }
+    match store {
+        EventStore::MySql(s) => append!(s),
+        EventStore::Sqlite(s) => append!(s),
+    }
+    Ok(())
 }
 
 async fn bench_backend(name: &str, url: &str) -> anyhow::Result<()> {
@@ -67,7 +92,7 @@ async fn bench_backend(name: &str, url: &str) -> anyhow::Result<()> {
     let mut id = 1;
     while appended < total {
         let n = EVENTS_PER_CONVERSATION.min(total - appended);
-        store.append_serialized(&conversation(id, n)).await?;
+        append_conversation(&store, id, n).await?;
         appended += n;
         id += 1;
     }

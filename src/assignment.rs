@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use events::{Actor, ConversationCommand, ConversationEvent, Role};
-use projections::{ProjectionError, ProjectionStore, SqlValue};
+use projections::{ProjectionError, ProjectionStore};
 use tokio::sync::watch;
 
 use crate::app::App;
@@ -318,41 +318,16 @@ impl Assigner {
     }
 
     async fn queue(&self, id: u64, since: i64, admin: Option<u64>) -> Result<(), AssignError> {
-        let mut txn = self.store().begin().await?;
-        let admin = admin.map_or(SqlValue::Null, SqlValue::from);
-        let inserted = txn
-            .execute(
-                "insert into assignment_waiting (conversation_id, waiting_since, admin_id) \
-                 values (?, ?, ?)",
-                &[id.into(), SqlValue::Int(since), admin],
-            )
-            .await;
-        match inserted {
-            Ok(_) => Ok(txn.commit().await?),
-            // Already waiting, since earlier: it keeps its place.
-            Err(ProjectionError::Duplicate(_)) => Ok(txn.rollback().await?),
-            Err(error) => {
-                let _ = txn.rollback().await;
-                Err(error.into())
-            }
-        }
+        // Already waiting, since earlier: it keeps its place.
+        Ok(self
+            .state
+            .store
+            .queue_for_assignment(id, since, admin)
+            .await?)
     }
 
     async fn unqueue(&self, id: u64) -> Result<(), AssignError> {
-        let mut txn = self.store().begin().await?;
-        match txn
-            .execute(
-                "delete from assignment_waiting where conversation_id = ?",
-                &[id.into()],
-            )
-            .await
-        {
-            Ok(_) => Ok(txn.commit().await?),
-            Err(error) => {
-                let _ = txn.rollback().await;
-                Err(error.into())
-            }
-        }
+        Ok(self.state.store.unqueue_from_assignment(id).await?)
     }
 
     /// Takes or renews the lease. A holder renewing it saves its checkpoint in the same
@@ -375,18 +350,7 @@ impl Assigner {
     }
 
     async fn load_checkpoint(&self) -> Result<u64, AssignError> {
-        let mut txn = self.store().begin().await?;
-        let row = txn
-            .fetch_row(
-                "select position from projector_state where name = ?",
-                &[NAME.into()],
-            )
-            .await;
-        let _ = txn.rollback().await;
-        let position = row?
-            .and_then(|r| r.first().and_then(SqlValue::as_i64))
-            .unwrap_or(0);
-        Ok(u64::try_from(position).unwrap_or(0))
+        Ok(projections::load_checkpoint(self.store(), NAME).await?)
     }
 
     /// Hands the lease back, with the checkpoint, so another node takes over at once.
@@ -394,25 +358,8 @@ impl Assigner {
         if !self.leader {
             return;
         }
-        let Ok(mut txn) = self.store().begin().await else {
-            return;
-        };
-        let released = txn
-            .execute(
-                "update projector_state set holder = null, lease_expires_at = 0, position = ? \
-                 where name = ? and holder = ?",
-                &[
-                    self.position.into(),
-                    NAME.into(),
-                    self.node_id.as_str().into(),
-                ],
-            )
+        let _ = projections::release_lease(self.store(), NAME, &self.node_id, Some(self.position))
             .await;
-        if released.is_ok() {
-            let _ = txn.commit().await;
-        } else {
-            let _ = txn.rollback().await;
-        }
     }
 }
 

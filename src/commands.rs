@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::clock::now_micros;
 use crate::store::{
     AppendTxn, CONVERSATION_STREAM, EventMetadata, EventStore, GENESIS_HASH, SqlStore, StoreError,
-    StoredEvent,
+    StoredEvent, on_backend,
 };
 
 /// Commands handled in one transaction at most.
@@ -134,14 +134,9 @@ impl CommandBus {
         let (head_tx, head_rx) = watch::channel(head);
         let (jobs, queue) = mpsc::channel(MAX_BATCH * 4);
         let capacity = NonZeroUsize::new(cache_capacity).unwrap_or(NonZeroUsize::MIN);
-        match store {
-            EventStore::MySql(s) => {
-                tokio::spawn(Appender::new(s, capacity, head_tx).run(queue));
-            }
-            EventStore::Sqlite(s) => {
-                tokio::spawn(Appender::new(s, capacity, head_tx).run(queue));
-            }
-        }
+        on_backend!(store, s => {
+            tokio::spawn(Appender::new(s, capacity, head_tx).run(queue));
+        });
         Ok(CommandBus {
             jobs,
             head: head_rx,

@@ -24,7 +24,7 @@ pub use files::FilesProjector;
 pub use messages::MessagesProjector;
 pub use runtime::{
     Projections, ProjectorState, ProjectorStatus, ReplayProgress, RuntimeOptions, ensure_state_row,
-    move_checkpoint, replay, take_lease,
+    load_checkpoint, move_checkpoint, release_lease, replay, take_lease,
 };
 pub use search::{QueryTerm, SearchProjector, SearchQuery, TooManyTerms, is_cjk as search_is_cjk};
 pub use sql::{ProjectionError, ProjectionStore, SqlTxn, SqlValue, Tables};

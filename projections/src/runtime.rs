@@ -380,18 +380,7 @@ impl Worker {
     }
 
     async fn load_checkpoint(&self) -> Result<u64, ProjectionError> {
-        let mut txn = self.store.begin().await?;
-        let row = txn
-            .fetch_row(
-                "select position from projector_state where name = ?",
-                &[self.name().into()],
-            )
-            .await;
-        let _ = txn.rollback().await;
-        let position = row?
-            .and_then(|r| r.first().and_then(SqlValue::as_i64))
-            .unwrap_or(0);
-        Ok(u64::try_from(position).unwrap_or(0))
+        load_checkpoint(self.store.as_ref(), self.name()).await
     }
 
     async fn record_failure(&self, message: &str) {
@@ -421,20 +410,13 @@ impl Worker {
         if !self.leader {
             return;
         }
-        let Ok(mut txn) = self.store.begin().await else {
-            return;
-        };
-        let released = txn
-            .execute(
-                "update projector_state set holder = null, lease_expires_at = 0 where name = ? and holder = ?",
-                &[self.name().into(), self.options.node_id.as_str().into()],
-            )
-            .await;
-        if released.is_ok() {
-            let _ = txn.commit().await;
-        } else {
-            let _ = txn.rollback().await;
-        }
+        let _ = release_lease(
+            self.store.as_ref(),
+            self.name(),
+            &self.options.node_id,
+            None,
+        )
+        .await;
     }
 }
 
@@ -504,6 +486,54 @@ pub async fn take_lease(
             txn.commit().await?;
             Ok(rows == 1)
         }
+        Err(error) => {
+            let _ = txn.rollback().await;
+            Err(error)
+        }
+    }
+}
+
+/// The checkpoint saved for `name` (0 when it has none).
+pub async fn load_checkpoint(
+    store: &dyn ProjectionStore,
+    name: &str,
+) -> Result<u64, ProjectionError> {
+    let mut txn = store.begin().await?;
+    let row = txn
+        .fetch_row(
+            "select position from projector_state where name = ?",
+            &[name.into()],
+        )
+        .await;
+    let _ = txn.rollback().await;
+    let position = row?
+        .and_then(|r| r.first().and_then(SqlValue::as_i64))
+        .unwrap_or(0);
+    Ok(u64::try_from(position).unwrap_or(0))
+}
+
+/// Hands the lease on `name` back if `node_id` holds it, so another node takes over at once;
+/// with a `checkpoint`, saves that position in the same statement.
+pub async fn release_lease(
+    store: &dyn ProjectionStore,
+    name: &str,
+    node_id: &str,
+    checkpoint: Option<u64>,
+) -> Result<(), ProjectionError> {
+    let (sql, params): (&str, Vec<SqlValue>) = match checkpoint {
+        None => (
+            "update projector_state set holder = null, lease_expires_at = 0 where name = ? and holder = ?",
+            vec![name.into(), node_id.into()],
+        ),
+        Some(position) => (
+            "update projector_state set holder = null, lease_expires_at = 0, position = ? \
+             where name = ? and holder = ?",
+            vec![position.into(), name.into(), node_id.into()],
+        ),
+    };
+    let mut txn = store.begin().await?;
+    match txn.execute(sql, &params).await {
+        Ok(_) => txn.commit().await,
         Err(error) => {
             let _ = txn.rollback().await;
             Err(error)

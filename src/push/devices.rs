@@ -1,8 +1,9 @@
 //! The devices people register for pushes (`push_devices`): a token belongs to one person at a
-//! time, the one who registered it last.
+//! time, the one who registered it last. The statements are the store's
+//! ([`EventStore::register_push_device`]).
 
 use events::Role;
-use projections::{ProjectionError, ProjectionStore, SqlTxn, SqlValue};
+use projections::ProjectionError;
 
 use super::notification::{Platform, Provider};
 use crate::store::EventStore;
@@ -37,122 +38,16 @@ pub async fn register(
     provider: Provider,
     max_devices: u32,
 ) -> Result<bool, ProjectionError> {
-    let mut attempt = 0;
-    loop {
-        let mut txn = ProjectionStore::begin(store).await?;
-        match register_in(txn.as_mut(), owner, token, platform, provider, max_devices).await {
-            Ok(new) => {
-                txn.commit().await?;
-                return Ok(new);
-            }
-            // Two registrations of a new token raced: the second sees the first's row.
-            Err(ProjectionError::Duplicate(_)) if attempt == 0 => {
-                let _ = txn.rollback().await;
-                attempt += 1;
-            }
-            Err(error) => {
-                let _ = txn.rollback().await;
-                return Err(error);
-            }
-        }
-    }
-}
-
-async fn register_in(
-    txn: &mut dyn SqlTxn,
-    owner: Owner,
-    token: &str,
-    platform: Platform,
-    provider: Provider,
-    max_devices: u32,
-) -> Result<bool, ProjectionError> {
-    let now = SqlValue::Int(crate::clock::now_micros());
-    let role = SqlValue::from(owner.role.as_str());
-    let user = SqlValue::from(owner.user_id);
-    let current = txn
-        .fetch_row(
-            "select role, user_id from push_devices where token = ?",
-            &[token.into()],
+    store
+        .register_push_device(
+            owner.role,
+            owner.user_id,
+            token,
+            platform.as_str(),
+            provider.as_str(),
+            max_devices,
         )
-        .await?;
-    let new = match current {
-        None => {
-            txn.execute(
-                "insert into push_devices (token, role, user_id, platform, provider, created_at, updated_at) \
-                 values (?, ?, ?, ?, ?, ?, ?)",
-                &[
-                    token.into(),
-                    role.clone(),
-                    user.clone(),
-                    platform.as_str().into(),
-                    provider.as_str().into(),
-                    now.clone(),
-                    now.clone(),
-                ],
-            )
-            .await?;
-            true
-        }
-        Some(row) => {
-            let theirs = row.first().and_then(SqlValue::as_text) == Some(owner.role.as_str())
-                && row.get(1).and_then(SqlValue::as_i64) == user.as_i64();
-            if !theirs {
-                // The phone changed hands (or accounts): what was queued for the previous
-                // owner must not show on it.
-                txn.execute(
-                    "delete from push_outbox where token = ? and state = 'pending'",
-                    &[token.into()],
-                )
-                .await?;
-            }
-            // A device taken over counts as registered now (its age decides which device a
-            // full list drops first).
-            let mut params = vec![
-                role.clone(),
-                user.clone(),
-                platform.as_str().into(),
-                provider.as_str().into(),
-                now.clone(),
-            ];
-            let created = if theirs {
-                ""
-            } else {
-                params.push(now.clone());
-                ", created_at = ?"
-            };
-            params.push(token.into());
-            txn.execute(
-                &format!(
-                    "update push_devices set role = ?, user_id = ?, platform = ?, provider = ?, \
-                     updated_at = ?{created} where token = ?"
-                ),
-                &params,
-            )
-            .await?;
-            !theirs
-        }
-    };
-    let count = txn
-        .fetch_row(
-            "select count(*) from push_devices where role = ? and user_id = ?",
-            &[role.clone(), user.clone()],
-        )
-        .await?
-        .and_then(|row| row.first().and_then(SqlValue::as_i64))
-        .unwrap_or(0);
-    for _ in 0..count.saturating_sub(i64::from(max_devices)) {
-        let oldest = txn
-            .fetch_row(
-                "select token from push_devices where role = ? and user_id = ? and token <> ? \
-                 order by updated_at, token limit 1",
-                &[role.clone(), user.clone(), token.into()],
-            )
-            .await?
-            .and_then(|row| row.first().and_then(|v| v.as_text().map(str::to_string)));
-        let Some(oldest) = oldest else { break };
-        remove_in(txn, &oldest).await?;
-    }
-    Ok(new)
+        .await
 }
 
 /// Removes the owner's device; false when they have no such device.
@@ -161,41 +56,7 @@ pub async fn unregister(
     owner: Owner,
     token: &str,
 ) -> Result<bool, ProjectionError> {
-    let mut txn = ProjectionStore::begin(store).await?;
-    let owned = txn
-        .fetch_row(
-            "select token from push_devices where token = ? and role = ? and user_id = ?",
-            &[
-                token.into(),
-                owner.role.as_str().into(),
-                owner.user_id.into(),
-            ],
-        )
-        .await;
-    let removed = match owned {
-        Ok(Some(_)) => remove_in(txn.as_mut(), token).await.map(|()| true),
-        Ok(None) => Ok(false),
-        Err(error) => Err(error),
-    };
-    match removed {
-        Ok(removed) => {
-            txn.commit().await?;
-            Ok(removed)
-        }
-        Err(error) => {
-            let _ = txn.rollback().await;
-            Err(error)
-        }
-    }
-}
-
-async fn remove_in(txn: &mut dyn SqlTxn, token: &str) -> Result<(), ProjectionError> {
-    txn.execute("delete from push_devices where token = ?", &[token.into()])
-        .await?;
-    txn.execute(
-        "delete from push_outbox where token = ? and state = 'pending'",
-        &[token.into()],
-    )
-    .await?;
-    Ok(())
+    store
+        .unregister_push_device(owner.role, owner.user_id, token)
+        .await
 }

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use events::{ConversationEvent, MessageType, Role};
-use projections::{ProjectionError, ProjectionStore, Projections, SqlTxn, SqlValue};
+use projections::{ProjectionError, Projections};
 use tokio::sync::{Notify, watch};
 
 use super::notification::{Notification, Platform, Provider, SUPPORT_TITLE, body_of};
-use super::{FOLLOWER_NAME, PushError, PushSettings, Senders, int, text};
+use super::{FOLLOWER_NAME, PushError, PushSettings, Senders};
 use crate::clock::now_micros;
 use crate::presence::Presence;
-use crate::store::EventStore;
+use crate::store::{CheckpointMove, EventStore, NewPush};
 use projections::LIVE_PROJECTIONS;
 
 const BATCH: u32 = 500;
@@ -175,13 +175,7 @@ impl Follower {
         {
             jobs.extend(self.jobs_for(message).await?);
         }
-        let mut txn = ProjectionStore::begin(&self.store).await?;
-        let queued = self.queue(txn.as_mut(), &jobs, last, now).await;
-        if let Err(error) = queued {
-            let _ = txn.rollback().await;
-            return Err(error.into());
-        }
-        txn.commit().await?;
+        self.queue(&jobs, last, now).await?;
         self.position = last;
         if !jobs.is_empty() {
             self.due.notify_one();
@@ -208,18 +202,14 @@ impl Follower {
         }
         let devices: Vec<(String, Platform, Provider)> = self
             .store
-            .push_rows(
-                "select token, platform, provider from push_devices where role = ? and user_id = ?",
-                &[recipient.0.as_str().into(), recipient.1.into()],
-            )
+            .push_devices_of(recipient.0, recipient.1)
             .await?
-            .iter()
-            .filter_map(|row| {
-                let provider = Provider::parse(&text(row.get(2)?))?;
+            .into_iter()
+            .filter_map(|device| {
                 Some((
-                    text(row.first()?),
-                    Platform::parse(&text(row.get(1)?))?,
-                    provider,
+                    device.token,
+                    Platform::parse(&device.platform)?,
+                    Provider::parse(&device.provider)?,
                 ))
             })
             .filter(|(_, _, provider)| self.senders.handles(*provider))
@@ -227,23 +217,7 @@ impl Follower {
         if devices.is_empty() {
             return Ok(Vec::new());
         }
-        let badge_sql = match recipient.0 {
-            Role::User => {
-                "select cast(coalesce(sum(unread_for_user), 0) as signed) from conversations \
-                 where user_id = ?"
-            }
-            _ => {
-                "select cast(coalesce(sum(unread_for_admin), 0) as signed) from conversations \
-                 where admin_id = ? and status <> 'archived'"
-            }
-        };
-        let badge = self
-            .store
-            .push_rows(badge_sql, &[recipient.1.into()])
-            .await?
-            .first()
-            .and_then(|row| row.first().map(int))
-            .unwrap_or(0);
+        let badge = self.store.unread_badge(recipient.0, recipient.1).await?;
         let title = match message.sender.role {
             Role::User if !message.sender.identifier.trim().is_empty() => {
                 message.sender.identifier.clone()
@@ -272,73 +246,32 @@ impl Follower {
 
     /// Writes the jobs (a device's pending push of the same conversation takes the newer
     /// content instead of a second row) and moves the checkpoint, fenced by the lease.
-    async fn queue(
-        &self,
-        txn: &mut dyn SqlTxn,
-        jobs: &[Job],
-        last: u64,
-        now: i64,
-    ) -> Result<(), ProjectionError> {
+    async fn queue(&self, jobs: &[Job], last: u64, now: i64) -> Result<(), ProjectionError> {
         let window = i64::try_from(self.settings.collapse_window.as_micros()).unwrap_or(0);
-        for job in jobs {
-            let payload = serde_json::to_string(&job.notification)
-                .map_err(|e| ProjectionError::Database(e.to_string()))?;
-            let key = [
-                SqlValue::from(job.token.as_str()),
-                job.notification.conversation_id.into(),
-            ];
-            let pending = txn
-                .fetch_row(
-                    "select id from push_outbox where token = ? and conversation_id = ? \
-                     and state = 'pending'",
-                    &key,
-                )
-                .await?
-                .and_then(|row| row.first().and_then(SqlValue::as_i64));
-            if let Some(id) = pending {
-                txn.execute(
-                    "update push_outbox set message_id = ?, payload = ?, recorded_at = ?, \
-                     provider = ?, platform = ? where id = ?",
-                    &[
-                        job.notification.message_id.into(),
-                        payload.into(),
-                        SqlValue::Int(job.recorded_at),
-                        job.provider.as_str().into(),
-                        job.platform.as_str().into(),
-                        SqlValue::Int(id),
-                    ],
-                )
-                .await?;
-                continue;
-            }
-            let last_sent = txn
-                .fetch_row(
-                    "select max(claimed_at) from push_outbox where token = ? \
-                     and conversation_id = ? and state <> 'pending'",
-                    &key,
-                )
-                .await?
-                .and_then(|row| row.first().and_then(SqlValue::as_i64));
-            let not_before = last_sent.map_or(now, |at| now.max(at.saturating_add(window)));
-            txn.execute(
-                "insert into push_outbox (token, provider, platform, conversation_id, message_id, \
-                 payload, state, attempts, not_before, claimed_by, claimed_at, recorded_at, created_at) \
-                 values (?, ?, ?, ?, ?, ?, 'pending', 0, ?, null, null, ?, ?)",
-                &[
-                    job.token.as_str().into(),
-                    job.provider.as_str().into(),
-                    job.platform.as_str().into(),
-                    job.notification.conversation_id.into(),
-                    job.notification.message_id.into(),
-                    payload.into(),
-                    SqlValue::Int(not_before),
-                    SqlValue::Int(job.recorded_at),
-                    SqlValue::Int(now),
-                ],
-            )
-            .await?;
-        }
-        projections::move_checkpoint(txn, FOLLOWER_NAME, &self.node_id, self.position, last).await
+        let pushes = jobs
+            .iter()
+            .map(|job| {
+                Ok(NewPush {
+                    token: &job.token,
+                    provider: job.provider.as_str(),
+                    platform: job.platform.as_str(),
+                    conversation_id: job.notification.conversation_id,
+                    message_id: job.notification.message_id,
+                    payload: serde_json::to_string(&job.notification)
+                        .map_err(|e| ProjectionError::Database(e.to_string()))?,
+                    recorded_at: job.recorded_at,
+                })
+            })
+            .collect::<Result<Vec<_>, ProjectionError>>()?;
+        let checkpoint = CheckpointMove {
+            name: FOLLOWER_NAME,
+            node_id: &self.node_id,
+            from: self.position,
+            to: last,
+        };
+        self.store
+            .queue_pushes(&pushes, window, now, checkpoint)
+            .await
     }
 
     async fn take_lease(&self) -> Result<bool, PushError> {
@@ -349,15 +282,7 @@ impl Follower {
     }
 
     async fn checkpoint(&self) -> Result<u64, PushError> {
-        let rows = self
-            .store
-            .push_rows(
-                "select position from projector_state where name = ?",
-                &[FOLLOWER_NAME.into()],
-            )
-            .await?;
-        let position = rows.first().and_then(|r| r.first().map(int)).unwrap_or(0);
-        Ok(u64::try_from(position).unwrap_or(0))
+        Ok(projections::load_checkpoint(&self.store, FOLLOWER_NAME).await?)
     }
 
     /// Hands the lease back so another node takes over at once.
@@ -365,20 +290,6 @@ impl Follower {
         if !self.leader {
             return;
         }
-        let Ok(mut txn) = ProjectionStore::begin(&self.store).await else {
-            return;
-        };
-        let released = txn
-            .execute(
-                "update projector_state set holder = null, lease_expires_at = 0 \
-                 where name = ? and holder = ?",
-                &[FOLLOWER_NAME.into(), self.node_id.as_str().into()],
-            )
-            .await;
-        if released.is_ok() {
-            let _ = txn.commit().await;
-        } else {
-            let _ = txn.rollback().await;
-        }
+        let _ = projections::release_lease(&self.store, FOLLOWER_NAME, &self.node_id, None).await;
     }
 }

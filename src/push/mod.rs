@@ -19,7 +19,7 @@ mod outbox;
 
 use std::sync::Arc;
 
-use projections::{ProjectionError, Projections, SqlValue};
+use projections::{ProjectionError, Projections};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -132,12 +132,4 @@ impl PushService {
 async fn start_at_head(store: &EventStore) -> Result<(), PushError> {
     let head = store.head_position().await?;
     Ok(projections::ensure_state_row(store, FOLLOWER_NAME, head).await?)
-}
-
-fn int(value: &SqlValue) -> i64 {
-    value.as_i64().unwrap_or_default()
-}
-
-fn text(value: &SqlValue) -> String {
-    value.as_text().unwrap_or_default().to_string()
 }

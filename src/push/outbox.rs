@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use projections::{ProjectionError, ProjectionStore, SqlTxn, SqlValue};
+use projections::ProjectionError;
 use tokio::sync::{Notify, watch};
 
 use super::notification::{Delivery, Notification, Outcome, Platform, Provider};
-use super::{PushError, PushSettings, Senders, int, text};
+use super::{PushError, PushSettings, Senders};
 use crate::clock::now_micros;
-use crate::store::EventStore;
+use crate::store::{EventStore, PushSettlement};
 
 const CLAIM: usize = 64;
 const CONCURRENT_SENDS: usize = 32;
@@ -91,61 +91,28 @@ impl Outbox {
     /// Claims the due jobs, sends them, records what happened. How many it handled.
     async fn step(&mut self) -> Result<usize, PushError> {
         let now = now_micros();
-        let due: Vec<i64> = self
-            .store
-            .push_rows(
-                &format!(
-                    "select id from push_outbox where state = 'pending' and not_before <= ? \
-                     order by not_before, id limit {CLAIM}"
-                ),
-                &[SqlValue::Int(now)],
-            )
-            .await?
-            .iter()
-            .filter_map(|row| row.first().and_then(SqlValue::as_i64))
-            .collect();
+        let due = self.store.due_pushes(now, CLAIM).await?;
         if due.is_empty() {
             return Ok(0);
         }
         self.claims += 1;
         let claim = format!("{}-{}", self.node_id, self.claims);
-        let placeholders = vec!["?"; due.len()].join(", ");
-        let mut params = vec![SqlValue::from(claim.as_str()), SqlValue::Int(now)];
-        params.extend(due.iter().map(|id| SqlValue::Int(*id)));
-        let mut txn = ProjectionStore::begin(&self.store).await?;
-        let claimed = txn
-            .execute(
-                &format!(
-                    "update push_outbox set state = 'sending', claimed_by = ?, claimed_at = ? \
-                     where state = 'pending' and id in ({placeholders})"
-                ),
-                &params,
-            )
-            .await;
-        if let Err(error) = claimed {
-            let _ = txn.rollback().await;
-            return Err(error.into());
-        }
-        txn.commit().await?;
+        self.store.claim_pushes(&claim, now, &due).await?;
         let jobs: Vec<Claimed> = self
             .store
-            .push_rows(
-                "select id, provider, platform, token, payload, attempts, conversation_id \
-                 from push_outbox where claimed_by = ? and state = 'sending'",
-                &[claim.as_str().into()],
-            )
+            .claimed_pushes(&claim)
             .await?
-            .iter()
+            .into_iter()
             .filter_map(|row| {
-                let notification: Notification = serde_json::from_str(&text(row.get(4)?)).ok()?;
+                let notification: Notification = serde_json::from_str(&row.payload).ok()?;
                 Some(Claimed {
-                    id: int(row.first()?),
-                    provider: Provider::parse(&text(row.get(1)?))?,
-                    attempts: u32::try_from(int(row.get(5)?)).unwrap_or(u32::MAX),
-                    conversation_id: u64::try_from(int(row.get(6)?)).unwrap_or(0),
+                    id: row.id,
+                    provider: Provider::parse(&row.provider)?,
+                    attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+                    conversation_id: u64::try_from(row.conversation_id).unwrap_or(0),
                     delivery: Delivery {
-                        platform: Platform::parse(&text(row.get(2)?))?,
-                        token: text(row.get(3)?),
+                        platform: Platform::parse(&row.platform)?,
+                        token: row.token,
                         notification,
                     },
                 })
@@ -164,8 +131,8 @@ impl Outbox {
             .collect()
             .await;
         let handled = outcomes.len();
-        let mut txn = ProjectionStore::begin(&self.store).await?;
-        let settled = self.settle(txn.as_mut(), &outcomes).await;
+        let mut txn = self.store.begin_push_settlement().await?;
+        let settled = self.settle(&mut txn, &outcomes).await;
         if let Err(error) = settled {
             let _ = txn.rollback().await;
             return Err(error.into());
@@ -176,52 +143,30 @@ impl Outbox {
 
     async fn settle(
         &self,
-        txn: &mut dyn SqlTxn,
+        txn: &mut PushSettlement,
         outcomes: &[(Claimed, Outcome)],
     ) -> Result<(), ProjectionError> {
         let now = now_micros();
         for (job, outcome) in outcomes {
             let provider = job.provider.as_str();
-            let id = SqlValue::Int(job.id);
+            let id = job.id;
             match outcome {
                 Outcome::Sent => {
                     metrics::counter!("chatd_push_total", "provider" => provider, "outcome" => "sent")
                         .increment(1);
-                    txn.execute(
-                        "update push_outbox set state = 'sent' where id = ?",
-                        std::slice::from_ref(&id),
-                    )
-                    .await?;
+                    txn.sent(id).await?;
                 }
                 Outcome::InvalidToken(reason) => {
                     metrics::counter!("chatd_push_total", "provider" => provider, "outcome" => "invalid_token")
                         .increment(1);
                     tracing::info!(job = job.id, provider, %reason, "push token refused: device removed");
-                    let token = SqlValue::from(job.delivery.token.as_str());
-                    txn.execute(
-                        "delete from push_devices where token = ? and provider = ?",
-                        &[token.clone(), provider.into()],
-                    )
-                    .await?;
-                    txn.execute(
-                        "delete from push_outbox where token = ? and (state = 'pending' or id = ?)",
-                        &[token, id],
-                    )
-                    .await?;
+                    txn.token_refused(&job.delivery.token, provider, id).await?;
                 }
                 Outcome::Retry { after, reason } => {
                     let attempts = job.attempts.saturating_add(1);
                     let newer = txn
-                        .fetch_row(
-                            "select id from push_outbox where token = ? and conversation_id = ? \
-                             and state = 'pending'",
-                            &[
-                                job.delivery.token.as_str().into(),
-                                job.conversation_id.into(),
-                            ],
-                        )
-                        .await?
-                        .is_some();
+                        .has_pending(&job.delivery.token, job.conversation_id)
+                        .await?;
                     if attempts >= self.settings.max_attempts || newer {
                         // Given up, or a newer push of the conversation is queued and carries
                         // the latest message anyway.
@@ -230,30 +175,20 @@ impl Outbox {
                         if !newer {
                             tracing::warn!(job = job.id, provider, attempts, %reason, "push given up");
                         }
-                        txn.execute("delete from push_outbox where id = ?", &[id])
-                            .await?;
+                        txn.drop_job(id).await?;
                         continue;
                     }
                     let delay = backoff(self.settings.retry_base, job.attempts)
                         .max(after.unwrap_or_default());
                     tracing::info!(job = job.id, provider, attempts, ?delay, %reason, "push will be retried");
-                    txn.execute(
-                        "update push_outbox set state = 'pending', attempts = ?, not_before = ?, \
-                         claimed_by = null, claimed_at = null where id = ?",
-                        &[
-                            SqlValue::from(u64::from(attempts)),
-                            SqlValue::Int(now.saturating_add(micros(delay))),
-                            id,
-                        ],
-                    )
-                    .await?;
+                    txn.retry_later(id, attempts, now.saturating_add(micros(delay)))
+                        .await?;
                 }
                 Outcome::Failed(reason) => {
                     metrics::counter!("chatd_push_total", "provider" => provider, "outcome" => "failed")
                         .increment(1);
                     tracing::warn!(job = job.id, provider, %reason, "push refused");
-                    txn.execute("delete from push_outbox where id = ?", &[id])
-                        .await?;
+                    txn.drop_job(id).await?;
                 }
             }
         }
@@ -266,20 +201,7 @@ impl Outbox {
         let before = now_micros()
             .saturating_sub(micros(self.settings.collapse_window))
             .saturating_sub(micros(KEEP));
-        let mut txn = ProjectionStore::begin(&self.store).await?;
-        let deleted = txn
-            .execute(
-                "delete from push_outbox where state <> 'pending' and claimed_at < ?",
-                &[SqlValue::Int(before)],
-            )
-            .await;
-        match deleted {
-            Ok(_) => Ok(txn.commit().await?),
-            Err(error) => {
-                let _ = txn.rollback().await;
-                Err(error.into())
-            }
-        }
+        Ok(self.store.forget_pushes_claimed_before(before).await?)
     }
 }
 

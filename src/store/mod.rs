@@ -1,35 +1,39 @@
-//! The event store: one table of events with a global position, per-stream sequences and a
-//! hash chain, on MySQL or SQLite (chosen at start-up from the database URL).
+//! The database: the event log, and the queries and writes on the tables folded from it, on
+//! MySQL or SQLite (chosen at start-up from the database URL).
 //!
-//! It owns the events table, the sequencer row, the idempotency keys and the write-side index of
-//! active conversations. It never decides anything: the domain in `events/` does, inside the
-//! append transaction that [`crate::commands`] drives.
+//! - [`log`](self::log): the events table with its global positions, per-stream sequences and
+//!   hash chain, the sequencer row, the idempotency keys and the write-side index of active
+//!   conversations. It never decides anything: the domain in `events/` does, inside the append
+//!   transaction that [`crate::commands`] drives.
+//! - `read`: the API's queries on the read tables, and `projections::ProjectionStore`, through
+//!   which the projectors read the log and write those tables. Never writes the log.
+//! - `push` and `assignment`: the typed statements on the tables the push and automatic
+//!   assignment followers keep for themselves (devices, outbox, waiting queue).
 //!
 //! Architecture Invariant: every append transaction first locks the sequencer row and takes its
 //! positions from it, so commit order equals position order on every back end.
 
-mod analytics;
-mod hash;
-mod projection;
+mod assignment;
+mod log;
 mod push;
 mod read;
-mod repository;
-mod search;
-mod sql;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use hash::{GENESIS_HASH, chain_hash};
+pub use assignment::WaitingConversation;
+pub use log::{
+    AppendTxn, ChainBreak, ChainReport, GENESIS_HASH, MAX_READ_BATCH, SequencerState, SqlStore,
+    chain_hash,
+};
+pub use push::{CheckpointMove, ClaimedPush, NewPush, PushDevice, PushSettlement};
 pub use read::{
     ConversationFilter, ConversationRow, FileRow, MAX_PAGE_SIZE, MessageRow, MessageWindow,
-    WaitingConversation,
+    RECENT_MATCHES, SearchHit, SearchResults, SearchScope,
 };
-pub use search::{RECENT_MATCHES, SearchHit, SearchResults, SearchScope};
-pub use sql::{AppendTxn, ChainBreak, ChainReport, MAX_READ_BATCH, SequencerState, SqlStore};
 
-/// The cqrs-es aggregate type of conversation streams.
+/// The stream type of conversations (the `Conversation` aggregate's `TYPE`).
 pub const CONVERSATION_STREAM: &str = "conversation";
 
 /// Who did what, from where: recorded with every event (the audit trail).
@@ -227,12 +231,14 @@ pub enum EventStore {
     Sqlite(SqlStore<sqlx::Sqlite>),
 }
 
-/// Calls the same method on whichever back end is in use.
+/// Runs `$body` with `$inner` bound to whichever back end's `SqlStore` is in use: every dispatch
+/// from `EventStore` to a back end goes through here. Each arm is type-checked on its own, so the
+/// body may call generic code or a method that only one back end's `SqlStore` has.
 macro_rules! on_backend {
     ($store:expr, $inner:ident => $body:expr) => {
         match $store {
-            EventStore::MySql($inner) => $body,
-            EventStore::Sqlite($inner) => $body,
+            $crate::store::EventStore::MySql($inner) => $body,
+            $crate::store::EventStore::Sqlite($inner) => $body,
         }
     };
 }
@@ -256,64 +262,12 @@ impl EventStore {
 
     /// Applies pending migrations; a second run changes nothing.
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        match self {
-            EventStore::MySql(s) => sqlx::migrate!("./migrations/mysql").run(s.pool()).await,
-            EventStore::Sqlite(s) => sqlx::migrate!("./migrations/sqlite").run(s.pool()).await,
-        }
+        on_backend!(self, s => s.migrate().await)
     }
 
     /// A cheap round trip, for readiness.
     pub async fn ping(&self) -> Result<(), StoreError> {
         on_backend!(self, s => s.ping().await)
-    }
-
-    /// The position of the newest committed event (0 for an empty log).
-    pub async fn head_position(&self) -> Result<u64, StoreError> {
-        on_backend!(self, s => s.head_position().await)
-    }
-
-    /// Up to `limit` events after `position`, in position order.
-    pub async fn read_from(
-        &self,
-        position: u64,
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        on_backend!(self, s => s.read_from(position, limit).await)
-    }
-
-    /// The events of one stream after `sequence`, in sequence order.
-    pub async fn read_stream(
-        &self,
-        stream_type: &str,
-        stream_id: &str,
-        after_sequence: u64,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        on_backend!(self, s => s.read_stream(stream_type, stream_id, after_sequence).await)
-    }
-
-    /// Up to `limit` events of one stream after `sequence`, in sequence order.
-    pub async fn read_stream_page(
-        &self,
-        stream_type: &str,
-        stream_id: &str,
-        after_sequence: u64,
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        on_backend!(self, s => s.read_stream_page(stream_type, stream_id, after_sequence, limit).await)
-    }
-
-    /// Checks every stream's hash chain; the first broken link, if any.
-    pub async fn verify_chains(&self) -> Result<Option<ChainBreak>, StoreError> {
-        on_backend!(self, s => s.verify_chains().await)
-    }
-
-    /// Checks every stream's hash chain, counting the events and reporting progress (events
-    /// checked, head position) after each batch.
-    pub async fn verify_log(
-        &self,
-        progress: impl FnMut(u64, u64),
-    ) -> Result<ChainReport, StoreError> {
-        on_backend!(self, s => s.verify_log(progress).await)
     }
 
     /// Closes the pool, waiting for connections in use.

@@ -4,9 +4,9 @@ use crate::support;
 
 use chatd::commands::{CommandError, Intent};
 use chatd::store::{CONVERSATION_STREAM, StoreError};
-use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
-use events::{Conversation, ConversationCommand, ConversationError, ConversationEvent, NewMessage};
+use events::{ConversationCommand, ConversationError, ConversationEvent, NewMessage};
 use serde_json::json;
+use support::raw_log::{append_raw, raw_event};
 use support::*;
 
 #[tokio::test]
@@ -335,24 +335,6 @@ async fn concurrent_senders_to_one_conversation_all_succeed() {
     }
 }
 
-fn raw_event(
-    stream: &str,
-    sequence: usize,
-    event_type: &str,
-    version: &str,
-    payload: serde_json::Value,
-) -> SerializedEvent {
-    SerializedEvent {
-        aggregate_id: stream.to_string(),
-        sequence,
-        aggregate_type: CONVERSATION_STREAM.to_string(),
-        event_type: event_type.to_string(),
-        event_version: version.to_string(),
-        payload,
-        metadata: json!({"actor_id": 1, "actor_role": "system"}),
-    }
-}
-
 #[tokio::test]
 async fn an_append_at_a_taken_sequence_is_an_optimistic_lock_conflict() {
     for db in TestDb::each().await {
@@ -367,21 +349,13 @@ async fn an_append_at_a_taken_sequence_is_an_optimistic_lock_conflict() {
             json!({"by": {"id": 1, "role": "user", "identifier": "u"}}),
         );
 
-        let direct = db
-            .store
-            .append_serialized(std::slice::from_ref(&stale))
-            .await;
-        let through_cqrs = db.store.persist::<Conversation>(&[stale], None).await;
+        let direct = append_raw(&db.store, std::slice::from_ref(&stale)).await;
 
         assert!(
             matches!(direct, Err(StoreError::Conflict { .. })),
             "{}: {direct:?}",
             db.name()
         );
-        assert!(matches!(
-            through_cqrs,
-            Err(PersistenceError::OptimisticLockError)
-        ));
         assert_eq!(db.store.head_position().await.unwrap(), 2);
         db.cleanup().await;
     }
@@ -394,16 +368,18 @@ async fn the_command_layer_sees_events_another_writer_appended() {
         let opened = open_with(&bus, &user(1), "hi").await;
         let stream = opened.conversation_id.to_string();
         // Another node closes the conversation behind this node's cache.
-        db.store
-            .append_serialized(&[raw_event(
+        append_raw(
+            &db.store,
+            &[raw_event(
                 &stream,
                 3,
                 "ConversationClosed",
                 "1",
                 json!({"by": {"id": 9, "role": "admin", "identifier": "admin_9"}}),
-            )])
-            .await
-            .unwrap();
+            )],
+        )
+        .await
+        .unwrap();
 
         let close_again = bus
             .execute(
@@ -483,14 +459,15 @@ async fn a_stored_v1_message_is_read_in_the_current_shape() {
     .unwrap();
     for db in TestDb::each().await {
         let opened = json!({"conversation_id": 50, "user": {"id": 42, "role": "user", "identifier": "user_uuid_42"}});
-        let stored = db
-            .store
-            .append_serialized(&[
+        let stored = append_raw(
+            &db.store,
+            &[
                 raw_event("50", 1, "ConversationOpened", "1", opened),
                 raw_event("50", 2, "MessageSent", "1", sample.clone()),
-            ])
-            .await
-            .unwrap();
+            ],
+        )
+        .await
+        .unwrap();
 
         let event = stored[1].decode().unwrap();
 
@@ -516,14 +493,15 @@ async fn an_unknown_event_type_or_corrupt_json_is_a_clear_error_naming_the_posit
         let bus = db.commands().await;
         let opened =
             json!({"conversation_id": 60, "user": {"id": 1, "role": "user", "identifier": "u"}});
-        let stored = db
-            .store
-            .append_serialized(&[
+        let stored = append_raw(
+            &db.store,
+            &[
                 raw_event("60", 1, "ConversationOpened", "1", opened),
                 raw_event("60", 2, "ConversationTeleported", "1", json!({})),
-            ])
-            .await
-            .unwrap();
+            ],
+        )
+        .await
+        .unwrap();
 
         let unknown = stored[1].decode();
         let mut corrupt = stored[0].clone();

@@ -100,20 +100,17 @@ async fn assign(app: &TestApp, admin: &str, conversation_id: u64, admin_id: u64)
     assert_eq!(status, 200, "{body}");
 }
 
-/// Waits (a few seconds at most) until no device has this token; whether it went.
-async fn gone(app: &TestApp, token: &str) -> bool {
+/// Waits (a few seconds at most) until the user has no device with this token; whether it went.
+async fn gone(app: &TestApp, user_id: u64, token: &str) -> bool {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let rows = app
+        let devices = app
             .state
             .store
-            .push_rows(
-                "select token from push_devices where token = ?",
-                &[token.into()],
-            )
+            .push_devices_of(events::Role::User, user_id)
             .await
             .expect("read push_devices");
-        if rows.is_empty() {
+        if devices.iter().all(|device| device.token != token) {
             return true;
         }
         if tokio::time::Instant::now() >= deadline {
@@ -415,7 +412,7 @@ async fn a_503_is_retried_and_tokens_the_providers_call_invalid_are_removed() {
     for db in TestDb::each().await {
         let rig = Rig::start().await;
         let app = rig.app(&db, &[("CHAT_PUSH_COLLAPSE_MS", "0")]).await;
-        let (_, user) = app.session(events::Role::User, None).await;
+        let (user_id, user) = app.session(events::Role::User, None).await;
         let (_, admin) = app.session(events::Role::Admin, None).await;
         register(&app, &user, "android", "fcm", ANDROID_TOKEN).await;
         register(&app, &user, "ios", "apns", IPHONE_TOKEN).await;
@@ -448,7 +445,7 @@ async fn a_503_is_retried_and_tokens_the_providers_call_invalid_are_removed() {
         );
         // The 410 removed the iPhone.
         assert!(
-            gone(&app, IPHONE_TOKEN).await,
+            gone(&app, user_id, IPHONE_TOKEN).await,
             "{}: the APNs 410 removed the device",
             db.name()
         );
@@ -466,7 +463,7 @@ async fn a_503_is_retried_and_tokens_the_providers_call_invalid_are_removed() {
             3
         );
         assert!(
-            gone(&app, ANDROID_TOKEN).await,
+            gone(&app, user_id, ANDROID_TOKEN).await,
             "{}: the FCM 404 removed the device",
             db.name()
         );
@@ -693,12 +690,7 @@ async fn each_message_is_pushed_at_most_once_across_a_crash_mid_request_a_restar
             .expect("conversation");
         process_message(&node.url, &admin, conversation, "before push was on").await;
         node.stop();
-        let outbox = db
-            .store
-            .push_rows("select id from push_outbox", &[])
-            .await
-            .expect("outbox");
-        assert!(outbox.is_empty());
+        assert!(dump(&db.store, "push_outbox").await.is_empty());
 
         // Push on, on a log with history: it starts at the head.
         let mut settings = rig.keys.settings(&rig.fcm, &rig.apns);

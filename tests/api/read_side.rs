@@ -241,19 +241,18 @@ async fn an_event_a_projector_cannot_apply_stops_it_with_the_position_and_keeps_
         let projections = start(&db, &bus, all_projectors(), "node-1");
         caught_up(&projections, &db.store).await;
         let good = db.store.head_position().await.unwrap();
-        let bad: Vec<StoredEvent> = db
-            .store
-            .append_serialized(&[cqrs_es::persist::SerializedEvent {
-                aggregate_id: opened.conversation_id.to_string(),
-                sequence: 3,
-                aggregate_type: "conversation".into(),
-                event_type: "ConversationTeleported".into(),
-                event_version: "1".into(),
-                payload: json!({}),
-                metadata: json!({"actor_id": 1, "actor_role": "system"}),
-            }])
-            .await
-            .unwrap();
+        let bad: Vec<StoredEvent> = support::raw_log::append_raw(
+            &db.store,
+            &[support::raw_log::raw_event(
+                &opened.conversation_id.to_string(),
+                3,
+                "ConversationTeleported",
+                "1",
+                json!({}),
+            )],
+        )
+        .await
+        .unwrap();
         let bad_position = bad[0].position;
 
         assert!(

@@ -1,4 +1,4 @@
-//! The statements of the event store, written once for both back ends: MySQL and SQLite agree on
+//! The statements of the log, written once for both back ends: MySQL and SQLite agree on
 //! every statement here (`?` placeholders, no upserts), so one generic implementation serves both.
 
 use std::collections::HashMap;
@@ -11,7 +11,8 @@ use sqlx::{
     ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type,
 };
 
-use super::{GENESIS_HASH, StoreError, StoreOptions, StoredEvent};
+use super::hash::{GENESIS_HASH, chain_hash};
+use crate::store::{StoreError, StoreOptions, StoredEvent};
 
 /// How many events one read of the log returns at most.
 pub const MAX_READ_BATCH: u32 = 10_000;
@@ -67,7 +68,7 @@ fn check_link(
             "sequence {} follows {previous_sequence}: an event is missing or out of place",
             event.sequence
         ))
-    } else if super::chain_hash(
+    } else if chain_hash(
         previous_hash,
         &key.0,
         &key.1,
@@ -131,7 +132,9 @@ impl<DB: Database> SqlStore<DB> {
 }
 
 impl SqlStore<sqlx::MySql> {
-    pub(super) async fn connect_mysql(options: &StoreOptions) -> Result<Self, StoreError> {
+    pub(in crate::store) async fn connect_mysql(
+        options: &StoreOptions,
+    ) -> Result<Self, StoreError> {
         let connect = MySqlConnectOptions::from_str(&options.url)
             .map_err(|e| StoreError::Invalid(format!("database URL: {e}")))?;
         let pool = MySqlPoolOptions::new()
@@ -154,10 +157,16 @@ impl SqlStore<sqlx::MySql> {
             write_gate: None,
         })
     }
+
+    pub(in crate::store) async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        sqlx::migrate!("./migrations/mysql").run(&self.pool).await
+    }
 }
 
 impl SqlStore<sqlx::Sqlite> {
-    pub(super) async fn connect_sqlite(options: &StoreOptions) -> Result<Self, StoreError> {
+    pub(in crate::store) async fn connect_sqlite(
+        options: &StoreOptions,
+    ) -> Result<Self, StoreError> {
         let connect = SqliteConnectOptions::from_str(&options.url)
             .map_err(|e| StoreError::Invalid(format!("database URL: {e}")))?;
         let path = connect.get_filename().to_path_buf();
@@ -187,6 +196,10 @@ impl SqlStore<sqlx::Sqlite> {
             pool,
             write_gate: Some(Arc::new(tokio::sync::Mutex::new(()))),
         })
+    }
+
+    pub(in crate::store) async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        sqlx::migrate!("./migrations/sqlite").run(&self.pool).await
     }
 }
 

@@ -4,8 +4,7 @@
 use projections::{AnalyticsFact, FactKind};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
-use super::sql::SqlStore;
-use super::{EventStore, StoreError, on_backend};
+use crate::store::{EventStore, SqlStore, StoreError, on_backend};
 
 impl EventStore {
     /// The facts recorded in `[from, to)` (µs since the epoch), in position order.

@@ -5,9 +5,8 @@
 use projections::{QueryTerm, SearchQuery};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
-use super::read::{Bind, int};
-use super::sql::SqlStore;
-use super::{EventStore, StoreError, on_backend};
+use super::{Bind, int};
+use crate::store::{EventStore, SqlStore, StoreError, on_backend};
 
 /// Above this many conversations a user's scope is a sub-query instead of a list of ids.
 const MAX_LISTED_CONVERSATIONS: usize = 1000;
@@ -53,6 +52,18 @@ const SQLITE: Hints = Hints {
     recent_index: "indexed by search_terms_recent",
     ordered_join: "cross join",
 };
+
+impl SqlStore<sqlx::MySql> {
+    fn search_hints(&self) -> &'static Hints {
+        &MYSQL
+    }
+}
+
+impl SqlStore<sqlx::Sqlite> {
+    fn search_hints(&self) -> &'static Hints {
+        &SQLITE
+    }
+}
 
 /// One page of matches, and how many there are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,10 +123,9 @@ impl EventStore {
         limit: u32,
     ) -> Result<SearchResults, StoreError> {
         if *scope == SearchScope::All {
-            let recent = match self {
-                EventStore::MySql(s) => s.search_recent(query, page, limit, &MYSQL).await?,
-                EventStore::Sqlite(s) => s.search_recent(query, page, limit, &SQLITE).await?,
-            };
+            let recent = on_backend!(self, s => {
+                s.search_recent(query, page, limit, s.search_hints()).await?
+            });
             if let Some(results) = recent {
                 return Ok(results);
             }

@@ -5,8 +5,7 @@ use async_trait::async_trait;
 use projections::{LoggedEvent, ProjectionError, ProjectionStore, SqlTxn, SqlValue};
 use sqlx::{Database, Row, Transaction};
 
-use super::sql::SqlStore;
-use super::{EventStore, StoreError, StoredEvent};
+use crate::store::{EventStore, StoreError, StoredEvent, on_backend};
 
 impl From<StoreError> for ProjectionError {
     fn from(error: StoreError) -> Self {
@@ -67,41 +66,24 @@ impl ProjectionStore for EventStore {
     }
 
     async fn begin(&self) -> Result<Box<dyn SqlTxn>, ProjectionError> {
-        Ok(match self {
-            EventStore::MySql(s) => {
-                let _write_turn = s.write_turn().await;
-                Box::new(MySqlTxn {
-                    tx: begin(s).await?,
-                    _write_turn,
-                })
-            }
-            EventStore::Sqlite(s) => {
-                let _write_turn = s.write_turn().await;
-                Box::new(SqliteTxn {
-                    tx: begin(s).await?,
-                    _write_turn,
-                })
-            }
+        on_backend!(self, s => {
+            let _write_turn = s.write_turn().await;
+            let tx = s.pool().begin().await.map_err(sql_error)?;
+            Ok(Box::new(Txn { tx, _write_turn }) as Box<dyn SqlTxn>)
         })
     }
 }
 
-async fn begin<DB: Database>(
-    store: &SqlStore<DB>,
-) -> Result<Transaction<'static, DB>, ProjectionError> {
-    store.pool().begin().await.map_err(sql_error)
+/// A transaction, holding this process's write turn where the back end needs one.
+struct Txn<DB: Database> {
+    tx: Transaction<'static, DB>,
+    _write_turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 /// Binds projection values and reads rows back, the same way on both back ends.
 macro_rules! sql_txn {
-    ($name:ident, $db:ty) => {
-        /// A transaction, holding this process's write turn where the back end needs one.
-        pub struct $name {
-            tx: Transaction<'static, $db>,
-            _write_turn: Option<tokio::sync::OwnedMutexGuard<()>>,
-        }
-
-        impl $name {
+    ($db:ty) => {
+        impl Txn<$db> {
             fn query<'q>(
                 sql: &'q str,
                 params: &'q [SqlValue],
@@ -119,7 +101,7 @@ macro_rules! sql_txn {
         }
 
         #[async_trait]
-        impl SqlTxn for $name {
+        impl SqlTxn for Txn<$db> {
             async fn execute(
                 &mut self,
                 sql: &str,
@@ -171,10 +153,10 @@ macro_rules! sql_txn {
     };
 }
 
-sql_txn!(MySqlTxn, sqlx::MySql);
-sql_txn!(SqliteTxn, sqlx::Sqlite);
+sql_txn!(sqlx::MySql);
+sql_txn!(sqlx::Sqlite);
 
-pub(super) fn row_values<R: Row>(row: &R) -> Vec<SqlValue>
+pub(in crate::store) fn row_values<R: Row>(row: &R) -> Vec<SqlValue>
 where
     for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -199,7 +181,7 @@ where
         .collect()
 }
 
-impl MySqlTxn {
+impl Txn<sqlx::MySql> {
     async fn copy_table(&mut self, from: &str, to: &str) -> Result<(), ProjectionError> {
         for sql in [
             format!("drop table if exists {to}"),
@@ -230,7 +212,7 @@ impl MySqlTxn {
     }
 }
 
-impl SqliteTxn {
+impl Txn<sqlx::Sqlite> {
     /// The copy gets the live table's columns only; its indexes are created at the swap, so the
     /// rebuild inserts into a bare table.
     async fn copy_table(&mut self, from: &str, to: &str) -> Result<(), ProjectionError> {

@@ -1,10 +1,18 @@
-//! Queries on the read tables (`conversations`, `messages`) for the API. Reads only: the tables
-//! belong to the projectors.
+//! The read side: the API's queries on the read tables (`conversations`, `messages`, `files`;
+//! the search index in `search.rs`, the analytics facts in `analytics.rs`), and in
+//! `projection.rs` the `projections::ProjectionStore` through which projectors read the log and
+//! write those tables. Queries here only read: the tables belong to the projectors.
 
+mod analytics;
+mod projection;
+mod search;
+
+pub use search::{RECENT_MATCHES, SearchHit, SearchResults, SearchScope};
+
+use projections::SqlValue;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
-use super::sql::SqlStore;
-use super::{EventStore, StoreError, on_backend};
+use super::{EventStore, SqlStore, StoreError, on_backend};
 
 /// Largest page the list routes serve.
 pub const MAX_PAGE_SIZE: u32 = 200;
@@ -64,16 +72,6 @@ pub struct FileRow {
     pub path: String,
 }
 
-/// A reopened conversation automatic assignment found no available admin for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WaitingConversation {
-    pub conversation_id: u64,
-    /// When the event that made it wait was recorded (microseconds; the queue's order).
-    pub waiting_since: i64,
-    /// The admin it had then, if any.
-    pub admin_id: Option<u64>,
-}
-
 /// Which conversations a list shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConversationFilter {
@@ -93,12 +91,12 @@ pub struct MessageWindow {
 }
 
 /// A statement parameter of the read queries (this module's and the search's).
-pub(super) enum Bind {
+pub(in crate::store) enum Bind {
     Int(i64),
     Text(String),
 }
 
-pub(super) fn int(value: u64) -> Bind {
+pub(in crate::store) fn int(value: u64) -> Bind {
     Bind::Int(i64::try_from(value).unwrap_or(i64::MAX))
 }
 
@@ -152,13 +150,31 @@ impl EventStore {
     pub async fn unassigned_active(&self, limit: u32) -> Result<Vec<(u64, i64)>, StoreError> {
         on_backend!(self, s => s.unassigned_active(limit).await)
     }
+}
 
-    /// Reopened conversations waiting for an available admin, longest waiting first.
-    pub async fn waiting_for_assignment(
+impl EventStore {
+    /// Every row of a query, each column an integer, text or null: for the typed methods of the
+    /// followers' own tables (`push`, `assignment`), read outside a transaction.
+    pub(in crate::store) async fn value_rows(
         &self,
-        limit: u32,
-    ) -> Result<Vec<WaitingConversation>, StoreError> {
-        on_backend!(self, s => s.waiting_for_assignment(limit).await)
+        sql: &str,
+        params: &[SqlValue],
+    ) -> Result<Vec<Vec<SqlValue>>, StoreError> {
+        let binds: Vec<Bind> = params
+            .iter()
+            .map(|p| match p {
+                SqlValue::Int(v) => Bind::Int(*v),
+                SqlValue::Text(v) => Bind::Text(v.clone()),
+                // No statement here binds a null.
+                SqlValue::Null => Bind::Text(String::new()),
+            })
+            .collect();
+        on_backend!(self, s => Ok(s
+            .fetch(sql, binds)
+            .await?
+            .iter()
+            .map(projection::row_values)
+            .collect()))
     }
 }
 
@@ -171,7 +187,7 @@ where
     String: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    pub(super) async fn fetch(
+    pub(in crate::store) async fn fetch(
         &self,
         sql: &str,
         binds: Vec<Bind>,
@@ -228,33 +244,6 @@ where
                 let admin = row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx)?;
                 let count = row.try_get::<i64, _>(1).map_err(StoreError::from_sqlx)?;
                 Ok((unsigned(admin), unsigned(count)))
-            })
-            .collect()
-    }
-
-    async fn waiting_for_assignment(
-        &self,
-        limit: u32,
-    ) -> Result<Vec<WaitingConversation>, StoreError> {
-        let rows = self
-            .fetch(
-                "select conversation_id, waiting_since, admin_id from assignment_waiting \
-                 order by waiting_since, conversation_id limit ?",
-                vec![Bind::Int(i64::from(limit))],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let id = row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx)?;
-                let since = row.try_get::<i64, _>(1).map_err(StoreError::from_sqlx)?;
-                let admin = row
-                    .try_get::<Option<i64>, _>(2)
-                    .map_err(StoreError::from_sqlx)?;
-                Ok(WaitingConversation {
-                    conversation_id: unsigned(id),
-                    waiting_since: since,
-                    admin_id: admin.map(unsigned),
-                })
             })
             .collect()
     }

@@ -1,0 +1,65 @@
+//! The log: the events table (global positions, per-stream sequences, the hash chain), the
+//! sequencer row, the idempotency keys and the write-side index of active conversations.
+//!
+//! `sql.rs` holds its statements once for both back ends, and the connection set-up of each;
+//! `hash.rs` the hash chain. The service appends only through the command layer, which drives an
+//! [`AppendTxn`].
+
+mod hash;
+mod sql;
+
+pub use hash::{GENESIS_HASH, chain_hash};
+pub use sql::{AppendTxn, ChainBreak, ChainReport, MAX_READ_BATCH, SequencerState, SqlStore};
+
+use super::{EventStore, StoreError, StoredEvent, on_backend};
+
+impl EventStore {
+    /// The position of the newest committed event (0 for an empty log).
+    pub async fn head_position(&self) -> Result<u64, StoreError> {
+        on_backend!(self, s => s.head_position().await)
+    }
+
+    /// Up to `limit` events after `position`, in position order.
+    pub async fn read_from(
+        &self,
+        position: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        on_backend!(self, s => s.read_from(position, limit).await)
+    }
+
+    /// The events of one stream after `sequence`, in sequence order.
+    pub async fn read_stream(
+        &self,
+        stream_type: &str,
+        stream_id: &str,
+        after_sequence: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        on_backend!(self, s => s.read_stream(stream_type, stream_id, after_sequence).await)
+    }
+
+    /// Up to `limit` events of one stream after `sequence`, in sequence order.
+    pub async fn read_stream_page(
+        &self,
+        stream_type: &str,
+        stream_id: &str,
+        after_sequence: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        on_backend!(self, s => s.read_stream_page(stream_type, stream_id, after_sequence, limit).await)
+    }
+
+    /// Checks every stream's hash chain; the first broken link, if any.
+    pub async fn verify_chains(&self) -> Result<Option<ChainBreak>, StoreError> {
+        on_backend!(self, s => s.verify_chains().await)
+    }
+
+    /// Checks every stream's hash chain, counting the events and reporting progress (events
+    /// checked, head position) after each batch.
+    pub async fn verify_log(
+        &self,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<ChainReport, StoreError> {
+        on_backend!(self, s => s.verify_log(progress).await)
+    }
+}
