@@ -8,7 +8,7 @@ export CHAT_TEST_MYSQL_URL CHAT_TEST_REDIS_URL
 RUST_TEST_THREADS ?= 2
 export RUST_TEST_THREADS
 
-.PHONY: run test test-deps lint bench ci fmt fuzz chaos chaos-short
+.PHONY: run test test-deps lint bench bench-compare ci fmt fuzz chaos chaos-short
 
 run: ## the server on the embedded default (SQLite in ./data)
 	cargo run --release -- serve
@@ -38,6 +38,19 @@ bench: ## append throughput, projection lag, replay speed, REST throughput; SQLi
 	cargo bench --bench analytics
 	cargo bench --bench audit
 	cargo bench --bench push
+
+# The same load clients against chatd (release, MariaDB + Redis) and the spec's plain Node.js stack
+# (benches/node-peer), one after the other in one run: each row prints both and the ratio.
+RELEASE_BIN = $(or $(CARGO_TARGET_DIR),target)/release/chatd
+COMPARE = benches/node-peer/compare.sh --chatd $(RELEASE_BIN)
+IDLE_CONNECTIONS ?= 10000
+
+bench-compare: ## chatd beside the Node.js stack: socket latency at 1,000 and 2,000 msg/s, REST rate (wrk), idle memory
+	cargo build --release --bin chatd
+	$(COMPARE) socket --convs 500 --rate 1000 --secs 15
+	$(COMPARE) socket --convs 500 --rate 2000 --secs 15
+	$(COMPARE) rest
+	$(COMPARE) idle --idle $(IDLE_CONNECTIONS)
 
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS = socket_packet auth_headers multipart_upload
