@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 
 use events::{
     Actor, Conversation, ConversationCommand, ConversationError, ConversationEvent,
@@ -21,7 +22,7 @@ use events::{
 };
 use lru::LruCache;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::clock::now_micros;
 use crate::store::{
@@ -33,6 +34,11 @@ use crate::store::{
 const MAX_BATCH: usize = 256;
 /// How many times a batch that met a concurrent writer is tried again before callers see an error.
 const MAX_CONFLICT_RETRIES: usize = 3;
+/// Committed batches a slow subscriber may fall behind by; one that falls further reads the log.
+const COMMITTED_FEED_CAPACITY: usize = 1024;
+
+/// The events of one committed batch, in position order, with no gap between them.
+pub type CommittedBatch = Arc<[StoredEvent]>;
 
 /// What a caller wants done.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,6 +131,7 @@ struct Job {
 pub struct CommandBus {
     jobs: mpsc::Sender<Job>,
     head: watch::Receiver<u64>,
+    committed: broadcast::Sender<CommittedBatch>,
 }
 
 impl CommandBus {
@@ -133,13 +140,16 @@ impl CommandBus {
         let head = store.head_position().await?;
         let (head_tx, head_rx) = watch::channel(head);
         let (jobs, queue) = mpsc::channel(MAX_BATCH * 4);
+        let (committed, _) = broadcast::channel(COMMITTED_FEED_CAPACITY);
         let capacity = NonZeroUsize::new(cache_capacity).unwrap_or(NonZeroUsize::MIN);
+        let feed = committed.clone();
         on_backend!(store, s => {
-            tokio::spawn(Appender::new(s, capacity, head_tx).run(queue));
+            tokio::spawn(Appender::new(s, capacity, head_tx, feed).run(queue));
         });
         Ok(CommandBus {
             jobs,
             head: head_rx,
+            committed,
         })
     }
 
@@ -167,6 +177,13 @@ impl CommandBus {
     pub fn committed_head(&self) -> watch::Receiver<u64> {
         self.head.clone()
     }
+
+    /// This node's batches as they commit, before the head moves: a subscriber can act on them
+    /// without reading them back from the log. Only this node's commits; one that lags behind
+    /// by more than the feed holds is told so (`Lagged`) and reads the log instead.
+    pub fn committed_batches(&self) -> broadcast::Receiver<CommittedBatch> {
+        self.committed.subscribe()
+    }
 }
 
 /// A cached aggregate with the stream position it was folded to.
@@ -183,6 +200,7 @@ struct Appender<DB: Database> {
     expected_next_position: Option<u64>,
     last_recorded_at: i64,
     head: watch::Sender<u64>,
+    committed: broadcast::Sender<CommittedBatch>,
 }
 
 /// One job's outcome inside a batch, before commit.
@@ -227,13 +245,19 @@ where
     String: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    fn new(store: SqlStore<DB>, capacity: NonZeroUsize, head: watch::Sender<u64>) -> Self {
+    fn new(
+        store: SqlStore<DB>,
+        capacity: NonZeroUsize,
+        head: watch::Sender<u64>,
+        committed: broadcast::Sender<CommittedBatch>,
+    ) -> Self {
         Appender {
             store,
             cache: LruCache::new(capacity),
             expected_next_position: None,
             last_recorded_at: 0,
             head,
+            committed,
         }
     }
 
@@ -354,6 +378,10 @@ where
         }
         self.expected_next_position = Some(next_position);
         if next_position > first_position {
+            if !pending.events.is_empty() {
+                // No subscriber is not an error: the log holds the batch either way.
+                let _ = self.committed.send(Arc::from(pending.events));
+            }
             self.head.send_replace(next_position - 1);
         }
         Ok(decided)

@@ -12,6 +12,7 @@ use crate::app::App;
 use crate::commands::CommandBus;
 use crate::config::Config;
 use crate::http;
+use crate::node::LeaseHolder;
 use crate::store::{EventStore, redact_url};
 
 pub struct Application {
@@ -25,6 +26,8 @@ pub struct Application {
     /// lease back before the pool closes.
     assigner: Option<tokio::task::JoinHandle<()>>,
     push: Option<crate::push::PushService>,
+    /// Held while the process lives: no other process takes its lease holder's name.
+    _lease_holder: LeaseHolder,
 }
 
 impl Application {
@@ -33,7 +36,8 @@ impl Application {
         let commands = CommandBus::start(store.clone(), config.aggregate_cache)
             .await
             .context("starting the command layer")?;
-        let node_id = node_id();
+        let lease_holder = LeaseHolder::claim(config.node_id.as_deref(), &config.data_dir);
+        let node_id = lease_holder.name.clone();
         let projections = Arc::new(Projections::start(
             Arc::new(store.clone()),
             all_projectors(),
@@ -77,11 +81,12 @@ impl Application {
             Some(connection) => crate::presence::Presence::with_redis(
                 connection.clone(),
                 &config.redis_prefix,
-                &node_id,
+                &crate::node::process_name(),
                 config.presence_ttl,
             ),
             None => crate::presence::Presence::new(),
         });
+        let (announced, announced_rx) = tokio::sync::watch::channel(0);
         let state = App {
             store,
             commands,
@@ -91,6 +96,7 @@ impl Application {
             redis,
             read_your_writes: config.read_your_writes_timeout,
             last_writes: Arc::default(),
+            announced: announced_rx,
             attachments,
             public_https: public_url.starts_with("https://"),
             started: Arc::new(std::time::Instant::now()),
@@ -129,8 +135,8 @@ impl Application {
             state.store.clone(),
             realtime.clone(),
             state.attachments.clone(),
-            state.projections.clone(),
-            state.commands.committed_head(),
+            state.commands.committed_batches(),
+            announced,
             broadcaster_stops,
         );
         let push = crate::push::PushService::start(
@@ -144,6 +150,7 @@ impl Application {
         .await
         .context("starting push notifications")?;
         Ok(Application {
+            _lease_holder: lease_holder,
             listener,
             state,
             realtime,
@@ -213,21 +220,6 @@ impl Application {
         store.close().await;
         Ok(())
     }
-}
-
-/// Names this process in projector leases.
-fn node_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "node".into());
-    format!(
-        "{host}-{}-{}",
-        std::process::id(),
-        crate::clock::now_micros()
-    )
 }
 
 /// Connects to the configured database and applies pending migrations.

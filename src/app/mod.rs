@@ -40,6 +40,8 @@ pub struct App {
     pub redis: Option<redis::aio::ConnectionManager>,
     pub read_your_writes: std::time::Duration,
     pub last_writes: Arc<LastWrites>,
+    /// The last position this node's broadcaster has announced to its sockets.
+    pub announced: tokio::sync::watch::Receiver<u64>,
     pub started: Arc<std::time::Instant>,
     /// Where uploads are stored, and the links that serve them.
     pub attachments: Arc<crate::files::Attachments>,
@@ -79,7 +81,7 @@ impl App {
     }
 
     /// Waits (bounded) until the read tables show everything this caller has written through
-    /// this node: read-your-writes.
+    /// this node (read-your-writes) and everything this node has announced to its sockets.
     pub async fn fresh_for(&self, session: &Session) {
         self.fresh_for_with(session, &[]).await;
     }
@@ -87,7 +89,12 @@ impl App {
     /// As [`App::fresh_for`], also for the named projections beyond [`LIVE_PROJECTIONS`]
     /// (search, analytics: their routes' own tables).
     pub async fn fresh_for_with(&self, session: &Session, extra: &[&'static str]) {
-        if let Some(position) = self.last_writes.get(session) {
+        // Broadcasts leave at commit, before the read tables have the event: whoever heard of
+        // one may read right after, so a read waits for what has been announced too.
+        let announced = *self.announced.borrow();
+        let own = self.last_writes.get(session).unwrap_or(0);
+        let position = own.max(announced);
+        if position > 0 {
             self.await_position_with(position, extra).await;
         }
     }
