@@ -21,6 +21,8 @@ pub struct Config {
     pub db_acquire_timeout: Duration,
     /// Conversations whose folded state the command layer keeps in memory.
     pub aggregate_cache: usize,
+    /// `CHAT_NODE_ID`: the name this node holds its leases under (else kept in the data directory).
+    pub node_id: Option<String>,
     /// How long an acknowledged command waits for the read tables to show it.
     pub read_your_writes_timeout: Duration,
     /// The app signature secret (`CHAT_APP_SECRET`); unset: generated once into the data
@@ -85,6 +87,7 @@ impl std::fmt::Debug for Config {
             .field("db_max_connections", &self.db_max_connections)
             .field("db_acquire_timeout", &self.db_acquire_timeout)
             .field("aggregate_cache", &self.aggregate_cache)
+            .field("node_id", &self.node_id)
             .field("read_your_writes_timeout", &self.read_your_writes_timeout)
             .field("app_secret", &self.app_secret.as_ref().map(|_| "***"))
             .field("limit_messages_per_min", &self.limit_messages_per_min)
@@ -215,6 +218,13 @@ impl Config {
             );
         }
         let push = crate::push::PushSettings::from_lookup(&get)?;
+        let node_id = get("CHAT_NODE_ID").map(|v| v.trim().to_string());
+        if let Some(name) = node_id.as_deref().filter(|n| !crate::node::is_valid(n)) {
+            bail!(
+                "CHAT_NODE_ID={name:?} is not valid: up to {} letters, digits, '-', '_' or '.'",
+                crate::node::MAX_NODE_ID
+            );
+        }
         Ok(Config {
             data_dir,
             database_url,
@@ -225,6 +235,7 @@ impl Config {
             db_max_connections,
             db_acquire_timeout: Duration::from_millis(acquire_ms),
             aggregate_cache,
+            node_id,
             read_your_writes_timeout: Duration::from_millis(read_your_writes_ms),
             app_secret: get("CHAT_APP_SECRET"),
             limit_messages_per_min,

@@ -13,6 +13,7 @@ pub mod files;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod node;
 pub mod presence;
 pub mod push;
 pub mod realtime;
