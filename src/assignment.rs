@@ -82,6 +82,11 @@ pub fn start(
                     _ = stops.changed() => {}
                     () = tokio::time::sleep(POLL) => {}
                 }
+                // Commits gather: under load one step per interval, not one per commit.
+                tokio::select! {
+                    () = tokio::time::sleep(projections::FOLLOWER_PACE) => {}
+                    _ = stops.changed() => {}
+                }
             }
         }
         assigner.release().await;

@@ -157,29 +157,42 @@ fn id_of(row: &[SqlValue], i: usize) -> Option<u64> {
     int_of(row, i).and_then(|v| u64::try_from(v).ok())
 }
 
-async fn load_state(
+/// The saved state of each conversation in `ids` (default for one with none), a query per chunk.
+async fn load_states(
     txn: &mut dyn SqlTxn,
     table: &str,
-    conversation_id: u64,
-) -> Result<ConversationFacts, ProjectionError> {
-    let row = txn
-        .fetch_row(
-            &format!(
-                "select waiting_since, answered, assignee, last_admin from {table} \
-                 where conversation_id = ?"
-            ),
-            &[conversation_id.into()],
-        )
-        .await?;
-    Ok(match row {
-        Some(row) => ConversationFacts {
-            waiting_since: int_of(&row, 0),
-            answered: int_of(&row, 1).unwrap_or(0) != 0,
-            assignee: id_of(&row, 2),
-            last_admin: id_of(&row, 3),
-        },
-        None => ConversationFacts::default(),
-    })
+    ids: &[u64],
+) -> Result<BTreeMap<u64, ConversationFacts>, ProjectionError> {
+    let mut states: BTreeMap<u64, ConversationFacts> = ids
+        .iter()
+        .map(|id| (*id, ConversationFacts::default()))
+        .collect();
+    for chunk in ids.chunks(STATE_CHUNK) {
+        let placeholders = vec!["?"; chunk.len()].join(", ");
+        let params: Vec<SqlValue> = chunk.iter().map(|id| SqlValue::from(*id)).collect();
+        let rows = txn
+            .fetch_all(
+                &format!(
+                    "select conversation_id, waiting_since, answered, assignee, last_admin \
+                     from {table} where conversation_id in ({placeholders})"
+                ),
+                &params,
+            )
+            .await?;
+        for row in rows {
+            let Some(id) = id_of(&row, 0) else { continue };
+            states.insert(
+                id,
+                ConversationFacts {
+                    waiting_since: int_of(&row, 1),
+                    answered: int_of(&row, 2).unwrap_or(0) != 0,
+                    assignee: id_of(&row, 3),
+                    last_admin: id_of(&row, 4),
+                },
+            );
+        }
+    }
+    Ok(states)
 }
 
 async fn insert_facts(
@@ -267,6 +280,10 @@ impl Projector for AnalyticsProjector {
         &["analytics_facts", "analytics_conversations"]
     }
 
+    fn pace(&self) -> std::time::Duration {
+        crate::FOLLOWER_PACE
+    }
+
     async fn apply(
         &self,
         txn: &mut dyn SqlTxn,
@@ -279,10 +296,8 @@ impl Projector for AnalyticsProjector {
         for event in events {
             touched.insert(event.conversation_id()?);
         }
-        let mut states = BTreeMap::new();
-        for id in touched {
-            states.insert(id, load_state(txn, &state_table, id).await?);
-        }
+        let touched: Vec<u64> = touched.into_iter().collect();
+        let mut states = load_states(txn, &state_table, &touched).await?;
         // Every event is decoded (in `fold`) before anything is written, so an unreadable one
         // stops the projector at its position with nothing of the batch applied.
         let mut facts = Vec::new();

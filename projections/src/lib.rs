@@ -85,6 +85,11 @@ pub trait Projector: Send + Sync {
     fn name(&self) -> &'static str;
     /// The tables it owns (live names); `replay` rebuilds exactly these.
     fn tables(&self) -> &'static [&'static str];
+    /// How long commits gather before the next batch once it has caught up: fewer, larger
+    /// transactions for a projection nobody reads right after a write. Zero: at once.
+    fn pace(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
     async fn apply(
         &self,
         txn: &mut dyn SqlTxn,
@@ -97,6 +102,10 @@ pub trait Projector: Send + Sync {
 /// or a caller's next read waits for. Search and analytics follow at their own pace and are
 /// waited for only by their own routes.
 pub const LIVE_PROJECTIONS: [&str; 3] = ["conversations", "messages", "files"];
+
+/// How long the projections that are not live (search, analytics) let commits gather: under
+/// load they write one transaction per this interval instead of one per commit.
+pub const FOLLOWER_PACE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Every projector of the service, in a stable order.
 pub fn all_projectors() -> Vec<std::sync::Arc<dyn Projector>> {

@@ -260,7 +260,9 @@ impl Worker {
                 break;
             }
             let idle = match self.step().await {
-                Ok(applied) => applied == 0,
+                // A batch short of full reached the head as it was read: wait for the next
+                // commit rather than read the log again to find nothing.
+                Ok(applied) => applied < self.options.batch_size as usize,
                 Err(ProjectionError::Apply { position, reason }) => {
                     let message =
                         format!("cannot apply the event at position {position}: {reason}");
@@ -293,6 +295,13 @@ impl Worker {
                     _ = wake.changed() => {}
                     _ = shutdown.changed() => {}
                     () = tokio::time::sleep(self.options.poll_interval) => {}
+                }
+                let pace = self.projector.pace();
+                if !pace.is_zero() {
+                    tokio::select! {
+                        _ = shutdown.changed() => {}
+                        () = tokio::time::sleep(pace) => {}
+                    }
                 }
             }
         }

@@ -186,6 +186,10 @@ impl Projector for SearchProjector {
         &["search_terms"]
     }
 
+    fn pace(&self) -> std::time::Duration {
+        crate::FOLLOWER_PACE
+    }
+
     async fn apply(
         &self,
         txn: &mut dyn SqlTxn,

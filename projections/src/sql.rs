@@ -97,6 +97,12 @@ pub trait SqlTxn: Send {
         sql: &str,
         params: &[SqlValue],
     ) -> Result<Option<Vec<SqlValue>>, ProjectionError>;
+    /// Every row of a query (integers and text only).
+    async fn fetch_all(
+        &mut self,
+        sql: &str,
+        params: &[SqlValue],
+    ) -> Result<Vec<Vec<SqlValue>>, ProjectionError>;
     /// Creates `to` with the columns and indexes of `from` and no rows, dropping any old `to`.
     async fn create_empty_copy(&mut self, from: &str, to: &str) -> Result<(), ProjectionError>;
     /// Replaces the live table with the rebuilt one, atomically with this transaction's commit

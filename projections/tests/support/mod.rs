@@ -530,6 +530,19 @@ impl SqlTxn for MemoryTxn {
         Ok(row.as_ref().map(row_values))
     }
 
+    async fn fetch_all(
+        &mut self,
+        sql: &str,
+        params: &[SqlValue],
+    ) -> Result<Vec<Vec<SqlValue>>, ProjectionError> {
+        self.executed.lock().unwrap().push(sql.to_string());
+        let rows = Self::query(sql, params)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(sql_error)?;
+        Ok(rows.iter().map(row_values).collect())
+    }
+
     /// As the service does on SQLite: the live table's columns, no indexes until the swap.
     async fn create_empty_copy(&mut self, from: &str, to: &str) -> Result<(), ProjectionError> {
         let ddl: Option<(String,)> =

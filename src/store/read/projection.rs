@@ -126,6 +126,18 @@ macro_rules! sql_txn {
                 Ok(row.as_ref().map(row_values))
             }
 
+            async fn fetch_all(
+                &mut self,
+                sql: &str,
+                params: &[SqlValue],
+            ) -> Result<Vec<Vec<SqlValue>>, ProjectionError> {
+                let rows = Self::query(sql, params)
+                    .fetch_all(&mut *self.tx)
+                    .await
+                    .map_err(sql_error)?;
+                Ok(rows.iter().map(row_values).collect())
+            }
+
             async fn create_empty_copy(
                 &mut self,
                 from: &str,
