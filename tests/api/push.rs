@@ -13,7 +13,7 @@ use fake::{Credentials, FakeProvider};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::process::{ChatdProcess, cli_session};
+use support::process::{ChatdProcess, call_process, cli_session};
 use support::*;
 
 const ANDROID_TOKEN: &str = "fcm-android:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx";
@@ -606,36 +606,6 @@ async fn a_user_with_a_connected_socket_gets_no_push_until_it_disconnects() {
 }
 
 /// A signed request to a chatd process; the status and the JSON body.
-async fn call_process(
-    base: &str,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: &Value,
-) -> (u16, Value) {
-    let body = body.to_string();
-    let timestamp = chrono::Utc::now().timestamp_millis();
-    let signature = chatd::auth::sign(
-        APP_SECRET,
-        timestamp,
-        method.as_str(),
-        path,
-        body.as_bytes(),
-    );
-    let response = reqwest::Client::new()
-        .request(method, format!("{base}{path}"))
-        .header("X-Timestamp", timestamp.to_string())
-        .header("X-Signature", signature)
-        .bearer_auth(token)
-        .header("Content-Type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 async fn process_message(base: &str, admin: &str, conversation: u64, text: &str) -> u64 {
     let (status, body) = call_process(
         base,

@@ -309,3 +309,67 @@ async fn an_event_a_projector_cannot_apply_stops_it_with_the_position_and_keeps_
         db.cleanup().await;
     }
 }
+
+/// A node SIGKILLed and started again on its data directory takes its projectors' leases back
+/// at once: the read right after its first write shows the write, although the killed process's
+/// leases have seconds left and the read waits for less than that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_after_a_kill_takes_its_leases_back_at_once() {
+    use reqwest::Method;
+    use support::process::{ChatdProcess, call_process, cli_session};
+
+    for db in TestDb::each().await {
+        let settings = [("CHAT_READ_YOUR_WRITES_TIMEOUT_MS", "1000")];
+        let user = cli_session(&db, "user", fresh_id());
+        let node = ChatdProcess::start(&db, &settings).await;
+        let (status, opened) = call_process(
+            &node.url,
+            Method::POST,
+            "/api/chat/conversations",
+            &user,
+            &json!({"initial_message": "before the kill"}),
+        )
+        .await;
+        assert!(status == 200 || status == 201, "{}: {opened}", db.name());
+        let conversation = opened["data"]["conversation_id"]
+            .as_u64()
+            .expect("conversation id");
+
+        let node = node.kill_and_restart(&db, &settings).await;
+        let (status, sent) = call_process(
+            &node.url,
+            Method::POST,
+            "/api/chat/messages",
+            &user,
+            &json!({"conversation_id": conversation, "content": "after the restart"}),
+        )
+        .await;
+        assert_eq!(status, 201, "{}: {sent}", db.name());
+        let (status, page) = call_process(
+            &node.url,
+            Method::GET,
+            &format!("/api/chat/messages?conversation_id={conversation}"),
+            &user,
+            &serde_json::Value::Null,
+        )
+        .await;
+        assert_eq!(status, 200, "{}: {page}", db.name());
+        let contents: Vec<&str> = page["data"]["messages"]
+            .as_array()
+            .map(|messages| {
+                messages
+                    .iter()
+                    .filter_map(|m| m["content"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            contents.contains(&"after the restart"),
+            "{}: the restarted node's read shows its write: {page}\n{}",
+            db.name(),
+            node.log_text()
+        );
+        node.stop();
+        db.cleanup().await;
+    }
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{APP_SECRET, TestDb, redis_url};
 use chatd::store::Backend;
+use serde_json::Value;
 
 pub struct ChatdProcess {
     pub process: std::process::Child,
@@ -42,11 +43,28 @@ impl ChatdProcess {
     /// Starts chatd and waits (up to a minute: a debug build migrating on a busy machine) until
     /// /readyz answers 200.
     pub async fn start(db: &TestDb, settings: &[(&str, &str)]) -> ChatdProcess {
-        let port = free_port();
-        let suffix = format!("{}-{port}", std::process::id());
+        let suffix = format!("{}-{}", std::process::id(), free_port());
         let data_dir = std::env::temp_dir().join(format!("chatd-process-{suffix}"));
+        Self::start_in(db, settings, data_dir).await
+    }
+
+    /// SIGKILLs it and starts chatd again on the same data directory (a new port): a crashed
+    /// node coming back.
+    pub async fn kill_and_restart(
+        mut self,
+        db: &TestDb,
+        settings: &[(&str, &str)],
+    ) -> ChatdProcess {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        let data_dir = std::mem::take(&mut self.data_dir);
+        Self::start_in(db, settings, data_dir).await
+    }
+
+    async fn start_in(db: &TestDb, settings: &[(&str, &str)], data_dir: PathBuf) -> ChatdProcess {
+        let port = free_port();
         let _ = std::fs::create_dir_all(&data_dir);
-        let log = data_dir.join("chatd.log");
+        let log = data_dir.join(format!("chatd-{port}.log"));
         let database = db.url.rsplit('/').next().unwrap_or("db").to_string();
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"));
         command
@@ -103,4 +121,40 @@ impl ChatdProcess {
         let _ = self.process.wait();
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// A signed request to a chatd process as `token`; a `Null` body sends none.
+pub async fn call_process(
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let timestamp = chrono::Utc::now().timestamp_millis();
+    let signature = chatd::auth::sign(
+        APP_SECRET,
+        timestamp,
+        method.as_str(),
+        path,
+        body.as_bytes(),
+    );
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .header("X-Timestamp", timestamp.to_string())
+        .header("X-Signature", signature)
+        .bearer_auth(token);
+    if !body.is_empty() {
+        request = request
+            .header("Content-Type", "application/json")
+            .body(body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
