@@ -596,7 +596,8 @@ async fn an_append_whose_connection_dies_writes_nothing_and_the_next_one_succeed
     let victim: i64 = loop {
         let row: Option<(i64,)> = sqlx::query_as(
             "select id from information_schema.processlist \
-             where info like 'update event_sequencer%' and id <> connection_id() limit 1",
+             where info like '% from event_sequencer where id = 1 for update' \
+             and db = database() and id <> connection_id() limit 1",
         )
         .fetch_optional(&mut killer)
         .await

@@ -390,16 +390,20 @@ where
     pub async fn begin_append(&self) -> Result<AppendTxn<DB>, StoreError> {
         let write_turn = self.write_turn().await;
         let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
-        // A write as the first statement: MySQL takes the row lock, SQLite the database write lock.
-        sqlx::query("update event_sequencer set next_position = next_position where id = 1")
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        let row = sqlx::query(
-            "select next_position, next_message_id, next_conversation_id from event_sequencer where id = 1",
-        )
-        .fetch_one(&mut *tx)
-        .await
+        // The first statement takes the lock: on MySQL the row's, read in the same round trip;
+        // SQLite has no `for update`, and a write takes its database write lock.
+        let read = "select next_position, next_message_id, next_conversation_id from event_sequencer where id = 1";
+        let row = if DB::NAME == "SQLite" {
+            sqlx::query("update event_sequencer set next_position = next_position where id = 1")
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+            sqlx::query(read).fetch_one(&mut *tx).await
+        } else {
+            sqlx::query(&format!("{read} for update"))
+                .fetch_one(&mut *tx)
+                .await
+        }
         .map_err(StoreError::from_sqlx)?;
         let get = |i: usize, what: &str| -> Result<u64, StoreError> {
             from_db(
