@@ -23,6 +23,8 @@ pub struct Config {
     pub aggregate_cache: usize,
     /// `CHAT_NODE_ID`: the name this node holds its leases under (else kept in the data directory).
     pub node_id: Option<String>,
+    /// `CHAT_SESSION_CACHE_MS`: how long a session read from the store is reused (0: never).
+    pub session_cache: Duration,
     /// How long an acknowledged command waits for the read tables to show it.
     pub read_your_writes_timeout: Duration,
     /// The app signature secret (`CHAT_APP_SECRET`); unset: generated once into the data
@@ -88,6 +90,7 @@ impl std::fmt::Debug for Config {
             .field("db_acquire_timeout", &self.db_acquire_timeout)
             .field("aggregate_cache", &self.aggregate_cache)
             .field("node_id", &self.node_id)
+            .field("session_cache", &self.session_cache)
             .field("read_your_writes_timeout", &self.read_your_writes_timeout)
             .field("app_secret", &self.app_secret.as_ref().map(|_| "***"))
             .field("limit_messages_per_min", &self.limit_messages_per_min)
@@ -218,6 +221,11 @@ impl Config {
             );
         }
         let push = crate::push::PushSettings::from_lookup(&get)?;
+        let session_cache = Duration::from_millis(parse(
+            get("CHAT_SESSION_CACHE_MS"),
+            "CHAT_SESSION_CACHE_MS",
+            1000,
+        )?);
         let node_id = get("CHAT_NODE_ID").map(|v| v.trim().to_string());
         if let Some(name) = node_id.as_deref().filter(|n| !crate::node::is_valid(n)) {
             bail!(
@@ -236,6 +244,7 @@ impl Config {
             db_acquire_timeout: Duration::from_millis(acquire_ms),
             aggregate_cache,
             node_id,
+            session_cache,
             read_your_writes_timeout: Duration::from_millis(read_your_writes_ms),
             app_secret: get("CHAT_APP_SECRET"),
             limit_messages_per_min,

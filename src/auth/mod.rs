@@ -123,6 +123,62 @@ pub struct Auth {
     secret_file: Option<PathBuf>,
     replay: ReplayGuard,
     sessions: SessionStore,
+    recent: RecentSessions,
+}
+
+/// Sessions read in the last `ttl` (`CHAT_SESSION_CACHE_MS`), so a client's requests in a burst
+/// cost one read of the session store rather than one each. A session ended here is forgotten at
+/// once; one ended elsewhere (another node, the login system) is honoured for at most `ttl` more.
+struct RecentSessions {
+    ttl: Duration,
+    entries: std::sync::Mutex<lru::LruCache<String, (Session, std::time::Instant)>>,
+}
+
+/// Sessions kept by [`RecentSessions`] at most.
+const RECENT_SESSIONS: usize = 50_000;
+
+impl RecentSessions {
+    fn new(ttl: Duration) -> Self {
+        let capacity =
+            std::num::NonZeroUsize::new(RECENT_SESSIONS).unwrap_or(std::num::NonZeroUsize::MIN);
+        RecentSessions {
+            ttl,
+            entries: std::sync::Mutex::new(lru::LruCache::new(capacity)),
+        }
+    }
+
+    fn get(&self, token: &str) -> Option<Session> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let mut entries = self.entries.lock().ok()?;
+        match entries.get(token) {
+            Some((session, read_at)) if read_at.elapsed() < self.ttl => Some(session.clone()),
+            Some(_) => {
+                entries.pop(token);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn keep(&self, token: &str, session: &Session) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.put(
+                token.to_string(),
+                (session.clone(), std::time::Instant::now()),
+            );
+        }
+    }
+
+    fn forget(&self, token: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.pop(token);
+        }
+    }
 }
 
 impl Auth {
@@ -147,6 +203,7 @@ impl Auth {
             secret_file,
             replay,
             sessions,
+            recent: RecentSessions::new(config.session_cache),
         })
     }
 
@@ -226,7 +283,12 @@ impl Auth {
         if !is_token_shaped(token) {
             return Err(AuthError::Unauthorized);
         }
-        self.sessions.get(token).await
+        if let Some(session) = self.recent.get(token) {
+            return Ok(session);
+        }
+        let session = self.sessions.get(token).await?;
+        self.recent.keep(token, &session);
+        Ok(session)
     }
 
     /// Stores a new session and returns its token (64 hex characters: 256 random bits).
@@ -258,6 +320,7 @@ impl Auth {
         if !is_token_shaped(token) {
             return Ok(());
         }
+        self.recent.forget(token);
         self.sessions.delete(token).await
     }
 }

@@ -708,3 +708,63 @@ mod over_http {
         db.cleanup().await;
     }
 }
+
+/// Sessions read recently are reused for `CHAT_SESSION_CACHE_MS`: one ended through chatd is
+/// refused at once, one ended in Redis by the login system at most that long after; 0 turns
+/// the reuse off.
+#[tokio::test]
+async fn a_session_read_recently_is_reused_briefly_and_an_ended_one_is_forgotten() {
+    let db = TestDb::sqlite().await;
+    let mut raw = redis().await;
+    let with_cache = |millis: &'static str| {
+        let data_dir = temp_dir("cfg").display().to_string();
+        let secret = random_hex();
+        Config::from_lookup(move |name| match name {
+            "CHAT_DATA_DIR" => Some(data_dir.clone()),
+            "CHAT_APP_SECRET" => Some(secret.clone()),
+            "CHAT_SESSION_CACHE_MS" => Some(millis.to_string()),
+            _ => None,
+        })
+        .expect("config")
+    };
+    let login_system_session = async |raw: &mut redis::aio::ConnectionManager| {
+        let token = random_hex();
+        let _: () = raw
+            .set_ex(
+                format!("chat:session:{token}"),
+                r#"{"user_id":42,"role":"user","identifier":"user_uuid_42"}"#,
+                60,
+            )
+            .await
+            .unwrap();
+        token
+    };
+
+    let auth = Auth::new(&with_cache("300"), &db.store, Some(redis().await))
+        .await
+        .expect("auth");
+    let token = login_system_session(&mut raw).await;
+    assert_eq!(auth.session(&token).await, Ok(user_session(42)));
+    let _: () = raw.del(format!("chat:session:{token}")).await.unwrap();
+    assert_eq!(
+        auth.session(&token).await,
+        Ok(user_session(42)),
+        "read again within the reuse time"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(auth.session(&token).await, Err(AuthError::Unauthorized));
+
+    let token = login_system_session(&mut raw).await;
+    assert_eq!(auth.session(&token).await, Ok(user_session(42)));
+    auth.delete_session(&token).await.expect("delete");
+    assert_eq!(auth.session(&token).await, Err(AuthError::Unauthorized));
+
+    let auth = Auth::new(&with_cache("0"), &db.store, Some(redis().await))
+        .await
+        .expect("auth");
+    let token = login_system_session(&mut raw).await;
+    assert_eq!(auth.session(&token).await, Ok(user_session(42)));
+    let _: () = raw.del(format!("chat:session:{token}")).await.unwrap();
+    assert_eq!(auth.session(&token).await, Err(AuthError::Unauthorized));
+    db.cleanup().await;
+}
