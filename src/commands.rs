@@ -34,6 +34,10 @@ use crate::store::{
 const MAX_BATCH: usize = 256;
 /// How many times a batch that met a concurrent writer is tried again before callers see an error.
 const MAX_CONFLICT_RETRIES: usize = 3;
+/// A conversation's fold is saved as a snapshot each time its stream passes a multiple of this.
+const SNAPSHOT_EVERY: u64 = 1000;
+/// The shape of a snapshot's state: changed when `Conversation` changes how it serializes.
+const SNAPSHOT_FORMAT: i64 = 1;
 /// Committed batches a slow subscriber may fall behind by; one that falls further reads the log.
 const COMMITTED_FEED_CAPACITY: usize = 1024;
 
@@ -528,6 +532,7 @@ where
             other_active_conversation,
         };
         let prior_status = folded.conversation.status();
+        let prior_sequence = folded.sequence;
         let sink = cqrs_es::event_sink::EventSink::default();
         // Decided in place, without a copy: the domain checks everything before it writes its
         // first event, so a refused command leaves the state as it was. If the batch fails
@@ -588,6 +593,18 @@ where
         }
         if opening {
             txn.state.next_conversation_id = conversation_id + 1;
+        }
+        if folded.sequence / SNAPSHOT_EVERY > prior_sequence / SNAPSHOT_EVERY {
+            let state = serde_json::to_string(&folded.conversation)
+                .map_err(|e| StoreError::Invalid(format!("snapshot: {e}")))?;
+            txn.save_snapshot(
+                conversation_id,
+                folded.sequence,
+                &folded.hash,
+                SNAPSHOT_FORMAT,
+                &state,
+            )
+            .await?;
         }
         self.cache.put(conversation_id, folded);
         pending.events.extend(rows.iter().cloned());
@@ -650,7 +667,7 @@ where
     }
 
     /// The fold of a conversation at its newest sequence, taken out of the cache (the caller puts
-    /// it back) or folded from its stream.
+    /// it back) or folded from its stream, after its snapshot when it has one.
     async fn load(
         &mut self,
         txn: &mut AppendTxn<DB>,
@@ -664,8 +681,27 @@ where
             sequence: 0,
             hash: GENESIS_HASH.to_string(),
         };
+        if let Some((sequence, hash, format, state)) = txn.snapshot(conversation_id).await?
+            && format == SNAPSHOT_FORMAT
+        {
+            match serde_json::from_str::<Conversation>(&state) {
+                Ok(conversation) => {
+                    folded = Folded {
+                        conversation,
+                        sequence,
+                        hash,
+                    }
+                }
+                // A snapshot is only a shortcut: fold the whole stream instead.
+                Err(error) => tracing::warn!(conversation_id, %error, "unreadable snapshot"),
+            }
+        }
         let stream = txn
-            .read_stream(CONVERSATION_STREAM, &conversation_id.to_string(), 0)
+            .read_stream(
+                CONVERSATION_STREAM,
+                &conversation_id.to_string(),
+                folded.sequence,
+            )
             .await?;
         for stored in stream {
             cqrs_es::Aggregate::apply(&mut folded.conversation, stored.decode()?);

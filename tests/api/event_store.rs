@@ -643,3 +643,93 @@ async fn open_with_result(
     )
     .await
 }
+
+/// A conversation longer than a snapshot interval is folded, after a restart, from its snapshot
+/// and the events after it, to the same state; a snapshot that does not match the log (another
+/// hash at its sequence) or cannot be read is passed over and the stream is folded whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_conversation_is_loaded_from_its_snapshot_and_a_bad_snapshot_is_passed_over() {
+    for db in TestDb::each().await {
+        let bus = db.commands().await;
+        let opened = open_with(&bus, &user(1), "first").await;
+        let conversation = opened.conversation_id;
+        let mut ids = vec![message_id_of(&opened.events[1])];
+        for chunk in 0..12 {
+            let sends = (0..100).map(|i| {
+                bus.execute(
+                    Intent::On(
+                        conversation,
+                        ConversationCommand::SendMessage {
+                            actor: user(1),
+                            message: text(&format!("message {chunk}-{i}")),
+                        },
+                    ),
+                    meta(&user(1)),
+                )
+            });
+            for sent in futures::future::join_all(sends).await {
+                ids.push(message_id_of(&sent.expect("send").events[0]));
+            }
+        }
+        ids.sort_unstable();
+        let snapshot: (i64,) = match &db.store {
+            chatd::store::EventStore::MySql(s) => {
+                sqlx::query_as("select sequence from conversation_snapshots")
+                    .fetch_one(s.pool())
+                    .await
+            }
+            chatd::store::EventStore::Sqlite(s) => {
+                sqlx::query_as("select sequence from conversation_snapshots")
+                    .fetch_one(s.pool())
+                    .await
+            }
+        }
+        .expect("one snapshot");
+        assert_eq!(snapshot.0, 1000, "{}", db.name());
+
+        // Each time on a fresh command layer (a restart), the admin reads a hundred messages from
+        // before the snapshot: the fold must know they are unread. Then the snapshot is spoiled.
+        let spoil = [
+            "update conversation_snapshots set hash = \
+             '0000000000000000000000000000000000000000000000000000000000000000'",
+            "update conversation_snapshots set state = 'not a fold', hash = (select hash \
+             from events where stream_id = conversation_snapshots.conversation_id \
+             and sequence = conversation_snapshots.sequence)",
+        ];
+        for round in 0..3 {
+            let bus = db.commands().await;
+            let chosen = ids[round * 100..(round + 1) * 100].to_vec();
+            let read = bus
+                .execute(
+                    Intent::On(
+                        conversation,
+                        ConversationCommand::MarkMessagesRead {
+                            actor: admin(9),
+                            message_ids: chosen.clone(),
+                        },
+                    ),
+                    meta(&admin(9)),
+                )
+                .await
+                .expect("mark read");
+            let marked = match read.events.first().map(|e| e.decode()) {
+                Some(Ok(ConversationEvent::MessagesRead { message_ids, .. })) => message_ids,
+                other => panic!("{}: round {round}: {other:?}", db.name()),
+            };
+            assert_eq!(marked, chosen, "{}: round {round}", db.name());
+            if let Some(statement) = spoil.get(round) {
+                macro_rules! run {
+                    ($pool:expr) => {
+                        sqlx::query(statement).execute($pool).await.expect("spoil")
+                    };
+                }
+                let done = match &db.store {
+                    chatd::store::EventStore::MySql(s) => run!(s.pool()).rows_affected(),
+                    chatd::store::EventStore::Sqlite(s) => run!(s.pool()).rows_affected(),
+                };
+                assert_eq!(done, 1, "{}: {statement}", db.name());
+            }
+        }
+        db.cleanup().await;
+    }
+}

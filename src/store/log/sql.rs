@@ -482,6 +482,65 @@ where
         SqlStore::<DB>::read_stream_on(&mut self.tx, stream_type, stream_id, after_sequence).await
     }
 
+    /// The snapshot of a conversation's fold, if there is one that matches the log (the event
+    /// at its sequence has its hash): (sequence, hash, format, state).
+    pub async fn snapshot(
+        &mut self,
+        conversation_id: u64,
+    ) -> Result<Option<(u64, String, i64, String)>, StoreError> {
+        let row = sqlx::query(
+            "select s.sequence, s.hash, s.format, s.state from conversation_snapshots s \
+             join events e on e.stream_type = ? and e.stream_id = ? \
+             and e.sequence = s.sequence and e.hash = s.hash \
+             where s.conversation_id = ?",
+        )
+        .bind(crate::store::CONVERSATION_STREAM.to_string())
+        .bind(conversation_id.to_string())
+        .bind(to_db(conversation_id)?)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        row.map(|row| {
+            let sequence: i64 = row.try_get(0).map_err(StoreError::from_sqlx)?;
+            Ok((
+                from_db(sequence, "snapshot sequence")?,
+                row.try_get(1).map_err(StoreError::from_sqlx)?,
+                row.try_get(2).map_err(StoreError::from_sqlx)?,
+                row.try_get(3).map_err(StoreError::from_sqlx)?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Replaces a conversation's snapshot, in this append transaction.
+    pub async fn save_snapshot(
+        &mut self,
+        conversation_id: u64,
+        sequence: u64,
+        hash: &str,
+        format: i64,
+        state: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("delete from conversation_snapshots where conversation_id = ?")
+            .bind(to_db(conversation_id)?)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        sqlx::query(
+            "insert into conversation_snapshots (conversation_id, sequence, hash, format, state) \
+             values (?, ?, ?, ?, ?)",
+        )
+        .bind(to_db(conversation_id)?)
+        .bind(to_db(sequence)?)
+        .bind(hash.to_string())
+        .bind(format)
+        .bind(state.to_string())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
     pub async fn event_at(&mut self, position: u64) -> Result<Option<StoredEvent>, StoreError> {
         let sql = format!("select {EVENT_COLUMNS} from events where position = ?");
         let row = sqlx::query(&sql)
