@@ -131,7 +131,13 @@ pub struct Auth {
 /// once; one ended elsewhere (another node, the login system) is honoured for at most `ttl` more.
 struct RecentSessions {
     ttl: Duration,
-    entries: std::sync::Mutex<lru::LruCache<String, (Session, std::time::Instant)>>,
+    entries: std::sync::Mutex<lru::LruCache<String, Recent>>,
+}
+
+enum Recent {
+    Read(Session, std::time::Instant),
+    /// Ended through this node: a read that began before the end must not bring it back.
+    Ended(std::time::Instant),
 }
 
 /// Sessions kept by [`RecentSessions`] at most.
@@ -153,12 +159,14 @@ impl RecentSessions {
         }
         let mut entries = self.entries.lock().ok()?;
         match entries.get(token) {
-            Some((session, read_at)) if read_at.elapsed() < self.ttl => Some(session.clone()),
-            Some(_) => {
+            Some(Recent::Read(session, read_at)) if read_at.elapsed() < self.ttl => {
+                Some(session.clone())
+            }
+            Some(Recent::Ended(_)) | None => None,
+            Some(Recent::Read(..)) => {
                 entries.pop(token);
                 None
             }
-            None => None,
         }
     }
 
@@ -167,16 +175,19 @@ impl RecentSessions {
             return;
         }
         if let Ok(mut entries) = self.entries.lock() {
-            entries.put(
-                token.to_string(),
-                (session.clone(), std::time::Instant::now()),
-            );
+            if let Some(Recent::Ended(at)) = entries.peek(token)
+                && at.elapsed() < self.ttl
+            {
+                return;
+            }
+            let now = std::time::Instant::now();
+            entries.put(token.to_string(), Recent::Read(session.clone(), now));
         }
     }
 
     fn forget(&self, token: &str) {
         if let Ok(mut entries) = self.entries.lock() {
-            entries.pop(token);
+            entries.put(token.to_string(), Recent::Ended(std::time::Instant::now()));
         }
     }
 }
@@ -320,8 +331,12 @@ impl Auth {
         if !is_token_shaped(token) {
             return Ok(());
         }
+        // Before and after: a read in between must neither be answered from the cache nor
+        // put the session back in it.
         self.recent.forget(token);
-        self.sessions.delete(token).await
+        let deleted = self.sessions.delete(token).await;
+        self.recent.forget(token);
+        deleted
     }
 }
 
