@@ -54,6 +54,63 @@ pub struct ChainReport {
 }
 
 /// Checks one event against its stream's head and advances the head; the break, if it is one.
+/// A walk of the log in position order: each stream's newest link, and the first gap in positions.
+#[derive(Default)]
+struct ChainWalk {
+    heads: HashMap<(String, String), (u64, String)>,
+    position: u64,
+    checked: u64,
+    first_gap: Option<ChainBreak>,
+}
+
+impl ChainWalk {
+    /// Checks the next events; the first broken link of a stream, if any.
+    fn check(&mut self, batch: Vec<StoredEvent>) -> Option<ChainBreak> {
+        for event in batch {
+            self.checked += 1;
+            if event.position != self.position + 1 && self.first_gap.is_none() {
+                // What stream the missing events belonged to went with them.
+                self.first_gap = Some(ChainBreak {
+                    stream_type: String::new(),
+                    stream_id: String::new(),
+                    sequence: 0,
+                    position: self.position + 1,
+                    reason: format!(
+                        "positions {} to {} are missing: events were deleted",
+                        self.position + 1,
+                        event.position - 1
+                    ),
+                });
+            }
+            self.position = event.position;
+            if let Some(broken) = check_link(&mut self.heads, event) {
+                return Some(broken);
+            }
+        }
+        None
+    }
+
+    /// The report once the log is read: a gap, or newest events missing below the head.
+    fn finish(mut self, head: u64) -> ChainReport {
+        if self.first_gap.is_none() && self.position < head {
+            self.first_gap = Some(ChainBreak {
+                stream_type: String::new(),
+                stream_id: String::new(),
+                sequence: 0,
+                position: self.position + 1,
+                reason: format!(
+                    "positions {} to {head} are missing: the newest events were deleted",
+                    self.position + 1
+                ),
+            });
+        }
+        ChainReport {
+            checked: self.checked,
+            broken: self.first_gap,
+        }
+    }
+}
+
 fn check_link(
     heads: &mut HashMap<(String, String), (u64, String)>,
     event: StoredEvent,
@@ -330,59 +387,28 @@ where
         mut progress: impl FnMut(u64, u64),
     ) -> Result<ChainReport, StoreError> {
         let head = self.head_position().await?;
-        let mut heads: HashMap<(String, String), (u64, String)> = HashMap::new();
-        let mut position = 0;
-        let mut checked = 0u64;
-        let mut first_gap: Option<ChainBreak> = None;
-        loop {
-            let batch = self.read_from(position, MAX_READ_BATCH).await?;
-            let Some(last) = batch.last() else {
-                break;
-            };
-            let last_position = last.position;
-            for event in batch {
-                checked += 1;
-                if event.position != position + 1 && first_gap.is_none() {
-                    // What stream the missing events belonged to went with them.
-                    first_gap = Some(ChainBreak {
-                        stream_type: String::new(),
-                        stream_id: String::new(),
-                        sequence: 0,
-                        position: position + 1,
-                        reason: format!(
-                            "positions {} to {} are missing: events were deleted",
-                            position + 1,
-                            event.position - 1
-                        ),
-                    });
-                }
-                position = event.position;
-                if let Some(broken) = check_link(&mut heads, event) {
-                    return Ok(ChainReport {
-                        checked,
-                        broken: Some(broken),
-                    });
-                }
-            }
-            position = last_position;
-            progress(checked, head);
-        }
-        if first_gap.is_none() && position < head {
-            first_gap = Some(ChainBreak {
-                stream_type: String::new(),
-                stream_id: String::new(),
-                sequence: 0,
-                position: position + 1,
-                reason: format!(
-                    "positions {} to {head} are missing: the newest events were deleted",
-                    position + 1
-                ),
+        let mut walk = ChainWalk::default();
+        let mut batch = self.read_from(0, MAX_READ_BATCH).await?;
+        while let Some(last) = batch.last().map(|e| e.position) {
+            // The batch is hashed on a blocking thread while the next one is read.
+            let checking = tokio::task::spawn_blocking(move || {
+                let broken = walk.check(batch);
+                (walk, broken)
             });
+            let (next, checked) = tokio::join!(self.read_from(last, MAX_READ_BATCH), checking);
+            let (checked_walk, broken) = checked
+                .map_err(|e| StoreError::Invalid(format!("the chain check stopped: {e}")))?;
+            walk = checked_walk;
+            if broken.is_some() {
+                return Ok(ChainReport {
+                    checked: walk.checked,
+                    broken,
+                });
+            }
+            progress(walk.checked, head);
+            batch = next?;
         }
-        Ok(ChainReport {
-            checked,
-            broken: first_gap,
-        })
+        Ok(walk.finish(head))
     }
 
     /// Opens an append transaction and takes the sequencer lock. Every writer does this first, so
