@@ -56,7 +56,6 @@ impl Broadcaster {
             attachments,
             announced,
         };
-        broadcaster.announced.send_replace(from);
         tokio::spawn(async move {
             let mut feed_open = true;
             // An interval, not a sleep per turn: a steady flow of this node's batches must not

@@ -369,18 +369,11 @@ impl TestApp {
         body: Option<&serde_json::Value>,
     ) -> reqwest::RequestBuilder {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let timestamp = chrono::Utc::now().timestamp_millis();
-        let signature = chatd::auth::sign(
-            APP_SECRET,
-            timestamp,
-            method.as_str(),
-            path_and_query,
-            body.as_bytes(),
-        );
+        let (timestamp, signature) = sign_now(&method, path_and_query, &body);
         let mut request = self
             .client
             .request(method, format!("{}{path_and_query}", self.address))
-            .header("X-Timestamp", timestamp.to_string())
+            .header("X-Timestamp", timestamp)
             .header("X-Signature", signature);
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -455,4 +448,17 @@ pub async fn dump(store: &EventStore, table: &str) -> Vec<String> {
         EventStore::MySql(s) => rows!(s.pool()),
         EventStore::Sqlite(s) => rows!(s.pool()),
     }
+}
+
+/// The X-Timestamp (now) and X-Signature headers' values for a request with the test secret.
+pub fn sign_now(method: &reqwest::Method, path_and_query: &str, body: &str) -> (String, String) {
+    let timestamp = chrono::Utc::now().timestamp_millis();
+    let signature = chatd::auth::sign(
+        APP_SECRET,
+        timestamp,
+        method.as_str(),
+        path_and_query,
+        body.as_bytes(),
+    );
+    (timestamp.to_string(), signature)
 }

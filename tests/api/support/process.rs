@@ -136,17 +136,10 @@ pub async fn call_process(
     } else {
         body.to_string()
     };
-    let timestamp = chrono::Utc::now().timestamp_millis();
-    let signature = chatd::auth::sign(
-        APP_SECRET,
-        timestamp,
-        method.as_str(),
-        path,
-        body.as_bytes(),
-    );
+    let (timestamp, signature) = super::sign_now(&method, path, &body);
     let mut request = reqwest::Client::new()
         .request(method, format!("{base}{path}"))
-        .header("X-Timestamp", timestamp.to_string())
+        .header("X-Timestamp", timestamp)
         .header("X-Signature", signature)
         .bearer_auth(token);
     if !body.is_empty() {
