@@ -136,10 +136,10 @@ impl ConversationFacts {
             },
             ConversationEvent::ConversationClosed { .. } => push(FactKind::Closed, self.owner(), 0),
             ConversationEvent::ConversationAssigned { admin_id, .. } => {
-                self.assignee = Some(admin_id)
+                self.assignee = Some(*admin_id)
             }
             ConversationEvent::FeedbackGiven { rating, .. } => {
-                push(FactKind::Feedback, self.owner(), i64::from(rating))
+                push(FactKind::Feedback, self.owner(), i64::from(*rating))
             }
             _ => {}
         }

@@ -54,7 +54,7 @@ impl Change {
         match event.decode()? {
             ConversationEvent::ConversationOpened { user, .. } => {
                 set("status", "active".into());
-                self.opened = Some((user.id, user.identifier, event.recorded_at_micros));
+                self.opened = Some((user.id, user.identifier.clone(), event.recorded_at_micros));
             }
             ConversationEvent::MessageSent {
                 message_id,
@@ -64,7 +64,7 @@ impl Change {
                 ..
             } => {
                 set("last_message_id", message_id.into());
-                set("last_message_preview", preview(&content).into());
+                set("last_message_preview", preview(content).into());
                 set("last_message_sender_role", sender.role.as_str().into());
                 set("last_message_type", message_type.as_str().into());
                 set("last_message_at", at);

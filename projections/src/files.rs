@@ -38,16 +38,16 @@ impl Projector for FilesProjector {
                 continue;
             };
             let params = [
-                file.file_id.into(),
+                (&file.file_id).into(),
                 event.conversation_id()?.into(),
                 by.role.as_str().into(),
                 by.id.into(),
                 file.kind.as_str().into(),
-                file.original_name.into(),
+                (&file.original_name).into(),
                 file.size.into(),
-                file.mime_type.into(),
-                file.sha256.into(),
-                file.path.into(),
+                (&file.mime_type).into(),
+                (&file.sha256).into(),
+                (&file.path).into(),
                 file.width.map(u64::from).into(),
                 file.height.map(u64::from).into(),
                 SqlValue::Int(event.recorded_at_micros),

@@ -47,11 +47,31 @@ pub struct LoggedEvent {
     pub event_version: String,
     pub payload: serde_json::Value,
     pub recorded_at_micros: i64,
+    /// `payload` as a domain event, decoded once for every projector the event is handed to.
+    pub decoded: DecodedOnce,
+}
+
+/// A lazily decoded event: a cache beside the payload, so it takes no part in comparisons.
+#[derive(Debug, Clone, Default)]
+pub struct DecodedOnce(std::sync::OnceLock<Result<ConversationEvent, ProjectionError>>);
+
+impl PartialEq for DecodedOnce {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl LoggedEvent {
     /// The domain event in its current shape; an unreadable event names its position.
-    pub fn decode(&self) -> Result<ConversationEvent, ProjectionError> {
+    pub fn decode(&self) -> Result<&ConversationEvent, ProjectionError> {
+        self.decoded
+            .0
+            .get_or_init(|| self.decode_payload())
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn decode_payload(&self) -> Result<ConversationEvent, ProjectionError> {
         let unreadable = |reason: String| ProjectionError::Apply {
             position: self.position,
             reason,

@@ -59,7 +59,7 @@ impl Projector for MessagesProjector {
                         user_id.into(),
                         admin_id.into(),
                         sender.role.as_str().into(),
-                        sender.identifier.into(),
+                        (&sender.identifier).into(),
                         message_type.as_str().into(),
                         content.into(),
                         file_id.into(),
@@ -73,7 +73,7 @@ impl Projector for MessagesProjector {
                 ConversationEvent::MessagesRead { message_ids, .. } => {
                     // The messages read may be among those still pending.
                     pending.flush(txn).await?;
-                    mark_read(txn, &table, event, &message_ids).await?;
+                    mark_read(txn, &table, event, message_ids).await?;
                 }
                 _ => {}
             }

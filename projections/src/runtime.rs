@@ -621,6 +621,13 @@ pub async fn replay(
     )
     .await?;
 
+    // The copies' deferred indexes are built while the live projectors still run.
+    let mut txn = store.begin().await?;
+    for table in &tables {
+        txn.index_copy(table, &Tables::REBUILD.name(table)).await?;
+    }
+    txn.commit().await?;
+
     // Swap: stop the live projectors by taking their leases, catch up, replace, hand back.
     let holder = format!("replay-{}", std::process::id());
     for projector in projectors {
@@ -674,38 +681,66 @@ pub async fn replay(
     Ok(position)
 }
 
+/// Folds the log after `position` up to `head` into the rebuild tables. Each batch is read once
+/// and handed to every projector; each applies it in its own transaction, concurrently with the
+/// others and with the reading of the next batch, so the database works on one statement while
+/// this process prepares the next.
 async fn fold_into_rebuild(
     store: &dyn ProjectionStore,
     projectors: &[Arc<dyn Projector>],
-    mut position: u64,
+    position: u64,
     head: u64,
     batch_size: u32,
     applied: &mut u64,
     progress: &mut impl FnMut(ReplayProgress),
 ) -> Result<u64, ProjectionError> {
-    while position < head {
-        let batch = store.read_from(position, batch_size).await?;
-        let Some(last) = batch.last().map(|e| e.position) else {
-            break;
-        };
-        let mut txn = store.begin().await?;
-        for projector in projectors {
-            if let Err(error) = projector
-                .apply(txn.as_mut(), &Tables::REBUILD, &batch)
-                .await
-            {
-                let _ = txn.rollback().await;
-                return Err(error);
+    if position >= head {
+        return Ok(position);
+    }
+    let mut feeds = Vec::new();
+    let mut workers = Vec::new();
+    for projector in projectors {
+        let (feed, mut batches) = tokio::sync::mpsc::channel::<Arc<Vec<LoggedEvent>>>(2);
+        feeds.push(feed);
+        workers.push(async move {
+            while let Some(batch) = batches.recv().await {
+                let mut txn = store.begin().await?;
+                if let Err(error) = projector
+                    .apply(txn.as_mut(), &Tables::REBUILD, &batch)
+                    .await
+                {
+                    let _ = txn.rollback().await;
+                    return Err(error);
+                }
+                txn.commit().await?;
             }
-        }
-        txn.commit().await?;
-        position = last;
-        *applied += batch.len() as u64;
-        progress(ReplayProgress {
-            applied: *applied,
-            position,
-            head,
+            Ok(())
         });
     }
-    Ok(position)
+    let reader = async move {
+        let mut position = position;
+        while position < head {
+            let batch = Arc::new(store.read_from(position, batch_size).await?);
+            let Some(last) = batch.last().map(|e| e.position) else {
+                break;
+            };
+            for feed in &feeds {
+                if feed.send(batch.clone()).await.is_err() {
+                    // That projector failed: its error is the one returned.
+                    return Ok(position);
+                }
+            }
+            position = last;
+            *applied += batch.len() as u64;
+            progress(ReplayProgress {
+                applied: *applied,
+                position,
+                head,
+            });
+        }
+        Ok::<u64, ProjectionError>(position)
+    };
+    let (position, folded) = tokio::join!(reader, futures::future::try_join_all(workers));
+    folded?;
+    position
 }

@@ -200,25 +200,22 @@ impl Projector for SearchProjector {
         let mut pending = BatchInsert::new(table, COLUMNS, ROW, INSERT_CHUNK);
         for event in events {
             // Text and captions of image and file messages alike; other events carry no text.
-            #[allow(clippy::single_match)]
-            match event.decode()? {
-                ConversationEvent::MessageSent {
-                    message_id,
-                    content,
-                    ..
-                } => {
-                    let conversation_id = event.conversation_id()?;
-                    for (term, hits) in index_terms(&content) {
-                        let row = [
-                            term.into(),
-                            conversation_id.into(),
-                            message_id.into(),
-                            SqlValue::Int(hits),
-                        ];
-                        pending.push(txn, event.position, row).await?;
-                    }
+            if let ConversationEvent::MessageSent {
+                message_id,
+                content,
+                ..
+            } = event.decode()?
+            {
+                let conversation_id = event.conversation_id()?;
+                for (term, hits) in index_terms(content) {
+                    let row = [
+                        term.into(),
+                        conversation_id.into(),
+                        message_id.into(),
+                        SqlValue::Int(hits),
+                    ];
+                    pending.push(txn, event.position, row).await?;
                 }
-                _ => {}
             }
         }
         pending.flush(txn).await

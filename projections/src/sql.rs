@@ -47,6 +47,13 @@ impl From<String> for SqlValue {
     }
 }
 
+/// A borrowed value (a field of a decoded event shared by several projectors) is copied.
+impl<T: Clone + Into<SqlValue>> From<&T> for SqlValue {
+    fn from(v: &T) -> Self {
+        v.clone().into()
+    }
+}
+
 impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
     fn from(v: Option<T>) -> Self {
         v.map_or(SqlValue::Null, Into::into)
@@ -103,8 +110,14 @@ pub trait SqlTxn: Send {
         sql: &str,
         params: &[SqlValue],
     ) -> Result<Vec<Vec<SqlValue>>, ProjectionError>;
-    /// Creates `to` with the columns and indexes of `from` and no rows, dropping any old `to`.
+    /// Creates `to` with the columns of `from`, its primary key and no rows, dropping any old
+    /// `to`; other indexes may be left for `index_copy` or the swap.
     async fn create_empty_copy(&mut self, from: &str, to: &str) -> Result<(), ProjectionError>;
+    /// Gives a rebuilt copy the indexes of the live table that its creation left out, where the
+    /// back end allows both tables' indexes at once (else the swap builds them).
+    async fn index_copy(&mut self, _live: &str, _rebuilt: &str) -> Result<(), ProjectionError> {
+        Ok(())
+    }
     /// Replaces the live table with the rebuilt one, atomically with this transaction's commit
     /// on back ends that support it.
     async fn replace_table(&mut self, live: &str, rebuilt: &str) -> Result<(), ProjectionError>;

@@ -507,7 +507,7 @@ async fn the_audit_fold_shows_a_conversation_as_it_stood_and_at_the_end_agrees_w
             state.apply(
                 event.sequence,
                 event.recorded_at_micros,
-                event.decode().unwrap(),
+                event.decode().unwrap().clone(),
             );
         }
         state

@@ -54,6 +54,7 @@ impl Log {
                 .to_string(),
             payload: serde_json::from_str(&text).expect("payload parses"),
             recorded_at_micros: at_micros,
+            decoded: Default::default(),
         });
     }
 
