@@ -88,9 +88,36 @@ async fn dropping_the_read_tables_and_replaying_the_log_gives_identical_rows() {
             );
         }
 
+        let tables: Vec<&str> = all_projectors()
+            .iter()
+            .flat_map(|p| p.tables().iter().copied())
+            .collect();
+        let mut indexes_before = Vec::new();
+        for table in &tables {
+            indexes_before.push(indexes(&db.store, table).await);
+        }
+
         let position = projections::replay(&db.store, &all_projectors(), 500, |_| {})
             .await
             .unwrap();
+
+        // The rebuilt tables got back every index their copies were created without.
+        for (table, before) in tables.iter().zip(&indexes_before) {
+            if *table == "search_terms" {
+                assert!(
+                    before
+                        .iter()
+                        .any(|index| index.starts_with("search_terms_recent(")),
+                    "{before:?}"
+                );
+            }
+            assert_eq!(
+                &indexes(&db.store, table).await,
+                before,
+                "{}: {table}",
+                db.name()
+            );
+        }
 
         assert_eq!(position, db.store.head_position().await.unwrap());
         assert_eq!(

@@ -450,6 +450,33 @@ pub async fn dump(store: &EventStore, table: &str) -> Vec<String> {
     }
 }
 
+/// A table's indexes, each as its name and columns in order (`name(a,b)`), sorted.
+pub async fn indexes(store: &EventStore, table: &str) -> Vec<String> {
+    let rows: Vec<(String,)> = match store {
+        EventStore::MySql(s) => sqlx::query_as(
+            "select cast(concat(index_name, '(', group_concat(column_name order by seq_in_index), \
+             ')') as char) from information_schema.statistics \
+             where table_schema = database() and table_name = ? group by index_name",
+        )
+        .bind(table)
+        .fetch_all(s.pool())
+        .await
+        .unwrap(),
+        EventStore::Sqlite(s) => sqlx::query_as(
+            "select i.name || '(' || (select group_concat(name, ',') from \
+             (select c.name from pragma_index_info(i.name) c order by c.seqno)) || ')' \
+             from sqlite_master i where i.type = 'index' and i.tbl_name = ?",
+        )
+        .bind(table)
+        .fetch_all(s.pool())
+        .await
+        .unwrap(),
+    };
+    let mut indexes: Vec<String> = rows.into_iter().map(|(index,)| index).collect();
+    indexes.sort();
+    indexes
+}
+
 /// The X-Timestamp (now) and X-Signature headers' values for a request with the test secret.
 pub fn sign_now(method: &reqwest::Method, path_and_query: &str, body: &str) -> (String, String) {
     let timestamp = chrono::Utc::now().timestamp_millis();
