@@ -34,13 +34,59 @@ pub struct Conversation {
     last_message_id: Option<u64>,
     message_count: u64,
     /// Messages the user sent that the support side has not read yet.
+    #[serde(with = "id_runs")]
     unread_by_staff: BTreeSet<u64>,
     /// Messages the support side sent that the user has not read yet.
+    #[serde(with = "id_runs")]
     unread_by_user: BTreeSet<u64>,
     feedback_given: bool,
     /// Files uploaded here, by id: who uploaded each, for which kind of message, and where it is.
     #[serde(default)]
     uploads: BTreeMap<String, Upload>,
+}
+
+/// A set of ids as its runs of consecutive ids, `[[first, last], ...]`: a conversation's unread
+/// messages are mostly one side's run of sends, so a snapshot of one with thousands unread stays
+/// small and loads in one pass.
+mod id_runs {
+    use std::collections::BTreeSet;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// Far above any real conversation; a damaged snapshot cannot make a load allocate without
+    /// bound (it is passed over and the stream folded instead).
+    const MAX_IDS: u64 = 1 << 26;
+
+    pub fn serialize<S: Serializer>(ids: &BTreeSet<u64>, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut runs: Vec<[u64; 2]> = Vec::new();
+        for &id in ids {
+            match runs.last_mut() {
+                Some(run) if run[1].checked_add(1) == Some(id) => run[1] = id,
+                _ => runs.push([id, id]),
+            }
+        }
+        runs.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeSet<u64>, D::Error> {
+        let runs = Vec::<[u64; 2]>::deserialize(deserializer)?;
+        let mut ids = Vec::new();
+        for [first, last] in runs {
+            if last < first || ids.last().is_some_and(|&previous| previous >= first) {
+                return Err(serde::de::Error::custom("id runs out of order"));
+            }
+            if last - first >= MAX_IDS - ids.len() as u64 {
+                return Err(serde::de::Error::custom(
+                    "more ids than a conversation holds",
+                ));
+            }
+            ids.extend(first..=last);
+        }
+        // Sorted and distinct: the set is built in one pass.
+        Ok(ids.into_iter().collect())
+    }
 }
 
 /// What a message needs to know of an upload.

@@ -323,3 +323,33 @@ fn a_snapshot_of_the_aggregate_round_trips() {
     assert_eq!(back, conversation);
     assert_eq!(Conversation::TYPE, "conversation");
 }
+
+#[test]
+fn a_snapshot_keeps_unread_ids_as_runs_and_refuses_damaged_ones() {
+    let mut events = vec![opened()];
+    for id in (10..=2_009).chain([3_000, 3_002]) {
+        events.push(sent(id, user(), "m"));
+    }
+    let conversation = fold(events);
+
+    let snapshot = serde_json::to_value(&conversation).expect("serialize");
+    assert_eq!(
+        snapshot["unread_by_staff"],
+        json!([[10, 2_009], [3_000, 3_000], [3_002, 3_002]])
+    );
+    let back: Conversation = serde_json::from_value(snapshot.clone()).expect("deserialize");
+    assert_eq!(back, conversation);
+
+    for damaged in [
+        json!([[5, 4]]),
+        json!([[1, 3], [3, 4]]),
+        json!([[0, u64::MAX]]),
+    ] {
+        let mut snapshot = snapshot.clone();
+        snapshot["unread_by_staff"] = damaged.clone();
+        assert!(
+            serde_json::from_value::<Conversation>(snapshot).is_err(),
+            "{damaged} was accepted"
+        );
+    }
+}
