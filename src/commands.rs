@@ -35,7 +35,7 @@ const MAX_BATCH: usize = 256;
 /// How many times a batch that met a concurrent writer is tried again before callers see an error.
 const MAX_CONFLICT_RETRIES: usize = 3;
 /// A conversation's fold is saved as a snapshot each time its stream passes a multiple of this.
-const SNAPSHOT_EVERY: u64 = 1000;
+const SNAPSHOT_EVERY: u64 = 250;
 /// The shape of a snapshot's state: changed when `Conversation` changes how it serializes.
 const SNAPSHOT_FORMAT: i64 = 2;
 /// Committed batches a slow subscriber may fall behind by; one that falls further reads the log.
