@@ -16,6 +16,8 @@ use crate::store::{StoreError, StoreOptions, StoredEvent};
 
 /// How many events one read of the log returns at most.
 pub const MAX_READ_BATCH: u32 = 10_000;
+/// Ranges of the log `verify_log` reads at once.
+const VERIFY_READ_AHEAD: usize = 3;
 /// Rows per multi-row insert (10 parameters each: well under every back end's parameter limit).
 const INSERT_CHUNK: usize = 200;
 /// Keys per idempotency or index statement.
@@ -318,6 +320,21 @@ where
         rows.iter().map(Self::event_from_row).collect()
     }
 
+    /// The events at positions after `after` up to `up_to`, in position order.
+    async fn read_range(&self, after: u64, up_to: u64) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = format!(
+            "select {EVENT_COLUMNS} from events where position > ? and position <= ? \
+             order by position"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(to_db(after)?)
+            .bind(to_db(up_to)?)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(Self::event_from_row).collect()
+    }
+
     pub async fn read_stream(
         &self,
         stream_type: &str,
@@ -386,17 +403,25 @@ where
         &self,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<ChainReport, StoreError> {
+        use futures::StreamExt;
+
         let head = self.head_position().await?;
         let mut walk = ChainWalk::default();
-        let mut batch = self.read_from(0, MAX_READ_BATCH).await?;
-        while let Some(last) = batch.last().map(|e| e.position) {
-            // The batch is hashed on a blocking thread while the next one is read.
+        // Positions up to the head, in ranges read a few at a time on their own connections
+        // (decoding rows is most of a walk's cost); each is hashed on a blocking thread, in
+        // order, while the next ones are read.
+        let batch = u64::from(MAX_READ_BATCH);
+        let mut batches = futures::stream::iter((0..head).step_by(batch as usize))
+            .map(|after| self.read_range(after, (after + batch).min(head)))
+            .buffered(VERIFY_READ_AHEAD);
+        while let Some(events) = batches.next().await {
+            let events = events?;
             let checking = tokio::task::spawn_blocking(move || {
-                let broken = walk.check(batch);
+                let broken = walk.check(events);
                 (walk, broken)
             });
-            let (next, checked) = tokio::join!(self.read_from(last, MAX_READ_BATCH), checking);
-            let (checked_walk, broken) = checked
+            let (checked_walk, broken) = checking
+                .await
                 .map_err(|e| StoreError::Invalid(format!("the chain check stopped: {e}")))?;
             walk = checked_walk;
             if broken.is_some() {
@@ -406,7 +431,6 @@ where
                 });
             }
             progress(walk.checked, head);
-            batch = next?;
         }
         Ok(walk.finish(head))
     }
