@@ -281,8 +281,11 @@ impl Auth {
         // The signature does not cover the session, so two users who send the same request in
         // the same millisecond sign it alike: a replay is the same signature with the same
         // credentials.
-        let credentials =
-            header(headers, "authorization").map(|value| sha256_hex(value.as_bytes()));
+        // The token as it authenticates, not the header as spelt: `bearer`, `BEARER` or another
+        // space around it is the same caller, so the same replay.
+        let credentials = bearer_token(headers)
+            .or_else(|| header(headers, "authorization"))
+            .map(|value| sha256_hex(value.as_bytes()));
         let seen = match credentials {
             Some(credentials) => format!("{expected}:{credentials}"),
             None => expected,
@@ -390,6 +393,15 @@ fn signature_hex(secret: &str, string_to_sign: &str) -> String {
         HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(string_to_sign.as_bytes());
     hex::encode(mac.finalize().into_bytes())
+}
+
+/// The token of `Authorization: Bearer <token>` (the scheme is case-insensitive; a header sent
+/// twice names no one).
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = header(headers, "authorization")?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// The header's value when it is sent exactly once (two signatures are no signature).

@@ -234,6 +234,37 @@ async fn the_same_request_twice_is_a_replay(auth: &Auth, secret: &str) {
 
     assert_eq!(first, Ok(()));
     assert_eq!(second, Err(AuthError::ReplayedRequest));
+
+    // The same token with its header spelt otherwise is the same caller: still a replay.
+    let mut headers = signed_headers(secret, now_ms(), "POST", "/api/chat/messages", b"{}");
+    headers.insert("authorization", "Bearer tok-replayed".parse().unwrap());
+    assert_eq!(
+        auth.verify_request("POST", "/api/chat/messages", &headers, b"{}")
+            .await,
+        Ok(())
+    );
+    for spelling in [
+        "bearer tok-replayed",
+        "BEARER tok-replayed",
+        "Bearer  tok-replayed",
+        " Bearer tok-replayed ",
+        "Bearer \ttok-replayed",
+    ] {
+        headers.insert("authorization", spelling.parse().unwrap());
+        assert_eq!(
+            auth.verify_request("POST", "/api/chat/messages", &headers, b"{}")
+                .await,
+            Err(AuthError::ReplayedRequest),
+            "{spelling:?}"
+        );
+    }
+    // Another token is another caller.
+    headers.insert("authorization", "Bearer tok-other".parse().unwrap());
+    assert_eq!(
+        auth.verify_request("POST", "/api/chat/messages", &headers, b"{}")
+            .await,
+        Ok(())
+    );
 }
 
 #[tokio::test]
