@@ -581,6 +581,8 @@ pub async fn move_checkpoint(
 /// How far a replay has got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplayProgress {
+    /// Events handed to every projector (each may still be applying its last two batches; the
+    /// replay returns only once all are applied).
     pub applied: u64,
     pub position: u64,
     pub head: u64,

@@ -55,7 +55,19 @@ pub struct ChainReport {
     pub broken: Option<ChainBreak>,
 }
 
-/// Checks one event against its stream's head and advances the head; the break, if it is one.
+impl ChainBreak {
+    /// Positions `first..=last` missing from the log; what stream they belonged to went with them.
+    fn gap(first: u64, last: u64, why: &str) -> Self {
+        ChainBreak {
+            stream_type: String::new(),
+            stream_id: String::new(),
+            sequence: 0,
+            position: first,
+            reason: format!("positions {first} to {last} are missing: {why}"),
+        }
+    }
+}
+
 /// A walk of the log in position order: each stream's newest link, and the first gap in positions.
 #[derive(Default)]
 struct ChainWalk {
@@ -71,18 +83,11 @@ impl ChainWalk {
         for event in batch {
             self.checked += 1;
             if event.position != self.position + 1 && self.first_gap.is_none() {
-                // What stream the missing events belonged to went with them.
-                self.first_gap = Some(ChainBreak {
-                    stream_type: String::new(),
-                    stream_id: String::new(),
-                    sequence: 0,
-                    position: self.position + 1,
-                    reason: format!(
-                        "positions {} to {} are missing: events were deleted",
-                        self.position + 1,
-                        event.position - 1
-                    ),
-                });
+                self.first_gap = Some(ChainBreak::gap(
+                    self.position + 1,
+                    event.position - 1,
+                    "events were deleted",
+                ));
             }
             self.position = event.position;
             if let Some(broken) = check_link(&mut self.heads, event) {
@@ -95,16 +100,11 @@ impl ChainWalk {
     /// The report once the log is read: a gap, or newest events missing below the head.
     fn finish(mut self, head: u64) -> ChainReport {
         if self.first_gap.is_none() && self.position < head {
-            self.first_gap = Some(ChainBreak {
-                stream_type: String::new(),
-                stream_id: String::new(),
-                sequence: 0,
-                position: self.position + 1,
-                reason: format!(
-                    "positions {} to {head} are missing: the newest events were deleted",
-                    self.position + 1
-                ),
-            });
+            self.first_gap = Some(ChainBreak::gap(
+                self.position + 1,
+                head,
+                "the newest events were deleted",
+            ));
         }
         ChainReport {
             checked: self.checked,
@@ -113,6 +113,7 @@ impl ChainWalk {
     }
 }
 
+/// Checks one event against its stream's head and advances the head; the break, if it is one.
 fn check_link(
     heads: &mut HashMap<(String, String), (u64, String)>,
     event: StoredEvent,
