@@ -192,6 +192,7 @@ impl Server {
             .env("CHAT_DATA_DIR", &data_dir)
             .env("CHAT_PORT", port.to_string())
             .env("CHAT_LIMIT_MESSAGES_PER_MIN", "1000000")
+            .env("CHAT_LIMIT_JOINS_PER_MIN", "1000000")
             .env("CHAT_DB_MAX_CONNECTIONS", "32")
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())

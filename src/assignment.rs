@@ -251,8 +251,7 @@ impl Assigner {
             actor_id: 0,
             actor_role: Role::System.as_str().to_string(),
             request_id: Some(format!("auto-assign-{id}")),
-            client_msg_id: None,
-            remote_addr: None,
+            ..EventMetadata::default()
         };
         match self
             .state

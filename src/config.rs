@@ -30,12 +30,20 @@ pub struct Config {
     /// The app signature secret (`CHAT_APP_SECRET`); unset: generated once into the data
     /// directory (see [`crate::auth::Auth::new`]). Never printed by `Debug`.
     pub app_secret: Option<String>,
+    /// `CHAT_OPS_TOKEN`: lets operators see `/readyz`'s details from anywhere. Never printed.
+    pub ops_token: Option<String>,
+    /// `CHAT_METRICS_BIND`: where `/metrics` is served instead of the API's port.
+    pub metrics_bind: Option<SocketAddr>,
     /// Messages a caller may send per minute (at least 1: 0 is not "off").
     pub limit_messages_per_min: u32,
     /// Uploads a caller may make per minute (at least 1).
     pub limit_uploads_per_min: u32,
     /// Typing indicators a caller may send per minute (at least 1).
     pub limit_typing_per_min: u32,
+    /// Conversations a caller may join over Socket.IO per minute (each join reads history).
+    pub limit_joins_per_min: u32,
+    /// Searches a caller may run per minute.
+    pub limit_searches_per_min: u32,
     /// The Socket.IO settings a deployment may tune.
     pub sockets: SocketSettings,
     /// Base of `file_url` (`CHAT_PUBLIC_URL`); unset: `http://` and the listening address.
@@ -93,9 +101,13 @@ impl std::fmt::Debug for Config {
             .field("session_cache", &self.session_cache)
             .field("read_your_writes_timeout", &self.read_your_writes_timeout)
             .field("app_secret", &self.app_secret.as_ref().map(|_| "***"))
+            .field("ops_token", &self.ops_token.as_ref().map(|_| "***"))
+            .field("metrics_bind", &self.metrics_bind)
             .field("limit_messages_per_min", &self.limit_messages_per_min)
             .field("limit_uploads_per_min", &self.limit_uploads_per_min)
             .field("limit_typing_per_min", &self.limit_typing_per_min)
+            .field("limit_joins_per_min", &self.limit_joins_per_min)
+            .field("limit_searches_per_min", &self.limit_searches_per_min)
             .field("sockets", &self.sockets)
             .field("public_url", &self.public_url)
             .field("max_upload_bytes", &self.max_upload_bytes)
@@ -150,6 +162,14 @@ impl Config {
             "CHAT_READ_YOUR_WRITES_TIMEOUT_MS",
             2000,
         )?;
+        let ops_token = get("CHAT_OPS_TOKEN");
+        if ops_token.as_ref().is_some_and(|token| token.len() < 16) {
+            bail!("CHAT_OPS_TOKEN must be at least 16 characters");
+        }
+        let metrics_bind = get("CHAT_METRICS_BIND")
+            .map(|raw| raw.trim().parse::<SocketAddr>())
+            .transpose()
+            .context("CHAT_METRICS_BIND must be an address and port, such as 127.0.0.1:9100")?;
         let limit = |name: &str, default: u32| -> anyhow::Result<u32> {
             let value = parse(get(name), name, default)?;
             if value == 0 {
@@ -160,6 +180,8 @@ impl Config {
         let limit_messages_per_min = limit("CHAT_LIMIT_MESSAGES_PER_MIN", 60)?;
         let limit_uploads_per_min = limit("CHAT_LIMIT_UPLOADS_PER_MIN", 10)?;
         let limit_typing_per_min = limit("CHAT_LIMIT_TYPING_PER_MIN", 10)?;
+        let limit_joins_per_min = limit("CHAT_LIMIT_JOINS_PER_MIN", 120)?;
+        let limit_searches_per_min = limit("CHAT_LIMIT_SEARCHES_PER_MIN", 60)?;
         let buffer_packets: usize = parse(get("CHAT_SOCKET_BUFFER"), "CHAT_SOCKET_BUFFER", 1024)?;
         if buffer_packets == 0 {
             bail!("CHAT_SOCKET_BUFFER must be at least 1");
@@ -247,9 +269,13 @@ impl Config {
             session_cache,
             read_your_writes_timeout: Duration::from_millis(read_your_writes_ms),
             app_secret: get("CHAT_APP_SECRET"),
+            ops_token,
+            metrics_bind,
             limit_messages_per_min,
             limit_uploads_per_min,
             limit_typing_per_min,
+            limit_joins_per_min,
+            limit_searches_per_min,
             sockets: SocketSettings {
                 buffer_packets,
                 send_buffer_bytes,
@@ -340,6 +366,8 @@ mod tests {
             "CHAT_LIMIT_MESSAGES_PER_MIN",
             "CHAT_LIMIT_UPLOADS_PER_MIN",
             "CHAT_LIMIT_TYPING_PER_MIN",
+            "CHAT_LIMIT_JOINS_PER_MIN",
+            "CHAT_LIMIT_SEARCHES_PER_MIN",
         ] {
             let error = Config::from_lookup(|n| (n == name).then(|| "0".to_string())).unwrap_err();
             assert!(error.to_string().contains(name), "{error}");

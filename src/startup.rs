@@ -26,6 +26,11 @@ pub struct Application {
     /// lease back before the pool closes.
     assigner: Option<tokio::task::JoinHandle<()>>,
     push: Option<crate::push::PushService>,
+    /// Who sees the operators' details of `/readyz`.
+    operators: http::health::OperatorAccess,
+    /// `CHAT_METRICS_BIND`'s listener: `/metrics` (and the health routes) there, not on the API's
+    /// port.
+    metrics_listener: Option<TcpListener>,
     /// Held while the process lives: no other process takes its lease holder's name.
     _lease_holder: LeaseHolder,
 }
@@ -68,6 +73,14 @@ impl Application {
         let listener = TcpListener::bind(config.listen_addr())
             .await
             .with_context(|| format!("binding {}", config.listen_addr()))?;
+        let metrics_listener = match config.metrics_bind {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("binding CHAT_METRICS_BIND {address}"))?,
+            ),
+            None => None,
+        };
         let public_url = match &config.public_url {
             Some(url) => url.clone(),
             None => format!("http://{}", listener.local_addr()?),
@@ -159,11 +172,20 @@ impl Application {
             send_buffer_bytes: config.sockets.send_buffer_bytes,
             assigner,
             push,
+            operators: http::health::OperatorAccess::new(config.ops_token.as_deref()),
+            metrics_listener,
         })
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where `/metrics` is served when `CHAT_METRICS_BIND` moved it off the API's port.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     pub fn state(&self) -> &App {
@@ -184,9 +206,20 @@ impl Application {
         let projections = self.state.projections.clone();
         let realtime = self.realtime;
         let fanout: Arc<dyn crate::app::Fanout> = Arc::new(realtime.clone());
-        let app = (self.add_socket_layer)(http::router(self.state, fanout)).layer(
-            axum::middleware::from_fn(crate::realtime::detach_request_head),
-        );
+        let metrics_on_api_port = self.metrics_listener.is_none();
+        let metrics_server = self.metrics_listener.map(|listener| {
+            let routes = http::operations_router(self.state.clone(), self.operators.clone());
+            tokio::spawn(async move {
+                let service = routes.into_make_service_with_connect_info::<std::net::SocketAddr>();
+                if let Err(error) = axum::serve(listener, service).await {
+                    tracing::error!(%error, "serving CHAT_METRICS_BIND stopped");
+                }
+            })
+        });
+        let routes = http::router(self.state, fanout, self.operators, metrics_on_api_port);
+        let app = (self.add_socket_layer)(routes).layer(axum::middleware::from_fn(
+            crate::realtime::detach_request_head,
+        ));
         let shutdown = async move {
             shutdown.await;
             // Sockets would hold the server open: close them first.
@@ -209,6 +242,9 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP")?;
+        if let Some(metrics_server) = metrics_server {
+            metrics_server.abort();
+        }
         let _ = self.stop_broadcaster.send(true);
         if let Some(assigner) = self.assigner {
             let _ = assigner.await;

@@ -5,7 +5,7 @@ use events::Role;
 
 use super::{App, AppError};
 use crate::auth::Session;
-use crate::limits::LimitKind;
+use crate::limits::{LimitKind, Limited};
 use crate::store::ConversationRow;
 
 /// Admins, auditors and the system see every conversation.
@@ -39,13 +39,23 @@ pub async fn readable(app: &App, session: &Session, id: u64) -> Result<Conversat
 
 /// Counts one action of `kind` against the caller's limit.
 pub async fn within_limit(app: &App, session: &Session, kind: LimitKind) -> Result<(), AppError> {
-    let caller = format!("{}:{}", session.role.as_str(), session.user_id);
-    app.limits.check(kind, &caller).await.map_err(|limited| {
-        if matches!(limited, crate::limits::Limited::Over { .. }) {
-            crate::metrics::rate_limited(kind.as_str());
-        }
-        AppError::from(limited)
-    })
+    app.limits
+        .check(kind, &caller_key(session))
+        .await
+        .map_err(|limited| limit_refusal(kind, limited))
+}
+
+/// Who a limit counts for: the role and the user id ("admin:7").
+pub fn caller_key(session: &Session) -> String {
+    format!("{}:{}", session.role.as_str(), session.user_id)
+}
+
+/// A refusal by the limiter as the caller sees it, counted in the metrics when over the limit.
+pub fn limit_refusal(kind: LimitKind, limited: Limited) -> AppError {
+    if matches!(limited, Limited::Over { .. }) {
+        crate::metrics::rate_limited(kind.as_str());
+    }
+    AppError::from(limited)
 }
 
 /// Auditors only read: refused before anything else is looked at.

@@ -8,13 +8,16 @@ use super::{App, AppError, Origin};
 use crate::auth::Session;
 use crate::commands::Intent;
 use crate::limits::LimitKind;
-use crate::store::{MAX_PAGE_SIZE, MessageRow, MessageWindow};
+use crate::store::{MAX_PAGE_SIZE, MessageWindow};
 use crate::wire::{MessageView, SendMessageRequest};
 
-/// Messages a join with `since` returns at most; `has_more` says when there are more.
-pub const MAX_CATCH_UP: usize = 5000;
-/// Messages a join without `since` returns: the newest ones.
-pub const JOIN_PAGE: u32 = 50;
+/// Messages one join answers with at most; `has_more` says when there are more.
+pub const JOIN_PAGE: u32 = MAX_PAGE_SIZE;
+/// Messages a join without `since` answers with: the newest ones.
+pub const JOIN_NEWEST: u32 = 50;
+/// Bytes of message text (counted as the wire carries it: `content` and `message`) one answer
+/// holds at most, so no history a client can write makes an answer a client can ask for large.
+pub const MAX_ANSWER_TEXT_BYTES: usize = 1 << 20;
 
 /// `text` when absent.
 pub fn parse_message_type(raw: Option<&str>) -> Result<MessageType, AppError> {
@@ -85,52 +88,86 @@ pub async fn send(
     })
 }
 
-/// What a socket joining a conversation is answered with: every message after `since` (up to
-/// [`MAX_CATCH_UP`], and whether more follow), or without `since` the newest [`JOIN_PAGE`].
+/// A page of history, oldest first, and whether more lie beyond it in the page's direction
+/// (after it for a page `after_id`, before it otherwise).
+pub struct Page {
+    pub messages: Vec<MessageView>,
+    pub has_more: bool,
+}
+
+/// The messages of a conversation in `window`, at most [`MAX_ANSWER_TEXT_BYTES`] of text: a page
+/// after an id keeps its oldest messages, any other its newest. One rule for REST history and
+/// Socket.IO joins.
+pub async fn history(
+    app: &App,
+    conversation_id: u64,
+    window: MessageWindow,
+) -> Result<Page, AppError> {
+    let limit = window.limit.clamp(1, MAX_PAGE_SIZE);
+    // One more than asked says whether more follow without a second query.
+    let mut rows = app
+        .store
+        .messages(
+            conversation_id,
+            MessageWindow {
+                limit: limit + 1,
+                ..window
+            },
+        )
+        .await?;
+    let forward = window.after_id.is_some();
+    if !forward {
+        rows.reverse();
+    }
+    // Newest first for a backward page, so both directions keep what comes first.
+    let mut has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let mut text_bytes = 0;
+    let fitting = rows
+        .iter()
+        .position(|row| {
+            text_bytes += 2 * row.content.len();
+            text_bytes > MAX_ANSWER_TEXT_BYTES
+        })
+        // The first message always goes, or a page could never move on.
+        .map_or(rows.len(), |over| over.max(1));
+    has_more |= fitting < rows.len();
+    rows.truncate(fitting);
+    if !forward {
+        rows.reverse();
+    }
+    Ok(Page {
+        messages: rows
+            .into_iter()
+            .map(|row| MessageView::new(row, &app.attachments))
+            .collect(),
+        has_more,
+    })
+}
+
+/// What a socket joining a conversation is answered with: the messages after `since` (one
+/// [`history`] page; `has_more` asks the client to join again from the last one), or without
+/// `since` the newest [`JOIN_NEWEST`].
 pub async fn on_join(
     app: &App,
     conversation_id: u64,
     since: Option<u64>,
-) -> Result<(Vec<MessageView>, bool), AppError> {
-    let (rows, has_more) = match since {
-        Some(since) => catch_up(app, conversation_id, since).await?,
-        None => {
-            let window = MessageWindow {
-                limit: JOIN_PAGE,
-                ..MessageWindow::default()
-            };
-            (app.store.messages(conversation_id, window).await?, false)
-        }
-    };
-    let views = rows
-        .into_iter()
-        .map(|row| MessageView::new(row, &app.attachments))
-        .collect();
-    Ok((views, has_more))
-}
-
-/// Every message after `since`, in order (up to `MAX_CATCH_UP`).
-async fn catch_up(app: &App, id: u64, since: u64) -> Result<(Vec<MessageRow>, bool), AppError> {
-    let mut messages = Vec::new();
-    let mut cursor = since;
-    loop {
-        let window = MessageWindow {
-            after_id: Some(cursor),
+) -> Result<Page, AppError> {
+    let window = match since {
+        Some(since) => MessageWindow {
+            after_id: Some(since),
             before_id: None,
-            limit: MAX_PAGE_SIZE,
-        };
-        let page = app.store.messages(id, window).await?;
-        let full = page.len() == MAX_PAGE_SIZE as usize;
-        if let Some(last) = page.last() {
-            cursor = last.id;
-        }
-        messages.extend(page);
-        if messages.len() >= MAX_CATCH_UP {
-            messages.truncate(MAX_CATCH_UP);
-            return Ok((messages, true));
-        }
-        if !full {
-            return Ok((messages, false));
-        }
+            limit: JOIN_PAGE,
+        },
+        None => MessageWindow {
+            limit: JOIN_NEWEST,
+            ..MessageWindow::default()
+        },
+    };
+    let mut page = history(app, conversation_id, window).await?;
+    // Older messages than the newest page are REST history's, not a catch-up.
+    if since.is_none() {
+        page.has_more = false;
     }
+    Ok(page)
 }

@@ -153,6 +153,8 @@ impl LastWrites {
 #[derive(Debug, Clone, Default)]
 pub struct Origin {
     pub request_id: Option<String>,
+    /// What the client called its request, if anything (see [`EventMetadata`]).
+    pub client_request_id: Option<String>,
     pub remote_addr: Option<String>,
 }
 
@@ -162,6 +164,7 @@ impl Origin {
             actor_id: session.user_id,
             actor_role: session.role.as_str().to_string(),
             request_id: self.request_id.clone(),
+            client_request_id: self.client_request_id.clone(),
             client_msg_id,
             remote_addr: self.remote_addr.clone(),
         }

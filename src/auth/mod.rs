@@ -207,7 +207,7 @@ impl Auth {
         let (secret, secret_file) = secret::app_secret(config)?;
         let (replay, sessions) = match redis {
             Some(redis) => (
-                ReplayGuard::redis(redis.clone()),
+                ReplayGuard::redis(redis.clone(), &config.redis_prefix),
                 SessionStore::redis(redis),
             ),
             None => (ReplayGuard::local(), SessionStore::database(store.clone())),

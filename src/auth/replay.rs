@@ -1,5 +1,5 @@
 //! The replay guard: a signature is accepted once while its timestamp is acceptable.
-//! In Redis (`SET chat:sig:<signature> 1 NX PX ...`, shared by every node) or in this process.
+//! In Redis (`SET <prefix>:sig:<signature> 1 NX PX ...`, shared by every node) or in this process.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,7 +14,11 @@ use crate::redis::bounded;
 const PRUNE_EVERY: Duration = Duration::from_secs(5);
 
 pub(super) enum ReplayGuard {
-    Redis(ConnectionManager),
+    Redis {
+        connection: ConnectionManager,
+        /// `CHAT_REDIS_PREFIX`: deployments sharing a Redis keep their records apart.
+        prefix: String,
+    },
     Local(Mutex<LocalSeen>),
 }
 
@@ -25,8 +29,11 @@ pub(super) struct LocalSeen {
 }
 
 impl ReplayGuard {
-    pub(super) fn redis(connection: ConnectionManager) -> Self {
-        ReplayGuard::Redis(connection)
+    pub(super) fn redis(connection: ConnectionManager, prefix: &str) -> Self {
+        ReplayGuard::Redis {
+            connection,
+            prefix: prefix.to_string(),
+        }
     }
 
     pub(super) fn local() -> Self {
@@ -43,9 +50,9 @@ impl ReplayGuard {
         keep: Duration,
     ) -> Result<(), AuthError> {
         match self {
-            ReplayGuard::Redis(connection) => {
+            ReplayGuard::Redis { connection, prefix } => {
                 let mut connection = connection.clone();
-                let key = format!("chat:sig:{signature}");
+                let key = format!("{prefix}:sig:{signature}");
                 let millis = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX).max(1);
                 let mut set = redis::cmd("SET");
                 set.arg(&key).arg(1).arg("NX").arg("PX").arg(millis);

@@ -1,5 +1,6 @@
 //! Session records: Redis `chat:session:<token>` holding the session JSON with a TTL, or the
 //! `sessions` table keyed by the SHA-256 of the token (the token itself is never stored there).
+//! The Redis key is the contract's, not under `CHAT_REDIS_PREFIX`: the login system writes it.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;

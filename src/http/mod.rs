@@ -11,7 +11,7 @@ mod devices;
 mod error;
 pub mod extract;
 pub mod files;
-mod health;
+pub mod health;
 pub mod observe;
 pub mod openapi;
 mod search;
@@ -30,23 +30,44 @@ pub(crate) fn api_routes() -> Router<App> {
         .merge(audit::router())
 }
 
-pub fn router(state: App, fanout: std::sync::Arc<dyn crate::app::Fanout>) -> Router {
+/// The whole HTTP surface. `/metrics` is on it unless `metrics_on_api_port` is false
+/// (`CHAT_METRICS_BIND` serves it elsewhere, see [`operations_router`]).
+pub fn router(
+    state: App,
+    fanout: std::sync::Arc<dyn crate::app::Fanout>,
+    operators: health::OperatorAccess,
+    metrics_on_api_port: bool,
+) -> Router {
     let api = api_routes().layer(axum::middleware::from_fn_with_state(
         state.clone(),
         auth::require_signature,
     ));
-    Router::new()
+    let mut routes = Router::new()
         .merge(api)
         .merge(admin::router(state.clone()))
         // Uploads check the signature themselves, over the streamed body.
         .merge(files::router())
-        .merge(health::router())
-        .merge(openapi::router())
-        .route("/metrics", axum::routing::get(observe::metrics_route))
+        .merge(health::router(operators))
+        .merge(openapi::router());
+    if metrics_on_api_port {
+        routes = routes.route("/metrics", axum::routing::get(observe::metrics_route));
+    }
+    routes
         .fallback(not_found)
         .layer(axum::Extension(fanout))
         .layer(axum::middleware::from_fn(method_not_allowed))
         .layer(axum::middleware::from_fn(observe::track_metrics))
+        .layer(axum::middleware::from_fn(observe::request_id))
+        .with_state(state)
+}
+
+/// What `CHAT_METRICS_BIND` serves: `/metrics`, and the health routes beside it for probes that
+/// watch the same port.
+pub fn operations_router(state: App, operators: health::OperatorAccess) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(observe::metrics_route))
+        .merge(health::router(operators))
+        .fallback(not_found)
         .layer(axum::middleware::from_fn(observe::request_id))
         .with_state(state)
 }
@@ -92,12 +113,17 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Origin {
             .extensions
             .get::<observe::RequestId>()
             .map(|id| id.as_str().to_string());
+        let client_request_id = parts
+            .extensions
+            .get::<observe::ClientRequestId>()
+            .map(|id| id.as_str().to_string());
         let remote_addr = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|info| info.0.ip().to_string());
         Ok(Origin {
             request_id,
+            client_request_id,
             remote_addr,
         })
     }

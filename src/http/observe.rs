@@ -26,17 +26,12 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// The media type Prometheus scrapes in text format.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
-/// The id of one request: the caller's `X-Request-Id` when it is well formed, else one made
-/// here. Found in the request extensions of every handler behind [`request_id`].
+/// The server's id of one request, made here for every request. Found in the request
+/// extensions of every handler behind [`request_id`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RequestId(String);
 
 impl RequestId {
-    /// Takes a client-supplied id when it is 1..=64 characters of `[A-Za-z0-9._-]`.
-    pub fn parse(raw: &str) -> Option<RequestId> {
-        is_valid_request_id(raw).then(|| RequestId(raw.to_owned()))
-    }
-
     /// A fresh id: 16 random bytes as 32 lowercase hex characters.
     pub fn generate() -> RequestId {
         RequestId(hex::encode(rand::random::<[u8; 16]>()))
@@ -53,6 +48,22 @@ impl std::fmt::Display for RequestId {
     }
 }
 
+/// The `X-Request-Id` a client sent, when well formed: logged and recorded beside the server's
+/// id, never in its place (a client could otherwise pass its requests off as others').
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientRequestId(String);
+
+impl ClientRequestId {
+    /// Takes a client-supplied id when it is 1..=64 characters of `[A-Za-z0-9._-]`.
+    pub fn parse(raw: &str) -> Option<ClientRequestId> {
+        is_valid_request_id(raw).then(|| ClientRequestId(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Whether a client-supplied request id may be kept: short, and only characters that are safe
 /// in a header, a log line and a file name.
 pub fn is_valid_request_id(raw: &str) -> bool {
@@ -63,24 +74,35 @@ pub fn is_valid_request_id(raw: &str) -> bool {
 }
 
 /// Middleware: gives the request an id, runs the rest of it inside a `request` span carrying that
-/// id, logs one line when it finishes, and answers with the id in `X-Request-Id`.
+/// id (and the client's own, when it sent a valid one), logs one line when it finishes, and
+/// answers with the server's id in `X-Request-Id`.
 pub async fn request_id(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = request
+    let id = RequestId::generate();
+    let client_id = request
         .headers()
         .get(&REQUEST_ID_HEADER)
         .and_then(|value| value.to_str().ok())
-        .and_then(RequestId::parse)
-        .unwrap_or_else(RequestId::generate);
+        .and_then(ClientRequestId::parse);
     request.extensions_mut().insert(id.clone());
+    if let Some(client_id) = &client_id {
+        request.extensions_mut().insert(client_id.clone());
+    }
 
     // The path without the query string: queries may carry tokens.
     let span = tracing::info_span!(
         "request",
         request_id = %id,
+        client_request_id = tracing::field::Empty,
         method = %request.method(),
         path = %request.uri().path(),
     );
+    if let Some(client_id) = &client_id {
+        span.record(
+            "client_request_id",
+            tracing::field::display(client_id.as_str()),
+        );
+    }
     let mut response = async move {
         let response = next.run(request).await;
         tracing::info!(
@@ -93,7 +115,7 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
     .instrument(span)
     .await;
 
-    // Always valid: the id is either checked above or hex.
+    // Always valid: hex.
     if let Ok(value) = HeaderValue::from_str(id.as_str()) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }

@@ -15,10 +15,11 @@ use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 
 use super::{SocketCaller, conversation_room};
-use crate::app::access::readable;
+use crate::app::access::{readable, within_limit};
 use crate::app::ids::wire_id;
 use crate::app::{App, AppError, Origin, messages, presence, reads, typing};
 use crate::auth::Session;
+use crate::limits::LimitKind;
 use crate::wire::{ErrorCode, SendMessageRequest, success};
 
 /// The events a client may send, as the metrics label them (anything else is `unknown`).
@@ -84,7 +85,13 @@ impl<A: Adapter, T: DeserializeOwned> FromMessageParts<A> for ClientEvent<T> {
             payload: payload(data),
             origin: Origin {
                 request_id: Some(format!("socket-{}", socket.id)),
-                remote_addr: None,
+                client_request_id: None,
+                // The peer of the connection the socket opened with (its first request).
+                remote_addr: socket
+                    .req_parts()
+                    .extensions
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .map(|info| info.0.ip().to_string()),
             },
         })
     }
@@ -212,6 +219,7 @@ async fn join_conversation<A: Adapter>(
             _,
         ) = event.parts()?;
         let id = wire_id(conversation_id, "conversation_id")?;
+        within_limit(&app, &session, LimitKind::Joins).await?;
         app.fresh_for(&session).await;
         readable(&app, &session, id).await?;
         socket.join(conversation_room(id));
@@ -235,8 +243,18 @@ async fn join_conversation<A: Adapter>(
                 "the conversation's messages are catching up; join again shortly",
             ));
         }
-        let (messages, has_more) = messages::on_join(&app, id, since).await?;
-        Ok(json!({"conversation_id": id, "messages": messages, "has_more": has_more}))
+        let page = messages::on_join(&app, id, since).await?;
+        // Where the next join continues when this one could not hold everything.
+        let next_since = page
+            .has_more
+            .then(|| page.messages.last().map_or(since, |last| Some(last.id)))
+            .flatten();
+        Ok(json!({
+            "conversation_id": id,
+            "messages": page.messages,
+            "has_more": page.has_more,
+            "next_since": next_since,
+        }))
     }
     .await;
     reply.send(result);

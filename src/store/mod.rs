@@ -41,8 +41,13 @@ pub const CONVERSATION_STREAM: &str = "conversation";
 pub struct EventMetadata {
     pub actor_id: u64,
     pub actor_role: String,
+    /// The server's own id of the request (or socket) that made the command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The `X-Request-Id` the client sent, when well formed: the client's word, kept apart from
+    /// the server's id so it can never pass for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

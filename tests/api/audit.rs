@@ -343,7 +343,13 @@ async fn every_admin_action_records_the_actor_request_id_and_remote_address() {
             let metadata = event.decode_metadata().unwrap();
             assert_eq!(metadata.actor_id, admin_id, "{event_type}");
             assert_eq!(metadata.actor_role, "admin", "{event_type}");
-            assert_eq!(metadata.request_id.as_deref(), Some(request_id));
+            // The client's X-Request-Id is kept as its own, beside the server's id.
+            assert_eq!(metadata.client_request_id.as_deref(), Some(request_id));
+            let server_id = metadata.request_id.clone().unwrap_or_default();
+            assert!(
+                server_id.len() == 32 && server_id.chars().all(|c| c.is_ascii_hexdigit()),
+                "{event_type}: the server's own request id, not the client's: {server_id:?}"
+            );
             assert_eq!(metadata.remote_addr.as_deref(), Some("127.0.0.1"));
 
             // The audit route shows the same metadata.
@@ -364,7 +370,8 @@ async fn every_admin_action_records_the_actor_request_id_and_remote_address() {
                 .cloned()
                 .unwrap();
             assert_eq!(shown["metadata"]["actor_id"], json!(admin_id));
-            assert_eq!(shown["metadata"]["request_id"], json!(request_id));
+            assert_eq!(shown["metadata"]["request_id"], json!(server_id));
+            assert_eq!(shown["metadata"]["client_request_id"], json!(request_id));
             assert_eq!(shown["metadata"]["remote_addr"], json!("127.0.0.1"));
         }
         app.stop().await;

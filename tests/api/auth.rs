@@ -799,3 +799,54 @@ async fn a_session_read_recently_is_reused_briefly_and_an_ended_one_is_forgotten
     assert_eq!(auth.session(&token).await, Err(AuthError::Unauthorized));
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn deployments_sharing_a_redis_keep_their_replay_records_under_their_own_prefixes() {
+    let db = TestDb::sqlite().await;
+    let secret = random_hex();
+    let deployment = |prefix: String| {
+        let data_dir = temp_dir("deployment").display().to_string();
+        let secret = secret.clone();
+        Config::from_lookup(move |name| match name {
+            "CHAT_DATA_DIR" => Some(data_dir.clone()),
+            "CHAT_APP_SECRET" => Some(secret.clone()),
+            "CHAT_REDIS_PREFIX" => Some(prefix.clone()),
+            _ => None,
+        })
+        .expect("config")
+    };
+    let prefix = format!("replay-{}", random_hex());
+    let first = Auth::new(
+        &deployment(format!("{prefix}-a")),
+        &db.store,
+        Some(redis().await),
+    )
+    .await
+    .expect("auth");
+    let second = Auth::new(
+        &deployment(format!("{prefix}-b")),
+        &db.store,
+        Some(redis().await),
+    )
+    .await
+    .expect("auth");
+    let headers = signed_headers(&secret, now_ms(), "GET", "/api/z", b"");
+
+    assert_eq!(
+        first.verify_request("GET", "/api/z", &headers, b"").await,
+        Ok(())
+    );
+    assert_eq!(
+        second.verify_request("GET", "/api/z", &headers, b"").await,
+        Ok(())
+    );
+    assert_eq!(
+        first.verify_request("GET", "/api/z", &headers, b"").await,
+        Err(AuthError::ReplayedRequest)
+    );
+    let mut raw = redis().await;
+    let keys: Vec<String> = raw.keys(format!("{prefix}-*")).await.unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.iter().all(|key| key.contains(":sig:")), "{keys:?}");
+    db.cleanup().await;
+}

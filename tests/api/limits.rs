@@ -216,3 +216,141 @@ async fn connecting_to_a_closed_port_fails_at_once_instead_of_hanging() {
         started.elapsed()
     );
 }
+
+/// Both kinds of counter: in this process, and in Redis.
+async fn each_limiter(config: &Config) -> Vec<(&'static str, RateLimiter)> {
+    vec![
+        ("in process", RateLimiter::new(config, None)),
+        ("redis", RateLimiter::new(config, Some(redis().await))),
+    ]
+}
+
+async fn allowed(limiter: &RateLimiter, kind: LimitKind, caller: &str, n: usize) -> usize {
+    let mut ok = 0;
+    for _ in 0..n {
+        if limiter.check(kind, caller).await.is_ok() {
+            ok += 1;
+        }
+    }
+    ok
+}
+
+#[tokio::test]
+async fn no_span_of_one_window_holds_more_than_the_limit_even_around_a_windows_edge() {
+    // A 2 s window, 5 per window. One action opens it, four more come just before 2 s have
+    // passed: a fixed window would start afresh at 2 s and let five more through at once,
+    // nine within half a second. A sliding one frees only the slot of the first action.
+    let window = Duration::from_secs(2);
+    let config = Config::from_lookup(|name| {
+        (name == "CHAT_LIMIT_MESSAGES_PER_MIN").then(|| "5".to_string())
+    })
+    .expect("config");
+    for (name, limiter) in each_limiter(&config).await {
+        let limiter = limiter.with_window(window);
+        let caller = unique_caller("edge");
+        let opened = Instant::now();
+        assert_eq!(allowed(&limiter, LimitKind::Messages, &caller, 1).await, 1);
+        tokio::time::sleep_until((opened + Duration::from_millis(1700)).into()).await;
+        assert_eq!(
+            allowed(&limiter, LimitKind::Messages, &caller, 4).await,
+            4,
+            "{name}"
+        );
+        tokio::time::sleep_until((opened + Duration::from_millis(2300)).into()).await;
+
+        assert_eq!(
+            allowed(&limiter, LimitKind::Messages, &caller, 5).await,
+            1,
+            "{name}: only the first action has left the window"
+        );
+        match limiter.check(LimitKind::Messages, &caller).await {
+            Err(Limited::Over { retry_after_secs }) => assert_eq!(retry_after_secs, 2, "{name}"),
+            other => panic!("{name}: expected Over, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_typing_stop_after_a_start_is_free_and_a_lone_stop_counts() {
+    let config =
+        Config::from_lookup(|name| (name == "CHAT_LIMIT_TYPING_PER_MIN").then(|| "3".to_string()))
+            .expect("config");
+    for (name, limiter) in each_limiter(&config).await {
+        let caller = unique_caller("typing");
+        for _ in 0..3 {
+            assert_eq!(
+                limiter.check_typing(&caller, 7, true).await,
+                Ok(()),
+                "{name}"
+            );
+            assert_eq!(
+                limiter.check_typing(&caller, 7, false).await,
+                Ok(()),
+                "{name}"
+            );
+        }
+        assert!(
+            limiter.check_typing(&caller, 7, false).await.is_err(),
+            "{name}: a stop without a start counts, and the limit is used"
+        );
+
+        let other = unique_caller("lone-stops");
+        let stops = (0..5).map(|_| limiter.check_typing(&other, 7, false));
+        let results = futures::future::join_all(stops).await;
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3, "{name}");
+
+        // A start's pass is for its own conversation only.
+        let third = unique_caller("elsewhere");
+        assert_eq!(limiter.check_typing(&third, 1, true).await, Ok(()));
+        for _ in 0..2 {
+            assert_eq!(
+                limiter.check_typing(&third, 2, false).await,
+                Ok(()),
+                "{name}"
+            );
+        }
+        assert!(
+            limiter.check_typing(&third, 2, false).await.is_err(),
+            "{name}"
+        );
+        assert_eq!(
+            limiter.check_typing(&third, 1, false).await,
+            Ok(()),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn deployments_sharing_a_redis_count_apart_under_their_own_prefixes() {
+    let prefixed = |prefix: &str| {
+        let prefix = prefix.to_string();
+        Config::from_lookup(move |name| match name {
+            "CHAT_REDIS_PREFIX" => Some(prefix.clone()),
+            "CHAT_LIMIT_UPLOADS_PER_MIN" => Some("2".to_string()),
+            _ => None,
+        })
+        .expect("config")
+    };
+    let suffix = unique_caller("deployment");
+    let (a, b) = (format!("a-{suffix}"), format!("b-{suffix}"));
+    let first = RateLimiter::new(&prefixed(&a), Some(redis().await));
+    let second = RateLimiter::new(&prefixed(&b), Some(redis().await));
+    let caller = "user:1";
+
+    assert_eq!(allowed(&first, LimitKind::Uploads, caller, 3).await, 2);
+    assert_eq!(allowed(&second, LimitKind::Uploads, caller, 3).await, 2);
+
+    let mut connection = redis().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("*{suffix}*"))
+        .query_async(&mut connection)
+        .await
+        .expect("keys");
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(
+        keys.iter()
+            .all(|key| key.starts_with(&format!("{a}:")) || key.starts_with(&format!("{b}:"))),
+        "every key under its deployment's prefix: {keys:?}"
+    );
+}

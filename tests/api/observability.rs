@@ -8,7 +8,7 @@ use axum::extract::Path;
 use axum::routing::get;
 use axum::{Extension, Router, middleware};
 use chatd::http::observe::{
-    RequestId, is_valid_request_id, metrics_route, request_id, track_metrics,
+    ClientRequestId, RequestId, is_valid_request_id, metrics_route, request_id, track_metrics,
 };
 use chatd::telemetry::{self, LogFormat};
 use serde_json::Value;
@@ -26,11 +26,17 @@ fn app() -> Router {
         .layer(middleware::from_fn(request_id))
 }
 
-/// Logs twice (once in a nested span) and answers with the id the middleware handed it.
-async fn show_x(Path(id): Path<String>, Extension(request_id): Extension<RequestId>) -> String {
+/// Logs twice (once in a nested span) and answers with the ids the middleware handed it: the
+/// server's, then the client's (empty without one).
+async fn show_x(
+    Path(id): Path<String>,
+    Extension(request_id): Extension<RequestId>,
+    client_id: Option<Extension<ClientRequestId>>,
+) -> String {
     tracing::info!(%id, "showing x");
     tracing::info_span!("lookup", step = 1).in_scope(|| tracing::info!("looked x up"));
-    request_id.to_string()
+    let client_id = client_id.map(|Extension(id)| id.as_str().to_string());
+    format!("{request_id} {}", client_id.unwrap_or_default())
 }
 
 async fn spawn() -> String {
@@ -75,21 +81,32 @@ async fn a_response_without_an_incoming_id_carries_a_generated_one() {
     let second_id = response_id(&second);
     assert!(is_generated(&first_id), "{first_id}");
     assert_ne!(first_id, second_id);
-    assert_eq!(first.text().await.expect("body"), first_id);
+    assert_eq!(first.text().await.expect("body"), format!("{first_id} "));
 }
 
 #[tokio::test]
-async fn a_valid_incoming_id_is_echoed_and_handed_to_the_handler() {
+async fn a_clients_id_is_kept_beside_the_servers_own_never_in_its_place() {
     let base = spawn().await;
+    // Shaped like a generated id: it must still not become one.
+    let imitation = "0123456789abcdef0123456789abcdef";
 
-    let response = get_with(&base, "/x/7", Some("client-42_a.b")).await;
+    for client_id in ["client-42_a.b", imitation] {
+        let response = get_with(&base, "/x/7", Some(client_id)).await;
 
-    assert_eq!(response_id(&response), "client-42_a.b");
-    assert_eq!(response.text().await.expect("body"), "client-42_a.b");
+        let id = response_id(&response);
+        assert!(
+            is_generated(&id) && id != client_id,
+            "{client_id:?} gave {id:?}"
+        );
+        assert_eq!(
+            response.text().await.expect("body"),
+            format!("{id} {client_id}")
+        );
+    }
 }
 
 #[tokio::test]
-async fn an_invalid_incoming_id_is_replaced_by_a_generated_one() {
+async fn an_invalid_incoming_id_is_dropped() {
     let base = spawn().await;
     let too_long = "a".repeat(65);
 
@@ -98,6 +115,7 @@ async fn an_invalid_incoming_id_is_replaced_by_a_generated_one() {
 
         let id = response_id(&response);
         assert!(is_generated(&id), "{bad:?} gave {id:?}");
+        assert_eq!(response.text().await.expect("body"), format!("{id} "));
     }
 }
 
@@ -212,7 +230,7 @@ fn the_request_id_validator_accepts_safe_ids_and_refuses_the_rest() {
     for ok in ["a", "A-b_c.9", longest.as_str()] {
         assert!(is_valid_request_id(ok), "{ok:?}");
         assert_eq!(
-            RequestId::parse(ok).map(|id| id.to_string()),
+            ClientRequestId::parse(ok).map(|id| id.as_str().to_string()),
             Some(ok.into())
         );
     }
@@ -227,7 +245,7 @@ fn the_request_id_validator_accepts_safe_ids_and_refuses_the_rest() {
         "{id}",
     ] {
         assert!(!is_valid_request_id(bad), "{bad:?}");
-        assert_eq!(RequestId::parse(bad), None);
+        assert_eq!(ClientRequestId::parse(bad), None);
     }
 }
 
@@ -314,9 +332,9 @@ async fn every_json_log_line_of_a_request_carries_its_id() {
     for event in &events {
         let spans = event["spans"].as_array().expect("span list");
         assert!(
-            spans
-                .iter()
-                .any(|s| s["name"] == "request" && s["request_id"] == "json-req-1"),
+            spans.iter().any(|s| s["name"] == "request"
+                && s["client_request_id"] == "json-req-1"
+                && s["request_id"].as_str().is_some_and(is_generated)),
             "{event}"
         );
     }
@@ -336,7 +354,11 @@ async fn every_text_log_line_of_a_request_carries_its_id() {
 
     assert!(lines.len() >= 3, "{lines:?}");
     for line in &lines {
-        assert!(line.contains("request_id=text-req-1"), "{line}");
+        assert!(line.contains("client_request_id=text-req-1"), "{line}");
+        assert!(
+            line.contains(" request_id=") || line.contains("{request_id="),
+            "{line}"
+        );
     }
     assert!(
         lines

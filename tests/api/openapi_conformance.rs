@@ -60,6 +60,7 @@ async fn generated_requests_cause_no_server_error_and_no_response_outside_the_do
                 ("CHAT_LIMIT_MESSAGES_PER_MIN", "1000000"),
                 ("CHAT_LIMIT_UPLOADS_PER_MIN", "1000000"),
                 ("CHAT_LIMIT_TYPING_PER_MIN", "1000000"),
+                ("CHAT_LIMIT_SEARCHES_PER_MIN", "1000000"),
             ],
         )
         .await;

@@ -411,3 +411,122 @@ async fn a_join_while_the_read_tables_lag_is_refused_rather_than_answered_withou
         db.cleanup().await;
     }
 }
+
+/// Limits small enough to reach in a test, and enough messages to need them.
+const TYPING_LIMIT: u32 = 4;
+const JOIN_LIMIT: u32 = 12;
+/// 5,000 four-byte characters: the largest text a message may hold, 20,000 bytes.
+const LARGE_MESSAGES: usize = 100;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_users_history_joins_and_typing_stay_bounded_in_size_and_rate() {
+    for db in TestDb::each().await {
+        let typing = TYPING_LIMIT.to_string();
+        let joins = JOIN_LIMIT.to_string();
+        let app = TestApp::spawn_with(
+            &db,
+            &[
+                ("CHAT_LIMIT_MESSAGES_PER_MIN", "100000"),
+                ("CHAT_LIMIT_TYPING_PER_MIN", typing.as_str()),
+                ("CHAT_LIMIT_JOINS_PER_MIN", joins.as_str()),
+            ],
+        )
+        .await;
+        let user = user_with_conversation(&app, "hello").await;
+        let admin = admin(&app).await;
+        let token = user["token"].as_str().expect("token");
+        let conversation = user["conversation_id"].as_u64().expect("conversation");
+        let large = "\u{1F4AC}".repeat(5000);
+        let mut message_ids = vec![user["message_id"].as_u64().expect("first message")];
+        for _ in 0..LARGE_MESSAGES {
+            let (status, sent) = app
+                .call(
+                    Method::POST,
+                    "/api/chat/messages",
+                    Some(token),
+                    Some(&json!({"conversation_id": conversation, "content": large})),
+                )
+                .await;
+            assert_eq!(status, 201, "{}: {sent}", db.name());
+            message_ids.push(sent["data"]["id"].as_u64().expect("message id"));
+        }
+
+        // REST history pages by the same rule: at most about 1 MiB, `has_more` to go on.
+        let path = format!("/api/chat/messages?conversation_id={conversation}&limit=200");
+        let response = app
+            .signed(Method::GET, &path, Some(token), None)
+            .send()
+            .await
+            .expect("history request");
+        let body = response.bytes().await.expect("history body");
+        assert!(
+            body.len() <= MAX_ANSWER_BYTES,
+            "{}: {} bytes",
+            db.name(),
+            body.len()
+        );
+        let page: Value = serde_json::from_slice(&body).expect("history json");
+        assert_eq!(page["data"]["has_more"], true, "{}", db.name());
+        let newest: Vec<u64> = page["data"]["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .filter_map(|m| m["id"].as_u64())
+            .collect();
+        assert!(
+            message_ids.ends_with(&newest) && newest.len() < message_ids.len(),
+            "{}: the newest page must be the newest messages: {newest:?}",
+            db.name()
+        );
+
+        run_scenario(
+            "bounded_answers",
+            &db,
+            &app,
+            json!({
+                "user": user,
+                "admin": admin,
+                "message_ids": message_ids,
+                "max_answer_bytes": MAX_ANSWER_BYTES,
+                "typing_limit": TYPING_LIMIT,
+                "join_limit": JOIN_LIMIT,
+            }),
+        )
+        .await;
+
+        // The message the scenario sent over the socket records where it came from.
+        let (_, auditor) = app.session(Role::Auditor, None).await;
+        let (status, audit) = app
+            .call(
+                Method::GET,
+                &format!("/api/audit/conversations/{conversation}/events?limit=1000"),
+                Some(&auditor),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{}: {audit}", db.name());
+        let from_socket = audit["data"]["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .rfind(|e| {
+                e["metadata"]["request_id"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with("socket-"))
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("{}: no event from a socket in {audit}", db.name()));
+        assert_eq!(
+            from_socket["metadata"]["remote_addr"],
+            "127.0.0.1",
+            "{}",
+            db.name()
+        );
+
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+/// The bound on an answer's text plus what the other fields of its messages add.
+const MAX_ANSWER_BYTES: usize = (1 << 20) + 200 * 1024;

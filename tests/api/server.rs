@@ -109,3 +109,121 @@ async fn a_read_right_after_an_acknowledged_write_shows_it() {
         db.cleanup().await;
     }
 }
+
+const OPS_TOKEN: &str = "an-operators-token-0123";
+
+#[tokio::test]
+async fn readyz_names_a_failed_projector_to_everyone_but_its_error_only_to_operators() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn_with(&db, &[("CHAT_OPS_TOKEN", OPS_TOKEN)]).await;
+        let (_, user) = app.session(events::Role::User, None).await;
+        let (status, opened) = app
+            .call(
+                reqwest::Method::POST,
+                "/api/chat/conversations",
+                Some(&user),
+                Some(&serde_json::json!({"initial_message": "hello"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{opened}");
+        let conversation = opened["data"]["conversation_id"].as_u64().unwrap();
+        let head = app
+            .state_store()
+            .read_stream(
+                chatd::store::CONVERSATION_STREAM,
+                &conversation.to_string(),
+                0,
+            )
+            .await
+            .unwrap()
+            .len() as u64;
+        // An event no projector knows: each stops on it with an error naming its position.
+        support::raw_log::append_raw(
+            app.state_store(),
+            &[support::raw_log::raw_event(
+                &conversation.to_string(),
+                head + 1,
+                "ConversationTeleported",
+                "1",
+                serde_json::json!({}),
+            )],
+        )
+        .await
+        .unwrap();
+
+        let readyz = |forwarded: bool, token: Option<&str>| {
+            let mut request = app.client.get(format!("{}/readyz", app.address));
+            if forwarded {
+                request = request.header("X-Forwarded-For", "203.0.113.7");
+            }
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            async move {
+                let body: Value = request.send().await.unwrap().json().await.unwrap();
+                body["data"]["projectors"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|p| p["state"] == "failed")
+            }
+        };
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        let local = loop {
+            if let Some(failed) = readyz(false, None).await {
+                break failed;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: no projector failed",
+                db.name()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        let error = |p: &Value| p["last_error"].as_str().unwrap_or_default().to_string();
+        assert!(error(&local).contains("position"), "{}: {local}", db.name());
+
+        let through_a_proxy = readyz(true, None).await.expect("still failed");
+        assert_eq!(through_a_proxy["name"], local["name"]);
+        assert!(
+            !error(&through_a_proxy).contains("position"),
+            "{through_a_proxy}"
+        );
+        assert!(!error(&through_a_proxy).is_empty());
+        let wrong_token = readyz(true, Some("an-operators-token-0124")).await.unwrap();
+        assert!(!error(&wrong_token).contains("position"), "{wrong_token}");
+        let operator = readyz(true, Some(OPS_TOKEN)).await.unwrap();
+        assert_eq!(error(&operator), error(&local));
+
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_move_to_their_own_listener_when_chat_metrics_bind_is_set() {
+    let db = TestDb::sqlite().await;
+    let app = TestApp::spawn_with(&db, &[("CHAT_METRICS_BIND", "127.0.0.1:0")]).await;
+    let metrics_address = app.metrics_address.clone().expect("a metrics listener");
+
+    assert_eq!(app.get("/metrics").await.status(), 404);
+    let metrics = app
+        .client
+        .get(format!("{metrics_address}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.text().await.unwrap().contains("chatd_"));
+    let ready = app
+        .client
+        .get(format!("{metrics_address}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+
+    app.stop().await;
+    db.cleanup().await;
+}

@@ -328,6 +328,7 @@ class Cluster:
             # Load is the point here, not the per-caller limits.
             CHAT_LIMIT_MESSAGES_PER_MIN=many,
             CHAT_LIMIT_TYPING_PER_MIN=many,
+            CHAT_LIMIT_JOINS_PER_MIN=many,
             CHAT_LOG_FORMAT="text",
             RUST_LOG=os.environ.get("RUST_LOG", "info,sqlx=warn"),
         )

@@ -1089,7 +1089,86 @@ def scenario_same_refusals(cfg):
     u.close()
 
 
+def scenario_bounded_answers(cfg):
+    """What one user can make the server hold stays bounded: a join over a long history of
+    large messages answers in pages of at most about 1 MiB that continue to the end, joins and
+    typing stops count against their limits, and a socket send naming another user_id is
+    refused as over REST."""
+    user, admin = cfg["user"], cfg["admin"]
+    conversation = user["conversation_id"]
+    expected_ids = cfg["message_ids"]
+    u = Peer(cfg, "user", user["token"]).connect()
+    a = Peer(cfg, "admin", admin["token"]).connect()
+    joins = 0
+
+    since, pages, seen = 0, 0, []
+    while True:
+        ack = u.call("join_conversation", {"conversation_id": conversation, "since": since},
+                     f"join since {since}")
+        joins += 1
+        size = len(json.dumps(ack, ensure_ascii=False).encode())  # as the wire carries it
+        check(size <= cfg["max_answer_bytes"],
+              f"join since {since}: an answer of {size} bytes, above {cfg['max_answer_bytes']}")
+        data = success_data(ack, f"join since {since}")
+        ids = [m["id"] for m in data["messages"]]
+        check(ids, f"join since {since}: an empty page before the end: {shorten(data)}")
+        seen += ids
+        pages += 1
+        if not data["has_more"]:
+            check(data.get("next_since") is None, f"the last page names no next_since: {shorten(data)}")
+            break
+        check(data.get("next_since") == ids[-1],
+              f"join since {since}: next_since must be the page's last id {ids[-1]}: "
+              f"{data.get('next_since')!r}")
+        since = data["next_since"]
+        check(pages < 100, "a join that never ends")
+    check(seen == expected_ids,
+          f"the pages must hold every message once, in order: {len(seen)} ids, "
+          f"expected {len(expected_ids)}")
+    check(pages > 1, f"{len(expected_ids)} large messages must need more than one page")
+    step(f"{len(seen)} messages came in {pages} pages, each at most {cfg['max_answer_bytes']} bytes")
+
+    join(a, conversation, since=expected_ids[-1])
+    for n in range(cfg["typing_limit"]):
+        u.ok("typing_start", {"conversation_id": conversation}, f"typing_start {n + 1}")
+        u.ok("typing_stop", {"conversation_id": conversation}, f"typing_stop {n + 1}")
+    step(f"{cfg['typing_limit']} starts each followed by a stop: all accepted")
+    check_error(u.call("typing_stop", {"conversation_id": conversation}, "a lone typing_stop"),
+                "RATE_LIMITED", "a typing_stop without a start once the limit is used")
+    check_error(u.call("typing_start", {"conversation_id": conversation}, "one start too many"),
+                "RATE_LIMITED", "a typing_start over the limit")
+    time.sleep(QUIET)
+    indicators = [p for e, p in a.received() if e == "typing_indicator"]
+    check(len(indicators) == 2 * cfg["typing_limit"],
+          f"the admin must see exactly the accepted indicators: {len(indicators)}")
+    step("a lone typing_stop counts against the typing limit")
+
+    while joins < cfg["join_limit"]:
+        u.ok("join_conversation", {"conversation_id": conversation,
+                                   "since": expected_ids[-1]}, f"join {joins + 1}")
+        joins += 1
+    check_error(u.call("join_conversation", {"conversation_id": conversation}, "one join too many"),
+                "RATE_LIMITED", f"join {joins + 1} of a limit of {cfg['join_limit']}")
+    step(f"join {joins + 1} within a minute was refused with RATE_LIMITED")
+
+    what = "send_message naming another user_id"
+    ack = u.call("send_message", {"conversation_id": conversation, "content": "not mine",
+                                  "user_id": user["id"] + 1}, what)
+    check_error(ack, "FORBIDDEN", what)
+    status, rest_answer = Rest(cfg).call(
+        "POST", "/api/chat/messages", user["token"],
+        {"conversation_id": conversation, "content": "not mine", "user_id": user["id"] + 1})
+    check(status == 403 and ack == rest_answer,
+          f"{what}: the socket must refuse exactly as REST does: socket {ack!r}, REST {status} "
+          f"{rest_answer!r}")
+    step(f"{what}: refused alike over REST and Socket.IO")
+    send(u, conversation, "sent over the socket")
+    u.close()
+    a.close()
+
+
 SCENARIOS = {
+    "bounded_answers": scenario_bounded_answers,
     "same_refusals": scenario_same_refusals,
     "session_ends": scenario_session_ends,
     "two_nodes": scenario_two_nodes,

@@ -40,6 +40,9 @@ pub(in crate::http) struct MessagesPage {
     conversation_id: Option<u64>,
     /// Oldest first.
     messages: Vec<MessageView>,
+    /// More messages lie beyond this page in its direction: after it for `after_id`, before
+    /// it otherwise. A page also ends early at about 1 MiB of message text.
+    has_more: bool,
 }
 
 /// Chat history of a conversation, oldest first.
@@ -85,6 +88,7 @@ pub(in crate::http) async fn list_messages(
         return Ok(Json(success(MessagesPage {
             conversation_id: None,
             messages: Vec::new(),
+            has_more: false,
         })));
     };
     let window = MessageWindow {
@@ -92,13 +96,11 @@ pub(in crate::http) async fn list_messages(
         before_id: query.before_id,
         limit,
     };
-    let messages = app.store.messages(conversation.id, window).await?;
+    let page = messages::history(&app, conversation.id, window).await?;
     Ok(Json(success(MessagesPage {
         conversation_id: Some(conversation.id),
-        messages: messages
-            .into_iter()
-            .map(|row| MessageView::new(row, &app.attachments))
-            .collect(),
+        messages: page.messages,
+        has_more: page.has_more,
     })))
 }
 

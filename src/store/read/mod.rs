@@ -349,7 +349,8 @@ where
         conversation_id: u64,
         window: MessageWindow,
     ) -> Result<Vec<MessageRow>, StoreError> {
-        let limit = Bind::Int(i64::from(window.limit.clamp(1, MAX_PAGE_SIZE)));
+        // One over the page size: a caller asks it to learn whether more follow.
+        let limit = Bind::Int(i64::from(window.limit.clamp(1, MAX_PAGE_SIZE + 1)));
         let (sql, binds, newest_first) = match (window.after_id, window.before_id) {
             (Some(after), before) => (
                 format!(

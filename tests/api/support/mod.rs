@@ -241,8 +241,8 @@ pub fn meta(actor: &Actor) -> EventMetadata {
         actor_id: actor.id,
         actor_role: actor.role.as_str().to_string(),
         request_id: Some(format!("req-{}", unique_suffix())),
-        client_msg_id: None,
         remote_addr: Some("127.0.0.1".into()),
+        ..EventMetadata::default()
     }
 }
 
@@ -274,6 +274,8 @@ pub fn message_id_of(event: &chatd::store::StoredEvent) -> u64 {
 /// The real server on a fresh database of the given back end, on a free port.
 pub struct TestApp {
     pub address: String,
+    /// `http://` and the address of `CHAT_METRICS_BIND`'s listener, when configured.
+    pub metrics_address: Option<String>,
     pub db_url: String,
     pub client: reqwest::Client,
     store: EventStore,
@@ -319,6 +321,7 @@ impl TestApp {
         .expect("config");
         let app = Application::build(&config).await.expect("build app");
         let address = format!("http://{}", app.local_addr().expect("local addr"));
+        let metrics_address = app.metrics_addr().map(|at| format!("http://{at}"));
         let store = app.state().store.clone();
         let state = app.state().clone();
         let realtime = app.realtime().clone();
@@ -328,6 +331,7 @@ impl TestApp {
         }));
         TestApp {
             address,
+            metrics_address,
             db_url: db.url.clone(),
             client: reqwest::Client::new(),
             store,
