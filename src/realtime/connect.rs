@@ -1,6 +1,6 @@
 //! Connecting: the request head a socket keeps, the handshake's authentication (a token in
-//! `auth.token`, or the web manager's cookie through its own path), and counting sockets into
-//! presence.
+//! `auth.token`, an `Authorization: Bearer` header or a `token` query parameter, or the web
+//! manager's cookie through its own path), and counting sockets into presence.
 
 use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
@@ -91,13 +91,16 @@ pub(super) async fn authenticate<A: Adapter>(
                 .and_then(Value::as_str)
                 .map(str::to_string)
         })
-        .filter(|token| !token.is_empty());
+        .filter(|token| !token.is_empty())
+        .or_else(|| transport_token(socket.req_parts()));
     let (token, via_cookie) = match sent {
         Some(token) => (token, false),
         None => (
             manager_cookie(socket.req_parts()).ok_or(Refused {
                 code: ErrorCode::Unauthorized,
-                message: "a session token is required in auth.token".into(),
+                message: "a session token is required: auth.token, an Authorization: Bearer \
+                          header or the token query parameter"
+                    .into(),
             })?,
             true,
         ),
@@ -120,6 +123,21 @@ pub(super) async fn authenticate<A: Adapter>(
     events::register(&socket);
     socket.extensions.insert(SocketCaller { session, token });
     Ok(())
+}
+
+/// The token a client put on the connection's first request instead of the handshake's `auth`:
+/// an `Authorization: Bearer` header (Socket.IO-Client-Swift's `.extraHeaders`, sent on the
+/// polling requests and the websocket upgrade), else the `token` query parameter
+/// (`.connectParams`). The request log never shows a query, so the token is not logged.
+fn transport_token(request: &axum::http::request::Parts) -> Option<String> {
+    if let Some(token) = crate::auth::bearer_token(&request.headers) {
+        return Some(token.to_string());
+    }
+    let query = request.uri.query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "token")
+        .map(|(_, token)| token.into_owned())
+        .filter(|token| !token.is_empty())
 }
 
 /// The web manager's cookie, accepted in place of `auth.token` only on a connection made

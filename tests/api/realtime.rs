@@ -159,6 +159,11 @@ async fn a_bad_or_missing_token_is_refused_at_connect_with_unauthorized() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_in_the_authorization_header_or_the_query_connects_as_the_handshake_auth_does() {
+    user_and_admin_scenario("connect_styles", "hello").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_socket_event_flows_in_the_contract_shape_and_once_per_socket() {
     user_and_admin_scenario("contract_events", "I need help with my account").await;
 }

@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 import traceback
+import urllib.parse
 import uuid
 
 import requests
@@ -221,11 +222,17 @@ class Peer:
 
     # actions
 
-    def connect(self, auth="token"):
+    def connect(self, auth="token", headers=None, query=None):
+        """`auth` is the handshake's auth object ("token": this peer's); `headers` go on the
+        polling requests and the websocket upgrade; `query` onto the connection URL."""
         self.disconnected.clear()
+        url = self.cfg["url"]
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
         self.sio.connect(
-            self.cfg["url"],
+            url,
             auth={"token": self.token} if auth == "token" else auth,
+            headers=headers or {},
             transports=self.transports,
             wait_timeout=TIMEOUT,
         )
@@ -447,6 +454,42 @@ def scenario_bad_token(cfg):
                 f"{data!r}",
             )
             check(not peer.sio.connected, f"{peer.name}: still connected after the refusal")
+
+
+def scenario_connect_styles(cfg):
+    """The session token is taken from the handshake's auth, else an Authorization: Bearer
+    header, else the token query parameter (what Socket.IO-Client-Swift sends for
+    connect(withPayload:), .extraHeaders and .connectParams), over either transport; a bad
+    token in any of them is refused alike; auth wins over the others."""
+    user = cfg["user"]
+    conversation = user["conversation_id"]
+    token = user["token"]
+    bad = "not-a-real-token-" + uuid.uuid4().hex
+    styles = [
+        ("Authorization header", dict(auth=None, headers={"Authorization": f"Bearer {token}"})),
+        ("token query parameter", dict(auth=None, query={"token": token})),
+        ("auth over a bad header", dict(auth="token", headers={"Authorization": f"Bearer {bad}"})),
+    ]
+    for transports in (["websocket"], ["polling"]):
+        for label, how in styles:
+            peer = Peer(cfg, f"{label} ({transports[0]})", token, transports).connect(**how)
+            joined = join(peer, conversation)
+            check(joined["messages"], f"{peer.name}: the join shows the conversation's messages")
+            peer.close()
+    for label, how in [
+        ("a bad Authorization header", dict(auth=None, headers={"Authorization": f"Bearer {bad}"})),
+        ("a bad token query parameter", dict(auth=None, query={"token": bad})),
+    ]:
+        peer = Peer(cfg, label, "unused")
+        try:
+            peer.connect(**how)
+        except socketio.exceptions.ConnectionError as error:
+            step(f"{peer.name}: refused ({error})")
+        else:
+            peer.close()
+            raise Failure(f"{peer.name}: the connect was accepted")
+        check(peer.connect_errors and peer.connect_errors[0].get("code") == "UNAUTHORIZED",
+              f"{peer.name}: refused with UNAUTHORIZED: {peer.connect_errors!r}")
 
 
 def scenario_contract_events(cfg):
@@ -1168,6 +1211,7 @@ def scenario_bounded_answers(cfg):
 
 
 SCENARIOS = {
+    "connect_styles": scenario_connect_styles,
     "bounded_answers": scenario_bounded_answers,
     "same_refusals": scenario_same_refusals,
     "session_ends": scenario_session_ends,

@@ -300,8 +300,8 @@ pub(in crate::http) struct TypingSent {
     message: &'static str,
 }
 
-/// Sends a typing indicator to the conversation's sockets (never stored; at most 10 starts a
-/// minute per caller).
+/// Sends a typing indicator to the conversation's sockets (never stored; at most 10 a minute per
+/// caller, a stop that ends a counted start free).
 #[utoipa::path(post, path = "/api/chat/conversations/{id}/typing", tag = "conversations", request_body = TypingBody,
     params(("id" = u64, Path, description = "conversation id")),
     responses(
