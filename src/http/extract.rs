@@ -49,6 +49,33 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// The `user_id` a client also puts in the JSON body of a GET (as today's iOS client does),
+/// for the handler to check like the query's: the contract wants any `user_id` sent to be the
+/// caller's. A body that is not a JSON object names none; a `user_id` that is not an id is
+/// VALIDATION_ERROR. It reads the body, so it comes last among a handler's extractors.
+pub struct BodyUserId(pub Option<u64>);
+
+impl<S: Send + Sync> FromRequest<S> for BodyUserId {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, AppError> {
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| AppError::validation(rejection.body_text()))?;
+        let Ok(serde_json::Value::Object(body)) = serde_json::from_slice(&bytes) else {
+            return Ok(BodyUserId(None));
+        };
+        match body.get("user_id") {
+            None | Some(serde_json::Value::Null) => Ok(BodyUserId(None)),
+            Some(id) => id
+                .as_u64()
+                .filter(|id| (1..=MAX_WIRE_ID).contains(id))
+                .map(|id| BodyUserId(Some(id)))
+                .ok_or_else(|| AppError::validation("user_id must be a positive integer id")),
+        }
+    }
+}
+
 /// `application/json` or `application/*+json`, parameters aside.
 fn is_json(headers: &axum::http::HeaderMap) -> bool {
     let Some(value) = headers

@@ -1016,3 +1016,86 @@ async fn an_oversized_body_gets_its_413_rather_than_a_reset_connection() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn after_id_zero_pages_from_the_first_message_and_a_get_bodys_user_id_must_be_the_callers() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn_with(&db, &[("CHAT_LIMIT_MESSAGES_PER_MIN", "1000")]).await;
+        let (user_id, user) = app.session(Role::User, None).await;
+        let (status, opened) = app
+            .call(
+                Method::POST,
+                "/api/chat/conversations",
+                Some(&user),
+                Some(&json!({"initial_message": "first"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{opened}");
+        let conversation = opened["data"]["conversation_id"].as_u64().unwrap();
+        let mut ids = vec![opened["data"]["message"]["id"].as_u64().unwrap()];
+        for n in 0..4 {
+            let (status, sent) = app
+                .call(
+                    Method::POST,
+                    "/api/chat/messages",
+                    Some(&user),
+                    Some(&json!({"conversation_id": conversation, "content": format!("m{n}")})),
+                )
+                .await;
+            assert_eq!(status, 201, "{sent}");
+            ids.push(sent["data"]["id"].as_u64().unwrap());
+        }
+
+        let page_ids = |page: &Value| -> Vec<u64> {
+            page["data"]["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].as_u64().unwrap())
+                .collect()
+        };
+        let path = format!("/api/chat/messages?conversation_id={conversation}&after_id=0&limit=2");
+        let (status, first) = app.call(Method::GET, &path, Some(&user), None).await;
+        assert_eq!(status, 200, "{}: {first}", db.name());
+        assert_eq!(page_ids(&first), ids[..2], "{}", db.name());
+        assert_eq!(first["data"]["has_more"], true);
+
+        let list = format!("/api/chat/messages?conversation_id={conversation}");
+        for path in [list.as_str(), "/api/chat/conversations"] {
+            let (status, own) = app
+                .call(
+                    Method::GET,
+                    path,
+                    Some(&user),
+                    Some(&json!({"user_id": user_id})),
+                )
+                .await;
+            assert_eq!(status, 200, "{}: {path}: {own}", db.name());
+            let (status, other) = app
+                .call(
+                    Method::GET,
+                    path,
+                    Some(&user),
+                    Some(&json!({"user_id": user_id + 1})),
+                )
+                .await;
+            assert_eq!(
+                (status, other["error_code"].as_str()),
+                (403, Some("FORBIDDEN")),
+                "{}: {path}: {other}",
+                db.name()
+            );
+            let (status, malformed) = app
+                .call(
+                    Method::GET,
+                    path,
+                    Some(&user),
+                    Some(&json!({"user_id": "x"})),
+                )
+                .await;
+            assert_eq!(status, 400, "{}: {path}: {malformed}", db.name());
+        }
+        app.stop().await;
+        db.cleanup().await;
+    }
+}

@@ -16,7 +16,7 @@ use crate::app::{
     App, AppError, Fanout, Origin, messages, presence, reads, typing as typing_indicators,
 };
 use crate::commands::Intent;
-use crate::http::extract::{ApiJson, ApiQuery, Caller, ConversationId, bounded};
+use crate::http::extract::{ApiJson, ApiQuery, BodyUserId, Caller, ConversationId, bounded};
 use crate::limits::LimitKind;
 use crate::store::ConversationFilter;
 use crate::wire::{ConversationView, MessageView, Pagination, Success, success};
@@ -64,9 +64,11 @@ pub(in crate::http) async fn list_conversations(
     State(app): State<App>,
     Caller(session): Caller,
     ApiQuery(query): ApiQuery<ConversationsQuery>,
+    BodyUserId(body_user_id): BodyUserId,
 ) -> Result<Json<Success<ConversationsPage>>, AppError> {
     app.fresh_for(&session).await;
     own_user_id(&session, query.user_id)?;
+    own_user_id(&session, body_user_id)?;
     let page = bounded(query.page, 1, MAX_PAGE_NUMBER, "page")?;
     let limit = bounded(
         query.limit,

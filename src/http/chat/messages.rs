@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::app::access::{own_user_id, readable};
 use crate::app::ids::wire_id;
 use crate::app::{App, AppError, Origin, messages};
-use crate::http::extract::{ApiJson, ApiQuery, Caller, bounded};
+use crate::http::extract::{ApiJson, ApiQuery, BodyUserId, Caller, bounded};
 use crate::store::MessageWindow;
 use crate::wire::{MessageView, SendMessageRequest, Success, success};
 
@@ -25,7 +25,7 @@ pub(in crate::http) struct MessagesQuery {
     conversation_id: Option<u64>,
     /// Users: must be their own. Staff: that user's latest conversation.
     user_id: Option<u64>,
-    /// Messages with an id greater than this.
+    /// Messages with an id greater than this; `0`: from the first message.
     after_id: Option<u64>,
     /// Messages with an id smaller than this.
     before_id: Option<u64>,
@@ -57,13 +57,17 @@ pub(in crate::http) async fn list_messages(
     State(app): State<App>,
     Caller(session): Caller,
     ApiQuery(query): ApiQuery<MessagesQuery>,
+    BodyUserId(body_user_id): BodyUserId,
 ) -> Result<Json<Success<MessagesPage>>, AppError> {
     app.fresh_for(&session).await;
     own_user_id(&session, query.user_id)?;
+    own_user_id(&session, body_user_id)?;
     let limit = bounded(query.limit, DEFAULT_MESSAGE_PAGE, MAX_MESSAGE_PAGE, "limit")?;
+    // `after_id=0`: from the first message (no message has id 0).
+    let after_id = query.after_id.filter(|id| *id != 0);
     for id in [
         query.conversation_id,
-        query.after_id,
+        after_id,
         query.before_id,
         query.user_id,
     ]
