@@ -34,6 +34,8 @@ pub struct Config {
     pub ops_token: Option<String>,
     /// `CHAT_METRICS_BIND`: where `/metrics` is served instead of the API's port.
     pub metrics_bind: Option<SocketAddr>,
+    /// `CHAT_TRUSTED_PROXIES`: peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: crate::peer::TrustedProxies,
     /// Messages a caller may send per minute (at least 1: 0 is not "off").
     pub limit_messages_per_min: u32,
     /// Uploads a caller may make per minute (at least 1).
@@ -103,6 +105,7 @@ impl std::fmt::Debug for Config {
             .field("app_secret", &self.app_secret.as_ref().map(|_| "***"))
             .field("ops_token", &self.ops_token.as_ref().map(|_| "***"))
             .field("metrics_bind", &self.metrics_bind)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("limit_messages_per_min", &self.limit_messages_per_min)
             .field("limit_uploads_per_min", &self.limit_uploads_per_min)
             .field("limit_typing_per_min", &self.limit_typing_per_min)
@@ -162,6 +165,9 @@ impl Config {
             "CHAT_READ_YOUR_WRITES_TIMEOUT_MS",
             2000,
         )?;
+        let trusted_proxies =
+            crate::peer::TrustedProxies::parse(&get("CHAT_TRUSTED_PROXIES").unwrap_or_default())
+                .map_err(|problem| anyhow::anyhow!("CHAT_TRUSTED_PROXIES: {problem}"))?;
         let ops_token = get("CHAT_OPS_TOKEN");
         if ops_token.as_ref().is_some_and(|token| token.len() < 16) {
             bail!("CHAT_OPS_TOKEN must be at least 16 characters");
@@ -271,6 +277,7 @@ impl Config {
             app_secret: get("CHAT_APP_SECRET"),
             ops_token,
             metrics_bind,
+            trusted_proxies,
             limit_messages_per_min,
             limit_uploads_per_min,
             limit_typing_per_min,

@@ -14,6 +14,7 @@ pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod node;
+pub mod peer;
 pub mod presence;
 pub mod push;
 pub mod realtime;

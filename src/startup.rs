@@ -28,6 +28,8 @@ pub struct Application {
     push: Option<crate::push::PushService>,
     /// Who sees the operators' details of `/readyz`.
     operators: http::health::OperatorAccess,
+    /// `CHAT_TRUSTED_PROXIES`.
+    trusted_proxies: Arc<crate::peer::TrustedProxies>,
     /// `CHAT_METRICS_BIND`'s listener: `/metrics` (and the health routes) there, not on the API's
     /// port.
     metrics_listener: Option<TcpListener>,
@@ -173,6 +175,7 @@ impl Application {
             assigner,
             push,
             operators: http::health::OperatorAccess::new(config.ops_token.as_deref()),
+            trusted_proxies: Arc::new(config.trusted_proxies.clone()),
             metrics_listener,
         })
     }
@@ -217,9 +220,14 @@ impl Application {
             })
         });
         let routes = http::router(self.state, fanout, self.operators, metrics_on_api_port);
-        let app = (self.add_socket_layer)(routes).layer(axum::middleware::from_fn(
-            crate::realtime::detach_request_head,
-        ));
+        let app = (self.add_socket_layer)(routes)
+            .layer(axum::middleware::from_fn(
+                crate::realtime::detach_request_head,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                self.trusted_proxies,
+                http::observe::client_address,
+            ));
         let shutdown = async move {
             shutdown.await;
             // Sockets would hold the server open: close them first.

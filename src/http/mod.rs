@@ -119,8 +119,8 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Origin {
             .map(|id| id.as_str().to_string());
         let remote_addr = parts
             .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|info| info.0.ip().to_string());
+            .get::<crate::peer::ClientAddr>()
+            .map(|client| client.0.to_string());
         Ok(Origin {
             request_id,
             client_request_id,

@@ -86,12 +86,12 @@ impl<A: Adapter, T: DeserializeOwned> FromMessageParts<A> for ClientEvent<T> {
             origin: Origin {
                 request_id: Some(format!("socket-{}", socket.id)),
                 client_request_id: None,
-                // The peer of the connection the socket opened with (its first request).
+                // Where the request that opened the socket came from.
                 remote_addr: socket
                     .req_parts()
                     .extensions
-                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                    .map(|info| info.0.ip().to_string()),
+                    .get::<crate::peer::ClientAddr>()
+                    .map(|client| client.0.to_string()),
             },
         })
     }

@@ -720,3 +720,44 @@ async fn an_auditor_is_refused_on_every_write_route_and_nothing_is_written() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn x_forwarded_for_names_the_client_only_when_a_trusted_proxy_sent_it() {
+    for db in TestDb::each().await {
+        for (trusted, recorded) in [(None, "127.0.0.1"), (Some("127.0.0.1"), "203.0.113.9")] {
+            let settings: Vec<(&str, &str)> = trusted
+                .map(|proxies| ("CHAT_TRUSTED_PROXIES", proxies))
+                .into_iter()
+                .collect();
+            let app = TestApp::spawn_with(&db, &settings).await;
+            let (_, user) = app.session(Role::User, None).await;
+            let body = json!({"initial_message": "hello"});
+            let response = app
+                .signed(
+                    Method::POST,
+                    "/api/chat/conversations",
+                    Some(&user),
+                    Some(&body),
+                )
+                // What the client claims, then what the proxy saw.
+                .header("X-Forwarded-For", "198.51.100.66, 203.0.113.9")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201, "{}", db.name());
+            let opened: Value = response.json().await.unwrap();
+            let conversation = opened["data"]["conversation_id"].as_u64().unwrap();
+
+            let events = stream(&db, conversation).await;
+            let metadata = events[0].decode_metadata().unwrap();
+            assert_eq!(
+                metadata.remote_addr.as_deref(),
+                Some(recorded),
+                "{}: trusted proxies {trusted:?}",
+                db.name()
+            );
+            app.stop().await;
+        }
+        db.cleanup().await;
+    }
+}

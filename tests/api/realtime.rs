@@ -434,6 +434,7 @@ async fn one_users_history_joins_and_typing_stay_bounded_in_size_and_rate() {
                 ("CHAT_LIMIT_MESSAGES_PER_MIN", "100000"),
                 ("CHAT_LIMIT_TYPING_PER_MIN", typing.as_str()),
                 ("CHAT_LIMIT_JOINS_PER_MIN", joins.as_str()),
+                ("CHAT_TRUSTED_PROXIES", "127.0.0.1"),
             ],
         )
         .await;
@@ -495,11 +496,13 @@ async fn one_users_history_joins_and_typing_stay_bounded_in_size_and_rate() {
                 "max_answer_bytes": MAX_ANSWER_BYTES,
                 "typing_limit": TYPING_LIMIT,
                 "join_limit": JOIN_LIMIT,
+                "forwarded_for": "203.0.113.9",
             }),
         )
         .await;
 
-        // The message the scenario sent over the socket records where it came from.
+        // The message the scenario sent over the socket records where it came from: the client
+        // the trusted proxy (this machine) named.
         let (_, auditor) = app.session(Role::Auditor, None).await;
         let (status, audit) = app
             .call(
@@ -523,7 +526,7 @@ async fn one_users_history_joins_and_typing_stay_bounded_in_size_and_rate() {
             .unwrap_or_else(|| panic!("{}: no event from a socket in {audit}", db.name()));
         assert_eq!(
             from_socket["metadata"]["remote_addr"],
-            "127.0.0.1",
+            "203.0.113.9",
             "{}",
             db.name()
         );

@@ -1140,7 +1140,9 @@ def scenario_bounded_answers(cfg):
     user, admin = cfg["user"], cfg["admin"]
     conversation = user["conversation_id"]
     expected_ids = cfg["message_ids"]
-    u = Peer(cfg, "user", user["token"]).connect()
+    # Through a proxy the server trusts: the socket's events record the client it names.
+    u = Peer(cfg, "user", user["token"]).connect(
+        headers={"X-Forwarded-For": cfg["forwarded_for"]})
     a = Peer(cfg, "admin", admin["token"]).connect()
     joins = 0
 
