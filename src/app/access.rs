@@ -37,9 +37,15 @@ pub async fn readable(app: &App, session: &Session, id: u64) -> Result<Conversat
     Ok(row)
 }
 
+/// The name a caller's limits are kept under: a user and an admin with the same id are two
+/// callers.
+pub fn limit_key(session: &Session) -> String {
+    format!("{}:{}", session.role.as_str(), session.user_id)
+}
+
 /// Counts one action of `kind` against the caller's limit.
 pub async fn within_limit(app: &App, session: &Session, kind: LimitKind) -> Result<(), AppError> {
-    let caller = format!("{}:{}", session.role.as_str(), session.user_id);
+    let caller = limit_key(session);
     app.limits.check(kind, &caller).await.map_err(|limited| {
         if matches!(limited, crate::limits::Limited::Over { .. }) {
             crate::metrics::rate_limited(kind.as_str());
