@@ -1048,7 +1048,12 @@ async fn upload_completes(app: &TestApp, token: &str, conversation: u64, bytes: 
         .body(body)
         .send()
         .await
-        .unwrap_or_else(|error| panic!("the upload did not complete: {error}"));
+        .unwrap_or_else(|error| {
+            if error.is_timeout() {
+                panic!("the upload did not complete within {PATIENCE:?}");
+            }
+            panic!("the upload failed: {error}")
+        });
     let status = response.status().as_u16();
     let answer: Value = response.json().await.unwrap_or_default();
     assert_eq!(status, 201, "{answer}");
@@ -1079,25 +1084,35 @@ fn raw_upload_headers(
     headers
 }
 
-/// A signed upload of a 1 MB file that sends its first `sent` bytes and then nothing more.
-async fn stalled_signed_upload(
-    app: &TestApp,
-    token: &str,
-    conversation: u64,
-    sent: usize,
-) -> raw_http::RawRequest {
-    let body = multipart(&[
-        field("conversation_id", &conversation.to_string()),
-        field("message_type", "file"),
-        file("stalled.txt", None, vec![b'a'; 1_000_000]),
-    ]);
-    raw_http::RawRequest::post(
-        &app.address,
-        "/api/chat/upload",
-        &raw_upload_headers(token, body.len(), Some(&body)),
-        &body[..sent],
-    )
-    .await
+/// A signed upload of a 1 MB file, made ready to send: its headers and body.
+struct SignedUpload {
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+}
+
+impl SignedUpload {
+    fn new(token: &str, conversation: u64) -> SignedUpload {
+        let body = multipart(&[
+            field("conversation_id", &conversation.to_string()),
+            field("message_type", "file"),
+            file("stalled.txt", None, vec![b'a'; 1_000_000]),
+        ]);
+        SignedUpload {
+            headers: raw_upload_headers(token, body.len(), Some(&body)),
+            body,
+        }
+    }
+
+    /// Sends the head and the first `sent` bytes of the body, then nothing more.
+    async fn stall_after(&self, app: &TestApp, sent: usize) -> raw_http::RawRequest {
+        raw_http::RawRequest::post(
+            &app.address,
+            "/api/chat/upload",
+            &self.headers,
+            &self.body[..sent],
+        )
+        .await
+    }
 }
 
 fn assert_envelope(answer: &raw_http::RawAnswer, status: u16, code: &str, what: &str) {
@@ -1132,16 +1147,17 @@ async fn sixteen_stalled_unsigned_uploads_are_refused_and_a_signed_one_completes
             }
         }
 
+        // Another caller's signed upload completes while they are open.
+        let (_, token, conversation) = user_with_conversation(&app).await;
+        let size = upload_completes(&app, &token, conversation, slot_sized_text()).await;
+        assert_eq!(size, slot_sized_text().len() as u64);
+
         for (n, request) in stalled.iter_mut().enumerate() {
             let answer = request.answer(PATIENCE).await.unwrap_or_else(|| {
                 panic!("{}: stalled unsigned upload {n} was not refused", db.name())
             });
             assert_envelope(&answer, 401, "STALE_TIMESTAMP", "an unsigned upload");
         }
-        let (_, token, conversation) = user_with_conversation(&app).await;
-        let size = upload_completes(&app, &token, conversation, slot_sized_text()).await;
-        assert_eq!(size, slot_sized_text().len() as u64);
-        drop(stalled);
         app.stop().await;
         db.cleanup().await;
     }
@@ -1170,11 +1186,17 @@ async fn stalled_signed_uploads_are_cut_off_and_never_hold_up_another_callers() 
             let (_, token, conversation) = user_with_conversation(&app).await;
             callers.push((token, conversation));
         }
+        // Signed beforehand, so that they are all sent within moments.
+        let uploads: Vec<SignedUpload> = callers
+            .iter()
+            .flat_map(|(token, conversation)| {
+                [0, 1].map(|_| SignedUpload::new(token, *conversation))
+            })
+            .collect();
+        let third = SignedUpload::new(&callers[0].0, callers[0].1);
         let mut stalled = Vec::new();
-        for (token, conversation) in &callers {
-            for _ in 0..2 {
-                stalled.push(stalled_signed_upload(&app, token, *conversation, 100 * 1024).await);
-            }
+        for upload in &uploads {
+            stalled.push(upload.stall_after(&app, 100 * 1024).await);
         }
         let held = tokio::time::timeout(PATIENCE, async {
             while slots.available_permits() > 0 {
@@ -1188,9 +1210,12 @@ async fn stalled_signed_uploads_are_cut_off_and_never_hold_up_another_callers() 
             db.name()
         );
 
-        // A third upload of one of those callers is refused at once.
-        let (token, conversation) = &callers[0];
-        let mut third = stalled_signed_upload(&app, token, *conversation, 200).await;
+        // Another caller's small upload completes while they hold every slot.
+        let (_, token, conversation) = user_with_conversation(&app).await;
+        upload_completes(&app, &token, conversation, b"small\n".to_vec()).await;
+
+        // A third upload of one of the stalled callers is refused at once.
+        let mut third = third.stall_after(&app, 200).await;
         let answer = third
             .answer(PATIENCE)
             .await
@@ -1198,9 +1223,7 @@ async fn stalled_signed_uploads_are_cut_off_and_never_hold_up_another_callers() 
         assert_envelope(&answer, 429, "RATE_LIMITED", "a third upload of one caller");
         assert!(answer.header("retry-after").is_some(), "{answer:?}");
 
-        // Another caller's uploads complete: a small one and one that needs a slot.
-        let (_, token, conversation) = user_with_conversation(&app).await;
-        upload_completes(&app, &token, conversation, b"small\n".to_vec()).await;
+        // One that needs a slot completes too: stalled uploads give theirs up.
         upload_completes(&app, &token, conversation, slot_sized_text()).await;
 
         // Every stalled upload is cut off as idle, in the envelope.
@@ -1214,7 +1237,9 @@ async fn stalled_signed_uploads_are_cut_off_and_never_hold_up_another_callers() 
 
         // One that keeps sending a little, never idle for long, is cut off at the deadline.
         let (_, token, conversation) = user_with_conversation(&app).await;
-        let mut trickle = stalled_signed_upload(&app, &token, conversation, 100 * 1024).await;
+        let mut trickle = SignedUpload::new(&token, conversation)
+            .stall_after(&app, 100 * 1024)
+            .await;
         trickle.trickle(std::time::Duration::from_millis(300), &[b'a'; 16]);
         let answer = trickle
             .answer(PATIENCE)
