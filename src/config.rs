@@ -54,6 +54,12 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// Largest image, in pixels (width x height), read from its header before anything decodes it.
     pub max_image_pixels: u64,
+    /// Uploads one caller may have in progress on this node at once (at least 1).
+    pub uploads_per_caller: usize,
+    /// Longest wait for the next piece of an upload's body before it is cut off (408).
+    pub upload_idle_timeout: Duration,
+    /// The whole upload body must have arrived within this (408).
+    pub upload_timeout: Duration,
     /// An S3-compatible bucket for uploads (`CHAT_S3_BUCKET`); unset: the data directory.
     pub s3_bucket: Option<String>,
     /// The S3 endpoint for a store other than AWS (`CHAT_S3_ENDPOINT`, e.g. MinIO).
@@ -115,6 +121,9 @@ impl std::fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("max_image_pixels", &self.max_image_pixels)
+            .field("uploads_per_caller", &self.uploads_per_caller)
+            .field("upload_idle_timeout", &self.upload_idle_timeout)
+            .field("upload_timeout", &self.upload_timeout)
             .field("s3_bucket", &self.s3_bucket)
             .field("s3_endpoint", &self.s3_endpoint)
             .field("s3_region", &self.s3_region)
@@ -225,6 +234,24 @@ impl Config {
             "CHAT_MAX_IMAGE_PIXELS",
             50_000_000,
         )?;
+        let uploads_per_caller: usize =
+            parse(get("CHAT_UPLOADS_PER_CALLER"), "CHAT_UPLOADS_PER_CALLER", 4)?;
+        if uploads_per_caller == 0 {
+            bail!("CHAT_UPLOADS_PER_CALLER must be at least 1");
+        }
+        let upload_idle_timeout_ms: u64 = parse(
+            get("CHAT_UPLOAD_IDLE_TIMEOUT_MS"),
+            "CHAT_UPLOAD_IDLE_TIMEOUT_MS",
+            15_000,
+        )?;
+        let upload_timeout_ms: u64 = parse(
+            get("CHAT_UPLOAD_TIMEOUT_MS"),
+            "CHAT_UPLOAD_TIMEOUT_MS",
+            120_000,
+        )?;
+        if upload_idle_timeout_ms < 100 || upload_timeout_ms < 100 {
+            bail!("CHAT_UPLOAD_IDLE_TIMEOUT_MS and CHAT_UPLOAD_TIMEOUT_MS must be at least 100");
+        }
         let public_url = get("CHAT_PUBLIC_URL").filter(|url| !url.trim().is_empty());
         if let Some(url) = &public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -292,6 +319,9 @@ impl Config {
             public_url,
             max_upload_bytes,
             max_image_pixels,
+            uploads_per_caller,
+            upload_idle_timeout: Duration::from_millis(upload_idle_timeout_ms),
+            upload_timeout: Duration::from_millis(upload_timeout_ms),
             s3_bucket: get("CHAT_S3_BUCKET").filter(|b| !b.is_empty()),
             s3_endpoint: get("CHAT_S3_ENDPOINT").filter(|e| !e.is_empty()),
             s3_region: get("CHAT_S3_REGION").filter(|v| !v.is_empty()),
@@ -375,6 +405,22 @@ mod tests {
             "CHAT_LIMIT_TYPING_PER_MIN",
             "CHAT_LIMIT_JOINS_PER_MIN",
             "CHAT_LIMIT_SEARCHES_PER_MIN",
+        ] {
+            let error = Config::from_lookup(|n| (n == name).then(|| "0".to_string())).unwrap_err();
+            assert!(error.to_string().contains(name), "{error}");
+        }
+    }
+
+    #[test]
+    fn upload_bounds_have_defaults_and_refuse_zero() {
+        let config = Config::from_lookup(|_| None).unwrap();
+        assert_eq!(config.uploads_per_caller, 4);
+        assert_eq!(config.upload_idle_timeout, Duration::from_secs(15));
+        assert_eq!(config.upload_timeout, Duration::from_secs(120));
+        for name in [
+            "CHAT_UPLOADS_PER_CALLER",
+            "CHAT_UPLOAD_IDLE_TIMEOUT_MS",
+            "CHAT_UPLOAD_TIMEOUT_MS",
         ] {
             let error = Config::from_lookup(|n| (n == name).then(|| "0".to_string())).unwrap_err();
             assert!(error.to_string().contains(name), "{error}");

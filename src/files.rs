@@ -221,8 +221,8 @@ impl FileLinks {
     }
 }
 
-/// Uploads handled at once by one node: each is held in memory up to the size limit, so this
-/// bounds what uploads can take.
+/// Uploads past their first bytes handled at once by one node: each is held in memory up to
+/// the size limit, so this bounds what uploads can take.
 const UPLOADS_IN_FLIGHT: usize = 16;
 
 /// What the upload and download routes share.
@@ -232,6 +232,12 @@ pub struct Attachments {
     pub max_upload_bytes: u64,
     pub max_image_pixels: u64,
     pub in_flight: tokio::sync::Semaphore,
+    /// Each caller's uploads in progress on this node (`CHAT_UPLOADS_PER_CALLER`).
+    pub per_caller: CallerUploads,
+    /// Longest wait for the next piece of an upload's body (`CHAT_UPLOAD_IDLE_TIMEOUT_MS`).
+    pub idle_timeout: Duration,
+    /// The whole body must have arrived within this (`CHAT_UPLOAD_TIMEOUT_MS`).
+    pub body_timeout: Duration,
 }
 
 impl Attachments {
@@ -242,6 +248,9 @@ impl Attachments {
             max_upload_bytes: config.max_upload_bytes,
             max_image_pixels: config.max_image_pixels,
             in_flight: tokio::sync::Semaphore::new(UPLOADS_IN_FLIGHT),
+            per_caller: CallerUploads::new(config.uploads_per_caller),
+            idle_timeout: config.upload_idle_timeout,
+            body_timeout: config.upload_timeout,
         }
     }
 
@@ -249,6 +258,67 @@ impl Attachments {
     pub fn url(&self, path: &str) -> String {
         self.links
             .url(path, crate::clock::now_micros().div_euclid(1_000_000))
+    }
+}
+
+/// Uploads in progress per caller on this node, so that one caller's slow or stalled uploads
+/// cannot take every upload this node handles at once.
+pub struct CallerUploads {
+    limit: usize,
+    counts: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One upload counted by [`CallerUploads::begin`]; it stops counting when dropped.
+pub struct UploadInProgress<'a> {
+    uploads: &'a CallerUploads,
+    caller: String,
+}
+
+impl CallerUploads {
+    pub fn new(limit: usize) -> Self {
+        CallerUploads {
+            limit,
+            counts: Default::default(),
+        }
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Counts an upload of `caller` until the answer drops; `None` when the caller already has
+    /// the limit in progress.
+    pub fn begin(&self, caller: String) -> Option<UploadInProgress<'_>> {
+        // The map is consistent after every single update, so a poisoned lock is still usable.
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = counts.entry(caller.clone()).or_default();
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(UploadInProgress {
+            uploads: self,
+            caller,
+        })
+    }
+}
+
+impl Drop for UploadInProgress<'_> {
+    fn drop(&mut self) {
+        let mut counts = self
+            .uploads
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.caller) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.caller);
+            }
+        }
     }
 }
 
@@ -272,6 +342,20 @@ pub fn new_file_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_caller_has_at_most_the_limit_in_progress_and_others_are_not_counted() {
+        let uploads = CallerUploads::new(2);
+        let first = uploads.begin("user:1".into());
+        let second = uploads.begin("user:1".into());
+        assert!(first.is_some() && second.is_some());
+        assert!(uploads.begin("user:1".into()).is_none());
+        assert!(uploads.begin("user:2".into()).is_some());
+        drop(first);
+        assert!(uploads.begin("user:1".into()).is_some());
+        drop(second);
+        assert!(uploads.counts.lock().map(|c| c.is_empty()).unwrap_or(false));
+    }
 
     #[test]
     fn links_verify_until_they_expire_and_only_for_their_path() {

@@ -37,17 +37,18 @@ pub async fn readable(app: &App, session: &Session, id: u64) -> Result<Conversat
     Ok(row)
 }
 
+/// The name a caller's limits are kept under: a user and an admin with the same id are two
+/// callers.
+pub fn limit_key(session: &Session) -> String {
+    format!("{}:{}", session.role.as_str(), session.user_id)
+}
+
 /// Counts one action of `kind` against the caller's limit.
 pub async fn within_limit(app: &App, session: &Session, kind: LimitKind) -> Result<(), AppError> {
     app.limits
-        .check(kind, &caller_key(session))
+        .check(kind, &limit_key(session))
         .await
         .map_err(|limited| limit_refusal(kind, limited))
-}
-
-/// Who a limit counts for: the role and the user id ("admin:7").
-pub fn caller_key(session: &Session) -> String {
-    format!("{}:{}", session.role.as_str(), session.user_id)
 }
 
 /// A refusal by the limiter as the caller sees it, counted in the metrics when over the limit.

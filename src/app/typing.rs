@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::access::{caller_key, limit_refusal, readable, writer};
+use super::access::{limit_key, limit_refusal, readable, writer};
 use super::{App, AppError};
 use crate::auth::Session;
 use crate::limits::LimitKind;
@@ -23,7 +23,7 @@ pub async fn indicator(
     writer(session)?;
     readable(app, session, conversation_id).await?;
     app.limits
-        .check_typing(&caller_key(session), conversation_id, typing)
+        .check_typing(&limit_key(session), conversation_id, typing)
         .await
         .map_err(|limited| limit_refusal(LimitKind::Typing, limited))?;
     Ok(json!({

@@ -260,13 +260,8 @@ impl Auth {
         body_sha256: &str,
     ) -> Result<(), AuthError> {
         let now_ms = now_millis();
-        let (timestamp, timestamp_ms) = header(headers, TIMESTAMP_HEADER)
-            .and_then(|raw| parse_timestamp(raw).map(|ms| (raw, ms)))
-            .ok_or(AuthError::StaleTimestamp)?;
+        let (timestamp, timestamp_ms) = fresh_timestamp(headers, now_ms)?;
         let skew_ms = MAX_CLOCK_SKEW.as_millis() as i64;
-        if now_ms.abs_diff(timestamp_ms) > skew_ms as u64 {
-            return Err(AuthError::StaleTimestamp);
-        }
         let sent = header(headers, SIGNATURE_HEADER).ok_or(AuthError::InvalidSignature)?;
         let expected = signature_hex(
             &self.secret,
@@ -293,6 +288,16 @@ impl Auth {
         self.replay
             .first_sight(&seen, Duration::from_millis(keep_ms as u64))
             .await
+    }
+
+    /// What of the signature can be checked before the body is read: `X-Timestamp` present and
+    /// inside the window, `X-Signature` present. A route that reads a large body first (an
+    /// upload) refuses with it at once what [`Auth::verify_request_hashed`] would refuse at the
+    /// end, so an unsigned request never waits for, or holds, anything.
+    pub fn check_signature_headers(&self, headers: &HeaderMap) -> Result<(), AuthError> {
+        fresh_timestamp(headers, now_millis())?;
+        header(headers, SIGNATURE_HEADER).ok_or(AuthError::InvalidSignature)?;
+        Ok(())
     }
 
     /// The session behind a bearer token.
@@ -411,6 +416,18 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         (Some(value), None) => value.to_str().ok(),
         _ => None,
     }
+}
+
+/// X-Timestamp as sent and in milliseconds, when it is sent once and within [`MAX_CLOCK_SKEW`]
+/// of `now_ms`.
+fn fresh_timestamp(headers: &HeaderMap, now_ms: i64) -> Result<(&str, i64), AuthError> {
+    let (timestamp, timestamp_ms) = header(headers, TIMESTAMP_HEADER)
+        .and_then(|raw| parse_timestamp(raw).map(|ms| (raw, ms)))
+        .ok_or(AuthError::StaleTimestamp)?;
+    if now_ms.abs_diff(timestamp_ms) > MAX_CLOCK_SKEW.as_millis() as u64 {
+        return Err(AuthError::StaleTimestamp);
+    }
+    Ok((timestamp, timestamp_ms))
 }
 
 /// Digits only (no sign, no spaces), at most 15 of them: milliseconds until the year 33658.

@@ -77,6 +77,8 @@ pub enum ErrorCode {
     NotFound,
     /// 409: transition not allowed.
     Conflict,
+    /// 408: a request body stopped arriving, or did not arrive in time (an upload).
+    RequestTimeout,
     /// 405: a known route called with a method it does not take (`Allow` lists those it does).
     MethodNotAllowed,
     /// 413: body or upload over the limit.
@@ -104,6 +106,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::RequestTimeout => "REQUEST_TIMEOUT",
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
@@ -124,6 +127,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
@@ -157,6 +161,7 @@ mod tests {
             ErrorCode::NotFound,
             ErrorCode::Conflict,
             ErrorCode::MethodNotAllowed,
+            ErrorCode::RequestTimeout,
             ErrorCode::PayloadTooLarge,
             ErrorCode::UnsupportedMediaType,
             ErrorCode::RateLimited,

@@ -1023,3 +1023,247 @@ async fn with_an_s3_bucket_every_node_serves_every_upload() {
     first.stop().await;
     db.cleanup().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Slow and stalled uploads
+
+/// Long enough for any answer these tests wait for; an upload held up behind stalled ones
+/// waits forever, so reaching this is the failure.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A file bigger than what an upload reads before it needs one of the node's upload slots.
+fn slot_sized_text() -> Vec<u8> {
+    b"a line of a long log file\n".repeat(8 * 1024)
+}
+
+/// A signed upload that must complete (within `PATIENCE`): 201 and its file's size.
+async fn upload_completes(app: &TestApp, token: &str, conversation: u64, bytes: Vec<u8>) -> u64 {
+    let body = multipart(&[
+        field("conversation_id", &conversation.to_string()),
+        field("message_type", "file"),
+        file("log.txt", None, bytes),
+    ]);
+    let response = upload_request(app, token, &body)
+        .timeout(PATIENCE)
+        .body(body)
+        .send()
+        .await
+        .unwrap_or_else(|error| {
+            if error.is_timeout() {
+                panic!("the upload did not complete within {PATIENCE:?}");
+            }
+            panic!("the upload failed: {error}")
+        });
+    let status = response.status().as_u16();
+    let answer: Value = response.json().await.unwrap_or_default();
+    assert_eq!(status, 201, "{answer}");
+    answer["data"]["file_size"].as_u64().unwrap_or_default()
+}
+
+/// The head of an upload that will send `content_length` bytes of body, signed over `body`
+/// when it is given, unsigned otherwise.
+fn raw_upload_headers(
+    token: &str,
+    content_length: usize,
+    body: Option<&[u8]>,
+) -> Vec<(&'static str, String)> {
+    let mut headers = vec![
+        ("Authorization", format!("Bearer {token}")),
+        (
+            "Content-Type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        ),
+        ("Content-Length", content_length.to_string()),
+    ];
+    if let Some(body) = body {
+        let timestamp = chrono::Utc::now().timestamp_millis();
+        let signature = chatd::auth::sign(APP_SECRET, timestamp, "POST", "/api/chat/upload", body);
+        headers.push(("X-Timestamp", timestamp.to_string()));
+        headers.push(("X-Signature", signature));
+    }
+    headers
+}
+
+/// A signed upload of a 1 MB file, made ready to send: its headers and body.
+struct SignedUpload {
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+}
+
+impl SignedUpload {
+    fn new(token: &str, conversation: u64) -> SignedUpload {
+        let body = multipart(&[
+            field("conversation_id", &conversation.to_string()),
+            field("message_type", "file"),
+            file("stalled.txt", None, vec![b'a'; 1_000_000]),
+        ]);
+        SignedUpload {
+            headers: raw_upload_headers(token, body.len(), Some(&body)),
+            body,
+        }
+    }
+
+    /// Sends the head and the first `sent` bytes of the body, then nothing more.
+    async fn stall_after(&self, app: &TestApp, sent: usize) -> raw_http::RawRequest {
+        raw_http::RawRequest::post(
+            &app.address,
+            "/api/chat/upload",
+            &self.headers,
+            &self.body[..sent],
+        )
+        .await
+    }
+}
+
+fn assert_envelope(answer: &raw_http::RawAnswer, status: u16, code: &str, what: &str) {
+    assert_eq!(
+        (answer.status, error_code(&answer.body)),
+        (status, code),
+        "{what}: {answer:?}"
+    );
+    assert_eq!(answer.body["status"], "error", "{what}: {answer:?}");
+    assert!(answer.body["message"].is_string(), "{what}: {answer:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_stalled_unsigned_uploads_are_refused_and_a_signed_one_completes() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        // Two callers, eight uploads each: a token, a 1 MB Content-Length, 200 bytes of body,
+        // no signature, then nothing.
+        let mut stalled = Vec::new();
+        for _ in 0..2 {
+            let (_, token, _) = user_with_conversation(&app).await;
+            for _ in 0..8 {
+                stalled.push(
+                    raw_http::RawRequest::post(
+                        &app.address,
+                        "/api/chat/upload",
+                        &raw_upload_headers(&token, 1_000_000, None),
+                        &[b'a'; 200],
+                    )
+                    .await,
+                );
+            }
+        }
+
+        // Another caller's signed upload completes while they are open.
+        let (_, token, conversation) = user_with_conversation(&app).await;
+        let size = upload_completes(&app, &token, conversation, slot_sized_text()).await;
+        assert_eq!(size, slot_sized_text().len() as u64);
+
+        for (n, request) in stalled.iter_mut().enumerate() {
+            let answer = request.answer(PATIENCE).await.unwrap_or_else(|| {
+                panic!("{}: stalled unsigned upload {n} was not refused", db.name())
+            });
+            assert_envelope(&answer, 401, "STALE_TIMESTAMP", "an unsigned upload");
+        }
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stalled_signed_uploads_are_cut_off_and_never_hold_up_another_callers() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn_with(
+            &db,
+            &[
+                ("CHAT_UPLOADS_PER_CALLER", "2"),
+                ("CHAT_UPLOAD_IDLE_TIMEOUT_MS", "2000"),
+                ("CHAT_UPLOAD_TIMEOUT_MS", "5000"),
+                ("CHAT_LIMIT_UPLOADS_PER_MIN", "1000"),
+            ],
+        )
+        .await;
+        let slots = &app.state.attachments.in_flight;
+        let every_slot = slots.available_permits();
+
+        // Eight callers, two signed uploads each, that send their first 100 KiB and stop: every
+        // upload slot of the node is held by a stalled upload.
+        let mut callers = Vec::new();
+        for _ in 0..every_slot / 2 {
+            let (_, token, conversation) = user_with_conversation(&app).await;
+            callers.push((token, conversation));
+        }
+        // Signed beforehand, so that they are all sent within moments.
+        let uploads: Vec<SignedUpload> = callers
+            .iter()
+            .flat_map(|(token, conversation)| {
+                [0, 1].map(|_| SignedUpload::new(token, *conversation))
+            })
+            .collect();
+        let third = SignedUpload::new(&callers[0].0, callers[0].1);
+        let mut stalled = Vec::new();
+        for upload in &uploads {
+            stalled.push(upload.stall_after(&app, 100 * 1024).await);
+        }
+        let held = tokio::time::timeout(PATIENCE, async {
+            while slots.available_permits() > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(
+            held.is_ok(),
+            "{}: the stalled uploads hold every slot",
+            db.name()
+        );
+
+        // Another caller's small upload completes while they hold every slot.
+        let (_, token, conversation) = user_with_conversation(&app).await;
+        upload_completes(&app, &token, conversation, b"small\n".to_vec()).await;
+
+        // A third upload of one of the stalled callers is refused at once.
+        let mut third = third.stall_after(&app, 200).await;
+        let answer = third
+            .answer(PATIENCE)
+            .await
+            .unwrap_or_else(|| panic!("{}: a third upload of one caller waited", db.name()));
+        assert_envelope(&answer, 429, "RATE_LIMITED", "a third upload of one caller");
+        assert!(answer.header("retry-after").is_some(), "{answer:?}");
+
+        // One that needs a slot completes too: stalled uploads give theirs up.
+        upload_completes(&app, &token, conversation, slot_sized_text()).await;
+
+        // Every stalled upload is cut off as idle, in the envelope.
+        for request in &mut stalled {
+            let answer = request
+                .answer(PATIENCE)
+                .await
+                .unwrap_or_else(|| panic!("{}: a stalled upload was never cut off", db.name()));
+            assert_envelope(&answer, 408, "REQUEST_TIMEOUT", "a stalled upload");
+        }
+
+        // One that keeps sending a little, never idle for long, is cut off at the deadline.
+        let (_, token, conversation) = user_with_conversation(&app).await;
+        let mut trickle = SignedUpload::new(&token, conversation)
+            .stall_after(&app, 100 * 1024)
+            .await;
+        trickle.trickle(std::time::Duration::from_millis(300), &[b'a'; 16]);
+        let answer = trickle
+            .answer(PATIENCE)
+            .await
+            .unwrap_or_else(|| panic!("{}: a trickling upload was never cut off", db.name()));
+        assert_envelope(&answer, 408, "REQUEST_TIMEOUT", "a trickling upload");
+
+        // Nothing of the cut off uploads was recorded, and every slot is free again.
+        callers.push((token, conversation));
+        for (_, conversation) in &callers {
+            let events = app
+                .state
+                .store
+                .read_stream("conversation", &conversation.to_string(), 0)
+                .await
+                .expect("stream");
+            assert!(
+                events.iter().all(|e| e.event_type != "FileUploaded"),
+                "{}: a cut off upload was recorded",
+                db.name()
+            );
+        }
+        assert_eq!(slots.available_permits(), every_slot);
+        app.stop().await;
+        db.cleanup().await;
+    }
+}

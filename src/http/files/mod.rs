@@ -3,8 +3,11 @@
 //!
 //! The upload route checks the app signature itself: the signature covers the SHA-256 of the raw
 //! multipart bytes, which is only known once they have streamed by, and the body may be far
-//! larger than the JSON routes' 64 KiB. The size limit is enforced while streaming, so an
-//! oversized upload is cut off at the limit, never buffered whole.
+//! larger than the JSON routes' 64 KiB. What can be checked without the body (X-Timestamp,
+//! X-Signature present, the session, the caller's uploads in progress) is checked before it is
+//! read. The size limit, an idle timeout between the body's pieces and an overall deadline are
+//! enforced while streaming, so an oversized, stalled or trickling upload is cut off, never
+//! buffered whole or held open.
 
 pub(super) mod download;
 pub(super) mod upload;

@@ -1,26 +1,30 @@
 //! `POST /api/chat/upload`: the multipart form streamed, hashed, checked and stored, then the
 //! upload recorded as a command on its conversation.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{OriginalUri, Request, State};
+use axum::body::BodyDataStream;
+use axum::extract::{FromRequestParts, OriginalUri, Request, State};
 use axum::http::{StatusCode, header};
 use bytes::{Bytes, BytesMut};
 use events::{ConversationCommand, MessageType, Role, UploadedFile};
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use utoipa::ToSchema;
 
-use crate::app::access::{readable, within_limit};
+use crate::app::access::{limit_key, readable, within_limit};
 use crate::app::ids::wire_id;
 use crate::app::{App, AppError, Origin};
+use crate::auth::MAX_JSON_BODY;
 use crate::commands::Intent;
 use crate::files::{self, DetectedType};
 use crate::http::extract::Caller;
 use crate::limits::LimitKind;
-use crate::wire::success;
+use crate::wire::{ErrorCode, success};
 
 /// What multipart framing and the small fields may add to the file itself.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
@@ -28,6 +32,9 @@ const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 const MAX_TEXT_FIELD: u64 = 256;
 /// Bytes of the file's name kept from the client (it is only ever shown, never a path).
 const MAX_NAME_BYTES: usize = 1024;
+/// An upload reads this much before it needs one of the node's upload slots: as much as any
+/// signed JSON request may hold, so an upload that stalls early holds nothing others wait for.
+const UNSLOTTED_BYTES: u64 = MAX_JSON_BODY as u64;
 
 /// The upload's answer (201): the spec's fields, plus the kind and, for images, the size.
 #[derive(Debug, Serialize, ToSchema)]
@@ -80,10 +87,11 @@ struct UploadFormDoc {
         (status = 401, description = "INVALID_SIGNATURE, STALE_TIMESTAMP, REPLAYED_REQUEST or UNAUTHORIZED", body = crate::wire::ErrorBody),
         (status = 403, description = "FORBIDDEN: not the caller's conversation, or an auditor", body = crate::wire::ErrorBody),
         (status = 404, description = "NOT_FOUND: no such conversation", body = crate::wire::ErrorBody),
+        (status = 408, description = "REQUEST_TIMEOUT: the body stopped arriving for CHAT_UPLOAD_IDLE_TIMEOUT_MS, or did not arrive within CHAT_UPLOAD_TIMEOUT_MS", body = crate::wire::ErrorBody),
         (status = 409, description = "CONFLICT: the conversation is archived", body = crate::wire::ErrorBody),
         (status = 413, description = "PAYLOAD_TOO_LARGE: over CHAT_MAX_UPLOAD_BYTES, or an image over CHAT_MAX_IMAGE_PIXELS", body = crate::wire::ErrorBody),
         (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: a type not allowed, or bytes that are not what was declared", body = crate::wire::ErrorBody),
-        (status = 429, description = "RATE_LIMITED (10 uploads per minute)", body = crate::wire::ErrorBody),
+        (status = 429, description = "RATE_LIMITED: 10 uploads per minute, or CHAT_UPLOADS_PER_CALLER uploads of the caller already in progress", body = crate::wire::ErrorBody),
         (status = 503, description = "UNAVAILABLE", body = crate::wire::ErrorBody),
     ),
     security(("app_signature" = [], "bearer" = []))
@@ -91,15 +99,19 @@ struct UploadFormDoc {
 pub async fn upload(
     State(state): State<App>,
     origin: Origin,
-    Caller(session): Caller,
     OriginalUri(uri): OriginalUri,
     request: Request,
 ) -> Result<(StatusCode, Json<crate::wire::Success<UploadView>>), AppError> {
+    let (mut parts, body) = request.into_parts();
+    // The signature itself needs the whole body; what can be refused without it is refused
+    // before the body is read or anything is held for it.
+    state.auth.check_signature_headers(&parts.headers)?;
+    let Caller(session) = Caller::from_request_parts(&mut parts, &state).await?;
     if session.role == Role::Auditor {
         return Err(AppError::forbidden("auditors have read-only access"));
     }
-    let limit = state.attachments.max_upload_bytes;
-    let (parts, body) = request.into_parts();
+    let attachments = &state.attachments;
+    let limit = attachments.max_upload_bytes;
     let declared_length = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -114,18 +126,25 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| multer::parse_boundary(v).ok())
         .ok_or_else(|| AppError::validation("the body must be multipart/form-data"))?;
+    let _in_progress = attachments
+        .per_caller
+        .begin(limit_key(&session))
+        .ok_or_else(|| too_many_in_progress(attachments))?;
     within_limit(&state, &session, LimitKind::Uploads).await?;
-    let _slot = state
-        .attachments
-        .in_flight
-        .acquire()
-        .await
-        .map_err(|_| AppError::unavailable())?;
 
+    // Held from the body's first bytes past UNSLOTTED_BYTES until the answer: the file is in
+    // memory until it is stored.
+    let slot = OnceLock::new();
     // Hash every raw byte for the signature while multer parses the same stream.
     let body_hash = Arc::new(Mutex::new(Sha256::new()));
     let hashing = body_hash.clone();
-    let stream = body.into_data_stream().map(move |chunk| {
+    let paced = paced_body(
+        body.into_data_stream(),
+        attachments.idle_timeout,
+        &attachments.in_flight,
+        &slot,
+    );
+    let stream = paced.map(move |chunk| {
         if let Ok(bytes) = &chunk
             && let Ok(mut hash) = hashing.lock()
         {
@@ -140,7 +159,17 @@ pub async fn upload(
             .for_field("message_type", MAX_TEXT_FIELD),
     );
     let mut multipart = multer::Multipart::with_constraints(stream, boundary, constraints);
-    let form = read_form(&mut multipart, limit).await?;
+    let form = tokio::time::timeout(attachments.body_timeout, read_form(&mut multipart, limit))
+        .await
+        .map_err(|_| {
+            AppError::new(
+                ErrorCode::RequestTimeout,
+                format!(
+                    "the upload did not arrive within {} s",
+                    attachments.body_timeout.as_secs_f64()
+                ),
+            )
+        })??;
     drop(multipart);
 
     let body_sha256 = body_hash
@@ -259,6 +288,54 @@ pub async fn upload(
     Ok((StatusCode::CREATED, Json(success(view))))
 }
 
+/// Why an upload's body stream ended early.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("no piece of the body arrived for {} s", .0.as_secs_f64())]
+    Stalled(Duration),
+    #[error("the upload slots are closed")]
+    NoSlot,
+    #[error("the request body could not be read")]
+    Read(#[source] axum::Error),
+}
+
+/// The request body with an idle timeout between its pieces, taking one of `slots` into `slot`
+/// once more than [`UNSLOTTED_BYTES`] have arrived. The wait for a slot is not idle time (the
+/// client is not the one waiting); the route's overall deadline covers it.
+fn paced_body<'a, 's: 'a>(
+    body: BodyDataStream,
+    idle: Duration,
+    slots: &'s Semaphore,
+    slot: &'a OnceLock<SemaphorePermit<'s>>,
+) -> impl Stream<Item = Result<Bytes, BodyError>> + Send + 'a {
+    // (the body, bytes read so far, whether it has ended)
+    futures::stream::unfold(
+        (body, 0u64, false),
+        move |(mut body, read, ended)| async move {
+            if ended {
+                return None;
+            }
+            let chunk = match tokio::time::timeout(idle, body.next()).await {
+                Err(_) => return Some((Err(BodyError::Stalled(idle)), (body, read, true))),
+                Ok(None) => return None,
+                Ok(Some(Err(error))) => {
+                    return Some((Err(BodyError::Read(error)), (body, read, true)));
+                }
+                Ok(Some(Ok(chunk))) => chunk,
+            };
+            let read = read + chunk.len() as u64;
+            if read > UNSLOTTED_BYTES && slot.get().is_none() {
+                match slots.acquire().await {
+                    // Only this stream sets it, once.
+                    Ok(permit) => drop(slot.set(permit)),
+                    Err(_) => return Some((Err(BodyError::NoSlot), (body, read, true))),
+                }
+            }
+            Some((Ok(chunk), (body, read, false)))
+        },
+    )
+}
+
 /// Reads an upload form from a whole multipart body with the route's rules (the fuzz target's
 /// way in; the route streams the body instead).
 pub async fn read_whole_form(
@@ -335,19 +412,39 @@ fn multipart_error(error: &multer::Error, limit: u64) -> AppError {
         multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
             too_large(limit)
         }
+        multer::Error::StreamReadFailed(cause) => match cause.downcast_ref::<BodyError>() {
+            Some(stalled @ BodyError::Stalled(_)) => {
+                AppError::new(ErrorCode::RequestTimeout, stalled.to_string())
+            }
+            Some(BodyError::NoSlot) => AppError::unavailable(),
+            Some(BodyError::Read(_)) | None => {
+                AppError::validation("the request body could not be read")
+            }
+        },
         other => AppError::validation(format!("malformed multipart body: {other}")),
     }
 }
 
+/// Retry-After: by then one of the caller's uploads has either moved or been cut off as idle.
+fn too_many_in_progress(attachments: &files::Attachments) -> AppError {
+    let limit = attachments.per_caller.limit();
+    let mut error = AppError::new(
+        ErrorCode::RateLimited,
+        format!("at most {limit} uploads of one caller may be in progress at once"),
+    );
+    error.retry_after = Some(attachments.idle_timeout.as_secs().max(1));
+    error
+}
+
 fn too_large(limit: u64) -> AppError {
     AppError::new(
-        crate::wire::ErrorCode::PayloadTooLarge,
+        ErrorCode::PayloadTooLarge,
         format!("uploads are limited to {limit} bytes"),
     )
 }
 
 fn unsupported(message: impl Into<String>) -> AppError {
-    AppError::new(crate::wire::ErrorCode::UnsupportedMediaType, message)
+    AppError::new(ErrorCode::UnsupportedMediaType, message)
 }
 
 /// Width and height from the image's header alone (nothing is decoded), refused above the
@@ -366,7 +463,7 @@ fn image_size(
     let limit = state.attachments.max_image_pixels;
     if width.saturating_mul(height) > limit {
         return Err(AppError::new(
-            crate::wire::ErrorCode::PayloadTooLarge,
+            ErrorCode::PayloadTooLarge,
             format!("the image is {width}x{height} pixels; at most {limit} pixels are allowed"),
         ));
     }

@@ -16,6 +16,7 @@ use sqlx::Connection;
 pub mod history;
 pub mod process;
 pub mod proxy;
+pub mod raw_http;
 pub mod raw_log;
 
 pub const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
