@@ -18,10 +18,11 @@ use sha2::Sha256;
 use crate::config::Config;
 use events::MessageType;
 
-/// How long a signed link stays valid at least; links are stable within the hour, so an image
-/// cache on the phone sees the same URL for the same file.
+/// How long a signed link stays valid at least. Links are stable within a UTC day (the expiry
+/// is rounded up to the day's end, then a day more), so an image cache on the phone (URLCache,
+/// Kingfisher, SDWebImage) sees the same URL for a file all day and downloads it once.
 const LINK_LIFETIME: Duration = Duration::from_secs(24 * 3600);
-const LINK_STEP_SECS: i64 = 3600;
+const LINK_STEP_SECS: i64 = 24 * 3600;
 
 /// What an upload turned out to be, decided from its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -390,6 +391,24 @@ mod tests {
         ));
         let other = FileLinks::new("http://chat.example", "another secret");
         assert!(!other.verify("uploads/chat/2026/11/25/ab.png", expires, signature, now));
+    }
+
+    #[test]
+    fn a_files_link_is_the_same_all_day_and_valid_a_day_after() {
+        let links = FileLinks::new("http://chat.example", "secret");
+        let path = "uploads/chat/2026/12/04/ab.png";
+        let midnight = 1_796_342_400; // 2026-12-04T00:00:00Z
+        let morning = links.url(path, midnight + 60);
+        let night = links.url(path, midnight + 24 * 3600 - 1);
+        assert_eq!(morning, night);
+        assert_ne!(morning, links.url(path, midnight + 24 * 3600));
+        let expires: i64 = morning
+            .split("expires=")
+            .nth(1)
+            .and_then(|rest| rest.split('&').next())
+            .and_then(|text| text.parse().ok())
+            .unwrap_or_default();
+        assert!(expires >= midnight + 2 * 24 * 3600, "{morning}");
     }
 
     #[test]
