@@ -368,9 +368,15 @@ mod tests {
             offered_name(Some("\u{2067}a\u{200F}b\u{2069}.PDF"), "file", "pdf"),
             "ab.PDF"
         );
-        assert_eq!(offered_name(Some("photo.JPEG"), "image", "jpg"), "photo.JPEG");
+        assert_eq!(
+            offered_name(Some("photo.JPEG"), "image", "jpg"),
+            "photo.JPEG"
+        );
         assert_eq!(offered_name(Some("run.bat"), "file", "txt"), "run.bat.txt");
-        assert_eq!(offered_name(Some("../../etc/passwd"), "image", "png"), "passwd.png");
+        assert_eq!(
+            offered_name(Some("../../etc/passwd"), "image", "png"),
+            "passwd.png"
+        );
         assert_eq!(
             offered_name(Some("C:\\Users\\me\\cat.png"), "image", "png"),
             "cat.png"

@@ -90,8 +90,7 @@ impl Session {
             .any(|c| c.is_control() || events::is_bidi_format(c))
         {
             return Err(
-                "identifier must not contain control or bidirectional formatting characters"
-                    .into(),
+                "identifier must not contain control or bidirectional formatting characters".into(),
             );
         }
         Ok(())

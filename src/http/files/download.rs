@@ -124,7 +124,11 @@ pub async fn download(
     let body = Body::from_stream(stored.into_stream());
     // Names recorded before bidirectional controls were removed at upload are cleaned here too;
     // the path's extension is the detected type's.
-    let extension = row.path.rsplit_once('.').map(|(_, ext)| ext).unwrap_or("bin");
+    let extension = row
+        .path
+        .rsplit_once('.')
+        .map(|(_, ext)| ext)
+        .unwrap_or("bin");
     let offered = crate::files::offered_name(Some(&row.original_name), &row.kind, extension);
     let disposition = content_disposition(row.kind == "image", &offered);
     let mut response = body.into_response();
