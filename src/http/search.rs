@@ -35,7 +35,10 @@ const CONTEXT_CHARS: usize = 30;
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
     /// 2..=200 characters after trimming. Chinese, Japanese and Korean text is matched as a
-    /// substring; other words whole and case-insensitively; every part must match.
+    /// substring; other words whole and case-insensitively; every part must match. Single
+    /// letters and digits outside those scripts are ignored (400 when nothing else is left);
+    /// at most 8 distinct terms (words, single characters, pairs of neighbouring characters,
+    /// at most 4 of those pairs per run of Chinese, Japanese or Korean text).
     #[param(required = true, min_length = 2, max_length = 200)]
     q: Option<String>,
     /// Only this conversation (which the caller must be allowed to read).
