@@ -339,16 +339,19 @@ async fn fill(bus: &CommandBus, conversations: &[(u64, u64)], total: usize) -> a
 
 /// The kinds of query measured: what people type (a content word, two of them, two or four
 /// characters out of a Chinese sentence, one character beside a word), and the costliest shapes
-/// a client can send (16 single Chinese characters, 16 words: the most terms a query may have;
-/// single Latin letters and digits).
-const KINDS: [&str; 8] = [
+/// a client can send: 8 single Chinese characters or 8 words (the most terms a query may have),
+/// 16 of either (refused), a long Chinese sentence, single Latin letters and digits.
+const KINDS: [&str; 11] = [
     "one word",
     "two words",
     "2 Chinese chars",
     "4 Chinese chars",
     "1 char + word",
+    "8 single chars",
+    "8 words",
     "16 single chars",
     "16 words",
+    "long sentence",
     "single letters",
 ];
 
@@ -370,18 +373,35 @@ fn query(kind: &str, rng: &mut Rng) -> String {
             let sentence = chinese_chars(rng);
             format!("{} {}", sentence[rng.below(sentence.len())], pick(rng))
         }
-        "16 single chars" => {
+        "8 single chars" | "16 single chars" => {
+            let count = if kind.starts_with('8') { 8 } else { 16 };
             let mut chars: Vec<char> = Vec::new();
-            while chars.len() < 16 {
+            while chars.len() < count {
                 for c in chinese_chars(rng) {
-                    if chars.len() < 16 && !chars.contains(&c) {
+                    if chars.len() < count && !chars.contains(&c) {
                         chars.push(c);
                     }
                 }
             }
-            chars.iter().map(char::to_string).collect::<Vec<_>>().join(" ")
+            chars
+                .iter()
+                .map(char::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
         }
-        "16 words" => (0..16).map(|_| pick(rng)).collect::<Vec<_>>().join(" "),
+        "8 words" | "16 words" => {
+            let count = if kind.starts_with('8') { 8 } else { 16 };
+            let mut words: Vec<&str> = Vec::new();
+            while words.len() < count {
+                let word = pick(rng);
+                if !words.contains(&word) {
+                    words.push(word);
+                }
+            }
+            words.join(" ")
+        }
+        // Pasted from a message: up to 16 characters of a generated Chinese sentence.
+        "long sentence" => chinese_chars(rng).into_iter().take(16).collect(),
         "single letters" => {
             let letters = b"aix7z0";
             (0..4)
