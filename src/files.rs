@@ -332,6 +332,56 @@ pub fn storage_path(micros: i64, file_id: &str, extension: &str) -> String {
     )
 }
 
+/// The name a file is offered under: the client's name without any directory part, control
+/// characters or bidirectional formatting characters (an override can show `invoice\u{202E}fdp.exe`
+/// as "invoiceexe.pdf"), ending in the extension of the type detected from the bytes (appended
+/// when the name ends otherwise), at most [`events::MAX_FILE_NAME_CHARS`] characters; a generic
+/// `<kind>.<extension>` when nothing is left. `kind` is `image` or `file`. Applied when a file
+/// is uploaded, and again when it is downloaded, for names recorded before this rule.
+pub fn offered_name(client_name: Option<&str>, kind: &str, extension: &str) -> String {
+    let base = client_name
+        .unwrap_or_default()
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default();
+    let cleaned: String = base
+        .chars()
+        .filter(|c| !c.is_control() && !events::is_bidi_format(*c))
+        .collect();
+    let name = cleaned.trim();
+    if name.is_empty() || name.chars().all(|c| c == '.') {
+        return format!("{kind}.{extension}");
+    }
+    let lowered = name.to_lowercase();
+    let has_extension = extension_aliases(extension)
+        .iter()
+        .any(|alias| lowered.ends_with(&format!(".{alias}")));
+    let suffix = if has_extension {
+        String::new()
+    } else {
+        format!(".{extension}")
+    };
+    // Cut the stem, never the extension that says what the file is.
+    let room = events::MAX_FILE_NAME_CHARS.saturating_sub(suffix.chars().count());
+    let stem: String = name.chars().take(room).collect();
+    format!("{}{suffix}", stem.trim_end())
+}
+
+/// The extensions a name may end in for a detected type's extension (lower case).
+fn extension_aliases(extension: &str) -> &[&str] {
+    match extension {
+        "jpg" => &["jpg", "jpeg"],
+        "heic" => &["heic", "heif"],
+        "png" => &["png"],
+        "gif" => &["gif"],
+        "webp" => &["webp"],
+        "pdf" => &["pdf"],
+        "zip" => &["zip"],
+        "txt" => &["txt"],
+        _ => &[],
+    }
+}
+
 /// A new file id: 128 random bits as 32 lowercase hex digits.
 pub fn new_file_id() -> String {
     use rand::RngCore;
@@ -409,6 +459,38 @@ mod tests {
             .and_then(|text| text.parse().ok())
             .unwrap_or_default();
         assert!(expires >= midnight + 2 * 24 * 3600, "{morning}");
+    }
+
+    #[test]
+    fn an_offered_name_has_no_bidi_controls_and_ends_in_the_detected_extension() {
+        assert_eq!(
+            offered_name(Some("invoice\u{202E}fdp.exe"), "file", "pdf"),
+            "invoicefdp.exe.pdf"
+        );
+        assert_eq!(
+            offered_name(Some("\u{2067}a\u{200F}b\u{2069}.PDF"), "file", "pdf"),
+            "ab.PDF"
+        );
+        assert_eq!(
+            offered_name(Some("photo.JPEG"), "image", "jpg"),
+            "photo.JPEG"
+        );
+        assert_eq!(offered_name(Some("run.bat"), "file", "txt"), "run.bat.txt");
+        assert_eq!(
+            offered_name(Some("../../etc/passwd"), "image", "png"),
+            "passwd.png"
+        );
+        assert_eq!(
+            offered_name(Some("C:\\Users\\me\\cat.png"), "image", "png"),
+            "cat.png"
+        );
+        assert_eq!(offered_name(Some(".."), "image", "png"), "image.png");
+        assert_eq!(offered_name(Some("\u{202E}"), "file", "zip"), "file.zip");
+        assert_eq!(offered_name(None, "image", "png"), "image.png");
+        assert_eq!(offered_name(Some("a\r\nb.png"), "image", "png"), "ab.png");
+        let long = offered_name(Some(&"x".repeat(400)), "file", "pdf");
+        assert_eq!(long.chars().count(), events::MAX_FILE_NAME_CHARS);
+        assert!(long.ends_with("x.pdf"));
     }
 
     #[test]

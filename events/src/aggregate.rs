@@ -15,7 +15,8 @@ use crate::actor::{Actor, Role};
 use crate::command::{ConversationCommand, ConversationServices, NewMessage, UploadedFile};
 use crate::content::{
     MAX_CLIENT_MSG_ID_CHARS, MAX_CONTENT_CHARS, MAX_FEEDBACK_COMMENT_CHARS, MAX_FILE_ID_CHARS,
-    MAX_FILE_NAME_CHARS, MAX_ID, MAX_READ_IDS_PER_COMMAND, sanitize_content, trimmed_len,
+    MAX_FILE_NAME_CHARS, MAX_ID, MAX_READ_IDS_PER_COMMAND, is_bidi_format, sanitize_content,
+    trimmed_len,
 };
 use crate::error::ConversationError;
 use crate::event::ConversationEvent;
@@ -234,6 +235,7 @@ impl Conversation {
         let original_name = sanitize_content(&file.original_name)
             .replace(['\n', '\t'], " ")
             .chars()
+            .filter(|c| !is_bidi_format(*c))
             .take(MAX_FILE_NAME_CHARS)
             .collect::<String>();
         if status == ConversationStatus::Archived {
@@ -727,9 +729,11 @@ fn validate_message(message: NewMessage) -> Result<ValidMessage, ConversationErr
                 "client_msg_id must be 1 to {MAX_CLIENT_MSG_ID_CHARS} characters"
             )));
         }
-        if id.chars().any(char::is_control) {
+        // Refused rather than cleaned: two keys must never become one.
+        if id.chars().any(|c| c.is_control() || is_bidi_format(c)) {
             return Err(ConversationError::Validation(
-                "client_msg_id must not contain control characters".into(),
+                "client_msg_id must not contain control or bidirectional formatting characters"
+                    .into(),
             ));
         }
     }

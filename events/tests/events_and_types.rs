@@ -228,6 +228,20 @@ fn sanitize_content_removes_control_characters_only() {
     );
 }
 
+#[test]
+fn sanitize_content_removes_bidirectional_controls_and_keeps_the_marks() {
+    assert_eq!(
+        sanitize_content(
+            "a\u{202A}b\u{202B}c\u{202C}d\u{202D}e\u{202E}f\u{2066}g\u{2067}h\u{2068}i\u{2069}j"
+        ),
+        "abcdefghij"
+    );
+    assert_eq!(
+        sanitize_content("\u{200E}x\u{200F}y\u{061C}"),
+        "\u{200E}x\u{200F}y\u{061C}"
+    );
+}
+
 fn fold(events: Vec<ConversationEvent>) -> Conversation {
     let mut conversation = Conversation::default();
     for event in events {

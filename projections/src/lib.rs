@@ -26,7 +26,9 @@ pub use runtime::{
     Projections, ProjectorState, ProjectorStatus, ReplayProgress, RuntimeOptions, ensure_state_row,
     load_checkpoint, move_checkpoint, release_lease, replay, take_lease,
 };
-pub use search::{QueryTerm, SearchProjector, SearchQuery, TooManyTerms, is_cjk as search_is_cjk};
+pub use search::{
+    MAX_QUERY_TERMS, QueryError, SearchProjector, SearchQuery, is_cjk as search_is_cjk,
+};
 pub use sql::{ProjectionError, ProjectionStore, SqlTxn, SqlValue, Tables};
 
 use async_trait::async_trait;

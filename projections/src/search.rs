@@ -1,9 +1,9 @@
 //! The `search_terms` table: an n-gram index of message text that works the same on MySQL and
 //! SQLite (MariaDB's FULLTEXT has no parser for Chinese). Chinese, Japanese and Korean text is
-//! indexed as overlapping character bigrams (and the last character of each run on its own, so a
-//! single character can be found by prefix); other letters and digits as lower-cased words.
-//! A query is tokenized the same way ([`SearchQuery::parse`]); candidates are the messages holding
-//! every query term, and runs longer than two CJK characters are verified against the text.
+//! indexed as overlapping character bigrams and each character on its own; other letters and
+//! digits as lower-cased words of two characters or more. A query is tokenized the same way ([`SearchQuery::parse`]) into
+//! whole terms only, each one index lookup; candidates are the messages holding every query term,
+//! and runs longer than two CJK characters are verified against the text.
 //!
 //! One row per (term, conversation, message) with the number of occurrences (`hits`), inserted
 //! with multi-row statements, a batch at a time; the rows do not depend on batch boundaries.
@@ -22,8 +22,12 @@ const COLUMNS: &str = "term, conversation_id, message_id, hits";
 const ROW: &str = "(?, ?, ?, ?)";
 /// Words are indexed and matched on their first characters only (the column's width).
 pub const MAX_TERM_CHARS: usize = 64;
-/// Distinct terms a query may have.
-pub const MAX_QUERY_TERMS: usize = 16;
+/// Distinct terms a query may have: each is an index lookup, and a common one (a frequent
+/// character, `the`) is thousands of postings.
+pub const MAX_QUERY_TERMS: usize = 8;
+/// Bigrams a CJK run longer than two characters contributes at most: the run itself is checked
+/// against the text, so its bigrams only narrow the candidates, and a few do that.
+const MAX_RUN_BIGRAMS: usize = 4;
 
 /// Chinese, Japanese and Korean characters: searched by substring, not by word.
 pub fn is_cjk(c: char) -> bool {
@@ -85,19 +89,29 @@ fn word_term(word: &str) -> String {
     word.chars().take(MAX_TERM_CHARS).collect()
 }
 
-/// The index terms of a text and how often each occurs: CJK bigrams, the last character of each
-/// CJK run, and words.
+/// Whether a word is searched for: a single letter or digit outside CJK (`a`, `i`, `2`) is in a
+/// large share of all messages and narrows nothing, so it is neither indexed nor looked up.
+fn is_searchable_word(word: &str) -> bool {
+    word.chars().nth(1).is_some()
+}
+
+/// The index terms of a text and how often each occurs: CJK bigrams, CJK characters, and words
+/// of two characters or more.
 pub fn index_terms(text: &str) -> BTreeMap<String, i64> {
     let mut terms = BTreeMap::new();
     for segment in segments(text) {
         match segment {
+            Segment::Word(word) if !is_searchable_word(&word) => {}
             Segment::Word(word) => *terms.entry(word_term(&word)).or_insert(0) += 1,
             Segment::Cjk(run) => {
                 for pair in run.windows(2) {
                     *terms.entry(pair.iter().collect()).or_insert(0) += 1;
                 }
-                if let Some(last) = run.last() {
-                    *terms.entry(last.to_string()).or_insert(0) += 1;
+                // Each character on its own, so a one-character query is one exact lookup (a
+                // prefix range over every bigram a common character starts is thousands of
+                // terms).
+                for c in &run {
+                    *terms.entry(c.to_string()).or_insert(0) += 1;
                 }
             }
         }
@@ -105,50 +119,65 @@ pub fn index_terms(text: &str) -> BTreeMap<String, i64> {
     terms
 }
 
-/// How a query term is looked up in `search_terms`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum QueryTerm {
-    /// `term = ?`: a word or a CJK bigram.
-    Exact(String),
-    /// A single CJK character: the terms from it up to it followed by the highest character
-    /// (itself, as a run's last character, or any bigram it starts).
-    Prefix(String),
-}
-
 /// A parsed search query: the index terms every match must hold, and the CJK runs longer than a
 /// bigram that must occur as substrings of the text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SearchQuery {
-    pub terms: Vec<QueryTerm>,
+    /// Distinct, sorted; at most [`MAX_QUERY_TERMS`].
+    pub terms: Vec<String>,
     pub phrases: Vec<String>,
     /// What the snippet looks for: each segment as the user typed it, lower-cased.
     pub needles: Vec<String>,
 }
 
+/// Why a query cannot be searched (the route answers 400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the query has more than {MAX_QUERY_TERMS} distinct terms")]
-pub struct TooManyTerms;
+pub enum QueryError {
+    #[error("q has more than {MAX_QUERY_TERMS} distinct terms")]
+    TooManyTerms,
+    #[error(
+        "q has nothing to search for (single letters and digits outside Chinese, Japanese and \
+         Korean are ignored)"
+    )]
+    NothingToSearch,
+}
+
+/// Which bigrams of a CJK run are looked up: all of a short run's; of a longer one, bigrams
+/// spread from its start to its end (the first and the last among them), at most
+/// [`MAX_RUN_BIGRAMS`]. Every match still holds the whole run: the phrase check reads the text.
+fn run_bigrams(run: &[char]) -> Vec<String> {
+    let pairs: Vec<String> = run.windows(2).map(|pair| pair.iter().collect()).collect();
+    if pairs.len() <= MAX_RUN_BIGRAMS {
+        return pairs;
+    }
+    let last = pairs.len() - 1;
+    (0..MAX_RUN_BIGRAMS)
+        .map(|i| pairs[i * last / (MAX_RUN_BIGRAMS - 1)].clone())
+        .collect()
+}
 
 impl SearchQuery {
-    /// Tokenizes a query as the index tokenizes text.
-    pub fn parse(q: &str) -> Result<SearchQuery, TooManyTerms> {
+    /// Tokenizes a query as the index tokenizes text (a single letter or digit outside CJK is
+    /// ignored). Refused when nothing is left, or with more than [`MAX_QUERY_TERMS`] terms.
+    pub fn parse(q: &str) -> Result<SearchQuery, QueryError> {
         let mut terms = std::collections::BTreeSet::new();
         let mut phrases = Vec::new();
         let mut needles = Vec::new();
         for segment in segments(q) {
             match segment {
                 Segment::Word(word) => {
-                    terms.insert(QueryTerm::Exact(word_term(&word)));
+                    if !is_searchable_word(&word) {
+                        continue;
+                    }
+                    terms.insert(word_term(&word));
                     needles.push(word);
                 }
                 Segment::Cjk(run) => {
                     let text: String = run.iter().collect();
                     if run.len() == 1 {
-                        terms.insert(QueryTerm::Prefix(text.clone()));
+                        terms.insert(text.clone());
                     } else {
-                        for pair in run.windows(2) {
-                            terms.insert(QueryTerm::Exact(pair.iter().collect()));
-                        }
+                        terms.extend(run_bigrams(&run));
                         if run.len() > 2 {
                             phrases.push(text.clone());
                         }
@@ -157,8 +186,11 @@ impl SearchQuery {
                 }
             }
         }
+        if terms.is_empty() {
+            return Err(QueryError::NothingToSearch);
+        }
         if terms.len() > MAX_QUERY_TERMS {
-            return Err(TooManyTerms);
+            return Err(QueryError::TooManyTerms);
         }
         phrases.sort();
         phrases.dedup();
@@ -227,18 +259,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chinese_is_indexed_as_bigrams_and_the_run_s_last_character() {
+    fn chinese_is_indexed_as_bigrams_and_characters() {
         let terms = index_terms("我需要帮助");
         let keys: Vec<&str> = terms.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["助", "帮助", "我需", "要帮", "需要"]);
+        assert_eq!(
+            keys,
+            ["助", "帮", "帮助", "我", "我需", "要", "要帮", "需", "需要"]
+        );
+        assert_eq!(index_terms("好好")["好"], 2);
     }
 
     #[test]
     fn latin_words_are_lower_cased_and_counted() {
-        let terms = index_terms("Refund, REFUND refund! Account-42");
+        let terms = index_terms("Refund, REFUND refund! Account-42 a 7");
         assert_eq!(terms.get("refund"), Some(&3));
         assert_eq!(terms.get("account"), Some(&1));
         assert_eq!(terms.get("42"), Some(&1));
+        assert_eq!(terms.len(), 3, "single letters and digits are not indexed");
     }
 
     #[test]
@@ -251,16 +288,50 @@ mod tests {
     #[test]
     fn a_query_is_tokenized_like_the_text() {
         let q = SearchQuery::parse("我需要帮助 Account").unwrap();
-        assert!(q.terms.contains(&QueryTerm::Exact("需要".into())));
-        assert!(q.terms.contains(&QueryTerm::Exact("account".into())));
+        assert_eq!(q.terms, ["account", "帮助", "我需", "要帮", "需要"]);
         assert_eq!(q.phrases, ["我需要帮助"]);
         let single = SearchQuery::parse("好 ok").unwrap();
-        assert!(single.terms.contains(&QueryTerm::Prefix("好".into())));
+        assert_eq!(single.terms, ["ok", "好"]);
+    }
+
+    #[test]
+    fn a_long_run_looks_up_a_few_bigrams_and_is_checked_whole() {
+        let run = "我的订单还没有收到请帮忙查一下";
+        let q = SearchQuery::parse(run).unwrap();
+        assert_eq!(q.terms.len(), MAX_RUN_BIGRAMS);
+        assert!(q.terms.contains(&"我的".to_string()));
+        assert!(q.terms.contains(&"一下".to_string()));
+        assert_eq!(q.phrases, [run]);
+        for term in &q.terms {
+            assert!(index_terms(run).contains_key(term), "{term}");
+        }
+    }
+
+    #[test]
+    fn single_latin_letters_and_digits_are_ignored() {
+        let q = SearchQuery::parse("a refund for order 7").unwrap();
+        assert_eq!(q.terms, ["for", "order", "refund"]);
+        assert_eq!(q.needles, ["refund", "for", "order"]);
+        assert_eq!(
+            SearchQuery::parse("a b 7"),
+            Err(QueryError::NothingToSearch)
+        );
     }
 
     #[test]
     fn a_query_with_too_many_terms_is_refused() {
-        let q = (0..40).map(|i| format!("w{i} ")).collect::<String>();
-        assert_eq!(SearchQuery::parse(&q), Err(TooManyTerms));
+        let q = (0..MAX_QUERY_TERMS + 1)
+            .map(|i| format!("w{i} "))
+            .collect::<String>();
+        assert_eq!(SearchQuery::parse(&q), Err(QueryError::TooManyTerms));
+        let chars = "我 你 他 她 的 是 在 有 和";
+        assert_eq!(SearchQuery::parse(chars), Err(QueryError::TooManyTerms));
+        let q = (0..MAX_QUERY_TERMS)
+            .map(|i| format!("w{i} "))
+            .collect::<String>();
+        assert_eq!(
+            SearchQuery::parse(&q).map(|q| q.terms.len()),
+            Ok(MAX_QUERY_TERMS)
+        );
     }
 }

@@ -64,7 +64,7 @@ impl Session {
 
     /// Checks what a stored session must satisfy: a user id in 1..2^53, a role a session may
     /// hold (user, admin, auditor: never system), a non-empty identifier of at most
-    /// [`MAX_IDENTIFIER_CHARS`] characters without control characters.
+    /// [`MAX_IDENTIFIER_CHARS`] characters without control or bidirectional formatting characters.
     pub fn validate(&self) -> Result<(), String> {
         if self.user_id == 0 || self.user_id >= MAX_USER_ID {
             return Err(format!("user_id must be in 1..2^53, got {}", self.user_id));
@@ -83,8 +83,15 @@ impl Session {
                 "identifier must be at most {MAX_IDENTIFIER_CHARS} characters"
             ));
         }
-        if self.identifier.chars().any(char::is_control) {
-            return Err("identifier must not contain control characters".into());
+        // Shown beside every message: a direction override would reorder what follows it.
+        if self
+            .identifier
+            .chars()
+            .any(|c| c.is_control() || events::is_bidi_format(c))
+        {
+            return Err(
+                "identifier must not contain control or bidirectional formatting characters".into(),
+            );
         }
         Ok(())
     }
@@ -446,4 +453,22 @@ fn is_token_shaped(token: &str) -> bool {
         && token
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_identifier_with_a_direction_override_is_refused() {
+        let session = |identifier: &str| Session {
+            user_id: 42,
+            role: Role::User,
+            identifier: identifier.to_string(),
+        };
+        assert!(session("user_uuid_42").validate().is_ok());
+        for bad in ["user\u{202E}24", "a\u{2066}b", "a\u{200F}b", "a\u{7}b"] {
+            assert!(session(bad).validate().is_err(), "{bad:?}");
+        }
+    }
 }

@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiQuery, Caller, bounded};
-use crate::app::access::readable;
+use crate::app::access::{readable, within_limit};
 use crate::app::ids::wire_id;
 use crate::app::{App, AppError};
+use crate::limits::LimitKind;
 use crate::store::{SearchHit, SearchScope};
 use crate::wire::{Pagination, wire_time};
 use crate::wire::{Success, success};
@@ -35,7 +36,10 @@ const CONTEXT_CHARS: usize = 30;
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
     /// 2..=200 characters after trimming. Chinese, Japanese and Korean text is matched as a
-    /// substring; other words whole and case-insensitively; every part must match.
+    /// substring; other words whole and case-insensitively; every part must match. Single
+    /// letters and digits outside those scripts are ignored (400 when nothing else is left);
+    /// at most 8 distinct terms (words, single characters, pairs of neighbouring characters,
+    /// at most 4 of those pairs per run of Chinese, Japanese or Korean text).
     #[param(required = true, min_length = 2, max_length = 200)]
     q: Option<String>,
     /// Only this conversation (which the caller must be allowed to read).
@@ -78,6 +82,7 @@ pub struct SearchPage {
         (status = 200, body = Success<SearchPage>),
         (status = 400, body = crate::wire::ErrorBody), (status = 401, body = crate::wire::ErrorBody),
         (status = 403, body = crate::wire::ErrorBody), (status = 404, body = crate::wire::ErrorBody),
+        (status = 429, body = crate::wire::ErrorBody), (status = 503, body = crate::wire::ErrorBody),
     ),
     security(("app_signature" = [], "bearer" = [])))]
 pub(super) async fn search_messages(
@@ -100,6 +105,8 @@ pub(super) async fn search_messages(
     let query = SearchQuery::parse(q).map_err(|e| AppError::validation(e.to_string()))?;
     let page = bounded(params.page, 1, MAX_PAGE_NUMBER, "page")?;
     let limit = bounded(params.limit, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, "limit")?;
+    // Counted once the query is known to be one: a malformed query costs nothing to refuse.
+    within_limit(&state, &session, LimitKind::Searches).await?;
     state.fresh_for_with(&session, &["search"]).await;
     let scope = match params.conversation_id {
         Some(id) => {

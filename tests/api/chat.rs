@@ -404,6 +404,42 @@ async fn the_same_client_msg_id_three_times_gives_one_message_with_one_id() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direction_overrides_and_isolates_are_removed_from_message_text() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let (_, user) = app.session(Role::User, None).await;
+        // An override that would show "pay to 4321" and leak into whatever follows the message,
+        // an isolate, an embedding; the right-to-left mark of Hebrew text stays.
+        let sent = "pay to \u{202E}1234\u{202C} \u{2067}x\u{2069} \u{202B}y \u{05E9}\u{200F}";
+        let body = json!({ "message": sent });
+        let (status, answer) = app
+            .call(Method::POST, "/api/chat/messages", Some(&user), Some(&body))
+            .await;
+        assert_eq!(status, 201, "{}: {answer}", db.name());
+        let expected = "pay to 1234 x y \u{05E9}\u{200F}";
+        assert_eq!(answer["data"]["content"], expected);
+        assert_eq!(answer["data"]["message"], expected);
+        let (_, history) = app
+            .call(Method::GET, "/api/chat/messages", Some(&user), None)
+            .await;
+        assert_eq!(history["data"]["messages"][0]["content"], expected);
+
+        // An idempotency key is refused rather than changed: two keys never become one.
+        let body = json!({ "message": "hi", "client_msg_id": "a\u{202E}b" });
+        let (status, refused) = app
+            .call(Method::POST, "/api/chat/messages", Some(&user), Some(&body))
+            .await;
+        assert_eq!(
+            (status, refused["error_code"].as_str()),
+            (400, Some("VALIDATION_ERROR")),
+            "{refused}"
+        );
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_200_concurrent_sends_lets_exactly_60_through() {
     for db in TestDb::each().await {

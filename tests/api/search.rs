@@ -317,6 +317,81 @@ async fn queries_shorter_than_two_characters_and_bad_paging_are_validation_error
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_latin_letters_are_ignored_and_a_query_of_too_many_terms_is_refused() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let (_, user) = app.session(Role::User, None).await;
+        let (refund, _) = send(&app, &user, None, "where is my refund").await;
+        let (lettered, _) = send(&app, &user, None, "a refund for order 7").await;
+
+        // `a` and `7` narrow nothing: the rest of the query decides.
+        assert_eq!(
+            found(&app, &user, "a refund").await,
+            [lettered, refund],
+            "{}",
+            db.name()
+        );
+        assert_eq!(found(&app, &user, "refund 7 x").await, [lettered, refund]);
+        let (_, body) = search(&app, &user, &format!("q={}", encode("a refund"))).await;
+        assert_eq!(body["data"]["results"][1]["context"], "where is my refund");
+
+        // Nothing left to search for, or more terms than a query may have: a 400 in the envelope.
+        let nine_chars = "我 你 他 她 的 是 在 有 和";
+        let nine_words = "one two three four five six seven eight nine";
+        for q in ["a b", "x 7 z", "1 2 3 4 5 6 7 8 9", nine_chars, nine_words] {
+            let (status, body) = search(&app, &user, &format!("q={}", encode(q))).await;
+            assert_eq!(status, 400, "{}: {q}: {body}", db.name());
+            assert_eq!(body["status"], "error");
+            assert_eq!(body["error_code"], "VALIDATION_ERROR");
+            assert!(body["message"].as_str().unwrap().contains('q'), "{body}");
+        }
+        // Eight terms are allowed.
+        for q in [
+            "我 你 他 她 的 是 在 有",
+            "one two three four five six seven eight",
+        ] {
+            let (status, body) = search(&app, &user, &format!("q={}", encode(q))).await;
+            assert_eq!(status, 200, "{q}: {body}");
+        }
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_chinese_characters_and_long_runs_find_exactly_the_texts_that_hold_them() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let (_, user) = app.session(Role::User, None).await;
+        let (_, other) = app.session(Role::User, None).await;
+        let (whole, _) = send(&app, &user, None, "你好，我需要帮助处理我的账户").await;
+        // Every bigram a long query looks up, but never the run itself.
+        let (apart, _) = send(&app, &user, None, "需要帮助，处理我的账户").await;
+        let (one_char, _) = send(&app, &user, None, "账").await;
+        let (others, _) = send(&app, &other, None, "我需要帮助处理我的账户").await;
+        settled(&app).await;
+
+        // One character anywhere in a run (first, middle, last, alone).
+        assert_eq!(found(&app, &user, "账 好").await, [whole], "{}", db.name());
+        assert_eq!(found(&app, &user, "账 处").await, [apart, whole]);
+        assert_eq!(found(&app, &user, "账 ok").await, Vec::<u64>::new());
+        let (_, body) = search(&app, &user, &format!("q={}", encode("账 账"))).await;
+        assert_eq!(body["data"]["pagination"]["total"], 3);
+        assert!(result_ids(&body).contains(&one_char));
+        // A run longer than the bigrams it is looked up by: only where it is contiguous.
+        assert_eq!(found(&app, &user, "需要帮助处理我的账户").await, [whole]);
+        assert_eq!(found(&app, &user, "帮助处理").await, [whole]);
+        // Another user's identical text is never found, whatever the query's shape.
+        for q in ["需要帮助处理我的账户", "账 处", "帮助"] {
+            assert!(!found(&app, &user, q).await.contains(&others), "{q}");
+            assert_eq!(found(&app, &other, q).await, [others], "{q}");
+        }
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_two_holds_the_next_results_without_overlap() {
     for db in TestDb::each().await {
         let app = TestApp::spawn(&db).await;
@@ -414,6 +489,8 @@ async fn a_replayed_index_answers_the_same() {
             "パスワード",
             "iphone",
             "屏幕",
+            "屏 坏",
+            "帮 账",
         ];
         let mut before = Vec::new();
         for token in [&alice, &bob, &admin] {
@@ -602,6 +679,37 @@ async fn a_search_over_every_conversation_looks_up_common_terms_beside_a_rare_on
             assert_eq!(ids, rare, "{}: {q}", db.name());
             assert_eq!(body["data"]["total_is_exact"], true);
         }
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_count_against_the_callers_limit_and_refusals_do_not() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn_with(&db, &[("CHAT_LIMIT_SEARCHES_PER_MIN", "3")]).await;
+        let (_, user) = app.session(Role::User, None).await;
+        let (_, other) = app.session(Role::User, None).await;
+
+        // A query refused as malformed is not counted.
+        let (status, _) = search(&app, &user, "q=a").await;
+        assert_eq!(status, 400, "{}", db.name());
+        for n in 0..3 {
+            let (status, body) = search(&app, &user, "q=hello").await;
+            assert_eq!(status, 200, "{}: search {}: {body}", db.name(), n + 1);
+        }
+        let response = app
+            .signed(Method::GET, "/api/chat/search?q=hello", Some(&user), None)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 429, "{}", db.name());
+        assert!(response.headers().contains_key("retry-after"));
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error_code"], "RATE_LIMITED");
+        // Another caller has their own count.
+        assert_eq!(search(&app, &other, "q=hello").await.0, 200);
+
         app.stop().await;
         db.cleanup().await;
     }

@@ -656,6 +656,59 @@ async fn a_client_file_name_never_becomes_a_path() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_name_with_a_direction_override_is_offered_clean_with_the_detected_extension() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let (_, token, conversation) = user_with_conversation(&app).await;
+        // Shown as "invoiceexe.pdf" where the override is honoured; the bytes are a PDF.
+        let data = upload_ok(
+            &app,
+            &token,
+            conversation,
+            "file",
+            "invoice\u{202E}fdp.exe",
+            pdf(),
+        )
+        .await;
+        let shown = data["filename"].as_str().unwrap_or_default();
+        assert_eq!(shown, "invoicefdp.exe.pdf", "{}", db.name());
+
+        let path = url_path(data["file_url"].as_str().unwrap_or_default());
+        let response = app
+            .client
+            .get(format!("{}{path}", app.address))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("download");
+        assert_eq!(response.status().as_u16(), 200);
+        let disposition = response.headers()["content-disposition"]
+            .to_str()
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(
+            disposition,
+            "attachment; filename=\"invoicefdp.exe.pdf\"; filename*=UTF-8''invoicefdp.exe.pdf"
+        );
+        assert!(!disposition.contains("%E2%80%AE"), "{disposition}");
+
+        // A text file named like a script is offered as text.
+        let data = upload_ok(
+            &app,
+            &token,
+            conversation,
+            "file",
+            "\u{2067}run.bat\u{2069}",
+            b"echo hi\n".to_vec(),
+        )
+        .await;
+        assert_eq!(data["filename"], "run.bat.txt");
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn downloads_serve_readers_and_signed_links_with_safe_headers() {
     for db in TestDb::each().await {
         let app = TestApp::spawn(&db).await;

@@ -122,7 +122,15 @@ pub async fn download(
         })?;
     let length = stored.meta.size;
     let body = Body::from_stream(stored.into_stream());
-    let disposition = content_disposition(row.kind == "image", &row.original_name);
+    // Names recorded before bidirectional controls were removed at upload are cleaned here too;
+    // the path's extension is the detected type's.
+    let extension = row
+        .path
+        .rsplit_once('.')
+        .map(|(_, ext)| ext)
+        .unwrap_or("bin");
+    let offered = crate::files::offered_name(Some(&row.original_name), &row.kind, extension);
+    let disposition = content_disposition(row.kind == "image", &offered);
     let mut response = body.into_response();
     let headers = response.headers_mut();
     let mut set = |name: header::HeaderName, value: &str| {

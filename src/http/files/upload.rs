@@ -30,8 +30,6 @@ use crate::wire::{ErrorCode, success};
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 /// Largest value of a text field (conversation_id, message_type).
 const MAX_TEXT_FIELD: u64 = 256;
-/// Bytes of the file's name kept from the client (it is only ever shown, never a path).
-const MAX_NAME_BYTES: usize = 1024;
 /// An upload reads this much before it needs one of the node's upload slots: as much as any
 /// signed JSON request may hold, so an upload that stalls early holds nothing others wait for.
 const UNSLOTTED_BYTES: u64 = MAX_JSON_BODY as u64;
@@ -237,7 +235,11 @@ pub async fn upload(
     let file = UploadedFile {
         file_id: file_id.clone(),
         kind: detected.kind,
-        original_name: display_name(form.file_name.as_deref(), &detected),
+        original_name: files::offered_name(
+            form.file_name.as_deref(),
+            detected.kind.as_str(),
+            detected.extension,
+        ),
         size: bytes.len() as u64,
         mime_type: detected.mime_type.to_string(),
         sha256: hex::encode(Sha256::digest(&bytes)),
@@ -470,32 +472,4 @@ fn image_size(
     let width = u32::try_from(width).map_err(|_| unsupported("the image is too wide"))?;
     let height = u32::try_from(height).map_err(|_| unsupported("the image is too tall"))?;
     Ok((Some(width), Some(height)))
-}
-
-/// The name shown for the file: the client's, without any directory part or control
-/// characters, or a generic one.
-pub(super) fn display_name(client_name: Option<&str>, detected: &DetectedType) -> String {
-    let base = client_name
-        .unwrap_or_default()
-        .rsplit(['/', '\\'])
-        .next()
-        .unwrap_or_default();
-    let mut name: String = base
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect::<String>()
-        .trim()
-        .to_string();
-    if name.len() > MAX_NAME_BYTES {
-        let mut cut = MAX_NAME_BYTES;
-        while !name.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        name.truncate(cut);
-    }
-    if name.is_empty() || name == "." || name == ".." {
-        format!("{}.{}", detected.kind.as_str(), detected.extension)
-    } else {
-        name
-    }
 }

@@ -2,7 +2,7 @@
 //! `messages`. Reads only. Every value from the client is a bound parameter; the statement's shape
 //! depends only on how many terms the query has (bounded by `MAX_QUERY_TERMS`).
 
-use projections::{QueryTerm, SearchQuery};
+use projections::SearchQuery;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
 use super::{Bind, int};
@@ -34,10 +34,13 @@ pub enum SearchScope {
     OwnedBy(u64),
 }
 
-/// What the back ends spell differently in a search over every conversation.
+/// What the back ends spell differently in a search.
 struct Hints {
     /// Names the `(term, message_id)` index on `search_terms`.
     recent_index: &'static str,
+    /// Names the `(term, conversation_id, message_id, hits)` index: a scoped search reads each
+    /// term's postings in the caller's conversations only, never a whole term.
+    scope_index: &'static str,
     /// A join whose left side stays the outer loop: otherwise a planner may walk `messages`
     /// newest first to satisfy the order, reading every message to find a few.
     ordered_join: &'static str,
@@ -45,11 +48,13 @@ struct Hints {
 
 const MYSQL: Hints = Hints {
     recent_index: "force index (search_terms_recent)",
+    scope_index: "force index (search_terms_term)",
     ordered_join: "straight_join",
 };
 
 const SQLITE: Hints = Hints {
     recent_index: "indexed by search_terms_recent",
+    scope_index: "indexed by search_terms_term",
     ordered_join: "cross join",
 };
 
@@ -97,20 +102,6 @@ fn contains_pattern(text: &str) -> String {
     pattern
 }
 
-/// The condition selecting one query term's rows, and its parameters.
-fn term_condition(term: &QueryTerm) -> (&'static str, Vec<Bind>) {
-    match term {
-        QueryTerm::Exact(term) => ("t.term = ?", vec![Bind::Text(term.clone())]),
-        QueryTerm::Prefix(prefix) => (
-            "(t.term >= ? and t.term <= ?)",
-            vec![
-                Bind::Text(prefix.clone()),
-                Bind::Text(format!("{prefix}{}", char::MAX)),
-            ],
-        ),
-    }
-}
-
 impl EventStore {
     /// One page (from 1) of the messages matching every term of `query`, most relevant first
     /// (occurrences of the query's terms), then newest; and how many match in all. Over every
@@ -130,7 +121,7 @@ impl EventStore {
                 return Ok(results);
             }
         }
-        on_backend!(self, s => s.search(scope, query, page, limit).await)
+        on_backend!(self, s => s.search(scope, query, page, limit, s.search_hints()).await)
     }
 }
 
@@ -149,6 +140,7 @@ where
         query: &SearchQuery,
         page: u32,
         limit: u32,
+        hints: &Hints,
     ) -> Result<SearchResults, StoreError> {
         if query.is_empty() {
             return Ok(SearchResults::empty());
@@ -186,7 +178,13 @@ where
                 }
             }
         };
-        let (matches, mut binds) = matching_messages(query, "", &scope_sql, scope_binds);
+        // The scope is the index's second column, after the term: each term's postings are read
+        // for the caller's conversations only.
+        let index_hint = match scope {
+            SearchScope::All => "",
+            _ => hints.scope_index,
+        };
+        let (matches, mut binds) = matching_messages(query, index_hint, &scope_sql, scope_binds);
         let (verify_sql, verify_binds) = phrase_check(query);
         binds.extend(verify_binds);
         let limit = limit.max(1);
@@ -210,7 +208,9 @@ where
         }
         if hits.is_empty() && offset > 0 {
             // Past the last page: the window function had no row to report the total on.
-            total = Box::pin(self.search(scope, query, 1, 1)).await?.total;
+            total = Box::pin(self.search(scope, query, 1, 1, hints))
+                .await?
+                .total;
         }
         Ok(SearchResults {
             hits,
@@ -223,8 +223,7 @@ where
     /// and ranks those. Every match holds the query's rarest term, so the matches among that
     /// term's newest N postings are the newest matches of all: N grows until they are enough
     /// or cover every posting. Each try reads only index entries from a message id on, in
-    /// index order. None when the query has no whole term (single CJK characters only): the
-    /// exhaustive search serves it.
+    /// index order. None when the query has no term.
     async fn search_recent(
         &self,
         query: &SearchQuery,
@@ -256,8 +255,7 @@ where
             // candidate than read whole.
             let mut looked_up = Vec::new();
             for term in &query.terms {
-                if let QueryTerm::Exact(term) = term
-                    && *term != rarest
+                if *term != rarest
                     && self
                         .is_common_from(
                             term,
@@ -361,7 +359,7 @@ where
             terms: query
                 .terms
                 .iter()
-                .filter(|term| !matches!(term, QueryTerm::Exact(t) if looked_up.contains(t)))
+                .filter(|term| !looked_up.contains(term))
                 .cloned()
                 .collect(),
             ..query.clone()
@@ -415,19 +413,11 @@ where
     /// The query's whole term with the fewest postings and how many it has (counted up to
     /// [`RARITY_PROBE`]), or None when it has none.
     async fn rarest_term(&self, query: &SearchQuery) -> Result<Option<(String, i64)>, StoreError> {
-        let exact: Vec<&String> = query
-            .terms
-            .iter()
-            .filter_map(|term| match term {
-                QueryTerm::Exact(term) => Some(term),
-                QueryTerm::Prefix(_) => None,
-            })
-            .collect();
-        if exact.len() < 2 {
-            return Ok(exact.first().map(|term| ((*term).clone(), RARITY_PROBE)));
+        if query.terms.len() < 2 {
+            return Ok(query.terms.first().map(|term| (term.clone(), RARITY_PROBE)));
         }
         let mut rarest = None;
-        for term in exact {
+        for term in &query.terms {
             let rows = self
                 .fetch(
                     "select count(*) from (select 1 from search_terms where term = ? limit ?) probe",
@@ -455,29 +445,17 @@ fn matching_messages(
     scope_sql: &str,
     scope_binds: Vec<Bind>,
 ) -> (String, Vec<Bind>) {
-    let mut binds = Vec::new();
-    let mut any = Vec::new();
-    for term in &query.terms {
-        let (condition, params) = term_condition(term);
-        any.push(condition);
-        binds.extend(params);
-    }
+    let mut binds: Vec<Bind> = query.terms.iter().cloned().map(Bind::Text).collect();
     binds.extend(scope_binds);
-    // A message matches when every term has a row for it.
-    let mut every = Vec::new();
-    for term in &query.terms {
-        let (condition, params) = term_condition(term);
-        every.push(format!("max(case when {condition} then 1 else 0 end)"));
-        binds.extend(params);
-    }
     binds.push(Bind::Int(i64::try_from(query.terms.len()).unwrap_or(0)));
+    // A message matches when every term has a row for it: one row per (message, term), and
+    // the terms are distinct.
     let sql = format!(
         "select t.message_id, sum(t.hits) as score from search_terms t {index_hint} \
-         where ({any}){scope_sql} \
+         where t.term in ({terms}){scope_sql} \
          group by t.message_id \
-         having {every} = ?",
-        any = any.join(" or "),
-        every = every.join(" + "),
+         having count(*) = ?",
+        terms = vec!["?"; query.terms.len()].join(", "),
     );
     (sql, binds)
 }

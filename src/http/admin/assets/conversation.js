@@ -18,7 +18,9 @@ function messageBody(message) {
       h('div', { class: 'caption' }, message.content));
   }
   if (message.message_type === 'file' && link) {
-    return h('a', { href: link, class: 'file', download: message.content }, h('span', { class: 'file-kind' }, 'file'), message.content);
+    // A bare `download`: the browser saves under the server's name, which ends in the detected
+    // type's extension, rather than under the caption.
+    return h('a', { href: link, class: 'file', download: true }, h('span', { class: 'file-kind' }, 'file'), message.content);
   }
   return h('div', { class: 'text' }, message.content);
 }

@@ -14,17 +14,27 @@ export function h(tag, attrs = {}, ...children) {
     } else if (value === true) {
       element.setAttribute(key, '');
     } else {
-      element.setAttribute(key, String(value));
+      element.setAttribute(key, shown(String(value)));
     }
   }
   append(element, children);
   return element;
 }
 
+/** Bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069). */
+const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/g;
+
+/** Text as the page shows it: without bidirectional controls, which would reorder it (a file
+ * `invoice\u202Efdp.exe` reads "invoiceexe.pdf") or whatever follows it on the page. The server
+ * removes them from what it accepts now; this covers what was recorded before. */
+export function shown(text) {
+  return text.replace(BIDI_CONTROLS, '');
+}
+
 function append(element, children) {
   for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;
-    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    element.append(child instanceof Node ? child : document.createTextNode(shown(String(child))));
   }
 }
 
