@@ -108,6 +108,10 @@ fn shared_rules(document: &mut serde_json::Value) {
                             && let Some(schema) = parameter.get_mut("schema")
                         {
                             constrain_id(schema);
+                            // History's `after_id=0` means "from the first message".
+                            if name == "after_id" {
+                                schema["minimum"] = json!(0);
+                            }
                         }
                     }
                 }
