@@ -1,7 +1,8 @@
 //! SIGTERM under load, on real `chatd` processes: requests in flight are answered, every socket
 //! is told why it is being closed (`server_shutdown`) before it is, the process exits cleanly,
 //! and every acknowledged message is in the log exactly once; and a rolling restart of two
-//! nodes, with clients retrying on the other node as the app does, loses nothing.
+//! nodes, with clients retrying on the other node as the app does, loses nothing; and Socket.IO
+//! apps with their library's default reconnection ride a rolling restart by themselves.
 
 use crate::support;
 
