@@ -230,7 +230,8 @@ impl Application {
             ));
         let shutdown = async move {
             shutdown.await;
-            // Sockets would hold the server open: close them first.
+            // Sockets would hold the server open: close them first. Their transports end
+            // without a disconnect packet, so clients reconnect to another node or this one.
             realtime.announce_shutdown().await;
             realtime.close().await;
         };

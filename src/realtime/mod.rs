@@ -129,7 +129,9 @@ impl Realtime {
         }
     }
 
-    /// Disconnects every socket of this node (shutdown). Emits after this do nothing.
+    /// Closes every socket's transport on this node (shutdown): no Socket.IO disconnect and no
+    /// Engine.IO close packet (vendor/engineioxide), so clients reconnect by themselves. Emits
+    /// after this do nothing.
     pub async fn close(&self) {
         match self {
             Realtime::Local(io) => io.close().await,
@@ -146,7 +148,7 @@ impl Realtime {
     }
 }
 
-/// The event a socket gets just before the server disconnects it on shutdown.
+/// The event a socket gets just before the server closes its transport on shutdown.
 pub const SHUTDOWN_EVENT: &str = "server_shutdown";
 
 /// The one namespace. socketioxide's shortcuts on `SocketIo` panic once it is closed; its

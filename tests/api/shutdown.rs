@@ -1,7 +1,8 @@
 //! SIGTERM under load, on real `chatd` processes: requests in flight are answered, every socket
 //! is told why it is being closed (`server_shutdown`) before it is, the process exits cleanly,
 //! and every acknowledged message is in the log exactly once; and a rolling restart of two
-//! nodes, with clients retrying on the other node as the app does, loses nothing.
+//! nodes, with clients retrying on the other node as the app does, loses nothing; and Socket.IO
+//! apps with their library's default reconnection ride a rolling restart by themselves.
 
 use crate::support;
 
@@ -297,4 +298,107 @@ async fn a_rolling_restart_of_two_nodes_under_load_loses_nothing() {
     first.stop();
     second.stop();
     db.cleanup().await;
+}
+
+/// A client app with its library's default reconnection, as a child process: python-socketio
+/// or socket.io-client (`tests/realtime/reconnecting_client.*`).
+fn spawn_reconnecting_client(program: &str, script: &str, config: &Value) -> tokio::process::Child {
+    use std::process::Stdio;
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(program)
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(script))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {program} {script}: {e}"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let config = config.to_string();
+    tokio::spawn(async move {
+        let _ = stdin.write_all(config.as_bytes()).await;
+    });
+    child
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_with_default_reconnection_survive_a_rolling_restart_with_every_message_once_in_order()
+ {
+    for db in TestDb::each().await {
+        // Two nodes behind Redis; on SQLite the one node restarts in place.
+        let node_count = if db.backend == chatd::store::Backend::MySql {
+            2
+        } else {
+            1
+        };
+        let settings = [("CHAT_LIMIT_MESSAGES_PER_MIN", "1000000")];
+        let mut nodes = Vec::new();
+        for _ in 0..node_count {
+            nodes.push(ChatdProcess::start(&db, &settings).await);
+        }
+        let stop_file = std::env::temp_dir().join(format!("chatd-rolling-stop-{}", fresh_id()));
+        let libraries = [
+            ("python3", "tests/realtime/reconnecting_client.py"),
+            ("node", "tests/realtime/reconnecting_client.mjs"),
+        ];
+        let mut clients = Vec::new();
+        for (index, node) in nodes.iter().enumerate() {
+            for (program, script) in libraries {
+                let token = cli_session(&db, "user", fresh_id());
+                let (status, opened) = support::process::call_process(
+                    &node.url,
+                    reqwest::Method::POST,
+                    "/api/chat/conversations",
+                    &token,
+                    &json!({"initial_message": "hello"}),
+                )
+                .await;
+                assert_eq!(status, 201, "{opened}");
+                let config = json!({
+                    "url": node.url,
+                    "token": token,
+                    "conversation_id": opened["data"]["conversation_id"],
+                    "since": opened["data"]["message"]["id"],
+                    "prefix": format!("{program}-{index}"),
+                    "stop_file": stop_file,
+                    // The first connect, and one after its node's restart.
+                    "min_connects": 2,
+                });
+                let name = format!("{program} on node {}", index + 1);
+                clients.push((name, spawn_reconnecting_client(program, script, &config)));
+            }
+        }
+
+        // Under the clients' send load, node 1 then node 2 get SIGTERM and come back.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let mut restarted = Vec::new();
+        for node in nodes {
+            restarted.push(node.terminate_and_restart(&db, &settings).await);
+            tokio::time::sleep(Duration::from_secs(4)).await;
+        }
+        std::fs::write(&stop_file, b"stop").expect("stop file");
+
+        for (name, client) in clients {
+            let output = tokio::time::timeout(Duration::from_secs(40), client.wait_with_output())
+                .await
+                .unwrap_or_else(|_| panic!("{}: {name} did not finish", db.name()))
+                .expect("client output");
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success(),
+                "{}: {name}: {}\n{stdout}",
+                db.name(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            println!("{}: {name}: {}", db.name(), stdout.trim());
+        }
+        let in_log = sent_per_client_msg_id(&db.store).await;
+        let doubled: Vec<_> = in_log.iter().filter(|(_, count)| **count > 1).collect();
+        assert!(doubled.is_empty(), "{}: sent twice: {doubled:?}", db.name());
+        let _ = std::fs::remove_file(&stop_file);
+        for node in restarted {
+            node.stop();
+        }
+        db.cleanup().await;
+    }
 }

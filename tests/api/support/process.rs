@@ -11,6 +11,7 @@ use serde_json::Value;
 pub struct ChatdProcess {
     pub process: std::process::Child,
     pub url: String,
+    port: u16,
     data_dir: PathBuf,
     log: PathBuf,
 }
@@ -45,7 +46,36 @@ impl ChatdProcess {
     pub async fn start(db: &TestDb, settings: &[(&str, &str)]) -> ChatdProcess {
         let suffix = format!("{}-{}", std::process::id(), free_port());
         let data_dir = std::env::temp_dir().join(format!("chatd-process-{suffix}"));
-        Self::start_in(db, settings, data_dir).await
+        Self::start_in(db, settings, data_dir, free_port()).await
+    }
+
+    /// SIGTERMs it, waits (up to 30 s) for a clean exit and starts chatd again on the same port
+    /// and data directory: a rolling deploy's restart, which clients reconnect to by themselves.
+    pub async fn terminate_and_restart(
+        mut self,
+        db: &TestDb,
+        settings: &[(&str, &str)],
+    ) -> ChatdProcess {
+        let pid = self.process.id().to_string();
+        let signalled = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        assert!(signalled.success());
+        let mut exited = None;
+        for _ in 0..300 {
+            if let Ok(Some(status)) = self.process.try_wait() {
+                exited = Some(status);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        match exited {
+            Some(status) if status.success() => {}
+            other => panic!("{other:?} 30 s after SIGTERM\n{}", self.log_text()),
+        }
+        let data_dir = std::mem::take(&mut self.data_dir);
+        Self::start_in(db, settings, data_dir, self.port).await
     }
 
     /// SIGKILLs it and starts chatd again on the same data directory (a new port): a crashed
@@ -58,11 +88,15 @@ impl ChatdProcess {
         let _ = self.process.kill();
         let _ = self.process.wait();
         let data_dir = std::mem::take(&mut self.data_dir);
-        Self::start_in(db, settings, data_dir).await
+        Self::start_in(db, settings, data_dir, free_port()).await
     }
 
-    async fn start_in(db: &TestDb, settings: &[(&str, &str)], data_dir: PathBuf) -> ChatdProcess {
-        let port = free_port();
+    async fn start_in(
+        db: &TestDb,
+        settings: &[(&str, &str)],
+        data_dir: PathBuf,
+        port: u16,
+    ) -> ChatdProcess {
         let _ = std::fs::create_dir_all(&data_dir);
         let log = data_dir.join(format!("chatd-{port}.log"));
         let database = db.url.rsplit('/').next().unwrap_or("db").to_string();
@@ -86,6 +120,7 @@ impl ChatdProcess {
         let node = ChatdProcess {
             process,
             url: format!("http://127.0.0.1:{port}"),
+            port,
             data_dir,
             log,
         };
