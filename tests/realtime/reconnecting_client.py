@@ -71,7 +71,16 @@ def rejoin():
 
 
 def main():
-    sio.connect(cfg["url"], auth={"token": cfg["token"]})
+    # The first connect is the app's own call (the library retries only after a connection):
+    # a node still restarting from an earlier step refuses it, so the app tries again.
+    for attempt in range(50):
+        try:
+            sio.connect(cfg["url"], auth={"token": cfg["token"]})
+            break
+        except socketio.exceptions.ConnectionError:
+            if attempt == 49:
+                raise
+            time.sleep(0.2)
     acknowledged, joined_at, n = [], 0, 0
     pending = f"{cfg['prefix']}-{n}"
     deadline = None
