@@ -41,10 +41,6 @@ local limit = tonumber(ARGV[2])
 if ARGV[4] == 'use' and redis.call('DEL', KEYS[2]) == 1 then
   return 0
 end
-local kind = redis.call('TYPE', KEYS[1])['ok']
-if kind ~= 'zset' and kind ~= 'none' then
-  redis.call('DEL', KEYS[1])
-end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 if redis.call('ZCARD', KEYS[1]) < limit then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
