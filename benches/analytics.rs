@@ -42,6 +42,7 @@ fn synthetic(n: u64, total: u64) -> (u64, i64, ConversationEvent) {
         file_id: None,
         client_msg_id: None,
         file_path: None,
+        attachment: None,
     };
     let event = match step {
         0 => ConversationEvent::ConversationOpened {

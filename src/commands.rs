@@ -37,7 +37,7 @@ const MAX_CONFLICT_RETRIES: usize = 3;
 /// A conversation's fold is saved as a snapshot each time its stream passes a multiple of this.
 const SNAPSHOT_EVERY: u64 = 250;
 /// The shape of a snapshot's state: changed when `Conversation` changes how it serializes.
-const SNAPSHOT_FORMAT: i64 = 2;
+const SNAPSHOT_FORMAT: i64 = 3;
 /// Committed batches a slow subscriber may fall behind by; one that falls further reads the log.
 const COMMITTED_FEED_CAPACITY: usize = 1024;
 

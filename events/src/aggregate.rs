@@ -12,7 +12,9 @@ use cqrs_es::event_sink::EventSink;
 use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, Role};
-use crate::command::{ConversationCommand, ConversationServices, NewMessage, UploadedFile};
+use crate::command::{
+    AttachedFile, ConversationCommand, ConversationServices, NewMessage, UploadedFile,
+};
 use crate::content::{
     MAX_CLIENT_MSG_ID_CHARS, MAX_CONTENT_CHARS, MAX_FEEDBACK_COMMENT_CHARS, MAX_FILE_ID_CHARS,
     MAX_FILE_NAME_CHARS, MAX_ID, MAX_READ_IDS_PER_COMMAND, is_bidi_format, sanitize_content,
@@ -96,6 +98,7 @@ struct Upload {
     by: Actor,
     kind: MessageType,
     path: String,
+    file: AttachedFile,
 }
 
 impl Conversation {
@@ -257,13 +260,13 @@ impl Conversation {
         }])
     }
 
-    /// The stored path of the file a message carries: it must have been uploaded here, by the
-    /// sender, for this kind of message.
+    /// The file a message carries: it must have been uploaded here, by the sender, for this kind
+    /// of message.
     fn attached_file(
         &self,
         sender: &Actor,
         message: &ValidMessage,
-    ) -> Result<Option<String>, ConversationError> {
+    ) -> Result<Option<&Upload>, ConversationError> {
         let Some(file_id) = &message.file_id else {
             return Ok(None);
         };
@@ -283,7 +286,7 @@ impl Conversation {
                 upload.kind, message.message_type
             )));
         }
-        Ok(Some(upload.path.clone()))
+        Ok(Some(upload))
     }
 
     fn open(
@@ -329,8 +332,8 @@ impl Conversation {
         }];
         if let Some(message) = initial_message {
             // A conversation being opened has no uploads yet: no file can be attached.
-            let file_path = self.attached_file(&actor, &message)?;
-            events.push(message.into_event(services.next_message_id, actor, file_path));
+            let upload = self.attached_file(&actor, &message)?;
+            events.push(message.into_event(services.next_message_id, actor, upload));
         }
         Ok(events)
     }
@@ -345,7 +348,7 @@ impl Conversation {
         self.authorize_participant(&actor)?;
         authorize_message_type(&actor, message.message_type)?;
         let message = validate_message(message)?;
-        let file_path = self.attached_file(&actor, &message)?;
+        let upload = self.attached_file(&actor, &message)?;
 
         let mut events = Vec::with_capacity(2);
         match status {
@@ -373,7 +376,7 @@ impl Conversation {
         if message_id == 0 || self.last_message_id.is_some_and(|last| message_id <= last) {
             return Err(out_of_order_message_id());
         }
-        events.push(message.into_event(message_id, actor, file_path));
+        events.push(message.into_event(message_id, actor, upload));
         Ok(events)
     }
 
@@ -618,12 +621,14 @@ impl Aggregate for Conversation {
                 self.feedback_given = true;
             }
             ConversationEvent::FileUploaded { file, by } => {
+                let attached = file.attached();
                 self.uploads.insert(
                     file.file_id,
                     Upload {
                         by,
                         kind: file.kind,
                         path: file.path,
+                        file: attached,
                     },
                 );
             }
@@ -644,7 +649,7 @@ impl ValidMessage {
         self,
         message_id: u64,
         sender: Actor,
-        file_path: Option<String>,
+        upload: Option<&Upload>,
     ) -> ConversationEvent {
         ConversationEvent::MessageSent {
             message_id,
@@ -653,7 +658,8 @@ impl ValidMessage {
             content: self.content,
             file_id: self.file_id,
             client_msg_id: self.client_msg_id,
-            file_path,
+            file_path: upload.map(|u| u.path.clone()),
+            attachment: upload.map(|u| u.file.clone()),
         }
     }
 }

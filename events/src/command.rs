@@ -68,6 +68,35 @@ pub struct UploadedFile {
     pub height: Option<u32>,
 }
 
+impl UploadedFile {
+    /// What a message that carries this file says of it.
+    pub fn attached(&self) -> AttachedFile {
+        AttachedFile {
+            name: self.original_name.clone(),
+            size: self.size,
+            mime_type: self.mime_type.clone(),
+            width: self.width,
+            height: self.height,
+        }
+    }
+}
+
+/// What an image or file message says of the file it carries, as its upload recorded it: what a
+/// client needs to lay the message out (a photo's placeholder, a file's bubble) before it
+/// downloads anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedFile {
+    /// The name the file is offered under (the upload's name, cleaned).
+    pub name: String,
+    pub size: u64,
+    pub mime_type: String,
+    /// Images only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+}
+
 /// What a caller asks of one conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConversationCommand {

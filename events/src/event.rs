@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::actor::Actor;
-use crate::command::UploadedFile;
+use crate::command::{AttachedFile, UploadedFile};
 use crate::error::UnknownEvent;
 use crate::kinds::MessageType;
 
@@ -45,6 +45,11 @@ pub enum ConversationEvent {
         /// it (absent in messages without a file, and in those written before uploads existed).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         file_path: Option<String>,
+        /// The name, size, type and (images) size in pixels of that file, as its upload recorded
+        /// them (absent in messages without a file, and in those written before messages carried
+        /// them).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attachment: Option<AttachedFile>,
     },
     /// Only the ids newly marked by this receipt, ascending.
     MessagesRead {

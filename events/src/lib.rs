@@ -30,7 +30,9 @@ pub mod upcast;
 
 pub use actor::{Actor, Role};
 pub use aggregate::Conversation;
-pub use command::{ConversationCommand, ConversationServices, NewMessage, UploadedFile};
+pub use command::{
+    AttachedFile, ConversationCommand, ConversationServices, NewMessage, UploadedFile,
+};
 pub use content::{
     MAX_CLIENT_MSG_ID_CHARS, MAX_CONTENT_CHARS, MAX_FEEDBACK_COMMENT_CHARS, MAX_FILE_ID_CHARS,
     MAX_FILE_NAME_CHARS, MAX_ID, MAX_READ_IDS_PER_COMMAND, is_bidi_control, is_bidi_format,

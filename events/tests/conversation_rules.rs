@@ -281,6 +281,7 @@ mod send_message {
                 file_id: None,
                 client_msg_id: None,
                 file_path: None,
+                attachment: None,
             }]);
     }
 
@@ -517,6 +518,7 @@ mod send_message {
     #[test]
     fn an_image_may_come_without_a_caption_and_records_where_its_file_is() {
         let image = upload('a', MessageType::Image);
+        let attached = image.attached();
         framework(5)
             .given(with_uploads(vec![uploaded(
                 'a',
@@ -535,12 +537,14 @@ mod send_message {
                 file_id: Some(image.file_id),
                 client_msg_id: None,
                 file_path: Some(image.path),
+                attachment: Some(attached),
             }]);
     }
 
     #[test]
     fn a_file_message_carries_its_file_id_and_caption() {
         let pdf = upload('b', MessageType::File);
+        let attached = pdf.attached();
         framework(5)
             .given(with_uploads(vec![uploaded(
                 'b',
@@ -559,6 +563,7 @@ mod send_message {
                 file_id: Some(pdf.file_id),
                 client_msg_id: None,
                 file_path: Some(pdf.path),
+                attachment: Some(attached),
             }]);
     }
 
@@ -658,6 +663,7 @@ mod send_message {
                 file_id: None,
                 client_msg_id: Some("c-1".into()),
                 file_path: None,
+                attachment: None,
             }]);
     }
 

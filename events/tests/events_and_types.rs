@@ -8,8 +8,8 @@ use std::str::FromStr;
 use common::*;
 use cqrs_es::{Aggregate, DomainEvent};
 use events::{
-    Conversation, ConversationCommand, ConversationError, ConversationEvent, ConversationStatus,
-    EVENT_TYPES, MessageType, NewMessage, Role, UnknownEvent, sanitize_content,
+    AttachedFile, Conversation, ConversationCommand, ConversationError, ConversationEvent,
+    ConversationStatus, EVENT_TYPES, MessageType, NewMessage, Role, UnknownEvent, sanitize_content,
 };
 use serde_json::json;
 
@@ -24,6 +24,13 @@ fn one_of_each_event() -> Vec<ConversationEvent> {
             file_id: Some("f_123".into()),
             client_msg_id: Some("c-1".into()),
             file_path: Some("uploads/chat/2026/11/25/f_123.png".into()),
+            attachment: Some(AttachedFile {
+                name: "photo.png".into(),
+                size: 2048,
+                mime_type: "image/png".into(),
+                width: Some(640),
+                height: Some(480),
+            }),
         },
         read(vec![7, 9], admin()),
         closed_by(user()),

@@ -23,6 +23,7 @@ fn expected_message() -> ConversationEvent {
         file_id: None,
         client_msg_id: None,
         file_path: None,
+        attachment: None,
     }
 }
 
@@ -167,6 +168,7 @@ fn a_legacy_admin_message_with_a_string_id_upcasts() {
             file_id: None,
             client_msg_id: None,
             file_path: None,
+            attachment: None,
         })
     );
 }

@@ -15,6 +15,7 @@ pub struct MessageAsOf {
     pub content: String,
     pub file_id: Option<String>,
     pub file_path: Option<String>,
+    pub attachment: Option<events::AttachedFile>,
     pub client_msg_id: Option<String>,
     pub is_read: bool,
     pub sent_at_micros: i64,
@@ -60,6 +61,7 @@ impl ConversationAsOf {
                 file_id,
                 client_msg_id,
                 file_path,
+                attachment,
             } => {
                 self.messages.insert(
                     message_id,
@@ -70,6 +72,7 @@ impl ConversationAsOf {
                         content,
                         file_id,
                         file_path,
+                        attachment,
                         client_msg_id,
                         is_read: false,
                         sent_at_micros: recorded_at_micros,
@@ -119,6 +122,7 @@ mod tests {
             file_id: None,
             client_msg_id: None,
             file_path: None,
+            attachment: None,
         }
     }
 

@@ -7,15 +7,16 @@ use events::{ConversationEvent, Role};
 use crate::batch::BatchInsert;
 use crate::{LoggedEvent, ProjectionError, Projector, SqlTxn, SqlValue, Tables};
 
-/// Rows per multi-row insert (13 parameters each).
+/// Rows per multi-row insert (18 parameters each; SQLite allows 32,766 in one statement).
 const INSERT_CHUNK: usize = 400;
 /// Ids per `update ... where id in (...)` statement.
 const READ_CHUNK: usize = 500;
 
 const COLUMNS: &str = "id, conversation_id, user_id, admin_id, sender_role, sender_identifier, \
-     message_type, content, file_id, file_url, client_msg_id, metadata, is_read, read_at, timestamp, position";
+     message_type, content, file_id, file_url, file_name, file_size, mime_type, width, height, \
+     client_msg_id, metadata, is_read, read_at, timestamp, position";
 // `file_url` holds the file's stored path; the API puts the public base and a signature on it.
-const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, null, 0, null, ?, ?)";
+const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, null, 0, null, ?, ?)";
 
 pub struct MessagesProjector;
 
@@ -47,6 +48,7 @@ impl Projector for MessagesProjector {
                     file_id,
                     client_msg_id,
                     file_path,
+                    attachment,
                 } => {
                     let (user_id, admin_id) = match sender.role {
                         Role::User => (Some(sender.id), None),
@@ -64,6 +66,19 @@ impl Projector for MessagesProjector {
                         content.into(),
                         file_id.into(),
                         file_path.into(),
+                        attachment.as_ref().map(|f| f.name.as_str()).into(),
+                        attachment.as_ref().map(|f| f.size).into(),
+                        attachment.as_ref().map(|f| f.mime_type.as_str()).into(),
+                        attachment
+                            .as_ref()
+                            .and_then(|f| f.width)
+                            .map(u64::from)
+                            .into(),
+                        attachment
+                            .as_ref()
+                            .and_then(|f| f.height)
+                            .map(u64::from)
+                            .into(),
                         client_msg_id.into(),
                         SqlValue::Int(event.recorded_at_micros),
                         event.position.into(),

@@ -266,6 +266,37 @@ async fn the_messages_projector_writes_one_row_per_message_with_the_read_flags_r
 }
 
 #[tokio::test]
+async fn the_messages_projector_records_what_an_image_message_says_of_its_file() {
+    let store = folded(MessagesProjector).await;
+
+    let with_file = store
+        .query(
+            "select id, file_name, file_size, mime_type, width, height from messages \
+             where file_id is not null",
+        )
+        .await;
+    assert_eq!(
+        with_file,
+        [vec![
+            int(7),
+            txt("receipt.png"),
+            int(2048),
+            txt("image/png"),
+            int(640),
+            int(480)
+        ]]
+    );
+    let text_rows_with_file_fields = store
+        .query(
+            "select count(*) from messages where file_id is null and (file_name is not null \
+             or file_size is not null or mime_type is not null or width is not null \
+             or height is not null)",
+        )
+        .await;
+    assert_eq!(text_rows_with_file_fields, [vec![int(0)]]);
+}
+
+#[tokio::test]
 async fn the_files_projector_records_each_upload_with_its_conversation_and_uploader() {
     let store = folded(FilesProjector).await;
 

@@ -14,9 +14,10 @@ use super::extract::{ApiQuery, Caller, bounded};
 use crate::app::access::{readable, within_limit};
 use crate::app::ids::wire_id;
 use crate::app::{App, AppError};
+use crate::files::Attachments;
 use crate::limits::LimitKind;
 use crate::store::{SearchHit, SearchScope};
-use crate::wire::{Pagination, wire_time};
+use crate::wire::{FileFields, Pagination, wire_time};
 use crate::wire::{Success, success};
 
 pub fn router() -> axum::Router<App> {
@@ -65,6 +66,16 @@ pub struct SearchResult {
     /// The text around the first match, `...` where it is cut.
     #[schema(example = "...help with my account...")]
     context: String,
+    /// `text`, `image`, `file` or `system`; an image or file message matches by its caption.
+    message_type: String,
+    file_id: Option<String>,
+    /// As in a message: a link that stays the same for at least a day.
+    file_url: Option<String>,
+    file_name: Option<String>,
+    file_size: Option<u64>,
+    mime_type: Option<String>,
+    width: Option<u32>,
+    height: Option<u32>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -121,14 +132,21 @@ pub(super) async fn search_messages(
         results: found
             .hits
             .into_iter()
-            .map(|hit| result(hit, &query.needles))
+            .map(|hit| result(hit, &query.needles, &state.attachments))
             .collect(),
         pagination: Pagination::new(page, limit, found.total),
         total_is_exact: found.total_is_exact,
     })))
 }
 
-fn result(hit: SearchHit, needles: &[String]) -> SearchResult {
+fn result(hit: SearchHit, needles: &[String], attachments: &Attachments) -> SearchResult {
+    let FileFields {
+        file_name,
+        file_size,
+        mime_type,
+        width,
+        height,
+    } = hit.attachment.into();
     SearchResult {
         message_id: hit.message_id,
         conversation_id: hit.conversation_id,
@@ -136,6 +154,14 @@ fn result(hit: SearchHit, needles: &[String]) -> SearchResult {
         content: hit.content,
         sender_role: hit.sender_role,
         timestamp: wire_time(hit.timestamp),
+        message_type: hit.message_type,
+        file_id: hit.file_id,
+        file_url: hit.file_path.map(|path| attachments.url(&path)),
+        file_name,
+        file_size,
+        mime_type,
+        width,
+        height,
     }
 }
 

@@ -155,18 +155,19 @@ impl Apns {
     }
 }
 
-/// The APNs payload: the alert, the badge, and the ids as numbers beside `aps` (the app reads
-/// `userInfo["conversation_id"] as? Int`).
+/// The APNs payload: the alert, the badge, and beside `aps` the ids as numbers (the app reads
+/// `userInfo["conversation_id"] as? Int`) and what the message carries.
 pub fn payload(delivery: &Delivery) -> Value {
     let n = &delivery.notification;
-    json!({
-        "aps": {
+    let mut payload = n.custom_data();
+    payload.insert(
+        "aps".into(),
+        json!({
             "alert": {"title": n.title, "body": n.body},
             "badge": n.badge,
             "sound": "default",
             "thread-id": n.collapse_id(),
-        },
-        "conversation_id": n.conversation_id,
-        "message_id": n.message_id,
-    })
+        }),
+    );
+    Value::Object(payload)
 }

@@ -197,10 +197,14 @@ pub fn message(delivery: &Delivery) -> Value {
     match delivery.platform {
         Platform::Android => {
             // FCM's `data` takes strings only.
-            message["data"] = json!({
-                "conversation_id": n.conversation_id.to_string(),
-                "message_id": n.message_id.to_string(),
-            });
+            message["data"] = n
+                .custom_data()
+                .into_iter()
+                .map(|(key, value)| match value {
+                    Value::String(text) => (key, Value::String(text)),
+                    other => (key, Value::String(other.to_string())),
+                })
+                .collect();
             message["android"] = json!({
                 "priority": "high",
                 "collapse_key": collapse,
@@ -214,14 +218,15 @@ pub fn message(delivery: &Delivery) -> Value {
                     "apns-priority": "10",
                     "apns-collapse-id": collapse,
                 },
-                // Beside `aps`, as numbers: the iOS app reads `userInfo["conversation_id"] as?
-                // Int`, which a string from `data` would fail.
-                "payload": {
-                    "aps": {"badge": n.badge, "sound": "default", "thread-id": collapse},
-                    "conversation_id": n.conversation_id,
-                    "message_id": n.message_id,
-                },
             });
+            // Beside `aps`, as numbers: the iOS app reads `userInfo["conversation_id"] as? Int`,
+            // which a string from `data` would fail.
+            let mut payload = n.custom_data();
+            payload.insert(
+                "aps".into(),
+                json!({"badge": n.badge, "sound": "default", "thread-id": collapse}),
+            );
+            message["apns"]["payload"] = Value::Object(payload);
         }
     }
     json!({"message": message})

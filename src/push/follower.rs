@@ -31,6 +31,7 @@ struct Message {
     sender: events::Actor,
     message_type: MessageType,
     content: String,
+    attachment: Option<events::AttachedFile>,
 }
 
 struct Job {
@@ -144,6 +145,7 @@ impl Follower {
                         sender,
                         message_type,
                         content,
+                        attachment,
                         ..
                     }) => Some(Message {
                         position: e.position,
@@ -153,6 +155,7 @@ impl Follower {
                         sender,
                         message_type,
                         content,
+                        attachment,
                     }),
                     _ => None,
                 }
@@ -231,6 +234,8 @@ impl Follower {
             badge: u64::try_from(badge).unwrap_or(0),
             conversation_id: message.conversation_id,
             message_id: message.message_id,
+            message_type: Some(message.message_type),
+            attachment: message.attachment.clone(),
         };
         Ok(devices
             .into_iter()

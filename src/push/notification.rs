@@ -66,9 +66,40 @@ pub struct Notification {
     pub badge: u64,
     pub conversation_id: u64,
     pub message_id: u64,
+    /// Absent in pushes queued before pushes carried it.
+    #[serde(default)]
+    pub message_type: Option<events::MessageType>,
+    /// The file an image or file message carries, so a notification can name the file, or size a
+    /// picture's preview, before the app opens.
+    #[serde(default)]
+    pub attachment: Option<events::AttachedFile>,
 }
 
 impl Notification {
+    /// What the app reads beside the alert, as JSON numbers and strings: the ids, the message's
+    /// type, and for image and file messages `file_name`, `file_size`, `mime_type` and (images)
+    /// `width` and `height`.
+    pub fn custom_data(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut data = serde_json::Map::new();
+        data.insert("conversation_id".into(), self.conversation_id.into());
+        data.insert("message_id".into(), self.message_id.into());
+        if let Some(kind) = self.message_type {
+            data.insert("message_type".into(), kind.as_str().into());
+        }
+        if let Some(file) = &self.attachment {
+            data.insert("file_name".into(), file.name.clone().into());
+            data.insert("file_size".into(), file.size.into());
+            data.insert("mime_type".into(), file.mime_type.clone().into());
+            if let Some(width) = file.width {
+                data.insert("width".into(), width.into());
+            }
+            if let Some(height) = file.height {
+                data.insert("height".into(), height.into());
+            }
+        }
+        data
+    }
+
     /// The collapse key the providers get: a newer push of the conversation replaces the older
     /// one on the device.
     pub fn collapse_id(&self) -> String {

@@ -28,7 +28,19 @@ pub struct MessageView {
     /// The same text as `content`, for today's client.
     pub message: String,
     pub file_id: Option<String>,
+    /// A link to the file that stays the same for at least a day, so image caches hit.
     pub file_url: Option<String>,
+    /// Image and file messages: the file's name as offered on download.
+    #[schema(example = "invoice.pdf")]
+    pub file_name: Option<String>,
+    /// Image and file messages: the file's size in bytes.
+    pub file_size: Option<u64>,
+    /// Image and file messages: the type decided from the file's bytes.
+    #[schema(example = "application/pdf")]
+    pub mime_type: Option<String>,
+    /// Image messages: the picture's size in pixels, to size a placeholder before it loads.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
     pub client_msg_id: Option<String>,
     pub is_read: bool,
     /// RFC 3339 UTC, whole seconds.
@@ -36,10 +48,43 @@ pub struct MessageView {
     pub timestamp: String,
 }
 
+/// The fields an image or file message shows of its file, each null when the message carries
+/// none (or was recorded before messages carried them).
+#[derive(Debug, Default)]
+pub struct FileFields {
+    pub file_name: Option<String>,
+    pub file_size: Option<u64>,
+    pub mime_type: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+}
+
+impl From<Option<events::AttachedFile>> for FileFields {
+    fn from(file: Option<events::AttachedFile>) -> Self {
+        let Some(file) = file else {
+            return FileFields::default();
+        };
+        FileFields {
+            file_name: Some(file.name),
+            file_size: Some(file.size),
+            mime_type: Some(file.mime_type),
+            width: file.width,
+            height: file.height,
+        }
+    }
+}
+
 impl MessageView {
     /// The one way a message reaches the wire: the stored path in `file_url` becomes the signed
     /// public link the client loads.
     pub fn new(row: MessageRow, attachments: &crate::files::Attachments) -> Self {
+        let FileFields {
+            file_name,
+            file_size,
+            mime_type,
+            width,
+            height,
+        } = row.attachment.into();
         MessageView {
             id: row.id,
             conversation_id: row.conversation_id,
@@ -50,6 +95,11 @@ impl MessageView {
             content: row.content,
             file_id: row.file_id,
             file_url: row.file_url.map(|path| attachments.url(&path)),
+            file_name,
+            file_size,
+            mime_type,
+            width,
+            height,
             client_msg_id: row.client_msg_id,
             is_read: row.is_read,
             timestamp: wire_time(row.timestamp),
@@ -71,6 +121,7 @@ impl MessageView {
                 file_id,
                 client_msg_id,
                 file_path,
+                attachment,
             } => Some(MessageView::new(
                 MessageRow {
                     id: message_id,
@@ -81,6 +132,7 @@ impl MessageView {
                     content,
                     file_id,
                     file_url: file_path,
+                    attachment,
                     client_msg_id,
                     is_read: false,
                     timestamp: event.recorded_at_micros,
@@ -107,6 +159,7 @@ impl MessageView {
                 content: message.content,
                 file_id: message.file_id,
                 file_url: message.file_path,
+                attachment: message.attachment,
                 client_msg_id: message.client_msg_id,
                 is_read: message.is_read,
                 timestamp: message.sent_at_micros,

@@ -248,9 +248,16 @@ async function run() {
       const img = document.querySelector(`#messages li[data-id="${id}"] img.attachment`);
       return img && img.complete && img.naturalWidth === 160;
     }, image.id);
+    check(image.width === 160 && image.height === 96 && image.file_name === 'screenshot.png',
+      `the image message carries its pixels and name: ${JSON.stringify(image)}`);
+    check(await picture.getAttribute('width') === '160' && await picture.getAttribute('height') === '96',
+      'the picture\'s space is reserved from the message\'s pixel size');
     const file = await sendAttachment('file', 'invoice.txt', 'text/plain', Buffer.from('Invoice 42: 3 items\n'));
     const link = page.locator(`#messages li[data-id="${file.id}"] a.file`);
     await link.waitFor();
+    const bubble = await link.textContent();
+    check(bubble.includes('invoice.txt') && bubble.includes('20 B'),
+      `the file bubble names the file and its size: ${bubble}`);
     const downloaded = await page.evaluate(async (href) => {
       const response = await fetch(href);
       return { status: response.status, text: await response.text() };

@@ -139,6 +139,7 @@ fn small_history() -> Vec<(u64, i64, ConversationEvent)> {
         file_id: None,
         client_msg_id: None,
         file_path: None,
+        attachment: None,
     };
     let closed = |by: Actor| ConversationEvent::ConversationClosed { by };
     let rated = |rating: u8, u: u64| ConversationEvent::FeedbackGiven {

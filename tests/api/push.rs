@@ -213,7 +213,8 @@ async fn an_offline_person_gets_one_push_per_device_in_the_exact_shape_each_prov
             json!({"message": {
                 "token": ANDROID_TOKEN,
                 "notification": {"title": "Support", "body": body},
-                "data": {"conversation_id": conversation.to_string(), "message_id": message.to_string()},
+                "data": {"conversation_id": conversation.to_string(), "message_id": message.to_string(),
+                    "message_type": "text"},
                 "android": {
                     "priority": "high",
                     "collapse_key": format!("conversation-{conversation}"),
@@ -255,6 +256,7 @@ async fn an_offline_person_gets_one_push_per_device_in_the_exact_shape_each_prov
                 },
                 "conversation_id": conversation,
                 "message_id": message,
+                "message_type": "text",
             })
         );
 
@@ -274,7 +276,8 @@ async fn an_offline_person_gets_one_push_per_device_in_the_exact_shape_each_prov
                         "apns-collapse-id": format!("conversation-{conversation}")},
                     "payload": {"aps": {"badge": 2, "sound": "default",
                         "thread-id": format!("conversation-{conversation}")},
-                        "conversation_id": conversation, "message_id": answer},
+                        "conversation_id": conversation, "message_id": answer,
+                        "message_type": "text"},
                 },
             }})
         );
@@ -282,6 +285,92 @@ async fn an_offline_person_gets_one_push_per_device_in_the_exact_shape_each_prov
             rig.apns.pushes().len(),
             1,
             "the user's own message is not pushed to them"
+        );
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_push_tells_the_app_its_type_name_size_and_pixels() {
+    for db in TestDb::each().await {
+        let rig = Rig::start().await;
+        let app = rig.app(&db, &[]).await;
+        let (_, user) = app.session(events::Role::User, None).await;
+        let (_, admin) = app.session(events::Role::Admin, None).await;
+        assert_eq!(
+            register(&app, &user, "ios", "apns", IPHONE_TOKEN).await.0,
+            201
+        );
+        assert_eq!(
+            register(&app, &user, "android", "fcm", ANDROID_TOKEN)
+                .await
+                .0,
+            201
+        );
+        let conversation = open_conversation(&app, &user, "Which one is broken?").await;
+        let photo = crate::uploads::upload_ok(
+            &app,
+            &admin,
+            conversation,
+            "image",
+            "label.png",
+            crate::uploads::png(320, 240),
+        )
+        .await;
+        let size = photo["file_size"].as_u64().expect("file_size");
+        let (status, sent) = app
+            .call(
+                Method::POST,
+                "/api/chat/messages",
+                Some(&admin),
+                Some(
+                    &json!({"conversation_id": conversation, "message_type": "image",
+                    "content": "", "file_id": photo["file_id"]}),
+                ),
+            )
+            .await;
+        assert_eq!(status, 201, "{sent}");
+        let message = sent["data"]["id"].as_u64().expect("id");
+
+        let apns = rig.apns.wait_for_pushes(1, Duration::from_secs(10)).await;
+        let fcm = rig.fcm.wait_for_pushes(1, Duration::from_secs(10)).await;
+        assert_eq!((apns.len(), fcm.len()), (1, 1), "{}", db.name());
+        assert_eq!(
+            apns[0].json(),
+            json!({
+                "aps": {
+                    "alert": {"title": "Support", "body": "Sent an image"},
+                    "badge": 1,
+                    "sound": "default",
+                    "thread-id": format!("conversation-{conversation}"),
+                },
+                "conversation_id": conversation,
+                "message_id": message,
+                "message_type": "image",
+                "file_name": "label.png",
+                "file_size": size,
+                "mime_type": "image/png",
+                "width": 320,
+                "height": 240,
+            }),
+            "{}",
+            db.name()
+        );
+        assert_eq!(
+            fcm[0].json()["message"]["data"],
+            json!({
+                "conversation_id": conversation.to_string(),
+                "message_id": message.to_string(),
+                "message_type": "image",
+                "file_name": "label.png",
+                "file_size": size.to_string(),
+                "mime_type": "image/png",
+                "width": "320",
+                "height": "240",
+            }),
+            "{}: FCM's data holds strings only",
+            db.name()
         );
         app.stop().await;
         db.cleanup().await;

@@ -196,6 +196,46 @@ async fn a_message_sent_over_rest_reaches_every_socket_in_the_room_including_the
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn image_and_file_messages_carry_pixels_name_size_and_type_in_every_view() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let user = user_with_conversation(&app, "two attachments follow").await;
+        let admin = admin(&app).await;
+        let token = user["token"].as_str().expect("token");
+        let conversation = user["conversation_id"].as_u64().expect("conversation");
+        let photo = crate::uploads::upload_ok(
+            &app,
+            token,
+            conversation,
+            "image",
+            "IMG_0042.png",
+            crate::uploads::png(1170, 2532),
+        )
+        .await;
+        let document = crate::uploads::upload_ok(
+            &app,
+            token,
+            conversation,
+            "file",
+            "invoice-march.pdf",
+            crate::uploads::pdf(),
+        )
+        .await;
+
+        run_scenario(
+            "attachments",
+            &db,
+            &app,
+            json!({"user": user, "admin": admin, "photo": photo, "document": document}),
+        )
+        .await;
+
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reconnecting_client_joining_with_since_gets_exactly_the_missed_messages_in_order() {
     user_and_admin_scenario("reconnect_since", "hello").await;
 }

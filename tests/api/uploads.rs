@@ -88,7 +88,7 @@ async fn upload(app: &TestApp, token: &str, parts: &[Part<'_>]) -> (u16, Value) 
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn upload_ok(
+pub(crate) async fn upload_ok(
     app: &TestApp,
     token: &str,
     conversation: u64,
@@ -113,7 +113,7 @@ async fn upload_ok(
 // ---------------------------------------------------------------------------------------------
 // Small real files
 
-fn png(width: u32, height: u32) -> Vec<u8> {
+pub(crate) fn png(width: u32, height: u32) -> Vec<u8> {
     let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
     let mut ihdr = Vec::new();
     ihdr.extend_from_slice(&width.to_be_bytes());
@@ -208,7 +208,7 @@ fn heic(width: u32, height: u32) -> Vec<u8> {
     bytes
 }
 
-fn pdf() -> Vec<u8> {
+pub(crate) fn pdf() -> Vec<u8> {
     b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n".to_vec()
 }
 

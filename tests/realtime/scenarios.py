@@ -50,6 +50,11 @@ MESSAGE_KEYS = [
     "message",
     "file_id",
     "file_url",
+    "file_name",
+    "file_size",
+    "mime_type",
+    "width",
+    "height",
     "client_msg_id",
     "is_read",
     "timestamp",
@@ -1212,7 +1217,94 @@ def scenario_bounded_answers(cfg):
     a.close()
 
 
+def scenario_attachments(cfg):
+    """Image and file messages carry what MessageKit needs to lay them out (pixels, name, size,
+    type) in the ack, in new_message, in join catch-up, in REST history and in search; a file's
+    link is the same wherever it appears."""
+    rest = Rest(cfg)
+    user, admin = cfg["user"], cfg["admin"]
+    photo, document = cfg["photo"], cfg["document"]
+    conversation = user["conversation_id"]
+    u = Peer(cfg, "user", user["token"]).connect()
+    a = Peer(cfg, "admin", admin["token"]).connect()
+    join(u, conversation)
+    join(a, conversation)
+    image_fields = {
+        "message_type": "image",
+        "file_id": photo["file_id"],
+        "file_name": photo["filename"],
+        "file_size": photo["file_size"],
+        "mime_type": "image/png",
+        "width": photo["width"],
+        "height": photo["height"],
+    }
+    file_fields = {
+        "message_type": "file",
+        "file_id": document["file_id"],
+        "file_name": document["filename"],
+        "file_size": document["file_size"],
+        "mime_type": "application/pdf",
+        "width": None,
+        "height": None,
+    }
+
+    image = u.ok(
+        "send_message",
+        {"conversation_id": conversation, "message_type": "image", "content": "",
+         "file_id": photo["file_id"], "client_msg_id": unique("img")},
+        "user sends an image",
+    )
+    check_message(image, "the image's ack", **image_fields)
+    check(image["file_url"], f"an image message needs a file_url: {image!r}")
+    for peer in (u, a):
+        got = peer.expect("new_message", f"the image on {peer.name}")
+        check(got == image, f"new_message on {peer.name} differs from the ack: {got!r} vs {image!r}")
+    step("the image's ack and new_message carry its pixels, name, size and type")
+
+    caption = "the invoice for march"
+    body = {"conversation_id": conversation, "message_type": "file", "content": caption,
+            "file_id": document["file_id"]}
+    pdf = rest.ok("POST", "/api/chat/messages", user["token"], body, statuses=(201,))
+    check_message(pdf, "the file's REST answer", content=caption, **file_fields)
+    for peer in (u, a):
+        got = peer.expect("new_message", f"the file on {peer.name}")
+        check(got == pdf, f"new_message on {peer.name} differs from the answer: {got!r} vs {pdf!r}")
+    step("the file's answer and new_message carry its name, size and type, and no pixels")
+
+    text = u.ok(
+        "send_message",
+        {"conversation_id": conversation, "message_type": "text", "content": "and a word",
+         "client_msg_id": unique("txt")},
+        "user sends text",
+    )
+    check_message(text, "a text message", file_id=None, file_url=None, file_name=None,
+                  file_size=None, mime_type=None, width=None, height=None)
+
+    caught_up = join(a, conversation, since=user["message_id"])["messages"]
+    check([m["id"] for m in caught_up] == [image["id"], pdf["id"], text["id"]],
+          f"join since the first message must answer the three after it: {caught_up!r}")
+    check(caught_up[0] == image and caught_up[1] == pdf,
+          f"join catch-up must answer the messages as sent: {caught_up!r}")
+    history = rest.ok("GET", f"/api/chat/messages?conversation_id={conversation}", admin["token"])
+    by_id = {m["id"]: m for m in history["messages"]}
+    check(by_id.get(image["id"]) == image and by_id.get(pdf["id"]) == pdf,
+          f"REST history must answer the messages as sent: {history!r}")
+    step("join catch-up and REST history answer the same fields and the same links")
+
+    found = rest.ok("GET", "/api/chat/search?q=invoice", admin["token"])
+    hits = [r for r in found["results"] if r["message_id"] == pdf["id"]]
+    check(len(hits) == 1, f"search must find the file's caption: {found!r}")
+    hit = hits[0]
+    for key in ("message_type", "file_id", "file_url", "file_name", "file_size", "mime_type",
+                "width", "height"):
+        check(hit.get(key) == pdf[key], f"search result {key}: {hit.get(key)!r} != {pdf[key]!r}")
+    step("a search hit on a caption carries its file's fields and link")
+    u.close()
+    a.close()
+
+
 SCENARIOS = {
+    "attachments": scenario_attachments,
     "connect_styles": scenario_connect_styles,
     "bounded_answers": scenario_bounded_answers,
     "same_refusals": scenario_same_refusals,

@@ -69,6 +69,7 @@ pub fn sent(message_id: u64, sender: Actor, content: &str) -> ConversationEvent 
         file_id: None,
         client_msg_id: None,
         file_path: None,
+        attachment: None,
     }
 }
 

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use events::{Actor, ConversationEvent, MessageType, Role, UploadedFile};
+use events::{Actor, AttachedFile, ConversationEvent, MessageType, Role, UploadedFile};
 use projections::{
     LoggedEvent, ProjectionError, ProjectionStore, Projector, SqlTxn, SqlValue, Tables,
 };
@@ -91,6 +91,7 @@ pub fn text(message_id: u64, sender: Actor, content: &str) -> ConversationEvent 
         file_id: None,
         client_msg_id: None,
         file_path: None,
+        attachment: None,
     }
 }
 
@@ -159,6 +160,7 @@ pub fn story() -> Log {
             file_id: None,
             client_msg_id: None,
             file_path: None,
+            attachment: None,
         },
     ); // 5
     log.record(1, 3_000_000, text(4, u10.clone(), "我需要帮助")); // 6
@@ -194,6 +196,13 @@ pub fn story() -> Log {
             file_id: Some(FILE_ID.to_string()),
             client_msg_id: None,
             file_path: Some(FILE_PATH.to_string()),
+            attachment: Some(AttachedFile {
+                name: "receipt.png".to_string(),
+                size: 2048,
+                mime_type: "image/png".to_string(),
+                width: Some(640),
+                height: Some(480),
+            }),
         },
     ); // 13
     log.record(1, 6_000_000, read(&[1, 4], alice.clone())); // 14

@@ -52,13 +52,15 @@ pub struct MessageRow {
     pub content: String,
     pub file_id: Option<String>,
     pub file_url: Option<String>,
+    /// What the message says of its file (none in messages recorded before messages carried it).
+    pub attachment: Option<events::AttachedFile>,
     pub client_msg_id: Option<String>,
     pub is_read: bool,
     pub timestamp: i64,
 }
 
 const MESSAGE_COLUMNS: &str = "id, conversation_id, sender_role, sender_identifier, message_type, content, \
-     file_id, file_url, client_msg_id, is_read, timestamp";
+     file_id, file_url, client_msg_id, is_read, timestamp, file_name, file_size, mime_type, width, height";
 
 /// One upload, as the `files` projection keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -453,8 +455,45 @@ where
         content: text(5)?,
         file_id: opt_text(6)?,
         file_url: opt_text(7)?,
+        attachment: attachment_from_row(row, 11)?,
         client_msg_id: opt_text(8)?,
         is_read: int(9)? != 0,
         timestamp: int(10)?,
     })
+}
+
+/// The five file columns from `first` on (`file_name, file_size, mime_type, width, height`), as
+/// one attachment: present when the name is.
+pub(crate) fn attachment_from_row<R: sqlx::Row>(
+    row: &R,
+    first: usize,
+) -> Result<Option<events::AttachedFile>, StoreError>
+where
+    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    usize: ColumnIndex<R>,
+{
+    let opt_int = |i: usize| {
+        row.try_get::<Option<i64>, _>(i)
+            .map_err(StoreError::from_sqlx)
+    };
+    let Some(name) = row
+        .try_get::<Option<String>, _>(first)
+        .map_err(StoreError::from_sqlx)?
+    else {
+        return Ok(None);
+    };
+    let pixels = |i: usize| -> Result<Option<u32>, StoreError> {
+        Ok(opt_int(i)?.and_then(|v| u32::try_from(v).ok()))
+    };
+    Ok(Some(events::AttachedFile {
+        name,
+        size: opt_int(first + 1)?.map_or(0, unsigned),
+        mime_type: row
+            .try_get::<Option<String>, _>(first + 2)
+            .map_err(StoreError::from_sqlx)?
+            .unwrap_or_default(),
+        width: pixels(first + 3)?,
+        height: pixels(first + 4)?,
+    }))
 }

@@ -86,7 +86,17 @@ pub struct SearchHit {
     pub sender_role: String,
     pub content: String,
     pub timestamp: i64,
+    pub message_type: String,
+    pub file_id: Option<String>,
+    /// The file's stored path, as in `messages`.
+    pub file_path: Option<String>,
+    pub attachment: Option<events::AttachedFile>,
 }
+
+/// What a hit reads of its message, in [`hit_of`]'s order.
+const HIT_COLUMNS: &str = "m.id, m.conversation_id, m.sender_role, m.content, m.timestamp, \
+     m.message_type, m.file_id, m.file_url, m.file_name, m.file_size, m.mime_type, m.width, m.height";
+const HIT_COLUMN_COUNT: usize = 13;
 
 /// A LIKE pattern matching `text` anywhere, with `!` as the escape character (the same on both
 /// back ends, unlike the backslash).
@@ -192,8 +202,7 @@ where
         binds.push(Bind::Int(i64::from(limit)));
         binds.push(int(offset));
         let sql = format!(
-            "select m.id, m.conversation_id, m.sender_role, m.content, m.timestamp, \
-             count(*) over () as total \
+            "select {HIT_COLUMNS}, count(*) over () as total \
              from ({matches}) s \
              join messages m on m.id = s.message_id{verify_sql} \
              order by s.score desc, m.id desc limit ? offset ?"
@@ -203,8 +212,11 @@ where
         let mut hits = Vec::with_capacity(rows.len());
         for row in &rows {
             hits.push(hit_of(row)?);
-            total = u64::try_from(row.try_get::<i64, _>(5).map_err(StoreError::from_sqlx)?)
-                .unwrap_or(0);
+            total = u64::try_from(
+                row.try_get::<i64, _>(HIT_COLUMN_COUNT)
+                    .map_err(StoreError::from_sqlx)?,
+            )
+            .unwrap_or(0);
         }
         if hits.is_empty() && offset > 0 {
             // Past the last page: the window function had no row to report the total on.
@@ -291,10 +303,7 @@ where
             let placeholders = vec!["?"; page_ids.len()].join(", ");
             let rows = self
                 .fetch(
-                    &format!(
-                        "select id, conversation_id, sender_role, content, timestamp \
-                         from messages where id in ({placeholders})"
-                    ),
+                    &format!("select {HIT_COLUMNS} from messages m where m.id in ({placeholders})"),
                     page_ids.iter().copied().map(Bind::Int).collect(),
                 )
                 .await?;
@@ -491,8 +500,7 @@ impl SearchResults {
     }
 }
 
-/// A hit from a row whose first columns are id, conversation_id, sender_role, content and
-/// timestamp.
+/// A hit from a row whose first columns are [`HIT_COLUMNS`].
 fn hit_of<R: Row>(row: &R) -> Result<SearchHit, StoreError>
 where
     i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
@@ -501,12 +509,20 @@ where
 {
     let int = |i: usize| row.try_get::<i64, _>(i).map_err(StoreError::from_sqlx);
     let text = |i: usize| row.try_get::<String, _>(i).map_err(StoreError::from_sqlx);
+    let opt_text = |i: usize| {
+        row.try_get::<Option<String>, _>(i)
+            .map_err(StoreError::from_sqlx)
+    };
     Ok(SearchHit {
         message_id: u64::try_from(int(0)?).unwrap_or(0),
         conversation_id: u64::try_from(int(1)?).unwrap_or(0),
         sender_role: text(2)?,
         content: text(3)?,
         timestamp: int(4)?,
+        message_type: text(5)?,
+        file_id: opt_text(6)?,
+        file_path: opt_text(7)?,
+        attachment: super::attachment_from_row(row, 8)?,
     })
 }
 

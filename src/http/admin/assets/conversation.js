@@ -10,17 +10,47 @@ const TYPING_FADES_MS = 8000;
 /** The admin counts as stopped typing after this long without a key. */
 const TYPING_IDLE_MS = 3000;
 
+/** 20 B, 3.4 KB, 12 MB: a file's size as a bubble shows it. */
+function readableSize(bytes) {
+  if (!Number.isFinite(bytes) || bytes < 0) return '';
+  const units = ['B', 'KB', 'MB', 'GB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  const shown = unit === 0 || value >= 10 ? Math.round(value) : Math.round(value * 10) / 10;
+  return `${shown} ${units[unit]}`;
+}
+
+/** The largest picture a bubble shows (the `img.attachment` rule's limits). */
+const PICTURE_BOX = { width: 280, height: 240 };
+
+function fitted(width, height) {
+  const scale = Math.min(1, PICTURE_BOX.width / width, PICTURE_BOX.height / height);
+  return { width: Math.max(1, Math.round(width * scale)), height: Math.max(1, Math.round(height * scale)) };
+}
+
 function messageBody(message) {
   const link = message.file_url ? localLink(message.file_url) : null;
   if (message.message_type === 'image' && link) {
+    // The pixel size (when the message carries it), scaled into the bubble, reserves the
+    // picture's space before it loads, so the list does not jump.
+    const size = message.width && message.height ? fitted(message.width, message.height) : {};
     return h('a', { href: link, target: '_blank', rel: 'noopener' },
-      h('img', { src: link, alt: message.content, class: 'attachment' }),
+      h('img', { src: link, alt: message.content || message.file_name || 'image', class: 'attachment', ...size }),
       h('div', { class: 'caption' }, message.content));
   }
   if (message.message_type === 'file' && link) {
     // A bare `download`: the browser saves under the server's name, which ends in the detected
     // type's extension, rather than under the caption.
-    return h('a', { href: link, class: 'file', download: true }, h('span', { class: 'file-kind' }, 'file'), message.content);
+    const details = [message.file_name, message.file_size == null ? '' : readableSize(message.file_size)]
+      .filter(Boolean).join(' · ');
+    return h('div', {},
+      h('a', { href: link, class: 'file', download: true }, h('span', { class: 'file-kind' }, 'file'),
+        h('span', { class: 'file-name' }, details || 'download')),
+      message.content ? h('div', { class: 'caption' }, message.content) : null);
   }
   return h('div', { class: 'text' }, message.content);
 }
