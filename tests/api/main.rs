@@ -14,6 +14,7 @@ mod auth;
 mod chat;
 mod cli;
 mod event_store;
+mod ios_guide;
 mod layers;
 mod limits;
 mod log_ordering;

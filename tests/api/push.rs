@@ -357,6 +357,11 @@ async fn an_image_push_tells_the_app_its_type_name_size_and_pixels() {
             "{}",
             db.name()
         );
+        crate::ios_guide::assert_same_shape(
+            &crate::ios_guide::guide_example("push-apns"),
+            &apns[0].json(),
+            "docs/ios.md push-apns",
+        );
         assert_eq!(
             fcm[0].json()["message"]["data"],
             json!({

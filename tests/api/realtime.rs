@@ -51,7 +51,7 @@ fn require_python_client() {
 
 /// Runs `scenario` against the app with `arranged` (merged into the common configuration) on
 /// stdin; fails the test with the script's output unless it exits 0.
-async fn run_scenario(scenario: &str, db: &TestDb, app: &TestApp, arranged: Value) {
+pub(crate) async fn run_scenario(scenario: &str, db: &TestDb, app: &TestApp, arranged: Value) {
     require_python_client();
     let mut config = json!({
         "url": app.address,
@@ -97,14 +97,14 @@ async fn run_scenario(scenario: &str, db: &TestDb, app: &TestApp, arranged: Valu
 }
 
 /// A staff session: `{id, token, identifier}`.
-async fn admin(app: &TestApp) -> Value {
+pub(crate) async fn admin(app: &TestApp) -> Value {
     let (id, token) = app.session(Role::Admin, None).await;
     json!({"id": id, "token": token, "identifier": format!("admin_{id}")})
 }
 
 /// A user session with an open conversation:
 /// `{id, token, identifier, conversation_id, message_id}` (the initial message's id).
-async fn user_with_conversation(app: &TestApp, first_words: &str) -> Value {
+pub(crate) async fn user_with_conversation(app: &TestApp, first_words: &str) -> Value {
     let (id, token) = app.session(Role::User, None).await;
     let (status, opened) = app
         .call(

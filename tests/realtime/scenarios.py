@@ -59,6 +59,11 @@ MESSAGE_KEYS = [
     "is_read",
     "timestamp",
 ]
+ERROR_CODES = {
+    "VALIDATION_ERROR", "EMPTY_MESSAGE", "INVALID_SIGNATURE", "STALE_TIMESTAMP", "REPLAYED_REQUEST", "UNAUTHORIZED",
+    "FORBIDDEN", "NOT_FOUND", "CONFLICT", "PAYLOAD_TOO_LARGE", "UNSUPPORTED_MEDIA_TYPE",
+    "RATE_LIMITED", "UNAVAILABLE", "INTERNAL", "REQUEST_TIMEOUT",
+}
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
 STEPS = []
@@ -141,6 +146,12 @@ def check_error(ack, codes, what):
 # REST (signed as the contract's "Authentication" 1 and 2 say)
 
 
+def signature(secret, timestamp, method, path_and_query, body):
+    """X-Signature as the contract's "Authentication" 1 (and docs/ios.md) defines it."""
+    to_sign = "\n".join([timestamp, method, path_and_query, hashlib.sha256(body).hexdigest()])
+    return hmac.new(secret, to_sign.encode(), hashlib.sha256).hexdigest()
+
+
 class Rest:
     def __init__(self, cfg):
         self.url = cfg["url"]
@@ -150,12 +161,9 @@ class Rest:
     def call(self, method, path_and_query, token, body=None):
         raw = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
         timestamp = str(int(time.time() * 1000))
-        to_sign = "\n".join(
-            [timestamp, method, path_and_query, hashlib.sha256(raw).hexdigest()]
-        ).encode()
         headers = {
             "X-Timestamp": timestamp,
-            "X-Signature": hmac.new(self.secret, to_sign, hashlib.sha256).hexdigest(),
+            "X-Signature": signature(self.secret, timestamp, method, path_and_query, raw),
             "Authorization": f"Bearer {token}",
         }
         if raw:
@@ -1303,7 +1311,124 @@ def scenario_attachments(cfg):
     a.close()
 
 
+# ---------------------------------------------------------------------------------------------
+# The iOS guide (docs/ios.md): its worked signatures and its JSON examples against the server
+
+GUIDE_BLOCK = re.compile(r"<!-- checked: ([a-z-]+) -->\s*```(\w+)\n(.*?)```", re.S)
+# Checked elsewhere: the push payload needs a push provider (tests/api/push.rs).
+GUIDE_KINDS_HERE = {"signature", "message-text", "message-image", "join-ack", "error"}
+GUIDE_KINDS_ELSEWHERE = {"push-apns"}
+
+
+def guide_blocks(path):
+    with open(path, encoding="utf-8") as guide:
+        text = guide.read()
+    blocks = {}
+    for kind, _, body in GUIDE_BLOCK.findall(text):
+        blocks.setdefault(kind, []).append(body)
+    return blocks
+
+
+def json_type(value):
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def same_shape(example, real, where):
+    """`real` has the example's keys, no others, and the same JSON type at every one (a null
+    stands for any scalar: optional fields are null in some answers); every item of a real array
+    has the shape of the example's first item."""
+    scalars = {"string", "integer", "number", "boolean"}
+    kinds = {json_type(example), json_type(real)}
+    if "null" in kinds and kinds - {"null"} <= scalars:
+        return
+    check(json_type(example) == json_type(real),
+          f"{where}: the guide shows {json_type(example)} {example!r}, the server answers "
+          f"{json_type(real)} {real!r}")
+    if isinstance(example, dict):
+        check(set(example) == set(real),
+              f"{where}: the guide's keys {sorted(example)} differ from the server's "
+              f"{sorted(real)}: missing {sorted(set(real) - set(example))}, "
+              f"extra {sorted(set(example) - set(real))}")
+        for key in example:
+            same_shape(example[key], real[key], f"{where}.{key}")
+        if "status" in example:
+            check(example["status"] == real["status"], f"{where}.status: {real['status']!r}")
+        if "timestamp" in example:
+            check(TIMESTAMP.match(example["timestamp"]), f"{where}.timestamp: {example!r}")
+    elif isinstance(example, list) and example:
+        check(real, f"{where}: the server answered an empty list")
+        for i, item in enumerate(real):
+            same_shape(example[0], item, f"{where}[{i}]")
+
+
+def scenario_ios_guide(cfg):
+    """Every value docs/ios.md shows is what the server does: its worked signatures recompute,
+    requests signed that way are accepted, and its JSON examples have the shape of real answers."""
+    blocks = guide_blocks(cfg["guide"])
+    check(set(blocks) == GUIDE_KINDS_HERE | GUIDE_KINDS_ELSEWHERE,
+          f"every checked block of the guide needs a check here: {sorted(blocks)}")
+    rest = Rest(cfg)
+    user, admin, photo = cfg["user"], cfg["admin"], cfg["photo"]
+    conversation = user["conversation_id"]
+
+    for example in blocks["signature"]:
+        fields = {}
+        for line in example.splitlines():
+            match = re.match(r"^([A-Za-z][A-Za-z0-9 -]*?)\s+:\s?(.*)$", line)
+            check(match, f"a signature example line reads `name : value`: {line!r}")
+            fields[match.group(1)] = match.group(2)
+        body = fields["body"].encode()
+        check(hashlib.sha256(body).hexdigest() == fields["body SHA-256"],
+              f"the guide's body hash of {fields['body']!r} is wrong")
+        expected = signature(fields["app secret"].encode(), fields["X-Timestamp"],
+                             fields["method"], fields["path and query"], body)
+        check(expected == fields["X-Signature"],
+              f"the guide's signature for {fields['method']} {fields['path and query']} is "
+              f"{fields['X-Signature']}, the recipe gives {expected}")
+        # The same request, for this test's conversation, signed now by the same recipe.
+        path = fields["path and query"].replace("conversation_id=7", f"conversation_id={conversation}")
+        sent = json.loads(fields["body"]) if fields["body"] else None
+        if sent is not None:
+            sent["conversation_id"] = conversation
+            sent["client_msg_id"] = unique("guide")
+        rest.ok(fields["method"], path, user["token"], sent)
+        step(f"the guide's {fields['method']} signature recomputes and its recipe is accepted")
+
+    text = rest.send(admin["token"], conversation, "Hello! How can I help?")
+    same_shape(json.loads(blocks["message-text"][0]), text, "message-text")
+    image = rest.ok("POST", "/api/chat/messages", user["token"],
+                    {"conversation_id": conversation, "message_type": "image", "content": "",
+                     "file_id": photo["file_id"], "client_msg_id": unique("guide")},
+                    statuses=(201,))
+    same_shape(json.loads(blocks["message-image"][0]), image, "message-image")
+    step("the guide's text and image messages have the server's shape")
+
+    peer = Peer(cfg, "user", user["token"]).connect()
+    joined = peer.call("join_conversation", {"conversation_id": conversation,
+                                             "since": user["message_id"]})
+    same_shape(json.loads(blocks["join-ack"][0]), joined, "join-ack")
+    shown = json.loads(blocks["join-ack"][0])["data"]
+    check(shown["has_more"] is False and shown["next_since"] is None,
+          "join-ack: the guide's example is a last page, as the server answers this one")
+    refused = peer.call("join_conversation", {"conversation_id": 0})
+    same_shape(json.loads(blocks["error"][0]), refused, "error")
+    check(refused["error_code"] in ERROR_CODES, f"an error code of the contract: {refused!r}")
+    step("the guide's join answer and error envelope have the server's shape")
+    peer.close()
+
+
 SCENARIOS = {
+    "ios_guide": scenario_ios_guide,
     "attachments": scenario_attachments,
     "connect_styles": scenario_connect_styles,
     "bounded_answers": scenario_bounded_answers,
