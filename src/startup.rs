@@ -19,6 +19,7 @@ pub struct Application {
     listener: TcpListener,
     state: App,
     realtime: crate::realtime::Realtime,
+    socket_events: Arc<crate::realtime::InFlightEvents>,
     add_socket_layer: Box<dyn FnOnce(axum::Router) -> axum::Router + Send>,
     stop_broadcaster: tokio::sync::watch::Sender<bool>,
     send_buffer_bytes: usize,
@@ -118,9 +119,11 @@ impl Application {
             presence,
             push_max_devices: config.push.max_devices,
         };
-        let (realtime, add_socket_layer) = crate::realtime::build(config, state.clone())
-            .await
-            .context("starting Socket.IO")?;
+        let socket_events = Arc::new(crate::realtime::InFlightEvents::default());
+        let (realtime, add_socket_layer) =
+            crate::realtime::build(config, state.clone(), socket_events.clone())
+                .await
+                .context("starting Socket.IO")?;
         let (stop_broadcaster, broadcaster_stops) = tokio::sync::watch::channel(false);
         crate::realtime::watch_sessions(realtime.clone(), state.clone(), broadcaster_stops.clone());
         crate::realtime::announce_presence(
@@ -169,6 +172,7 @@ impl Application {
             listener,
             state,
             realtime,
+            socket_events,
             add_socket_layer,
             stop_broadcaster,
             send_buffer_bytes: config.sockets.send_buffer_bytes,
@@ -228,11 +232,19 @@ impl Application {
                 self.trusted_proxies,
                 http::observe::client_address,
             ));
+        let socket_events = self.socket_events;
         let shutdown = async move {
             shutdown.await;
+            // New client events are refused (the client sends them again after reconnecting);
+            // those in progress finish and their acks go out before the transports close.
+            socket_events.stop_accepting();
+            realtime.announce_shutdown().await;
+            if !socket_events.finished(crate::realtime::FINISH_WAIT).await {
+                tracing::warn!("closing sockets with client events still in progress");
+            }
+            tokio::time::sleep(crate::realtime::ACK_FLUSH).await;
             // Sockets would hold the server open: close them first. Their transports end
             // without a disconnect packet, so clients reconnect to another node or this one.
-            realtime.announce_shutdown().await;
             realtime.close().await;
         };
         let send_buffer_bytes = self.send_buffer_bytes;

@@ -14,6 +14,7 @@ use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 
+use super::in_flight::{Handling, InFlightEvents};
 use super::{SocketCaller, conversation_room};
 use crate::app::access::{readable, within_limit};
 use crate::app::ids::wire_id;
@@ -52,6 +53,9 @@ pub(crate) struct ClientEvent<T> {
     payload: Result<T, AppError>,
     /// Where the command came from, for the events' metadata.
     origin: Origin,
+    /// Counts the event as in progress until the handler has taken its parts; the handler's
+    /// [`Reply`] counts it from then until the answer is sent.
+    _handling: Option<Handling>,
 }
 
 impl<T> ClientEvent<T> {
@@ -74,11 +78,18 @@ impl<A: Adapter, T: DeserializeOwned> FromMessageParts<A> for ClientEvent<T> {
             .and_then(|Event(name)| CLIENT_EVENTS.into_iter().find(|known| *known == name))
             .unwrap_or("unknown");
         crate::metrics::socket_event_in(name);
-        let caller = socket
-            .extensions
-            .get::<SocketCaller>()
-            .map(|caller| caller.session)
-            .ok_or_else(|| AppError::unauthorized("not authenticated"));
+        let handling = handling(socket, value, ack_id);
+        let caller = match &handling {
+            Some(handling) if handling.is_closing() => Err(AppError::new(
+                ErrorCode::Unavailable,
+                "the server is restarting; send this again after reconnecting",
+            )),
+            _ => socket
+                .extensions
+                .get::<SocketCaller>()
+                .map(|caller| caller.session)
+                .ok_or_else(|| AppError::unauthorized("not authenticated")),
+        };
         let Ok(TryData(data)) = TryData::<Value>::from_message_parts(socket, value, ack_id);
         Ok(ClientEvent {
             caller,
@@ -93,8 +104,20 @@ impl<A: Adapter, T: DeserializeOwned> FromMessageParts<A> for ClientEvent<T> {
                     .get::<crate::peer::ClientAddr>()
                     .map(|client| client.0.to_string()),
             },
+            _handling: handling,
         })
     }
+}
+
+/// Counts one client event as in progress on this node (see [`InFlightEvents`]).
+fn handling<A: Adapter>(
+    socket: &Arc<Socket<A>>,
+    value: &mut socketioxide::handler::Value,
+    ack_id: &Option<i64>,
+) -> Option<Handling> {
+    State::<Arc<InFlightEvents>>::from_message_parts(socket, value, ack_id)
+        .ok()
+        .map(|State(events)| events.enter())
 }
 
 /// How a handler answers: through the acknowledgement when the client asked for one (the REST
@@ -103,6 +126,8 @@ pub(crate) struct Reply<A: Adapter> {
     socket: SocketRef<A>,
     ack: AckSender<A>,
     wants_ack: bool,
+    /// A shutdown closes the transport only after this answer is sent.
+    _handling: Option<Handling>,
 }
 
 impl<A: Adapter> FromMessageParts<A> for Reply<A> {
@@ -118,6 +143,7 @@ impl<A: Adapter> FromMessageParts<A> for Reply<A> {
             socket: SocketRef::from(socket.clone()),
             ack,
             wants_ack: ack_id.is_some(),
+            _handling: handling(socket, value, ack_id),
         })
     }
 }

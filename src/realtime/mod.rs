@@ -14,8 +14,10 @@
 mod broadcaster;
 mod connect;
 mod events;
+mod in_flight;
 mod watchers;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -201,9 +203,11 @@ struct Overflowed;
 pub async fn build(
     config: &Config,
     state: App,
+    in_flight: Arc<InFlightEvents>,
 ) -> anyhow::Result<(Realtime, Box<dyn FnOnce(Router) -> Router + Send>)> {
     let builder = SocketIo::builder()
         .with_state(state.clone())
+        .with_state(in_flight)
         // The payload limit covers long-polling; websocket messages and frames have their own.
         .max_payload(MAX_PACKET_BYTES)
         .ws_max_message_size(MAX_PACKET_BYTES as usize)
@@ -263,6 +267,7 @@ fn resp3(url: &str) -> String {
 pub use broadcaster::Broadcaster;
 pub use connect::{MANAGER_SOCKET_PATH, Refused, ViaManagerPath, detach_request_head};
 pub use events::decode_client_payload;
+pub use in_flight::{ACK_FLUSH, FINISH_WAIT, InFlightEvents};
 pub use watchers::{PRESENCE_EVENT, announce_presence, watch_sessions};
 
 #[cfg(test)]

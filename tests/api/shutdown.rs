@@ -72,33 +72,7 @@ async fn sigterm_under_load_answers_in_flight_requests_tells_sockets_and_loses_n
             Some(201)
         );
 
-        // A socket, over the real Engine.IO websocket protocol.
-        let ws_url = format!(
-            "{}/socket.io/?EIO=4&transport=websocket",
-            node.url.replacen("http", "ws", 1)
-        );
-        let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url)
-            .await
-            .expect("websocket");
-        let open = socket.next().await.expect("open packet").expect("frame");
-        assert!(
-            open.to_text().unwrap_or_default().starts_with('0'),
-            "{open:?}"
-        );
-        socket
-            .send(Message::text(format!("40{}", json!({"token": token}))))
-            .await
-            .expect("connect packet");
-        loop {
-            let frame = socket.next().await.expect("connect answer").expect("frame");
-            let text = frame.to_text().unwrap_or_default();
-            if text == "2" {
-                socket.send(Message::text("3")).await.expect("pong");
-                continue;
-            }
-            assert!(text.starts_with("40"), "{frame:?}");
-            break;
-        }
+        let mut socket = raw_socket(&node.url, &token).await;
 
         // Writers until the server is gone; what came back 2xx is acknowledged.
         let stop = Arc::new(AtomicBool::new(false));
@@ -178,6 +152,171 @@ async fn sigterm_under_load_answers_in_flight_requests_tells_sockets_and_loses_n
             db.name(),
             acknowledged.len()
         );
+        node.stop();
+        db.cleanup().await;
+    }
+}
+
+type RawSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A socket connected over the real Engine.IO websocket protocol, its Socket.IO connect answered.
+async fn raw_socket(url: &str, token: &str) -> RawSocket {
+    let ws_url = format!(
+        "{}/socket.io/?EIO=4&transport=websocket",
+        url.replacen("http", "ws", 1)
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url)
+        .await
+        .expect("websocket");
+    let open = socket.next().await.expect("open packet").expect("frame");
+    assert!(
+        open.to_text().unwrap_or_default().starts_with('0'),
+        "{open:?}"
+    );
+    socket
+        .send(Message::text(format!("40{}", json!({"token": token}))))
+        .await
+        .expect("connect packet");
+    loop {
+        let frame = socket.next().await.expect("connect answer").expect("frame");
+        let text = frame.to_text().unwrap_or_default();
+        if text == "2" {
+            socket.send(Message::text("3")).await.expect("pong");
+            continue;
+        }
+        assert!(text.starts_with("40"), "{frame:?}");
+        return socket;
+    }
+}
+
+/// Holds the log's write lock from another connection, so that an append waits for it.
+enum WriteLock {
+    MySql(sqlx::MySqlConnection),
+    Sqlite(sqlx::SqliteConnection),
+}
+
+impl WriteLock {
+    async fn take(db: &TestDb) -> WriteLock {
+        use sqlx::Connection;
+        match db.backend {
+            chatd::store::Backend::MySql => {
+                let mut connection = sqlx::MySqlConnection::connect(&db.url)
+                    .await
+                    .expect("connect");
+                sqlx::raw_sql(
+                    "begin; select next_position from event_sequencer where id = 1 for update",
+                )
+                .execute(&mut connection)
+                .await
+                .expect("lock the sequencer");
+                WriteLock::MySql(connection)
+            }
+            chatd::store::Backend::Sqlite => {
+                let mut connection = sqlx::SqliteConnection::connect(&db.url)
+                    .await
+                    .expect("connect");
+                sqlx::raw_sql("begin immediate")
+                    .execute(&mut connection)
+                    .await
+                    .expect("take the write lock");
+                WriteLock::Sqlite(connection)
+            }
+        }
+    }
+
+    async fn release(self) {
+        let released = match self {
+            WriteLock::MySql(mut connection) => sqlx::raw_sql("rollback")
+                .execute(&mut connection)
+                .await
+                .map(drop),
+            WriteLock::Sqlite(mut connection) => sqlx::raw_sql("rollback")
+                .execute(&mut connection)
+                .await
+                .map(drop),
+        };
+        released.expect("release the lock");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_command_in_progress_at_sigterm_finishes_and_is_acknowledged_before_the_close() {
+    for db in TestDb::each().await {
+        let mut node = ChatdProcess::start(&db, &[]).await;
+        let token = cli_session(&db, "user", fresh_id());
+        let client = reqwest::Client::new();
+        assert_eq!(
+            post_message(&client, &node.url, &token, "first").await.ok(),
+            Some(201)
+        );
+        let mut socket = raw_socket(&node.url, &token).await;
+
+        // The send waits for the lock: it is in progress when SIGTERM arrives.
+        let lock = WriteLock::take(&db).await;
+        let send = |ack: u32, id: &str| {
+            Message::text(format!(
+                "42{ack}{}",
+                json!(["send_message", {"content": format!("message {id}"), "client_msg_id": id}])
+            ))
+        };
+        socket
+            .send(send(1, "in-flight"))
+            .await
+            .expect("send_message");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        send_sigterm(&node);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // One sent after SIGTERM is refused, to be sent again after reconnecting.
+        socket
+            .send(send(2, "too-late"))
+            .await
+            .expect("send_message");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        lock.release().await;
+
+        let mut frames = Vec::new();
+        while let Ok(Some(Ok(frame))) =
+            tokio::time::timeout(Duration::from_secs(15), socket.next()).await
+        {
+            let text = frame.to_text().unwrap_or_default().to_string();
+            if text == "2" {
+                let _ = socket.send(Message::text("3")).await;
+                continue;
+            }
+            if frame.is_close() || text.starts_with("41") {
+                break;
+            }
+            frames.push(text);
+        }
+        let acked = frames.iter().find(|f| f.starts_with("431["));
+        let acked: Value = acked
+            .and_then(|f| serde_json::from_str(&f[3..]).ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: the command in progress was acknowledged before the close: {frames:?}",
+                    db.name()
+                )
+            });
+        assert_eq!(acked[0]["status"], "success", "{}: {acked}", db.name());
+        assert_eq!(acked[0]["data"]["client_msg_id"], "in-flight");
+        let refused: Value = frames
+            .iter()
+            .find(|f| f.starts_with("432["))
+            .and_then(|f| serde_json::from_str(&f[3..]).ok())
+            .unwrap_or_else(|| panic!("{}: the late command was answered: {frames:?}", db.name()));
+        assert_eq!(
+            refused[0]["error_code"],
+            "UNAVAILABLE",
+            "{}: {refused}",
+            db.name()
+        );
+
+        let exited = exited_within_30_s(&mut node).await;
+        assert!(exited.success(), "{}: {exited:?}", db.name());
+        let in_log = sent_per_client_msg_id(&db.store).await;
+        assert_eq!(in_log.get("in-flight"), Some(&1), "{}", db.name());
+        assert_eq!(in_log.get("too-late"), None, "{}", db.name());
         node.stop();
         db.cleanup().await;
     }
