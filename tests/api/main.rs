@@ -28,5 +28,6 @@ mod realtime;
 mod search;
 mod server;
 mod shutdown;
+mod socket_auth;
 mod support;
 mod uploads;

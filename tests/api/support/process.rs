@@ -40,6 +40,15 @@ fn free_port() -> u16 {
         .expect("a free local port")
 }
 
+/// `path`, opened for appending (created when missing), so that two streams share it.
+fn append_to(path: &std::path::Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("chatd log file")
+}
+
 impl ChatdProcess {
     /// Starts chatd and waits (up to a minute: a debug build migrating on a busy machine) until
     /// /readyz answers 200.
@@ -108,8 +117,9 @@ impl ChatdProcess {
             .env("CHAT_APP_SECRET", APP_SECRET)
             .env("CHAT_DATA_DIR", &data_dir)
             .env("CHAT_PORT", port.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("chatd log file"));
+            // Logs go to stdout, start-up failures to stderr: both into one file.
+            .stdout(append_to(&log))
+            .stderr(append_to(&log));
         if db.backend == Backend::MySql {
             command.env("CHAT_REDIS_URL", redis_url());
         }
