@@ -155,7 +155,7 @@ impl ChatdProcess {
         panic!("chatd did not become ready on {url}: {last}\nits log:\n{log}");
     }
 
-    /// What the process wrote to stderr so far.
+    /// What the process wrote so far (its log lines and anything on stderr).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -165,6 +165,16 @@ impl ChatdProcess {
         let _ = self.process.kill();
         let _ = self.process.wait();
         let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// A test that fails before `stop` must not leave its node running (and using the machine).
+impl Drop for ChatdProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.process.try_wait() {
+            let _ = self.process.kill();
+            let _ = self.process.wait();
+        }
     }
 }
 
