@@ -152,13 +152,11 @@ impl Outbox {
             let id = job.id;
             match outcome {
                 Outcome::Sent => {
-                    metrics::counter!("chatd_push_total", "provider" => provider, "outcome" => "sent")
-                        .increment(1);
+                    crate::metrics::push_outcome(provider, "sent");
                     txn.sent(id).await?;
                 }
                 Outcome::InvalidToken(reason) => {
-                    metrics::counter!("chatd_push_total", "provider" => provider, "outcome" => "invalid_token")
-                        .increment(1);
+                    crate::metrics::push_outcome(provider, "invalid_token");
                     tracing::info!(job = job.id, provider, %reason, "push token refused: device removed");
                     txn.token_refused(&job.delivery.token, provider, id).await?;
                 }
@@ -170,8 +168,7 @@ impl Outbox {
                     if attempts >= self.settings.max_attempts || newer {
                         // Given up, or a newer push of the conversation is queued and carries
                         // the latest message anyway.
-                        metrics::counter!("chatd_push_total", "provider" => provider, "outcome" => "given_up")
-                            .increment(1);
+                        crate::metrics::push_outcome(provider, "given_up");
                         if !newer {
                             tracing::warn!(job = job.id, provider, attempts, %reason, "push given up");
                         }
@@ -185,8 +182,7 @@ impl Outbox {
                         .await?;
                 }
                 Outcome::Failed(reason) => {
-                    metrics::counter!("chatd_push_total", "provider" => provider, "outcome" => "failed")
-                        .increment(1);
+                    crate::metrics::push_outcome(provider, "failed");
                     tracing::warn!(job = job.id, provider, %reason, "push refused");
                     txn.drop_job(id).await?;
                 }

@@ -73,10 +73,7 @@ impl<A: Adapter, T: DeserializeOwned> FromMessageParts<A> for ClientEvent<T> {
         value: &mut socketioxide::handler::Value,
         ack_id: &Option<i64>,
     ) -> Result<Self, Infallible> {
-        let name = Event::from_message_parts(socket, value, ack_id)
-            .ok()
-            .and_then(|Event(name)| CLIENT_EVENTS.into_iter().find(|known| *known == name))
-            .unwrap_or("unknown");
+        let name = event_name(socket, value, ack_id);
         crate::metrics::socket_event_in(name);
         let handling = handling(socket, value, ack_id);
         let caller = match &handling {
@@ -109,6 +106,18 @@ impl<A: Adapter, T: DeserializeOwned> FromMessageParts<A> for ClientEvent<T> {
     }
 }
 
+/// The event's name as the metrics label it: one of [`CLIENT_EVENTS`] or `unknown`.
+fn event_name<A: Adapter>(
+    socket: &Arc<Socket<A>>,
+    value: &mut socketioxide::handler::Value,
+    ack_id: &Option<i64>,
+) -> &'static str {
+    Event::from_message_parts(socket, value, ack_id)
+        .ok()
+        .and_then(|Event(name)| CLIENT_EVENTS.into_iter().find(|known| *known == name))
+        .unwrap_or("unknown")
+}
+
 /// Counts one client event as in progress on this node (see [`InFlightEvents`]).
 fn handling<A: Adapter>(
     socket: &Arc<Socket<A>>,
@@ -128,6 +137,9 @@ pub(crate) struct Reply<A: Adapter> {
     wants_ack: bool,
     /// A shutdown closes the transport only after this answer is sent.
     _handling: Option<Handling>,
+    /// The event's metrics label and when it arrived: its answer's latency is recorded.
+    event: &'static str,
+    arrived: std::time::Instant,
 }
 
 impl<A: Adapter> FromMessageParts<A> for Reply<A> {
@@ -144,12 +156,15 @@ impl<A: Adapter> FromMessageParts<A> for Reply<A> {
             ack,
             wants_ack: ack_id.is_some(),
             _handling: handling(socket, value, ack_id),
+            event: event_name(socket, value, ack_id),
+            arrived: std::time::Instant::now(),
         })
     }
 }
 
 impl<A: Adapter> Reply<A> {
     fn send(self, result: Result<impl Serialize, AppError>) {
+        crate::metrics::socket_event_handled(self.event, self.arrived.elapsed().as_secs_f64());
         match result {
             Ok(data) => {
                 let _ = self.ack.send(&success(data));

@@ -18,6 +18,7 @@ mod ios_guide;
 mod layers;
 mod limits;
 mod log_ordering;
+mod metrics;
 mod observability;
 mod openapi_conformance;
 mod outages;

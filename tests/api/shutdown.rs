@@ -157,11 +157,11 @@ async fn sigterm_under_load_answers_in_flight_requests_tells_sockets_and_loses_n
     }
 }
 
-type RawSocket =
+pub(crate) type RawSocket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A socket connected over the real Engine.IO websocket protocol, its Socket.IO connect answered.
-async fn raw_socket(url: &str, token: &str) -> RawSocket {
+pub(crate) async fn raw_socket(url: &str, token: &str) -> RawSocket {
     let ws_url = format!(
         "{}/socket.io/?EIO=4&transport=websocket",
         url.replacen("http", "ws", 1)
