@@ -56,9 +56,30 @@ pub fn router(
         .fallback(not_found)
         .layer(axum::Extension(fanout))
         .layer(axum::middleware::from_fn(method_not_allowed))
+        .layer(axum::middleware::from_fn(api_headers))
         .layer(axum::middleware::from_fn(observe::track_metrics))
         .layer(axum::middleware::from_fn(observe::request_id))
         .with_state(state)
+}
+
+/// Every answer under `/api`, errors included: never kept by a cache or a proxy (they are one
+/// caller's data), and never sniffed as another type than the one declared.
+async fn api_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let is_api = request.uri().path() == "/api" || request.uri().path().starts_with("/api/");
+    let mut response = next.run(request).await;
+    if is_api {
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+    }
+    response
 }
 
 /// What `CHAT_METRICS_BIND` serves: `/metrics`, and the health routes beside it for probes that

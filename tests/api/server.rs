@@ -65,6 +65,70 @@ async fn readyz_answers_503_unavailable_when_the_database_is_gone() {
 }
 
 #[tokio::test]
+async fn every_api_answer_is_no_store_and_nosniff_errors_included() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let (_, token) = app.session(events::Role::User, None).await;
+        let signed = app
+            .signed(
+                reqwest::Method::GET,
+                "/api/chat/conversations",
+                Some(&token),
+                None,
+            )
+            .send()
+            .await
+            .expect("signed");
+        let unsigned = app.get("/api/chat/conversations").await;
+        let unknown = app.get("/api/chat/nothing-here").await;
+        let wrong_method = app
+            .signed(
+                reqwest::Method::DELETE,
+                "/api/chat/messages",
+                Some(&token),
+                None,
+            )
+            .send()
+            .await
+            .expect("delete");
+        let upload = app
+            .client
+            .post(format!("{}/api/chat/upload", app.address))
+            .send()
+            .await
+            .expect("upload");
+        let document = app.get("/api/openapi.json").await;
+        for (what, response, status) in [
+            ("a signed read", signed, 200),
+            ("an unsigned read", unsigned, 401),
+            ("an unknown route", unknown, 404),
+            ("a wrong method", wrong_method, 405),
+            ("an unsigned upload", upload, 401),
+            ("the API document", document, 200),
+        ] {
+            assert_eq!(response.status().as_u16(), status, "{}: {what}", db.name());
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            assert_eq!(header("cache-control"), "no-store", "{}: {what}", db.name());
+            assert_eq!(
+                header("x-content-type-options"),
+                "nosniff",
+                "{}: {what}",
+                db.name()
+            );
+        }
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
 async fn an_unknown_route_is_404() {
     let db = TestDb::sqlite().await;
     let app = TestApp::spawn(&db).await;
