@@ -61,15 +61,20 @@ impl Application {
             None => None,
         };
         let auth = Arc::new(crate::auth::Auth::new(config, &store, redis.clone()).await?);
-        if auth.app_secret_generated()
-            && let Some(file) = auth.app_secret_file()
-        {
-            // Printed once, to the operator's terminal, never to the logs.
-            println!(
-                "app secret (generated, kept in {}): {}",
-                file.display(),
-                auth.app_secret()
-            );
+        match auth.app_secret_source() {
+            crate::auth::SecretSource::Generated(file) => {
+                // Shown once, on the start that made it, on stderr (logs go to stdout), never in
+                // a log line.
+                eprintln!(
+                    "chatd: generated an app secret, kept in {} (shown this once): {}",
+                    file.display(),
+                    auth.app_secret()
+                );
+            }
+            crate::auth::SecretSource::Kept(file) => {
+                tracing::info!(file = %file.display(), "app secret read from the data directory");
+            }
+            crate::auth::SecretSource::Configured => {}
         }
         crate::metrics::handle();
         let limits = Arc::new(crate::limits::RateLimiter::new(config, redis.clone()));

@@ -562,7 +562,14 @@ async fn the_generated_app_secret_is_created_once_with_mode_0600_and_reused() {
         .expect("second start");
 
     let file = data_dir.join("app_secret");
-    assert!(first.app_secret_generated());
+    assert_eq!(
+        first.app_secret_source(),
+        &chatd::auth::SecretSource::Generated(file.clone())
+    );
+    assert_eq!(
+        second.app_secret_source(),
+        &chatd::auth::SecretSource::Kept(file.clone())
+    );
     assert_eq!(first.app_secret_file(), Some(file.as_path()));
     assert_eq!(first.app_secret().len(), 64);
     assert!(first.app_secret().bytes().all(|b| b.is_ascii_hexdigit()));
@@ -590,7 +597,10 @@ async fn chat_app_secret_wins_and_no_file_is_written() {
         .await
         .expect("auth");
 
-    assert!(!auth.app_secret_generated());
+    assert_eq!(
+        auth.app_secret_source(),
+        &chatd::auth::SecretSource::Configured
+    );
     assert_eq!(auth.app_secret(), "from-the-env");
     assert!(!data_dir.join("app_secret").exists());
     db.cleanup().await;

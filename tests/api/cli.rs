@@ -76,23 +76,27 @@ async fn replay_of_an_unknown_projection_fails_and_names_the_known_ones() {
     db.cleanup().await;
 }
 
-#[tokio::test]
-async fn sigterm_stops_the_server_cleanly() {
-    let db = TestDb::sqlite().await;
-    let port = 20_000 + (std::process::id() % 10_000) as u16;
-    let data_dir = std::env::temp_dir().join(format!("chatd-sigterm-{}", std::process::id()));
+/// Runs `chatd serve` on `data_dir` until it answers /healthz, then SIGTERMs it; asserts a clean
+/// exit within 10 s and answers what it wrote to stdout and to stderr.
+async fn serve_then_sigterm(db: &TestDb, data_dir: &std::path::Path) -> (String, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
     let mut server = Command::new(env!("CARGO_BIN_EXE_chatd"))
         .arg("serve")
         .env("CHAT_DATABASE_URL", &db.url)
-        .env("CHAT_DATA_DIR", &data_dir)
+        .env("CHAT_DATA_DIR", data_dir)
         .env("CHAT_PORT", port.to_string())
+        .env("RUST_LOG", "info")
+        .env_remove("CHAT_APP_SECRET")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start chatd");
     let client = reqwest::Client::new();
     let mut ready = false;
-    for _ in 0..100 {
+    for _ in 0..200 {
         if let Ok(response) = client
             .get(format!("http://127.0.0.1:{port}/healthz"))
             .send()
@@ -111,18 +115,68 @@ async fn sigterm_stops_the_server_cleanly() {
         .unwrap();
     assert!(killed.success());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = server.try_wait().unwrap() {
-            break status;
+    loop {
+        if server.try_wait().unwrap().is_some() {
+            break;
         }
         assert!(
             std::time::Instant::now() < deadline,
             "chatd stops within 10 s of SIGTERM"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    }
+    let output = server.wait_with_output().expect("its output");
+    assert!(output.status.success(), "exit status {:?}", output.status);
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
 
-    assert!(status.success(), "exit status {status:?}");
+#[tokio::test]
+async fn sigterm_stops_the_server_cleanly() {
+    let db = TestDb::sqlite().await;
+    let data_dir = std::env::temp_dir().join(format!("chatd-sigterm-{}", std::process::id()));
+    serve_then_sigterm(&db, &data_dir).await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_generated_app_secret_is_shown_once_on_stderr_and_never_in_a_log_line() {
+    let db = TestDb::sqlite().await;
+    let data_dir = std::env::temp_dir().join(format!("chatd-secret-shown-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+
+    let (first_out, first_err) = serve_then_sigterm(&db, &data_dir).await;
+    let file = data_dir.join("app_secret");
+    let secret = std::fs::read_to_string(&file).expect("the secret file");
+    let secret = secret.trim();
+    assert_eq!(secret.len(), 64);
+    assert_eq!(
+        first_err.matches(secret).count(),
+        1,
+        "the generating start shows it once on stderr: {first_err}"
+    );
+    assert!(
+        first_err.contains(&file.display().to_string()),
+        "and says where it is kept: {first_err}"
+    );
+    assert!(
+        !first_out.contains(secret),
+        "the log stream never holds it: {first_out}"
+    );
+
+    let (second_out, second_err) = serve_then_sigterm(&db, &data_dir).await;
+    assert!(
+        !second_out.contains(secret) && !second_err.contains(secret),
+        "a later start does not show it:\n{second_out}\n{second_err}"
+    );
+    assert!(
+        second_out.contains("app secret read from the data directory")
+            && second_out.contains(&file.display().to_string()),
+        "a later start says where it is kept: {second_out}"
+    );
     let _ = std::fs::remove_dir_all(&data_dir);
     db.cleanup().await;
 }
