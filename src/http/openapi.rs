@@ -188,4 +188,54 @@ fn shared_rules(document: &mut serde_json::Value) {
             }
         }
     }
+    describe_responses(document);
+}
+
+/// OpenAPI requires a description on every response; an annotation that gave none gets what its
+/// status means here (the error codes are the contract's).
+fn describe_responses(document: &mut serde_json::Value) {
+    use serde_json::Value;
+    let Some(Value::Object(paths)) = document.get_mut("paths") else {
+        return;
+    };
+    for operations in paths.values_mut().filter_map(Value::as_object_mut) {
+        for operation in operations.values_mut() {
+            let Some(Value::Object(responses)) = operation.get_mut("responses") else {
+                continue;
+            };
+            for (status, response) in responses.iter_mut() {
+                let Some(response) = response.as_object_mut() else {
+                    continue;
+                };
+                let missing = response
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty);
+                if missing {
+                    response.insert("description".into(), status_meaning(status).into());
+                }
+            }
+        }
+    }
+}
+
+fn status_meaning(status: &str) -> &'static str {
+    match status {
+        "200" => "OK",
+        "201" => "created",
+        "204" => "done; no content",
+        "400" => "VALIDATION_ERROR or EMPTY_MESSAGE",
+        "401" => "INVALID_SIGNATURE, STALE_TIMESTAMP, REPLAYED_REQUEST or UNAUTHORIZED",
+        "403" => "FORBIDDEN: the conversation or action is not the caller's",
+        "404" => "NOT_FOUND",
+        "405" => "the route does not take this method",
+        "408" => "REQUEST_TIMEOUT: the body stalled or took too long",
+        "409" => "CONFLICT: the transition is not allowed",
+        "413" => "PAYLOAD_TOO_LARGE",
+        "415" => "UNSUPPORTED_MEDIA_TYPE",
+        "429" => "RATE_LIMITED (Retry-After says when)",
+        "500" => "INTERNAL",
+        "503" => "UNAVAILABLE: the database or Redis is unreachable; nothing was written",
+        _ => "see the status code",
+    }
 }

@@ -83,3 +83,47 @@ async fn generated_requests_cause_no_server_error_and_no_response_outside_the_do
         db.cleanup().await;
     }
 }
+
+/// The served document is a valid OpenAPI 3.1 document as openapi-spec-validator (from PyPI)
+/// reads it: what code generators (swift-openapi-generator, openapi-generator) need first.
+#[tokio::test]
+async fn the_served_document_validates_with_zero_errors() {
+    let db = TestDb::sqlite().await;
+    let app = TestApp::spawn(&db).await;
+    let document = app
+        .get("/api/openapi.json")
+        .await
+        .text()
+        .await
+        .expect("document");
+    let path = std::env::temp_dir().join(format!("chatd-openapi-{}.json", std::process::id()));
+    std::fs::write(&path, &document).expect("write the document");
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import json, sys\n\
+             from openapi_spec_validator import OpenAPIV31SpecValidator\n\
+             document = json.load(open(sys.argv[1]))\n\
+             errors = list(OpenAPIV31SpecValidator(document).iter_errors())\n\
+             for error in errors[:20]:\n    print('/'.join(map(str, error.absolute_path)), error.message[:200])\n\
+             print(len(errors), 'errors')\n\
+             sys.exit(1 if errors else 0)",
+        )
+        .arg(&path)
+        .output()
+        .expect("python3");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        !said.contains("No module named"),
+        "openapi-spec-validator is required (`make test-deps`): {said}"
+    );
+    assert!(output.status.success(), "{said}");
+    assert!(said.contains("0 errors"), "{said}");
+    let _ = std::fs::remove_file(&path);
+    app.stop().await;
+    db.cleanup().await;
+}
