@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::startup::{Application, open_store, shutdown_signal};
+use crate::startup::{Application, open_and_migrate, open_store, shutdown_signal};
 use crate::store::redact_url;
 
 #[derive(Debug, Parser)]
@@ -23,7 +23,11 @@ pub enum Command {
     /// Run the server (what a bare `chatd` does).
     Serve,
     /// Apply pending database migrations and exit.
-    Migrate,
+    Migrate {
+        /// Create the MySQL database the URL names first, when it does not exist.
+        #[arg(long)]
+        create_database: bool,
+    },
     /// Manage sessions (for trying the API; the login system writes them to Redis).
     Session {
         #[command(subcommand)]
@@ -108,9 +112,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::from_env().context("reading configuration")?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&config).await,
-        Command::Migrate => {
-            let store = open_store(&config).await?;
-            println!("migrations applied to {}", redact_url(&config.database_url));
+        Command::Migrate { create_database } => {
+            if create_database {
+                create_mysql_database(&config.database_url).await?;
+            }
+            let (store, applied) = open_and_migrate(&config).await?;
+            let target = redact_url(&config.database_url);
+            if applied.is_empty() {
+                println!("{target}: already up to date");
+            } else {
+                println!("{target}: applied");
+                for migration in &applied {
+                    println!("  {migration}");
+                }
+            }
             store.close().await;
             Ok(())
         }
@@ -261,4 +276,35 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     };
     tracing::info!("web manager at {base}/admin");
     app.run_until(shutdown_signal()).await
+}
+
+/// `CREATE DATABASE IF NOT EXISTS` for the database a MySQL URL names (SQLite creates its file
+/// itself).
+async fn create_mysql_database(url: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    if !url.starts_with("mysql://") {
+        println!("{}: SQLite creates its file itself", redact_url(url));
+        return Ok(());
+    }
+    let (Some(name), Some(server)) = (
+        crate::problems::database_name(url),
+        crate::problems::server_url(url),
+    ) else {
+        anyhow::bail!(
+            "CHAT_DATABASE_URL ({}): name a database made of letters, digits and _ to create it",
+            redact_url(url)
+        );
+    };
+    let mut connection = sqlx::MySqlConnection::connect(&server)
+        .await
+        .map_err(|error| anyhow::anyhow!(crate::problems::database(url, &error.into())))?;
+    sqlx::raw_sql(&format!(
+        "create database if not exists `{name}` character set utf8mb4 collate utf8mb4_unicode_ci"
+    ))
+    .execute(&mut connection)
+    .await
+    .map_err(|error| anyhow::anyhow!(crate::problems::database(url, &error.into())))?;
+    let _ = connection.close().await;
+    println!("{}: database {name} ready", redact_url(url));
+    Ok(())
 }

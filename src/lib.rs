@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod node;
 pub mod peer;
 pub mod presence;
+pub mod problems;
 pub mod push;
 pub mod realtime;
 pub mod redis;

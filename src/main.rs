@@ -6,7 +6,7 @@ async fn main() -> std::process::ExitCode {
     match chatd::cli::run(chatd::cli::Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("chatd: {error:#}");
+            eprintln!("chatd: {}", chatd::problems::error_text(&error));
             std::process::ExitCode::FAILURE
         }
     }

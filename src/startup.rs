@@ -56,7 +56,7 @@ impl Application {
             Some(url) => Some(
                 crate::redis::connect(url)
                     .await
-                    .context("connecting to Redis")?,
+                    .map_err(|error| anyhow::anyhow!(crate::problems::redis(url, &error)))?,
             ),
             None => None,
         };
@@ -286,12 +286,24 @@ impl Application {
 
 /// Connects to the configured database and applies pending migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<EventStore> {
+    Ok(open_and_migrate(config).await?.0)
+}
+
+/// Connects to the configured database and applies pending migrations; the store and the
+/// migrations applied now.
+pub async fn open_and_migrate(config: &Config) -> anyhow::Result<(EventStore, Vec<String>)> {
     let options = config.store_options();
-    let store = EventStore::connect(&options)
+    let store = EventStore::connect(&options).await.map_err(|error| {
+        anyhow::anyhow!(crate::problems::database(
+            &options.url,
+            &anyhow::Error::from(error)
+        ))
+    })?;
+    let applied = store
+        .migrate()
         .await
-        .with_context(|| format!("connecting to {}", redact_url(&options.url)))?;
-    store.migrate().await.context("applying migrations")?;
-    Ok(store)
+        .with_context(|| format!("applying migrations to {}", redact_url(&options.url)))?;
+    Ok((store, applied))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

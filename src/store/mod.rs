@@ -265,8 +265,9 @@ impl EventStore {
         }
     }
 
-    /// Applies pending migrations; a second run changes nothing.
-    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+    /// Applies pending migrations; a second run changes nothing. The ones applied now, as
+    /// `0013 message files`.
+    pub async fn migrate(&self) -> Result<Vec<String>, sqlx::migrate::MigrateError> {
         on_backend!(self, s => s.migrate().await)
     }
 

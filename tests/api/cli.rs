@@ -33,6 +33,13 @@ async fn migrate_twice_then_replay_rebuilds_the_tables_and_prints_a_summary() {
             "{}",
             db.name()
         );
+        // The store was migrated when the test opened it: nothing is left to apply.
+        assert!(
+            String::from_utf8_lossy(&second.stdout).ends_with(": already up to date\n"),
+            "{}: {}",
+            db.name(),
+            String::from_utf8_lossy(&second.stdout)
+        );
         assert!(
             replay.status.success(),
             "{}: {}",
@@ -179,4 +186,124 @@ async fn a_generated_app_secret_is_shown_once_on_stderr_and_never_in_a_log_line(
     );
     let _ = std::fs::remove_dir_all(&data_dir);
     db.cleanup().await;
+}
+
+/// `chatd` with `database_url` (and nothing else configured) in a fresh data directory.
+fn chatd_with_url(database_url: &str, args: &[&str]) -> std::process::Output {
+    let data_dir = std::env::temp_dir().join(format!(
+        "chatd-problems-{}-{}",
+        std::process::id(),
+        fresh_id()
+    ));
+    let output = Command::new(env!("CARGO_BIN_EXE_chatd"))
+        .args(args)
+        .env("CHAT_DATABASE_URL", database_url)
+        .env("CHAT_DATA_DIR", &data_dir)
+        .env("CHAT_PORT", "0")
+        .env_remove("CHAT_REDIS_URL")
+        .output()
+        .expect("run chatd");
+    let _ = std::fs::remove_dir_all(&data_dir);
+    output
+}
+
+#[tokio::test]
+async fn a_database_that_cannot_be_used_is_explained_once_naming_the_variable() {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let server = std::env::var("CHAT_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    let host = server
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?']).next())
+        .and_then(|authority| authority.rsplit_once('@').map(|(_, hp)| hp.to_string()))
+        .unwrap_or_else(|| "127.0.0.1:3306".into());
+    let missing = format!("chatd_missing_{}", fresh_id());
+    let cases = [
+        (
+            format!("mysql://root@127.0.0.1:{closed_port}/test"),
+            format!("connection refused: nothing listens at 127.0.0.1:{closed_port}"),
+        ),
+        (
+            "mysql://root@no-such-host.invalid:3306/test".to_string(),
+            "unknown host no-such-host.invalid".to_string(),
+        ),
+        (
+            format!("mysql://chatd_nobody:wrong@{host}/test"),
+            "access denied".to_string(),
+        ),
+        (
+            format!("mysql://root@{host}/{missing}"),
+            format!(
+                "the database {missing} does not exist: create it with `chatd migrate --create-database`"
+            ),
+        ),
+    ];
+    for (url, expected) in &cases {
+        let output = chatd_with_url(url, &["serve"]);
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{url}: refused");
+        assert!(said.contains("CHAT_DATABASE_URL ("), "{url}: {said}");
+        assert_eq!(said.matches(expected.as_str()).count(), 1, "{url}: {said}");
+        assert!(!said.contains("wrong@"), "{url}: no password in {said}");
+        assert!(!said.contains("pool timed out"), "{url}: {said}");
+    }
+
+    // The unknown database, created on request; a second run has nothing to apply.
+    let url = format!("mysql://root@{host}/{missing}");
+    let created = chatd_with_url(&url, &["migrate", "--create-database"]);
+    let said = String::from_utf8_lossy(&created.stdout);
+    assert!(
+        created.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    assert!(
+        said.contains(&format!("database {missing} ready")),
+        "{said}"
+    );
+    assert!(
+        said.contains(": applied\n") && said.contains("  0001 event store\n"),
+        "{said}"
+    );
+    let again = chatd_with_url(&url, &["migrate"]);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).ends_with(": already up to date\n"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    let mut admin = <sqlx::MySqlConnection as sqlx::Connection>::connect(&server)
+        .await
+        .expect("the test server");
+    sqlx::raw_sql(&format!("drop database {missing}"))
+        .execute(&mut admin)
+        .await
+        .expect("drop the created database");
+
+    let refused_redis = Command::new(env!("CARGO_BIN_EXE_chatd"))
+        .arg("serve")
+        .env_remove("CHAT_DATABASE_URL")
+        .env(
+            "CHAT_REDIS_URL",
+            format!("redis://127.0.0.1:{closed_port}/"),
+        )
+        .env("CHAT_PORT", "0")
+        .env(
+            "CHAT_DATA_DIR",
+            std::env::temp_dir().join(format!("chatd-redis-refused-{}", fresh_id())),
+        )
+        .output()
+        .expect("run chatd");
+    let said = String::from_utf8_lossy(&refused_redis.stderr);
+    assert!(!refused_redis.status.success());
+    assert_eq!(
+        said.matches(&format!(
+            "CHAT_REDIS_URL (redis://127.0.0.1:{closed_port}/): connection refused"
+        ))
+        .count(),
+        1,
+        "{said}"
+    );
 }

@@ -197,6 +197,12 @@ impl SqlStore<sqlx::MySql> {
     ) -> Result<Self, StoreError> {
         let connect = MySqlConnectOptions::from_str(&options.url)
             .map_err(|e| StoreError::Invalid(format!("database URL: {e}")))?;
+        // One direct connection first: a pool that cannot connect says only that it timed out,
+        // hiding "connection refused" or "access denied".
+        let probe = <sqlx::MySqlConnection as sqlx::Connection>::connect_with(&connect)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        let _ = sqlx::Connection::close(probe).await;
         let pool = MySqlPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -218,9 +224,46 @@ impl SqlStore<sqlx::MySql> {
         })
     }
 
-    pub(in crate::store) async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        sqlx::migrate!("./migrations/mysql").run(&self.pool).await
+    pub(in crate::store) async fn migrate(
+        &self,
+    ) -> Result<Vec<String>, sqlx::migrate::MigrateError> {
+        let migrator = sqlx::migrate!("./migrations/mysql");
+        let before = applied_versions(&self.pool).await;
+        migrator.run(&self.pool).await?;
+        Ok(newly_applied(&migrator, &before))
     }
+}
+
+/// The migrations recorded as applied (none before the first run made the table).
+async fn applied_versions<DB>(pool: &sqlx::Pool<DB>) -> std::collections::HashSet<i64>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    i64: for<'r> Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    sqlx::query("select version from _sqlx_migrations where success = 1")
+        .fetch_all(pool)
+        .await
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|row| row.try_get::<i64, _>(0).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `0013 message files` for each migration applied now.
+fn newly_applied(
+    migrator: &sqlx::migrate::Migrator,
+    before: &std::collections::HashSet<i64>,
+) -> Vec<String> {
+    migrator
+        .iter()
+        .filter(|migration| !before.contains(&migration.version))
+        .map(|migration| format!("{:04} {}", migration.version, migration.description))
+        .collect()
 }
 
 impl SqlStore<sqlx::Sqlite> {
@@ -258,8 +301,13 @@ impl SqlStore<sqlx::Sqlite> {
         })
     }
 
-    pub(in crate::store) async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        sqlx::migrate!("./migrations/sqlite").run(&self.pool).await
+    pub(in crate::store) async fn migrate(
+        &self,
+    ) -> Result<Vec<String>, sqlx::migrate::MigrateError> {
+        let migrator = sqlx::migrate!("./migrations/sqlite");
+        let before = applied_versions(&self.pool).await;
+        migrator.run(&self.pool).await?;
+        Ok(newly_applied(&migrator, &before))
     }
 }
 
