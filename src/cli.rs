@@ -42,6 +42,22 @@ pub enum Command {
         /// The raw body, if any.
         body: Option<String>,
     },
+    /// Sign a request now and send it to the server (this machine's, or --url), printing the
+    /// status and the answer; exits non-zero on a 4xx or 5xx.
+    Curl {
+        /// GET, POST, PUT, ...
+        method: String,
+        /// Path and query exactly as sent, e.g. `/api/chat/messages?limit=5`.
+        path: String,
+        /// The JSON body, if any.
+        body: Option<String>,
+        /// The session token (`chatd session create` prints one).
+        #[arg(long, env = "CHAT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The server's base URL (default: http:// and this machine's CHAT_BIND and CHAT_PORT).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Rebuild read tables from the log into fresh tables and swap them in.
     Replay {
         /// Only this projection (default: all).
@@ -147,6 +163,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             // Prints the two headers.
             session::sign_command(&config, &method, &path, body.as_deref())?;
             Ok(())
+        }
+        Command::Curl {
+            method,
+            path,
+            body,
+            token,
+            url,
+        } => {
+            session::curl_command(
+                &config,
+                &method,
+                &path,
+                body.as_deref(),
+                token.as_deref(),
+                url.as_deref(),
+            )
+            .await
         }
         Command::Replay { projection } => {
             let store = open_store(&config).await?;

@@ -69,7 +69,7 @@ pub fn sign_command(
     if !path.starts_with('/') {
         bail!("PATH must start with / (path and query as sent, e.g. /api/chat/messages?limit=5)");
     }
-    let (secret, _) = secret::app_secret(config)?;
+    let secret = app_secret_for_signing(config)?;
     let lines = signed_headers(
         &secret,
         now_millis(),
@@ -79,6 +79,87 @@ pub fn sign_command(
     );
     println!("{lines}");
     Ok(lines)
+}
+
+/// The secret a server on this machine signs with. A data directory made just now holds a new
+/// secret no running server knows: said on stderr, since the request would then get 401.
+fn app_secret_for_signing(config: &Config) -> anyhow::Result<String> {
+    let (secret, source) = secret::app_secret(config)?;
+    if let secret::SecretSource::Generated(file) = &source {
+        eprintln!(
+            "chatd: warning: no app secret was kept at {}: made a new one, which a server \
+             started with another data directory does not know (its requests get 401 \
+             INVALID_SIGNATURE). Run this where the server runs, or set CHAT_DATA_DIR or \
+             CHAT_APP_SECRET as the server has them.",
+            file.display()
+        );
+    }
+    Ok(secret)
+}
+
+/// `chatd curl METHOD PATH [BODY] [--token T] [--url BASE]`: signs the request now (a signature
+/// is good for one request, so every run signs afresh), sends it, prints the status line and the
+/// answer, and fails on a 4xx or 5xx.
+pub async fn curl_command(
+    config: &Config,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+    url: Option<&str>,
+) -> anyhow::Result<()> {
+    if !path.starts_with('/') {
+        bail!("PATH must start with / (path and query as sent, e.g. /api/chat/messages?limit=5)");
+    }
+    let secret = app_secret_for_signing(config)?;
+    let method = method.to_ascii_uppercase();
+    let body = body.unwrap_or("");
+    let timestamp = now_millis();
+    let base = match url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => format!("http://{}", config.listen_addr()),
+    };
+    let mut request = push_http::Client::new()
+        .request(
+            push_http::Method::from_bytes(method.as_bytes())
+                .with_context(|| format!("{method} is not an HTTP method"))?,
+            format!("{base}{path}"),
+        )
+        .header("X-Timestamp", timestamp.to_string())
+        .header(
+            "X-Signature",
+            sign(&secret, timestamp, &method, path, body.as_bytes()),
+        );
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if !body.is_empty() {
+        request = request
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("sending {method} {base}{path}"))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    println!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(json) => println!(
+            "{}",
+            serde_json::to_string_pretty(&json).unwrap_or(text.clone())
+        ),
+        Err(_) => println!("{text}"),
+    }
+    if status.is_client_error() || status.is_server_error() {
+        bail!("the server answered {status}");
+    }
+    Ok(())
 }
 
 /// The two header lines for a request signed at `timestamp_ms`.

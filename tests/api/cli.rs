@@ -307,3 +307,109 @@ async fn a_database_that_cannot_be_used_is_explained_once_naming_the_variable() 
         "{said}"
     );
 }
+
+/// `chatd` as an operator runs it by hand, with the test's app secret and `extra` settings.
+fn chatd_by_hand(
+    db: &TestDb,
+    args: &[&str],
+    extra: &[(&str, &std::path::Path)],
+) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chatd"));
+    command
+        .args(args)
+        .env("CHAT_DATABASE_URL", &db.url)
+        .env("CHAT_APP_SECRET", APP_SECRET)
+        .env_remove("CHAT_TOKEN");
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+    command.output().expect("run chatd")
+}
+
+#[tokio::test]
+async fn chatd_curl_signs_each_request_afresh_and_a_fresh_data_directory_is_warned_of() {
+    let db = TestDb::sqlite().await;
+    let node = support::process::ChatdProcess::start(&db, &[]).await;
+    let token = support::process::cli_session(&db, "user", fresh_id());
+    let body = r#"{"message":"Hello from the walk-through"}"#;
+    for run in 1..=2 {
+        let sent = chatd_by_hand(
+            &db,
+            &[
+                "curl",
+                "POST",
+                "/api/chat/messages",
+                body,
+                "--token",
+                &token,
+                "--url",
+                &node.url,
+            ],
+            &[],
+        );
+        let said = String::from_utf8_lossy(&sent.stdout);
+        assert!(
+            sent.status.success() && said.starts_with("201 Created\n"),
+            "run {run}: {said}{}",
+            String::from_utf8_lossy(&sent.stderr)
+        );
+        assert!(said.contains("\"Hello from the walk-through\""), "{said}");
+    }
+    let listed = chatd_by_hand(
+        &db,
+        &[
+            "curl",
+            "GET",
+            "/api/chat/messages?after_id=0",
+            "--token",
+            &token,
+            "--url",
+            &node.url,
+        ],
+        &[],
+    );
+    let said = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success() && said.starts_with("200 OK\n"),
+        "{said}"
+    );
+    assert_eq!(
+        said.matches("Hello from the walk-through").count(),
+        4,
+        "{said}"
+    );
+
+    // Signing in a directory no server uses makes a new secret: said, and the server refuses it.
+    let elsewhere = std::env::temp_dir().join(format!("chatd-elsewhere-{}", fresh_id()));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chatd"));
+    let refused = command
+        .args([
+            "curl",
+            "GET",
+            "/api/chat/conversations",
+            "--token",
+            &token,
+            "--url",
+            &node.url,
+        ])
+        .env("CHAT_DATABASE_URL", &db.url)
+        .env("CHAT_DATA_DIR", &elsewhere)
+        .env_remove("CHAT_APP_SECRET")
+        .output()
+        .expect("run chatd");
+    let warned = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        warned.contains("warning: no app secret was kept at")
+            && warned.contains("CHAT_DATA_DIR or CHAT_APP_SECRET"),
+        "{warned}"
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stdout).starts_with("401 Unauthorized\n"),
+        "{}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+    let _ = std::fs::remove_dir_all(&elsewhere);
+    node.stop();
+    db.cleanup().await;
+}
