@@ -101,6 +101,13 @@ impl Session {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
+    /// Neither signature header: a client that does not sign at all (the contract's code for a
+    /// missing X-Signature, with its own explanation).
+    #[error(
+        "X-Timestamp and X-Signature are missing: every /api request is signed with the app \
+         secret (HMAC-SHA256 of timestamp, method, path and query, and the body's SHA-256)"
+    )]
+    Unsigned,
     #[error("X-Signature is missing or wrong")]
     InvalidSignature,
     #[error("X-Timestamp is missing or more than 300 s from server time")]
@@ -117,7 +124,7 @@ impl AuthError {
     pub fn code(&self) -> crate::wire::ErrorCode {
         use crate::wire::ErrorCode;
         match self {
-            AuthError::InvalidSignature => ErrorCode::InvalidSignature,
+            AuthError::Unsigned | AuthError::InvalidSignature => ErrorCode::InvalidSignature,
             AuthError::StaleTimestamp => ErrorCode::StaleTimestamp,
             AuthError::ReplayedRequest => ErrorCode::ReplayedRequest,
             AuthError::Unauthorized => ErrorCode::Unauthorized,
@@ -430,6 +437,9 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// X-Timestamp as sent and in milliseconds, when it is sent once and within [`MAX_CLOCK_SKEW`]
 /// of `now_ms`.
 fn fresh_timestamp(headers: &HeaderMap, now_ms: i64) -> Result<(&str, i64), AuthError> {
+    if !headers.contains_key(TIMESTAMP_HEADER) && !headers.contains_key(SIGNATURE_HEADER) {
+        return Err(AuthError::Unsigned);
+    }
     let (timestamp, timestamp_ms) = header(headers, TIMESTAMP_HEADER)
         .and_then(|raw| parse_timestamp(raw).map(|ms| (raw, ms)))
         .ok_or(AuthError::StaleTimestamp)?;

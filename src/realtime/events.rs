@@ -87,10 +87,26 @@ impl<A: Adapter, T: DeserializeOwned> FromMessageParts<A> for ClientEvent<T> {
                 .map(|caller| caller.session)
                 .ok_or_else(|| AppError::unauthorized("not authenticated")),
         };
+        // No client event takes binary data (files go through the upload route). Refused before
+        // decoding, whatever the placeholders look like: a decoder that missed one would drop the
+        // attachment silently.
+        let carries_binary = match &*value {
+            socketioxide::handler::Value::Str(_, Some(attachments)) => !attachments.is_empty(),
+            socketioxide::handler::Value::Str(_, None) => false,
+            socketioxide::handler::Value::Bytes(_) => true,
+        };
         let Ok(TryData(data)) = TryData::<Value>::from_message_parts(socket, value, ack_id);
+        let payload = if carries_binary {
+            Err(AppError::validation(
+                "client events take no binary data: upload a file with POST /api/chat/upload, \
+                 then send its file_id",
+            ))
+        } else {
+            payload(data)
+        };
         Ok(ClientEvent {
             caller,
-            payload: payload(data),
+            payload,
             origin: Origin {
                 request_id: Some(format!("socket-{}", socket.id)),
                 client_request_id: None,

@@ -176,7 +176,14 @@ async fn a_missing_or_malformed_signature_is_invalid_and_a_missing_timestamp_is_
     let mut text_timestamp = good.clone();
     text_timestamp.insert("x-timestamp", HeaderValue::from_static("yesterday"));
 
+    let unsigned = axum::http::HeaderMap::new();
+
     for (case, headers, expected) in [
+        (
+            "no signature headers at all",
+            &unsigned,
+            AuthError::Unsigned,
+        ),
         ("missing signature", &missing, AuthError::InvalidSignature),
         ("uppercase hex", &uppercase, AuthError::InvalidSignature),
         ("another secret", &other_secret, AuthError::InvalidSignature),
@@ -690,7 +697,15 @@ mod over_http {
         assert_eq!(unsigned.status(), 401);
         let unsigned: Value = unsigned.json().await.unwrap();
         assert_eq!(unsigned["status"], "error");
-        assert_eq!(unsigned["error_code"], "STALE_TIMESTAMP");
+        // The contract's code for a missing X-Signature, with what an unsigned client lacks.
+        assert_eq!(unsigned["error_code"], "INVALID_SIGNATURE");
+        assert!(
+            unsigned["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("X-Timestamp and X-Signature are missing"),
+            "{unsigned}"
+        );
 
         let no_session = signed(&client, &address, &secret, "/api/echo", b"{}".to_vec())
             .send()

@@ -49,51 +49,10 @@ fn require_python_client() {
     }
 }
 
-/// Runs `scenario` against the app with `arranged` (merged into the common configuration) on
-/// stdin; fails the test with the script's output unless it exits 0.
+/// Runs `scenario` of `tests/realtime/scenarios.py` against the app with `arranged` (merged into
+/// the common configuration) on stdin; fails the test with the script's output unless it exits 0.
 pub(crate) async fn run_scenario(scenario: &str, db: &TestDb, app: &TestApp, arranged: Value) {
-    require_python_client();
-    let mut config = json!({
-        "url": app.address,
-        "secret": APP_SECRET,
-        "backend": db.name(),
-    });
-    for (key, value) in arranged.as_object().expect("arranged config is an object") {
-        config[key] = value.clone();
-    }
-    let mut child = tokio::process::Command::new("python3")
-        .arg("-u")
-        .arg(scenarios_script())
-        .arg(scenario)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start python3");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(config.to_string().as_bytes())
-        .await
-        .expect("write the scenario config");
-    drop(stdin);
-    let output = tokio::time::timeout(SCENARIO_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "scenario {scenario} on {} did not finish within {SCENARIO_TIMEOUT:?}",
-                db.name()
-            )
-        })
-        .expect("run the scenario");
-    assert!(
-        output.status.success(),
-        "scenario {scenario} on {} failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        db.name(),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
+    run_script(&scenarios_script(), &[scenario], db, app, arranged).await;
 }
 
 /// A staff session: `{id, token, identifier}`.
@@ -578,3 +537,118 @@ async fn one_users_history_joins_and_typing_stay_bounded_in_size_and_rate() {
 
 /// The bound on an answer's text plus what the other fields of its messages add.
 const MAX_ANSWER_BYTES: usize = (1 << 20) + 200 * 1024;
+
+fn swift_frames_script() -> String {
+    format!(
+        "{}/tests/realtime/swift_frames.py",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// Runs the Python `script` with `args` against the app, with `arranged` (merged into the common
+/// configuration) on stdin; fails the test with the script's output unless it exits 0.
+async fn run_script(script: &str, args: &[&str], db: &TestDb, app: &TestApp, arranged: Value) {
+    require_python_client();
+    let mut config = json!({
+        "url": app.address,
+        "secret": APP_SECRET,
+        "backend": db.name(),
+    });
+    for (key, value) in arranged.as_object().expect("arranged config is an object") {
+        config[key] = value.clone();
+    }
+    let mut child = tokio::process::Command::new("python3")
+        .arg("-u")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start python3");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(config.to_string().as_bytes())
+        .await
+        .expect("write the script's config");
+    drop(stdin);
+    let output = tokio::time::timeout(SCENARIO_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{script} on {} did not finish within {SCENARIO_TIMEOUT:?}",
+                db.name()
+            )
+        })
+        .expect("run the script");
+    assert!(
+        output.status.success(),
+        "{script} on {} failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        db.name(),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+}
+
+/// Another session of `user`, under a token such as a login system writing Redis may issue
+/// (base64: `+`, `/` and `=`), which Socket.IO-Client-Swift escapes wherever it carries one.
+async fn base64_token_session(user: &Value) -> String {
+    use redis::AsyncCommands;
+    let token = format!(
+        "{:016x}+{:016x}/{:016x}==",
+        rand::random::<u64>(),
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    );
+    let session = json!({"user_id": user["id"], "role": "user", "identifier": user["identifier"]});
+    let _: () = redis()
+        .await
+        .set_ex(format!("chat:session:{token}"), session.to_string(), 3600)
+        .await
+        .expect("write the session to Redis");
+    token
+}
+
+/// Socket.IO-Client-Swift 16's frames, written byte for byte by `tests/realtime/swift_frames.py`
+/// (its docstring says what the client sends, with the lines of the Swift source), for each
+/// place the app may put the session token, over the websocket and, with the token in the
+/// query, over long-polling; every answer is checked exactly as that client parses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn socket_io_client_swift_16_frames_are_answered_byte_for_byte_for_every_auth_style() {
+    // Short pings, so that several come and are answered within a few seconds.
+    const PING_INTERVAL_MS: u64 = 500;
+    const PING_TIMEOUT_MS: u64 = 2000;
+    for db in TestDb::each().await {
+        let app = TestApp::spawn_with(
+            &db,
+            &[
+                (
+                    "CHAT_SOCKET_PING_INTERVAL_MS",
+                    &PING_INTERVAL_MS.to_string(),
+                ),
+                ("CHAT_SOCKET_PING_TIMEOUT_MS", &PING_TIMEOUT_MS.to_string()),
+            ],
+        )
+        .await;
+        let user = user_with_conversation(&app, "Hello from an iPhone").await;
+        let admin = admin(&app).await;
+        let mut arranged = json!({
+            "user": user,
+            "admin": admin,
+            "ping_interval_ms": PING_INTERVAL_MS,
+            "ping_timeout_ms": PING_TIMEOUT_MS,
+            "max_payload": chatd::realtime::MAX_PACKET_BYTES,
+        });
+        // Next to MySQL, sessions live in Redis, where the login system writes its own tokens.
+        if db.backend == chatd::store::Backend::MySql {
+            arranged["base64_token"] = json!(base64_token_session(&user).await);
+        }
+
+        run_script(&swift_frames_script(), &[], &db, &app, arranged).await;
+
+        app.stop().await;
+        db.cleanup().await;
+    }
+}

@@ -1209,7 +1209,7 @@ async fn sixteen_stalled_unsigned_uploads_are_refused_and_a_signed_one_completes
             let answer = request.answer(PATIENCE).await.unwrap_or_else(|| {
                 panic!("{}: stalled unsigned upload {n} was not refused", db.name())
             });
-            assert_envelope(&answer, 401, "STALE_TIMESTAMP", "an unsigned upload");
+            assert_envelope(&answer, 401, "INVALID_SIGNATURE", "an unsigned upload");
         }
         app.stop().await;
         db.cleanup().await;
