@@ -248,6 +248,11 @@ impl Auth {
         &self.secret
     }
 
+    /// Where sessions live: `redis` or `database`.
+    pub fn session_store(&self) -> &'static str {
+        self.sessions.kind()
+    }
+
     /// Where the generated secret is kept, when it is the generated one.
     pub fn app_secret_file(&self) -> Option<&Path> {
         self.secret_source.file()

@@ -25,6 +25,15 @@ pub(crate) enum SessionStore {
 }
 
 impl SessionStore {
+    /// `redis` or `database`: where sessions are looked up (a CLI that writes them elsewhere
+    /// makes tokens this server does not know).
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            SessionStore::Redis(_) => "redis",
+            SessionStore::Database { .. } => "database",
+        }
+    }
+
     pub(crate) fn redis(connection: ConnectionManager) -> Self {
         SessionStore::Redis(connection)
     }

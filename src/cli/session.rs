@@ -47,6 +47,7 @@ pub async fn session_create_command(
             (SessionStore::database(store.clone()), Some(store))
         }
     };
+    warn_if_the_server_looks_elsewhere(config, sessions.kind()).await;
     let created = sessions.create(&session, ttl).await;
     if let Some(store) = store {
         store.close().await;
@@ -54,6 +55,36 @@ pub async fn session_create_command(
     let token = created.map_err(|e| anyhow::anyhow!("creating the session: {e}"))?;
     println!("{token}");
     Ok(token)
+}
+
+/// A server on this machine (CHAT_BIND, CHAT_PORT) that keeps sessions elsewhere would answer
+/// the new token 401: said on stderr. Nothing is said when no server answers in time.
+async fn warn_if_the_server_looks_elsewhere(config: &Config, written_to: &str) {
+    let url = format!("http://{}/healthz", config.listen_addr());
+    let asked = push_http::Client::new()
+        .get(&url)
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    let Ok(answer) = asked else {
+        return;
+    };
+    let Ok(health) = answer.json::<serde_json::Value>().await else {
+        return;
+    };
+    let server = health["data"]["sessions"].as_str().unwrap_or_default();
+    if !server.is_empty() && server != written_to {
+        let hint = if server == "redis" {
+            "set CHAT_REDIS_URL as the server has it"
+        } else {
+            "unset CHAT_REDIS_URL, as the server runs without it"
+        };
+        eprintln!(
+            "chatd: warning: this session goes to the {written_to}, but the server at {} looks \
+             sessions up in {server}: it will answer this token 401 UNAUTHORIZED ({hint})",
+            config.listen_addr()
+        );
+    }
 }
 
 /// `chatd sign METHOD PATH [BODY]`: prints the `X-Timestamp` and `X-Signature` headers for a

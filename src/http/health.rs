@@ -63,9 +63,12 @@ impl OperatorAccess {
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "up")))]
 pub(super) async fn healthz(State(state): State<App>) -> Json<Success<Value>> {
-    Json(success(
-        json!({"status": "ok", "uptime_seconds": state.started.elapsed().as_secs()}),
-    ))
+    Json(success(json!({
+        "status": "ok",
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        // Where this server looks sessions up: `chatd session create` checks it writes there.
+        "sessions": state.auth.session_store(),
+    })))
 }
 
 /// The database (and Redis, when configured) answer; each projector's position, lag and last error.

@@ -413,3 +413,43 @@ async fn chatd_curl_signs_each_request_afresh_and_a_fresh_data_directory_is_warn
     node.stop();
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_session_created_where_the_server_does_not_look_is_warned_of() {
+    let db = TestDb::mysql().await;
+    // Next to MySQL, test nodes keep sessions in Redis.
+    let node = support::process::ChatdProcess::start(&db, &[]).await;
+    let port = node.url.rsplit(':').next().unwrap_or_default().to_string();
+    let create = |redis: Option<String>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chatd"));
+        command
+            .args(["session", "create", "--user-id", "42", "--role", "user"])
+            .args(["--identifier", "user_uuid_42"])
+            .env("CHAT_DATABASE_URL", &db.url)
+            .env("CHAT_PORT", &port)
+            .env("CHAT_BIND", "127.0.0.1");
+        match redis {
+            Some(url) => command.env("CHAT_REDIS_URL", url),
+            None => command.env_remove("CHAT_REDIS_URL"),
+        };
+        command.output().expect("run chatd")
+    };
+    let elsewhere = create(None);
+    let said = String::from_utf8_lossy(&elsewhere.stderr);
+    assert!(elsewhere.status.success(), "{said}");
+    assert!(
+        said.contains("this session goes to the database, but the server at")
+            && said.contains("looks sessions up in redis")
+            && said.contains("set CHAT_REDIS_URL"),
+        "{said}"
+    );
+    let alike = create(Some(redis_url()));
+    assert!(alike.status.success());
+    assert!(
+        !String::from_utf8_lossy(&alike.stderr).contains("warning"),
+        "{}",
+        String::from_utf8_lossy(&alike.stderr)
+    );
+    node.stop();
+    db.cleanup().await;
+}
