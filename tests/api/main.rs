@@ -13,6 +13,7 @@ mod audit;
 mod auth;
 mod chat;
 mod cli;
+mod deploy;
 mod event_store;
 mod ios_guide;
 mod layers;
