@@ -64,20 +64,29 @@ async fn connect_answer_over_polling(url: &str, query: &str) -> String {
         .await
         .expect("post 40");
     assert_eq!(posted.status(), 200);
-    let polled = client
-        .get(&with_sid)
-        .send()
-        .await
-        .expect("poll")
-        .text()
-        .await
-        .expect("poll text");
-    // A payload holds packets separated by 0x1e; a ping may come before the answer.
-    polled
-        .split('\u{1e}')
-        .find(|packet| packet.starts_with('4'))
-        .unwrap_or(&polled)
-        .to_string()
+    // A poll may carry only a ping: poll again until the connect answer comes. A payload holds
+    // packets separated by 0x1e.
+    for _ in 0..10 {
+        let polled = client
+            .get(&with_sid)
+            .send()
+            .await
+            .expect("poll")
+            .text()
+            .await
+            .expect("poll text");
+        if let Some(answer) = polled
+            .split('\u{1e}')
+            .find(|packet| packet.starts_with('4'))
+        {
+            return answer.to_string();
+        }
+        if polled.split('\u{1e}').any(|packet| packet == "2") {
+            let ponged = client.post(&with_sid).body("3").send().await.expect("pong");
+            assert_eq!(ponged.status(), 200);
+        }
+    }
+    panic!("no connect answer over polling within ten polls")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
