@@ -29,7 +29,8 @@ const BUILD_INFO: &str = "chatd_build_info";
 /// over it is defined from the start.
 const TRANSPORTS: [&str; 2] = ["rest", "socket"];
 const LIMIT_KINDS: [&str; 5] = ["messages", "uploads", "typing", "joins", "searches"];
-const CLIENT_EVENTS: [&str; 8] = [
+/// The events a client may send, as the metrics label them (anything else is `unknown`).
+pub const CLIENT_EVENTS: [&str; 7] = [
     "join_conversation",
     "leave_conversation",
     "send_message",
@@ -37,7 +38,6 @@ const CLIENT_EVENTS: [&str; 8] = [
     "typing_stop",
     "mark_read",
     "set_presence",
-    "unknown",
 ];
 const SERVER_EVENTS: [&str; 8] = [
     "new_message",
@@ -189,7 +189,7 @@ fn register_at_zero() {
     for kind in LIMIT_KINDS {
         ::metrics::counter!(RATE_LIMIT_REJECTIONS, "kind" => kind).absolute(0);
     }
-    for event in CLIENT_EVENTS {
+    for event in CLIENT_EVENTS.into_iter().chain(["unknown"]) {
         ::metrics::counter!(SOCKET_EVENTS_IN, "event" => event).absolute(0);
     }
     for event in SERVER_EVENTS {

@@ -21,18 +21,8 @@ use crate::app::ids::wire_id;
 use crate::app::{App, AppError, Origin, messages, presence, reads, typing};
 use crate::auth::Session;
 use crate::limits::LimitKind;
+use crate::metrics::CLIENT_EVENTS;
 use crate::wire::{ErrorCode, SendMessageRequest, success};
-
-/// The events a client may send, as the metrics label them (anything else is `unknown`).
-const CLIENT_EVENTS: [&str; 7] = [
-    "join_conversation",
-    "leave_conversation",
-    "send_message",
-    "typing_start",
-    "typing_stop",
-    "mark_read",
-    "set_presence",
-];
 
 pub(super) fn register<A: Adapter>(socket: &SocketRef<A>) {
     socket.on("join_conversation", join_conversation::<A>);

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::realtime::{admin, run_scenario, user_with_conversation};
+use crate::realtime::{admin, run_scenario, uploaded_photo, user_with_conversation};
 use crate::support::{TestApp, TestDb};
 
 pub(crate) fn guide_path() -> String {
@@ -17,17 +17,7 @@ async fn the_ios_guides_signatures_and_examples_are_what_the_server_does() {
         let app = TestApp::spawn(&db).await;
         let user = user_with_conversation(&app, "Hello, I need help").await;
         let admin = admin(&app).await;
-        let token = user["token"].as_str().expect("token");
-        let conversation = user["conversation_id"].as_u64().expect("conversation");
-        let photo = crate::uploads::upload_ok(
-            &app,
-            token,
-            conversation,
-            "image",
-            "IMG_0042.png",
-            crate::uploads::png(1170, 2532),
-        )
-        .await;
+        let photo = uploaded_photo(&app, &user).await;
 
         run_scenario(
             "ios_guide",

@@ -154,23 +154,29 @@ async fn a_message_sent_over_rest_reaches_every_socket_in_the_room_including_the
     user_and_admin_scenario("rest_to_socket", "hello").await;
 }
 
+/// A phone's screenshot (1170 x 2532) the user of `user_with_conversation` uploaded to their
+/// conversation: the upload's answer.
+pub(crate) async fn uploaded_photo(app: &TestApp, user: &Value) -> Value {
+    crate::uploads::upload_ok(
+        app,
+        user["token"].as_str().expect("token"),
+        user["conversation_id"].as_u64().expect("conversation"),
+        "image",
+        "IMG_0042.png",
+        crate::uploads::png(1170, 2532),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn image_and_file_messages_carry_pixels_name_size_and_type_in_every_view() {
     for db in TestDb::each().await {
         let app = TestApp::spawn(&db).await;
         let user = user_with_conversation(&app, "two attachments follow").await;
         let admin = admin(&app).await;
+        let photo = uploaded_photo(&app, &user).await;
         let token = user["token"].as_str().expect("token");
         let conversation = user["conversation_id"].as_u64().expect("conversation");
-        let photo = crate::uploads::upload_ok(
-            &app,
-            token,
-            conversation,
-            "image",
-            "IMG_0042.png",
-            crate::uploads::png(1170, 2532),
-        )
-        .await;
         let document = crate::uploads::upload_ok(
             &app,
             token,
