@@ -147,6 +147,10 @@ impl Config {
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        // Read by the logger before the configuration; checked here so a misspelt value stops
+        // the start instead of quietly logging text.
+        crate::telemetry::LogFormat::parse_strict(get(crate::telemetry::FORMAT_VAR).as_deref())
+            .map_err(anyhow::Error::msg)?;
         let data_dir = PathBuf::from(get("CHAT_DATA_DIR").unwrap_or_else(|| "./data".into()));
         let database_url = get("CHAT_DATABASE_URL")
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("chatd.db").display()));

@@ -25,6 +25,17 @@ pub enum LogFormat {
 }
 
 impl LogFormat {
+    /// `text` or `json` (any case), or nothing (text); anything else is a mistake the operator
+    /// should hear of, not a silent fallback (start-up refuses it through the configuration).
+    pub fn parse_strict(value: Option<&str>) -> Result<LogFormat, String> {
+        match value.map(str::trim) {
+            None | Some("") => Ok(LogFormat::Text),
+            Some(v) if v.eq_ignore_ascii_case("text") => Ok(LogFormat::Text),
+            Some(v) if v.eq_ignore_ascii_case("json") => Ok(LogFormat::Json),
+            Some(other) => Err(format!("{FORMAT_VAR} must be text or json, got {other:?}")),
+        }
+    }
+
     /// `json` (any case) selects JSON; anything else, or nothing, selects text.
     pub fn parse(value: Option<&str>) -> LogFormat {
         match value.map(str::trim) {

@@ -453,3 +453,75 @@ async fn a_session_created_where_the_server_does_not_look_is_warned_of() {
     node.stop();
     db.cleanup().await;
 }
+
+#[test]
+fn a_misspelt_log_format_stops_the_start_naming_the_variable() {
+    let output = Command::new(env!("CARGO_BIN_EXE_chatd"))
+        .arg("migrate")
+        .env("CHAT_LOG_FORMAT", "jsn")
+        .env(
+            "CHAT_DATA_DIR",
+            std::env::temp_dir().join(format!("chatd-format-{}", fresh_id())),
+        )
+        .output()
+        .expect("run chatd");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        said.contains("CHAT_LOG_FORMAT must be text or json, got \"jsn\""),
+        "{said}"
+    );
+}
+
+/// Every `CHAT_*` setting the code reads is in the README's configuration table and in
+/// `.env.example`, and neither lists one the code does not read.
+#[test]
+fn every_setting_the_code_reads_is_documented_and_in_the_env_example() {
+    fn names_in(text: &str) -> std::collections::BTreeSet<String> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("CHAT_") {
+            let tail = &rest[start..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+                .unwrap_or(tail.len());
+            names.insert(tail[..end].trim_end_matches('_').to_string());
+            rest = &tail[end..];
+        }
+        names
+    }
+    fn sources(dir: &std::path::Path, into: &mut String) {
+        for entry in std::fs::read_dir(dir).expect("read src").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                sources(&path, into);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                into.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+            }
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut code = String::new();
+    sources(&root.join("src"), &mut code);
+    let quoted: String = code
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|literal| literal.starts_with("CHAT_") && !literal.contains(' '))
+        .map(|literal| format!("{literal}\n"))
+        .collect();
+    let mut read = names_in(&quoted);
+    // `chatd curl --token`'s variable: a command's argument, not a server setting.
+    read.remove("CHAT_TOKEN");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let table: String = readme
+        .lines()
+        .filter(|line| line.starts_with("| `CHAT_"))
+        .map(|line| line.split('|').nth(1).unwrap_or_default().to_string())
+        .collect();
+    let documented = names_in(&table);
+    let example =
+        names_in(&std::fs::read_to_string(root.join(".env.example")).expect(".env.example"));
+    assert_eq!(read, documented, "the README's configuration table");
+    assert_eq!(read, example, ".env.example");
+}
