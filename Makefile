@@ -19,7 +19,7 @@ test: test-deps ## every suite, on SQLite and on MySQL (with Redis)
 test-deps: ## the real clients the tests drive (python-socketio, schemathesis; Playwright and socket.io-client from npm), when missing
 	@python3 -c "import socketio, requests, schemathesis, openapi_spec_validator" 2>/dev/null || \
 		PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q -r tests/requirements.txt
-	@test -d tests/node_modules/playwright-core -a -d tests/node_modules/socket.io-client || \
+	@test -d tests/node_modules/playwright-core -a -d tests/node_modules/socket.io-client -a -d tests/node_modules/@asyncapi/parser || \
 		(cd tests && npm ci --no-audit --no-fund)
 
 lint: ## formatting and clippy, warnings are errors

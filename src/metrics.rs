@@ -39,7 +39,8 @@ pub const CLIENT_EVENTS: [&str; 7] = [
     "mark_read",
     "set_presence",
 ];
-const SERVER_EVENTS: [&str; 8] = [
+/// The events the server emits.
+pub const SERVER_EVENTS: [&str; 8] = [
     "new_message",
     "typing_indicator",
     "message_read",

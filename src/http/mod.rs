@@ -4,6 +4,7 @@
 
 pub mod admin;
 mod analytics;
+pub mod asyncapi;
 mod audit;
 pub mod auth;
 mod chat;
@@ -48,7 +49,8 @@ pub fn router(
         // Uploads check the signature themselves, over the streamed body.
         .merge(files::router())
         .merge(health::router(operators))
-        .merge(openapi::router());
+        .merge(openapi::router())
+        .merge(asyncapi::router());
     if metrics_on_api_port {
         routes = routes.route("/metrics", axum::routing::get(observe::metrics_route));
     }

@@ -127,3 +127,55 @@ async fn the_served_document_validates_with_zero_errors() {
     app.stop().await;
     db.cleanup().await;
 }
+
+/// `/api/asyncapi.json` parses with the reference AsyncAPI parser (`@asyncapi/parser`, from
+/// npm) with no error or warning, and names exactly the events the server handles and emits.
+#[tokio::test]
+async fn the_asyncapi_document_parses_and_names_every_socket_event() {
+    let db = TestDb::sqlite().await;
+    let app = TestApp::spawn(&db).await;
+    let document = app
+        .get("/api/asyncapi.json")
+        .await
+        .text()
+        .await
+        .expect("document");
+    let path = std::env::temp_dir().join(format!("chatd-asyncapi-{}.json", std::process::id()));
+    std::fs::write(&path, &document).expect("write the document");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/asyncapi/check.mjs");
+    let output = Command::new("node")
+        .arg(&script)
+        .arg(&path)
+        .output()
+        .expect("node (the AsyncAPI parser runs on it)");
+    let said = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the parser (`make test-deps` installs @asyncapi/parser): {said}"
+    );
+    let report: serde_json::Value = serde_json::from_str(said.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("the parser's report ({e}): {said}"));
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["warnings"], 0, "{report}");
+    let mut found: Vec<String> = report["operations"]
+        .as_array()
+        .map(|operations| {
+            operations
+                .iter()
+                .filter_map(|o| o.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    let mut handled: Vec<String> = chatd::metrics::CLIENT_EVENTS
+        .iter()
+        .chain(chatd::metrics::SERVER_EVENTS.iter())
+        .map(|name| name.to_string())
+        .collect();
+    handled.sort();
+    assert_eq!(found, handled);
+    let _ = std::fs::remove_file(&path);
+    app.stop().await;
+    db.cleanup().await;
+}
