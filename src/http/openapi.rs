@@ -77,8 +77,24 @@ fn metrics() {}
 )]
 pub struct ApiDoc;
 
+/// The page's start-up script: Swagger UI with a request interceptor that signs "Try it out"
+/// requests with an app secret the operator types in (kept in the page's memory only).
+const SIGNING_INITIALIZER: &str = include_str!("docs/swagger-initializer.js");
+
 pub fn router<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
     axum::Router::new()
+        .route(
+            "/api/docs/swagger-initializer.js",
+            axum::routing::get(async || {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/javascript; charset=utf-8",
+                    )],
+                    SIGNING_INITIALIZER,
+                )
+            }),
+        )
         .merge(utoipa_swagger_ui::SwaggerUi::new("/api/docs").url("/api/openapi.json", document()))
 }
 

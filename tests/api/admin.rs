@@ -776,3 +776,38 @@ async fn the_manager_works_in_a_real_browser_with_live_updates_and_messages_show
         db.cleanup().await;
     }
 }
+
+/// `/api/docs` signs "Try it out" requests in a real browser (`tests/admin/docs.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_page_signs_try_it_out_requests_with_a_secret_it_never_stores() {
+    require_browser();
+    let db = TestDb::sqlite().await;
+    let app = TestApp::spawn(&db).await;
+    let (_, user) = app.session(Role::User, None).await;
+    let child = tokio::process::Command::new("node")
+        .arg(format!(
+            "{}/tests/admin/docs.mjs",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .env("CHAT_URL", &app.address)
+        .env("APP_SECRET", APP_SECRET)
+        .env("USER_TOKEN", &user)
+        .env("CHROMIUM", chromium())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start node");
+    let output = tokio::time::timeout(BROWSER_TIMEOUT, child.wait_with_output())
+        .await
+        .expect("the API page scenario finished in time")
+        .expect("run the API page scenario");
+    assert!(
+        output.status.success(),
+        "the API page scenario failed\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    app.stop().await;
+    db.cleanup().await;
+}
