@@ -7,7 +7,9 @@ mod session;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::config::CONFIG_VAR;
 use crate::config::Config;
+use crate::settings::SETTINGS;
 use crate::startup::{Application, open_and_migrate, open_store, shutdown_signal};
 use crate::store::redact_url;
 
@@ -18,10 +20,76 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// `chatd serve`'s flags: one per setting (`--port`, env `CHAT_PORT`), and `--config FILE`.
+#[derive(Debug, Default)]
+pub struct ServeArgs {
+    /// The settings given as flags or in their variables, as variable name -> value.
+    pub given: Vec<(&'static str, String)>,
+    /// A TOML file of settings under their keys.
+    pub config: Option<std::path::PathBuf>,
+}
+
+impl clap::FromArgMatches for ServeArgs {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        Ok(ServeArgs {
+            given: SETTINGS
+                .iter()
+                .filter(|setting| setting.var != CONFIG_VAR)
+                .filter_map(|setting| {
+                    matches
+                        .get_one::<String>(setting.var)
+                        .map(|value| (setting.var, value.clone()))
+                })
+                .collect(),
+            config: matches
+                .get_one::<String>(CONFIG_VAR)
+                .map(std::path::PathBuf::from),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for ServeArgs {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        let command = command.arg(
+            clap::Arg::new(CONFIG_VAR)
+                .long("config")
+                .env(CONFIG_VAR)
+                .value_name("FILE")
+                .help("A TOML file of settings under their keys (port = 10000, database_url = \"...\")"),
+        );
+        SETTINGS
+            .iter()
+            .filter(|setting| setting.var != CONFIG_VAR)
+            .fold(command, |command, setting| {
+                command.arg(
+                    clap::Arg::new(setting.var)
+                        .long(setting.flag)
+                        .env(setting.var)
+                        .hide_env_values(true)
+                        .value_name("VALUE")
+                        .help(format!(
+                            "{} [default: {}]",
+                            setting.meaning, setting.default
+                        )),
+                )
+            })
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server (what a bare `chatd` does).
-    Serve,
+    /// Run the server (what a bare `chatd` does). Every setting is a flag, its `CHAT_*`
+    /// variable, or a key of the `--config` file, in that order of precedence.
+    Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate {
         /// Create the MySQL database the URL names first, when it does not exist.
@@ -125,9 +193,14 @@ pub enum SessionCommand {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::from_env().context("reading configuration")?;
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(&config).await,
+    let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
+    let config = match &command {
+        Command::Serve(args) => Config::from_sources(args.config.as_deref(), &args.given),
+        _ => Config::from_env(),
+    }
+    .context("reading configuration")?;
+    match command {
+        Command::Serve(_) => serve(&config).await,
         Command::Migrate { create_database } => {
             if create_database {
                 create_mysql_database(&config.database_url).await?;

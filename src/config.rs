@@ -1,7 +1,8 @@
 //! Configuration from the environment (see the README's table).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -140,9 +141,35 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
-    /// Reads `CHAT_*` variables; unset ones take the embedded defaults.
+    /// Reads `CHAT_*` variables, then the file `CHAT_CONFIG` names (if any); unset ones take
+    /// the embedded defaults.
     pub fn from_env() -> anyhow::Result<Self> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_sources(None, &[])
+    }
+
+    /// Each setting from, in this order: `given` (the command line; clap has already put the
+    /// environment's values there), the environment, the TOML `file` (else the one `CHAT_CONFIG`
+    /// names), the default.
+    pub fn from_sources(file: Option<&Path>, given: &[(&str, String)]) -> anyhow::Result<Self> {
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os(CONFIG_VAR).map(PathBuf::from));
+        let from_file = match &file {
+            Some(path) => read_config_file(path)?,
+            None => HashMap::new(),
+        };
+        Self::from_lookup(|name| {
+            given
+                .iter()
+                .find(|(var, _)| *var == name)
+                .map(|(_, value)| value.clone())
+                .or_else(|| std::env::var(name).ok())
+                .or_else(|| from_file.get(name).cloned())
+        })
+        .with_context(|| match &file {
+            Some(path) => format!("with the settings file {}", path.display()),
+            None => "from the command line and the environment".to_string(),
+        })
     }
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
@@ -362,6 +389,47 @@ where
             .parse()
             .map_err(|e| anyhow::anyhow!("{name}={v:?} is not valid: {e}")),
     }
+}
+
+/// The variable naming a settings file (`--config`).
+pub const CONFIG_VAR: &str = "CHAT_CONFIG";
+
+/// A TOML file of settings under their keys (`port = 10000`, `database_url = "mysql://..."`),
+/// as variable name -> value. An unknown key, or a value that is not a string, a number or a
+/// boolean, is refused with its key.
+fn read_config_file(path: &Path) -> anyhow::Result<HashMap<String, String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the settings file {}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("the settings file {} is not TOML", path.display()))?;
+    let mut values = HashMap::new();
+    for (key, value) in table {
+        let setting = crate::settings::SETTINGS
+            .iter()
+            .find(|s| s.key == key && s.var != CONFIG_VAR)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: unknown setting {key:?} (`chatd serve --help` lists them)",
+                    path.display()
+                )
+            })?;
+        let value = match value {
+            toml::Value::String(text) => text,
+            toml::Value::Integer(number) => number.to_string(),
+            toml::Value::Float(number) => number.to_string(),
+            toml::Value::Boolean(true) => "on".to_string(),
+            toml::Value::Boolean(false) => "off".to_string(),
+            other => anyhow::bail!(
+                "{}: {key} ({}) must be a string, a number or a boolean, got {}",
+                path.display(),
+                setting.var,
+                other.type_str()
+            ),
+        };
+        values.insert(setting.var.to_string(), value);
+    }
+    Ok(values)
 }
 
 #[cfg(test)]

@@ -485,7 +485,11 @@ fn every_setting_the_code_reads_is_documented_and_in_the_env_example() {
             let end = tail
                 .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
                 .unwrap_or(tail.len());
-            names.insert(tail[..end].trim_end_matches('_').to_string());
+            let name = tail[..end].trim_end_matches('_');
+            // `CHAT_` alone is prose ("the name without CHAT_"), not a setting.
+            if name.len() > "CHAT".len() {
+                names.insert(name.to_string());
+            }
             rest = &tail[end..];
         }
         names
@@ -524,4 +528,107 @@ fn every_setting_the_code_reads_is_documented_and_in_the_env_example() {
         names_in(&std::fs::read_to_string(root.join(".env.example")).expect(".env.example"));
     assert_eq!(read, documented, "the README's configuration table");
     assert_eq!(read, example, ".env.example");
+    let listed: std::collections::BTreeSet<String> = chatd::settings::SETTINGS
+        .iter()
+        .map(|setting| setting.var.to_string())
+        .collect();
+    assert_eq!(read, listed, "chatd::settings::SETTINGS");
+}
+
+#[test]
+fn serve_help_lists_every_setting_with_its_flag_variable_and_default() {
+    let output = Command::new(env!("CARGO_BIN_EXE_chatd"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("run chatd");
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{help}");
+    for setting in chatd::settings::SETTINGS {
+        if setting.var == "CHAT_CONFIG" {
+            assert!(help.contains("--config <FILE>") && help.contains("[env: CHAT_CONFIG"));
+            continue;
+        }
+        let flag = format!("--{} <VALUE>", setting.flag);
+        let line = format!("[default: {}] [env: {}", setting.default, setting.var);
+        assert!(
+            help.contains(&flag) && help.contains(&line),
+            "{flag} {line}\n{help}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_settings_file_is_read_under_its_keys_below_variables_and_flags() {
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port()
+    };
+    let directory = std::env::temp_dir().join(format!("chatd-settings-{}", fresh_id()));
+    std::fs::create_dir_all(&directory).expect("a directory");
+    let (in_file, in_env) = (free_port(), free_port());
+    let file = directory.join("chatd.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "port = {in_file}\nbind = \"127.0.0.1\"\ndata_dir = \"{}\"\nauto_assign = false\n",
+            directory.join("data").display()
+        ),
+    )
+    .expect("write the settings file");
+    let healthy = |port: u16| async move {
+        for _ in 0..100 {
+            if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await {
+                return response.status() == 200;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    };
+    for (port, variable) in [(in_file, None), (in_env, Some(in_env))] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chatd"));
+        command
+            .args(["serve", "--config"])
+            .arg(&file)
+            .env_remove("CHAT_DATABASE_URL")
+            .env_remove("CHAT_REDIS_URL")
+            .env_remove("CHAT_PORT")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(port) = variable {
+            command.env("CHAT_PORT", port.to_string());
+        }
+        let mut server = command.spawn().expect("start chatd");
+        let answered = healthy(port).await;
+        let _ = server.kill();
+        let _ = server.wait();
+        assert!(answered, "chatd listens on {port} (variable: {variable:?})");
+    }
+
+    let unknown = directory.join("unknown.toml");
+    std::fs::write(&unknown, "prot = 10000\n").expect("write");
+    let refused = Command::new(env!("CARGO_BIN_EXE_chatd"))
+        .args(["serve", "--config"])
+        .arg(&unknown)
+        .output()
+        .expect("run chatd");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(said.contains("unknown setting \"prot\""), "{said}");
+    let bad = directory.join("bad.toml");
+    std::fs::write(&bad, "port = \"ten thousand\"\n").expect("write");
+    let refused = Command::new(env!("CARGO_BIN_EXE_chatd"))
+        .args(["serve", "--config"])
+        .arg(&bad)
+        .env_remove("CHAT_PORT")
+        .output()
+        .expect("run chatd");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        said.contains("CHAT_PORT=\"ten thousand\" is not valid"),
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(&directory);
 }
