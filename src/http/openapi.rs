@@ -205,6 +205,119 @@ fn shared_rules(document: &mut serde_json::Value) {
         }
     }
     describe_responses(document);
+    exemplify_responses(document);
+}
+
+/// Every JSON response gets an example, made from its schema (and the `example`s the shapes
+/// carry), so a reader and a code generator see a whole answer.
+fn exemplify_responses(document: &mut serde_json::Value) {
+    use serde_json::Value;
+    let schemas = document["components"]["schemas"].clone();
+    let Some(Value::Object(paths)) = document.get_mut("paths") else {
+        return;
+    };
+    for operations in paths.values_mut().filter_map(Value::as_object_mut) {
+        for operation in operations.values_mut() {
+            let Some(Value::Object(responses)) = operation.get_mut("responses") else {
+                continue;
+            };
+            for response in responses.values_mut() {
+                let Some(Value::Object(content)) = response.get_mut("content") else {
+                    continue;
+                };
+                for media in content.values_mut().filter_map(Value::as_object_mut) {
+                    if media.contains_key("example") || media.contains_key("examples") {
+                        continue;
+                    }
+                    let example = match media.get("schema") {
+                        Some(schema) => example_of(schema, &schemas, 0),
+                        // `/metrics`: Prometheus' text format.
+                        None => Value::String(
+                            "# TYPE chatd_messages_accepted_total counter\n\
+                             chatd_messages_accepted_total{transport=\"rest\"} 12\n"
+                                .into(),
+                        ),
+                    };
+                    media.insert("example".into(), example);
+                }
+            }
+        }
+    }
+}
+
+/// A value `schema` accepts: its own example where it has one, else one built from its type.
+fn example_of(
+    schema: &serde_json::Value,
+    schemas: &serde_json::Value,
+    depth: usize,
+) -> serde_json::Value {
+    use serde_json::{Map, Value, json};
+    if depth > 24 {
+        return Value::Null;
+    }
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.rsplit('/').next().unwrap_or_default();
+        return example_of(&schemas[name], schemas, depth + 1);
+    }
+    for given in ["example", "const", "default"] {
+        if let Some(value) = schema.get(given) {
+            return value.clone();
+        }
+    }
+    if let Some(first) = schema["examples"].as_array().and_then(|all| all.first()) {
+        return first.clone();
+    }
+    if let Some(first) = schema["enum"].as_array().and_then(|all| all.first()) {
+        return first.clone();
+    }
+    for choice in ["oneOf", "anyOf"] {
+        if let Some(first) = schema[choice]
+            .as_array()
+            .and_then(|all| all.iter().find(|s| s["type"] != "null"))
+        {
+            return example_of(first, schemas, depth + 1);
+        }
+    }
+    if let Some(parts) = schema["allOf"].as_array() {
+        let mut merged = Map::new();
+        for part in parts {
+            if let Value::Object(fields) = example_of(part, schemas, depth + 1) {
+                merged.extend(fields);
+            }
+        }
+        return Value::Object(merged);
+    }
+    let kind = match &schema["type"] {
+        Value::String(kind) => kind.as_str(),
+        Value::Array(kinds) => kinds
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|kind| *kind != "null")
+            .unwrap_or("null"),
+        _ if schema.get("properties").is_some() => "object",
+        _ => return json!({}),
+    };
+    match kind {
+        "object" => {
+            let mut fields = Map::new();
+            if let Some(properties) = schema["properties"].as_object() {
+                for (name, property) in properties {
+                    fields.insert(name.clone(), example_of(property, schemas, depth + 1));
+                }
+            }
+            Value::Object(fields)
+        }
+        "array" => json!([example_of(&schema["items"], schemas, depth + 1)]),
+        "integer" => json!(schema["minimum"].as_i64().unwrap_or(1)),
+        "number" => json!(schema["minimum"].as_f64().unwrap_or(1.0)),
+        "boolean" => json!(true),
+        "string" => match schema["format"].as_str() {
+            Some("date-time") => json!("2025-07-14T10:30:00Z"),
+            Some("date") => json!("2025-07-14"),
+            _ => json!("text"),
+        },
+        _ => Value::Null,
+    }
 }
 
 /// OpenAPI requires a description on every response; an annotation that gave none gets what its
