@@ -39,7 +39,18 @@ struct Proxy {
 }
 
 impl Drop for Proxy {
+    /// SIGTERM, so the master stops its workers (a SIGKILLed master leaves them running), then
+    /// SIGKILL if it is still there after five seconds.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.process.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.process.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.process.kill();
         let _ = self.process.wait();
         let _ = std::fs::remove_dir_all(&self.prefix);
