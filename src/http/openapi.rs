@@ -208,11 +208,12 @@ fn shared_rules(document: &mut serde_json::Value) {
     exemplify_responses(document);
 }
 
-/// Every JSON response gets an example, made from its schema (and the `example`s the shapes
-/// carry), so a reader and a code generator see a whole answer.
-fn exemplify_responses(document: &mut serde_json::Value) {
+/// Calls `visit` with each response of each operation, and its status.
+fn each_response(
+    document: &mut serde_json::Value,
+    mut visit: impl FnMut(&str, &mut serde_json::Map<String, serde_json::Value>),
+) {
     use serde_json::Value;
-    let schemas = document["components"]["schemas"].clone();
     let Some(Value::Object(paths)) = document.get_mut("paths") else {
         return;
     };
@@ -221,28 +222,40 @@ fn exemplify_responses(document: &mut serde_json::Value) {
             let Some(Value::Object(responses)) = operation.get_mut("responses") else {
                 continue;
             };
-            for response in responses.values_mut() {
-                let Some(Value::Object(content)) = response.get_mut("content") else {
-                    continue;
-                };
-                for media in content.values_mut().filter_map(Value::as_object_mut) {
-                    if media.contains_key("example") || media.contains_key("examples") {
-                        continue;
-                    }
-                    let example = match media.get("schema") {
-                        Some(schema) => example_of(schema, &schemas, 0),
-                        // `/metrics`: Prometheus' text format.
-                        None => Value::String(
-                            "# TYPE chatd_messages_accepted_total counter\n\
-                             chatd_messages_accepted_total{transport=\"rest\"} 12\n"
-                                .into(),
-                        ),
-                    };
-                    media.insert("example".into(), example);
+            for (status, response) in responses.iter_mut() {
+                if let Some(response) = response.as_object_mut() {
+                    visit(status, response);
                 }
             }
         }
     }
+}
+
+/// Every JSON response gets an example, made from its schema (and the `example`s the shapes
+/// carry), so a reader and a code generator see a whole answer.
+fn exemplify_responses(document: &mut serde_json::Value) {
+    use serde_json::Value;
+    let schemas = document["components"]["schemas"].clone();
+    each_response(document, |_, response| {
+        let Some(Value::Object(content)) = response.get_mut("content") else {
+            return;
+        };
+        for media in content.values_mut().filter_map(Value::as_object_mut) {
+            if media.contains_key("example") || media.contains_key("examples") {
+                continue;
+            }
+            let example = match media.get("schema") {
+                Some(schema) => example_of(schema, &schemas, 0),
+                // `/metrics`: Prometheus' text format.
+                None => Value::String(
+                    "# TYPE chatd_messages_accepted_total counter\n\
+                     chatd_messages_accepted_total{transport=\"rest\"} 12\n"
+                        .into(),
+                ),
+            };
+            media.insert("example".into(), example);
+        }
+    });
 }
 
 /// A value `schema` accepts: its own example where it has one, else one built from its type.
@@ -324,28 +337,15 @@ fn example_of(
 /// status means here (the error codes are the contract's).
 fn describe_responses(document: &mut serde_json::Value) {
     use serde_json::Value;
-    let Some(Value::Object(paths)) = document.get_mut("paths") else {
-        return;
-    };
-    for operations in paths.values_mut().filter_map(Value::as_object_mut) {
-        for operation in operations.values_mut() {
-            let Some(Value::Object(responses)) = operation.get_mut("responses") else {
-                continue;
-            };
-            for (status, response) in responses.iter_mut() {
-                let Some(response) = response.as_object_mut() else {
-                    continue;
-                };
-                let missing = response
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .is_none_or(str::is_empty);
-                if missing {
-                    response.insert("description".into(), status_meaning(status).into());
-                }
-            }
+    each_response(document, |status, response| {
+        let missing = response
+            .get("description")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty);
+        if missing {
+            response.insert("description".into(), status_meaning(status).into());
         }
-    }
+    });
 }
 
 fn status_meaning(status: &str) -> &'static str {

@@ -661,6 +661,36 @@ async fn the_manager_socket_takes_the_cookie_only_from_a_page_of_the_same_host()
 /// How long the browser scenario may take before it counts as hung.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(240);
 
+/// Runs `tests/admin/<script>` under node with Chromium and `settings` in its environment; fails
+/// the test with its output unless it exits 0 within [`BROWSER_TIMEOUT`].
+async fn run_browser_script(script: &str, backend: &str, settings: &[(&str, String)]) {
+    let child = tokio::process::Command::new("node")
+        .arg(format!(
+            "{}/tests/admin/{script}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .env("CHROMIUM", chromium())
+        .envs(settings.iter().map(|(name, value)| (*name, value)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start node");
+    let output = tokio::time::timeout(BROWSER_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| {
+            panic!("{backend}: the browser scenario {script} did not finish in {BROWSER_TIMEOUT:?}")
+        })
+        .expect("run the browser scenario");
+    assert!(
+        output.status.success(),
+        "the browser scenario {script} failed on {backend} ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+}
+
 fn chromium() -> String {
     std::env::var("CHAT_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
 }
@@ -724,41 +754,23 @@ async fn the_manager_works_in_a_real_browser_with_live_updates_and_messages_show
         let _ = std::fs::remove_dir_all(&artifacts);
         std::fs::create_dir_all(&artifacts).expect("screenshot directory");
 
-        let child = tokio::process::Command::new("node")
-            .arg(format!(
-                "{}/tests/admin/browser.mjs",
-                env!("CARGO_MANIFEST_DIR")
-            ))
-            .env("CHAT_URL", &app.address)
-            .env("APP_SECRET", APP_SECRET)
-            .env("ADMIN_TOKEN", &admin)
-            .env("ADMIN_ID", admin_id.to_string())
-            .env("AUDITOR_TOKEN", &auditor)
-            .env("USER_TOKEN", &user)
-            .env("USER_ID", user_id.to_string())
-            .env("CONVERSATION_ID", conversation.to_string())
-            .env("SECOND_CONVERSATION_ID", second.to_string())
-            .env("CHROMIUM", chromium())
-            .env("SCREENSHOT_DIR", &artifacts)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start node");
-        let output = tokio::time::timeout(BROWSER_TIMEOUT, child.wait_with_output())
-            .await
-            .unwrap_or_else(|_| {
-                panic!("{name}: the browser scenario did not finish in {BROWSER_TIMEOUT:?}")
-            })
-            .expect("run the browser scenario");
-
-        assert!(
-            output.status.success(),
-            "the browser scenario failed on {name} ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr),
-        );
+        run_browser_script(
+            "browser.mjs",
+            name,
+            &[
+                ("CHAT_URL", app.address.clone()),
+                ("APP_SECRET", APP_SECRET.to_string()),
+                ("ADMIN_TOKEN", admin.clone()),
+                ("ADMIN_ID", admin_id.to_string()),
+                ("AUDITOR_TOKEN", auditor.clone()),
+                ("USER_TOKEN", user.clone()),
+                ("USER_ID", user_id.to_string()),
+                ("CONVERSATION_ID", conversation.to_string()),
+                ("SECOND_CONVERSATION_ID", second.to_string()),
+                ("SCREENSHOT_DIR", artifacts.display().to_string()),
+            ],
+        )
+        .await;
         for shot in [
             "dashboard.png",
             "conversation.png",
@@ -784,30 +796,16 @@ async fn the_api_page_signs_try_it_out_requests_with_a_secret_it_never_stores() 
     let db = TestDb::sqlite().await;
     let app = TestApp::spawn(&db).await;
     let (_, user) = app.session(Role::User, None).await;
-    let child = tokio::process::Command::new("node")
-        .arg(format!(
-            "{}/tests/admin/docs.mjs",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .env("CHAT_URL", &app.address)
-        .env("APP_SECRET", APP_SECRET)
-        .env("USER_TOKEN", &user)
-        .env("CHROMIUM", chromium())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start node");
-    let output = tokio::time::timeout(BROWSER_TIMEOUT, child.wait_with_output())
-        .await
-        .expect("the API page scenario finished in time")
-        .expect("run the API page scenario");
-    assert!(
-        output.status.success(),
-        "the API page scenario failed\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
+    run_browser_script(
+        "docs.mjs",
+        db.name(),
+        &[
+            ("CHAT_URL", app.address.clone()),
+            ("APP_SECRET", APP_SECRET.to_string()),
+            ("USER_TOKEN", user.clone()),
+        ],
+    )
+    .await;
     app.stop().await;
     db.cleanup().await;
 }

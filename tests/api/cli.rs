@@ -86,10 +86,7 @@ async fn replay_of_an_unknown_projection_fails_and_names_the_known_ones() {
 /// Runs `chatd serve` on `data_dir` until it answers /healthz, then SIGTERMs it; asserts a clean
 /// exit within 10 s and answers what it wrote to stdout and to stderr.
 async fn serve_then_sigterm(db: &TestDb, data_dir: &std::path::Path) -> (String, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = support::process::free_port();
     let mut server = Command::new(env!("CARGO_BIN_EXE_chatd"))
         .arg("serve")
         .env("CHAT_DATABASE_URL", &db.url)
@@ -209,10 +206,7 @@ fn chatd_with_url(database_url: &str, args: &[&str]) -> std::process::Output {
 
 #[tokio::test]
 async fn a_database_that_cannot_be_used_is_explained_once_naming_the_variable() {
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let closed_port = support::process::free_port();
     let server = std::env::var("CHAT_TEST_MYSQL_URL")
         .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
     let host = server
@@ -559,12 +553,7 @@ fn serve_help_lists_every_setting_with_its_flag_variable_and_default() {
 
 #[tokio::test]
 async fn a_settings_file_is_read_under_its_keys_below_variables_and_flags() {
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port()
-    };
+    let free_port = support::process::free_port;
     let directory = std::env::temp_dir().join(format!("chatd-settings-{}", fresh_id()));
     std::fs::create_dir_all(&directory).expect("a directory");
     let (in_file, in_env) = (free_port(), free_port());

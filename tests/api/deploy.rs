@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::process::{ChatdProcess, cli_session};
+use crate::support::process::{ChatdProcess, cli_session, free_port};
 use crate::support::*;
 
 /// Debian's nginx, wherever PATH leaves /usr/sbin.
@@ -20,13 +20,6 @@ fn nginx() -> Command {
     } else {
         Path::new("nginx")
     })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// nginx running `deploy/nginx.conf` in its own prefix; stopped when dropped.

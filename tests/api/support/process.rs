@@ -33,7 +33,7 @@ pub fn cli_session(db: &TestDb, role: &str, user_id: u64) -> String {
 }
 
 /// A port nothing listens on now (the kernel's pick, released for the child to take).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
