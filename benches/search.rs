@@ -7,7 +7,8 @@
 //! Sizes: `CHAT_BENCH_SEARCH_MESSAGES` (default 1000000), `CHAT_BENCH_SEARCH_QUERIES` (per kind
 //! and scope, default 200); `CHAT_BENCH_SEARCH_BACKENDS` (`sqlite`, `mysql`; default both).
 //! MySQL: `CHAT_BENCH_MYSQL_URL` or `CHAT_TEST_MYSQL_URL` (a scratch database is created and
-//! dropped).
+//! dropped). `CHAT_BENCH_SEARCH_DATABASE` (a `sqlite:` or `mysql:` URL) measures that database
+//! instead and keeps it: filled and indexed on the first run, reused as it is by the next ones.
 
 mod support;
 
@@ -15,11 +16,25 @@ use std::time::Instant;
 use support::*;
 
 use chatd::commands::{CommandBus, Intent};
-use chatd::store::{EventStore, SearchScope, StoreOptions};
+use chatd::store::{
+    DEFAULT_SEARCH_READ_BUDGET, EventStore, RECENT_MATCHES, SearchRequest, SearchScope,
+    StoreOptions,
+};
 use events::{ConversationCommand, NewMessage, Role};
 use projections::{SearchQuery, all_projectors};
 
 const USERS: u64 = 1000;
+
+/// What the route asks for by default: page 1 of 20, from the newest message, with the server's
+/// read budget (`CHAT_SEARCH_READ_BUDGET`, as the server reads it).
+fn first_page() -> SearchRequest {
+    SearchRequest {
+        page: 1,
+        limit: 20,
+        before: None,
+        read_budget: env_usize("CHAT_SEARCH_READ_BUDGET", DEFAULT_SEARCH_READ_BUDGET),
+    }
+}
 
 const ENGLISH: &[&str] = &[
     "the",
@@ -427,8 +442,23 @@ async fn bench_backend(name: &str, url: &str) -> anyhow::Result<()> {
     options.max_connections = 16;
     let store = EventStore::connect(&options).await?;
     store.migrate().await?;
-    let bus = CommandBus::start(store.clone(), 10_000).await?;
     println!("{name}:");
+    if store.head_position().await? == 0 {
+        fill_and_index(&store, messages).await?;
+    } else {
+        println!(
+            "  reusing the {} events already in the log",
+            store.head_position().await?
+        );
+    }
+    measure(&store, queries).await?;
+    store.close().await;
+    Ok(())
+}
+
+/// Writes `messages` messages through the command layer, then builds every read table by a replay.
+async fn fill_and_index(store: &EventStore, messages: usize) -> anyhow::Result<()> {
+    let bus = CommandBus::start(store.clone(), 10_000).await?;
 
     let mut conversations = Vec::new();
     for id in 1..=USERS {
@@ -452,27 +482,38 @@ async fn bench_backend(name: &str, url: &str) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     let started = Instant::now();
-    projections::replay(&store, &all_projectors(), projections::REPLAY_BATCH, |_| {}).await?;
+    projections::replay(store, &all_projectors(), projections::REPLAY_BATCH, |_| {}).await?;
     println!(
         "  replay of every projector (the index included): {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
 
+/// p50/p95/max of every kind of query, for an admin and for a user.
+async fn measure(store: &EventStore, queries: usize) -> anyhow::Result<()> {
     // A server in steady state: the replay's writes flushed, the index's hot pages cached.
     let mut rng = Rng(7);
     for kind in KINDS {
         for _ in 0..queries.min(50) {
             if let Ok(parsed) = SearchQuery::parse(&query(kind, &mut rng)) {
-                store.search(&SearchScope::All, &parsed, 1, 20).await?;
+                store
+                    .search(&SearchScope::All, &parsed, &first_page())
+                    .await?;
             }
         }
     }
     let mut rng = Rng(42);
+    // `CHAT_BENCH_SEARCH_KINDS` (names from `KINDS`, comma-separated) measures only those.
+    let only = std::env::var("CHAT_BENCH_SEARCH_KINDS").unwrap_or_default();
+    let measured = |kind: &str| only.is_empty() || only.split(',').any(|k| k.trim() == kind);
     for kind in KINDS {
         for who in ["admin", "user"] {
             let mut latencies = Vec::with_capacity(queries);
             let mut found = 0u64;
             let mut refused = 0usize;
+            // Searches that stopped at the read budget with fewer than 1,000 matches.
+            let mut stopped = 0usize;
             for _ in 0..queries {
                 let q = query(kind, &mut rng);
                 let scope = if who == "admin" {
@@ -480,26 +521,39 @@ async fn bench_backend(name: &str, url: &str) -> anyhow::Result<()> {
                 } else {
                     SearchScope::OwnedBy(1 + rng.below(USERS as usize) as u64)
                 };
+                // Drawn either way, so that each kind's queries stay the same.
+                if !measured(kind) {
+                    continue;
+                }
                 // The route answers 400 to a query the parser refuses, before any SQL.
                 let Ok(parsed) = SearchQuery::parse(&q) else {
                     refused += 1;
                     continue;
                 };
                 let started = Instant::now();
-                let total = store.search(&scope, &parsed, 1, 20).await?.total;
+                let results = store.search(&scope, &parsed, &first_page()).await?;
                 latencies.push(started.elapsed());
-                found += total;
+                found += results.total;
+                if results.older_than.is_some() && results.total < u64::from(RECENT_MATCHES) {
+                    stopped += 1;
+                }
+            }
+            if !measured(kind) {
+                continue;
             }
             if latencies.is_empty() {
                 println!("  {kind:<16} {who:<5}  every query refused (400)");
                 continue;
             }
             latencies.sort();
-            let refusals = if refused > 0 {
+            let mut refusals = if refused > 0 {
                 format!(", {refused} of {queries} refused")
             } else {
                 String::new()
             };
+            if stopped > 0 {
+                refusals.push_str(&format!(", {stopped} stopped at the read budget"));
+            }
             println!(
                 "  {kind:<16} {who:<5}  p50 {:>7.2} ms   p95 {:>7.2} ms   max {:>7.2} ms   ({} matches on average{refusals})",
                 percentile(&latencies, 0.50),
@@ -509,7 +563,6 @@ async fn bench_backend(name: &str, url: &str) -> anyhow::Result<()> {
             );
         }
     }
-    store.close().await;
     Ok(())
 }
 
@@ -518,6 +571,10 @@ async fn main() -> anyhow::Result<()> {
     // `CHAT_BENCH_SEARCH_BACKENDS=mysql` (or `sqlite`) runs one back end only.
     let backends = std::env::var("CHAT_BENCH_SEARCH_BACKENDS").unwrap_or_default();
     let wants = |name: &str| backends.is_empty() || backends.split(',').any(|b| b.trim() == name);
+    if let Ok(url) = std::env::var("CHAT_BENCH_SEARCH_DATABASE") {
+        let name = url.split(':').next().unwrap_or("database").to_string();
+        return bench_backend(&name, &url).await;
+    }
     if wants("sqlite") {
         let sqlite = ScratchSqlite::new("search");
         bench_backend("sqlite", &sqlite.url).await?;

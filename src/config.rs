@@ -47,6 +47,9 @@ pub struct Config {
     pub limit_joins_per_min: u32,
     /// Searches a caller may run per minute.
     pub limit_searches_per_min: u32,
+    /// Index entries a search over every conversation reads before it answers with what it
+    /// found among the newest messages (at least 100).
+    pub search_read_budget: usize,
     /// The Socket.IO settings a deployment may tune.
     pub sockets: SocketSettings,
     /// Base of `file_url` (`CHAT_PUBLIC_URL`); unset: `http://` and the listening address.
@@ -118,6 +121,7 @@ impl std::fmt::Debug for Config {
             .field("limit_typing_per_min", &self.limit_typing_per_min)
             .field("limit_joins_per_min", &self.limit_joins_per_min)
             .field("limit_searches_per_min", &self.limit_searches_per_min)
+            .field("search_read_budget", &self.search_read_budget)
             .field("sockets", &self.sockets)
             .field("public_url", &self.public_url)
             .field("max_upload_bytes", &self.max_upload_bytes)
@@ -228,6 +232,14 @@ impl Config {
         let limit_typing_per_min = limit("CHAT_LIMIT_TYPING_PER_MIN", 10)?;
         let limit_joins_per_min = limit("CHAT_LIMIT_JOINS_PER_MIN", 120)?;
         let limit_searches_per_min = limit("CHAT_LIMIT_SEARCHES_PER_MIN", 60)?;
+        let search_read_budget: usize = parse(
+            get("CHAT_SEARCH_READ_BUDGET"),
+            "CHAT_SEARCH_READ_BUDGET",
+            crate::store::DEFAULT_SEARCH_READ_BUDGET,
+        )?;
+        if search_read_budget < 100 {
+            bail!("CHAT_SEARCH_READ_BUDGET must be at least 100");
+        }
         let buffer_packets: usize = parse(get("CHAT_SOCKET_BUFFER"), "CHAT_SOCKET_BUFFER", 1024)?;
         if buffer_packets == 0 {
             bail!("CHAT_SOCKET_BUFFER must be at least 1");
@@ -341,6 +353,7 @@ impl Config {
             limit_typing_per_min,
             limit_joins_per_min,
             limit_searches_per_min,
+            search_read_budget,
             sockets: SocketSettings {
                 buffer_packets,
                 send_buffer_bytes,

@@ -228,6 +228,13 @@ pub const SETTINGS: &[Setting] = &[
         meaning: "searches per caller per minute",
     },
     Setting {
+        var: "CHAT_SEARCH_READ_BUDGET",
+        key: "search_read_budget",
+        flag: "search-read-budget",
+        default: "5000",
+        meaning: "index entries a search over every conversation reads before it answers with the matches among the newest messages and next_before_id to go on (a few common words that rarely meet would otherwise read all of the rarest one's)",
+    },
+    Setting {
         var: "CHAT_SOCKET_BUFFER",
         key: "socket_buffer",
         flag: "socket-buffer",

@@ -123,6 +123,7 @@ impl Application {
             started: Arc::new(std::time::Instant::now()),
             presence,
             push_max_devices: config.push.max_devices,
+            search_read_budget: config.search_read_budget,
         };
         let socket_events = Arc::new(crate::realtime::InFlightEvents::default());
         let (realtime, add_socket_layer) =

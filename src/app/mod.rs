@@ -51,6 +51,9 @@ pub struct App {
     pub presence: Arc<crate::presence::Presence>,
     /// Push devices one person may register (`CHAT_PUSH_MAX_DEVICES`).
     pub push_max_devices: u32,
+    /// Index entries a search over every conversation reads before it answers
+    /// (`CHAT_SEARCH_READ_BUDGET`).
+    pub search_read_budget: usize,
 }
 
 /// Sends what is never in the log (typing indicators) to the sockets of a conversation, on every

@@ -16,7 +16,7 @@ use crate::app::ids::wire_id;
 use crate::app::{App, AppError};
 use crate::files::Attachments;
 use crate::limits::LimitKind;
-use crate::store::{SearchHit, SearchScope};
+use crate::store::{SearchHit, SearchRequest, SearchScope};
 use crate::wire::{FileFields, Pagination, wire_time};
 use crate::wire::{Success, success};
 
@@ -51,6 +51,10 @@ pub struct SearchParams {
     /// 1..=50, default 20.
     #[param(minimum = 1, maximum = 50)]
     limit: Option<u32>,
+    /// Only messages older than this message id: the `next_before_id` of an earlier answer,
+    /// to search on where it stopped.
+    #[param(minimum = 1)]
+    before_id: Option<u64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -82,9 +86,14 @@ pub struct SearchResult {
 pub struct SearchPage {
     results: Vec<SearchResult>,
     pagination: Pagination,
-    /// False when a search over every conversation stopped at its newest 1,000 matches (those
-    /// are ranked): `pagination.total` is then a lower bound.
+    /// False when a search over every conversation stopped before it had looked at every
+    /// message: at its newest 1,000 matches (those are ranked) or once it had read its share of
+    /// the index. `pagination.total` then counts the matches from message `next_before_id` on.
     total_is_exact: bool,
+    /// Null when every message was searched; otherwise the older messages begin below this id:
+    /// the same search with `before_id` set to it goes on from there.
+    #[schema(example = json!(null))]
+    next_before_id: Option<u64>,
 }
 
 /// Searches messages.
@@ -127,7 +136,16 @@ pub(super) async fn search_messages(
         None if session.role == Role::User => SearchScope::OwnedBy(session.user_id),
         None => SearchScope::All,
     };
-    let found = state.store.search(&scope, &query, page, limit).await?;
+    let request = SearchRequest {
+        page,
+        limit,
+        before: params
+            .before_id
+            .map(|id| wire_id(id, "before_id"))
+            .transpose()?,
+        read_budget: state.search_read_budget,
+    };
+    let found = state.store.search(&scope, &query, &request).await?;
     Ok(Json(success(SearchPage {
         results: found
             .hits
@@ -136,6 +154,7 @@ pub(super) async fn search_messages(
             .collect(),
         pagination: Pagination::new(page, limit, found.total),
         total_is_exact: found.total_is_exact,
+        next_before_id: found.older_than,
     })))
 }
 

@@ -29,8 +29,9 @@ pub use log::{
 };
 pub use push::{CheckpointMove, ClaimedPush, NewPush, PushDevice, PushSettlement};
 pub use read::{
-    ConversationFilter, ConversationRow, FileRow, MAX_PAGE_SIZE, MessageRow, MessageWindow,
-    RECENT_MATCHES, SearchHit, SearchResults, SearchScope,
+    ConversationFilter, ConversationRow, DEFAULT_SEARCH_READ_BUDGET, FileRow, MAX_PAGE_SIZE,
+    MessageRow, MessageWindow, RECENT_MATCHES, SearchHit, SearchRequest, SearchResults,
+    SearchScope,
 };
 
 /// The stream type of conversations (the `Conversation` aggregate's `TYPE`).

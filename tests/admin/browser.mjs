@@ -28,6 +28,7 @@ const AUDITOR_TOKEN = env('AUDITOR_TOKEN');
 const USER_TOKEN = env('USER_TOKEN');
 const CONVERSATION = Number(env('CONVERSATION_ID'));
 const SECOND = Number(env('SECOND_CONVERSATION_ID'));
+const HAYSTACK = Number(env('HAYSTACK_CONVERSATION_ID'));
 const SHOTS = env('SCREENSHOT_DIR');
 const TIMEOUT = 10000;
 const XSS = '<img src=x onerror=alert(1)>';
@@ -341,6 +342,20 @@ async function run() {
     await page.locator('#filters input[name=q]').fill(second);
     await page.locator('#filters button[type=submit]').click();
     await page.locator(`#conversations tr[data-id="${CONVERSATION}"]`).waitFor();
+
+    step('a search that stopped among the newest messages goes on to the older ones');
+    await page.locator('#filters input[name=q]').fill('haystack');
+    await page.locator('#filters button[type=submit]').click();
+    await page.locator(`#conversations tr[data-id="${HAYSTACK}"]`).waitFor();
+    await page.locator('#search-older').waitFor();
+    check((await page.locator('.pager').innerText()).includes('1000 matching messages among the newest'),
+      'the pager says the count is of the newest messages');
+    await page.locator('#search-older').click();
+    await page.locator('#search-newest').waitFor();
+    check((await page.evaluate(() => window.location.hash)).includes('before='), 'the older search is in the address');
+    await page.locator('.pager', { hasText: '101 matching messages' }).waitFor();
+    await page.locator(`#conversations tr[data-id="${HAYSTACK}"]`).waitFor();
+    check(await page.locator('#search-older').count() === 0, 'nothing older is left to search');
 
     step('the analytics page draws its charts');
     await page.goto(`${URL_BASE}/admin/#/analytics`);

@@ -298,6 +298,9 @@ async fn queries_shorter_than_two_characters_and_bad_paging_are_validation_error
             "q=help&page=0",
             "q=help&page=abc",
             "q=help&conversation_id=0",
+            "q=help&before_id=0",
+            "q=help&before_id=9007199254740993",
+            "q=help&before_id=abc",
         ] {
             let (status, body) = search(&app, &user, query).await;
             assert_eq!(status, 400, "{}: {query}: {body}", db.name());
@@ -571,7 +574,8 @@ async fn post_all(app: &TestApp, users: &[events::Actor], texts: Vec<String>) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_search_over_every_conversation_ranks_its_newest_thousand_matches() {
     for db in TestDb::each().await {
-        let app = TestApp::spawn(&db).await;
+        // A read budget that covers the whole index: the search never stops for it here.
+        let app = TestApp::spawn_with(&db, &[("CHAT_SEARCH_READ_BUDGET", "100000")]).await;
         let (_, admin) = app.session(Role::Admin, None).await;
         let users: Vec<events::Actor> = (0..10).map(|_| user(fresh_id())).collect();
         let (owner_id, owner_token) = app.session(Role::User, None).await;
@@ -679,6 +683,111 @@ async fn a_search_over_every_conversation_looks_up_common_terms_beside_a_rare_on
             assert_eq!(ids, rare, "{}: {q}", db.name());
             assert_eq!(body["data"]["total_is_exact"], true);
         }
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_that_reads_its_budget_answers_with_the_newest_matches_and_goes_on_from_there() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn_with(&db, &[("CHAT_SEARCH_READ_BUDGET", "100")]).await;
+        let (_, admin) = app.session(Role::Admin, None).await;
+        let (owner_id, owner_token) = app.session(Role::User, None).await;
+        let owner = user(owner_id);
+        let users: Vec<events::Actor> = (0..6).map(|_| user(fresh_id())).collect();
+        let alone = |count: usize| -> Vec<String> {
+            (0..count)
+                .map(|n| {
+                    if n % 2 == 0 {
+                        "kappa filler"
+                    } else {
+                        "lambda filler"
+                    }
+                    .to_string()
+                })
+                .collect()
+        };
+        // Two common words that rarely meet: three old messages hold both, then 2,400 hold
+        // one, then two new ones hold both, then 400 more hold one.
+        let mut matches = post_all(
+            &app,
+            std::slice::from_ref(&owner),
+            vec!["kappa lambda old".into(); 3],
+        )
+        .await;
+        post_all(&app, &users, alone(2400)).await;
+        let new = post_all(
+            &app,
+            std::slice::from_ref(&owner),
+            vec!["kappa lambda new".into(); 2],
+        )
+        .await;
+        matches.extend(&new);
+        post_all(&app, &users, alone(400)).await;
+        settled(&app).await;
+        matches.sort_unstable_by(|a, b| b.cmp(a));
+
+        // The first answer holds the matches among the newest messages and says where the
+        // older ones begin; following `next_before_id` finds every match once, newest first.
+        let (status, first) = search(&app, &admin, "q=kappa%20lambda").await;
+        assert_eq!(status, 200, "{}: {first}", db.name());
+        assert_eq!(
+            result_ids(&first),
+            new.iter().rev().copied().collect::<Vec<_>>()
+        );
+        assert_eq!(first["data"]["total_is_exact"], false, "{}", db.name());
+        assert_eq!(first["data"]["pagination"]["total"], 2);
+        let mut seen = result_ids(&first);
+        let mut before = first["data"]["next_before_id"].as_u64().expect("a cursor");
+        assert!(
+            before < new[0],
+            "{}: the cursor is below what was searched",
+            db.name()
+        );
+        let mut answers = 1;
+        loop {
+            let (status, body) = search(
+                &app,
+                &admin,
+                &format!("q=kappa%20lambda&before_id={before}"),
+            )
+            .await;
+            assert_eq!(status, 200, "{}: {body}", db.name());
+            let ids = result_ids(&body);
+            assert!(ids.iter().all(|id| *id < before), "{}: {body}", db.name());
+            seen.extend(ids);
+            answers += 1;
+            match body["data"]["next_before_id"].as_u64() {
+                Some(next) => {
+                    assert!(next < before, "{}: the cursor moves on", db.name());
+                    assert_eq!(body["data"]["total_is_exact"], false);
+                    before = next;
+                }
+                None => {
+                    assert_eq!(body["data"]["total_is_exact"], true);
+                    break;
+                }
+            }
+            assert!(answers < 20, "{}: the walk ends", db.name());
+        }
+        assert_eq!(
+            seen,
+            matches,
+            "{}: every match once, newest first",
+            db.name()
+        );
+
+        // `before_id` also narrows a search that reads every match: a user's own.
+        let (_, own) = search(
+            &app,
+            &owner_token,
+            &format!("q=kappa%20lambda&before_id={}", new[0]),
+        )
+        .await;
+        assert_eq!(result_ids(&own), matches[2..], "{}", db.name());
+        assert_eq!(own["data"]["next_before_id"], Value::Null);
+        assert_eq!(own["data"]["total_is_exact"], true);
         app.stop().await;
         db.cleanup().await;
     }

@@ -7,7 +7,10 @@ mod analytics;
 mod projection;
 mod search;
 
-pub use search::{RECENT_MATCHES, SearchHit, SearchResults, SearchScope};
+pub use search::{
+    DEFAULT_SEARCH_READ_BUDGET, RECENT_MATCHES, SearchHit, SearchRequest, SearchResults,
+    SearchScope,
+};
 
 use projections::SqlValue;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
@@ -93,6 +96,7 @@ pub struct MessageWindow {
 }
 
 /// A statement parameter of the read queries (this module's and the search's).
+#[derive(Debug, Clone)]
 pub(in crate::store) enum Bind {
     Int(i64),
     Text(String),

@@ -14,14 +14,33 @@ const MAX_LISTED_CONVERSATIONS: usize = 1000;
 /// hundreds of thousands, and reading them all to rank them costs seconds. Below this many the
 /// result is exact.
 pub const RECENT_MATCHES: u32 = 1000;
-/// Postings counted per term, at most, to find a query's rarest term.
-const RARITY_PROBE: i64 = 5000;
-/// How many of the rarest term's newest postings the first try of a search over every
-/// conversation looks at.
-const FIRST_POSTINGS: i64 = 2000;
-/// A term with this many times the rarest term's postings in a search's range is looked up per
-/// candidate instead of read whole: a lookup costs about this many sequential index entries.
-const LOOKUP_RATIO: i64 = 16;
+/// Index entries a search over every conversation reads, about, before it answers with the
+/// matches among the newest messages and where the older ones begin (`CHAT_SEARCH_READ_BUDGET`):
+/// a few common terms that rarely meet in one message would otherwise read every posting of the
+/// rarest one.
+pub const DEFAULT_SEARCH_READ_BUDGET: usize = 5_000;
+/// Postings counted per term to see how common it is among the newest messages.
+const DENSITY_PROBE: i64 = 128;
+/// How many of the rarest term's newest postings a search over every conversation reads first.
+const FIRST_WINDOW: i64 = 1000;
+/// What looking a term up for one message costs, in index entries read in order (measured on
+/// MariaDB: 500 lookups about as long as 1,000 entries of a range): a term with more postings
+/// than this many per candidate in the candidates' range is looked up, a rarer one read whole.
+const LOOKUP_COST: i64 = 2;
+/// Message ids per key lookup statement.
+const LOOKUP_CHUNK: usize = 500;
+
+/// Which page of a search, and from where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchRequest {
+    /// From 1.
+    pub page: u32,
+    pub limit: u32,
+    /// Only messages older than this one (the `older_than` of an earlier answer).
+    pub before: Option<u64>,
+    /// Index entries a search over every conversation reads before it answers.
+    pub read_budget: usize,
+}
 
 /// Which conversations a search may look into.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,21 +60,16 @@ struct Hints {
     /// Names the `(term, conversation_id, message_id, hits)` index: a scoped search reads each
     /// term's postings in the caller's conversations only, never a whole term.
     scope_index: &'static str,
-    /// A join whose left side stays the outer loop: otherwise a planner may walk `messages`
-    /// newest first to satisfy the order, reading every message to find a few.
-    ordered_join: &'static str,
 }
 
 const MYSQL: Hints = Hints {
     recent_index: "force index (search_terms_recent)",
     scope_index: "force index (search_terms_term)",
-    ordered_join: "straight_join",
 };
 
 const SQLITE: Hints = Hints {
     recent_index: "indexed by search_terms_recent",
     scope_index: "indexed by search_terms_term",
-    ordered_join: "cross join",
 };
 
 impl SqlStore<sqlx::MySql> {
@@ -75,8 +89,11 @@ impl SqlStore<sqlx::Sqlite> {
 pub struct SearchResults {
     pub hits: Vec<SearchHit>,
     pub total: u64,
-    /// False when the search stopped at [`RECENT_MATCHES`]: `total` is then a lower bound.
+    /// False when the search stopped before it had looked at every message: `total` then counts
+    /// the matches from message id `older_than` on.
     pub total_is_exact: bool,
+    /// Where the messages the search did not look at begin: ask again with this as `before`.
+    pub older_than: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,25 +130,25 @@ fn contains_pattern(text: &str) -> String {
 }
 
 impl EventStore {
-    /// One page (from 1) of the messages matching every term of `query`, most relevant first
+    /// One page of the messages matching every term of `query`, most relevant first
     /// (occurrences of the query's terms), then newest; and how many match in all. Over every
-    /// conversation, only the newest [`RECENT_MATCHES`] matches are ranked.
+    /// conversation, only the newest [`RECENT_MATCHES`] matches are ranked, and the search stops
+    /// after `read_budget` index entries: `older_than` then says where to go on.
     pub async fn search(
         &self,
         scope: &SearchScope,
         query: &SearchQuery,
-        page: u32,
-        limit: u32,
+        request: &SearchRequest,
     ) -> Result<SearchResults, StoreError> {
         if *scope == SearchScope::All {
             let recent = on_backend!(self, s => {
-                s.search_recent(query, page, limit, s.search_hints()).await?
+                s.search_recent(query, request, s.search_hints()).await?
             });
             if let Some(results) = recent {
                 return Ok(results);
             }
         }
-        on_backend!(self, s => s.search(scope, query, page, limit, s.search_hints()).await)
+        on_backend!(self, s => s.search(scope, query, request, s.search_hints()).await)
     }
 }
 
@@ -148,8 +165,7 @@ where
         &self,
         scope: &SearchScope,
         query: &SearchQuery,
-        page: u32,
-        limit: u32,
+        request: &SearchRequest,
         hints: &Hints,
     ) -> Result<SearchResults, StoreError> {
         if query.is_empty() {
@@ -188,6 +204,13 @@ where
                 }
             }
         };
+        let scope_sql = match request.before {
+            Some(before) => {
+                scope_binds.push(int(before));
+                format!("{scope_sql} and t.message_id < ?")
+            }
+            None => scope_sql,
+        };
         // The scope is the index's second column, after the term: each term's postings are read
         // for the caller's conversations only.
         let index_hint = match scope {
@@ -197,8 +220,8 @@ where
         let (matches, mut binds) = matching_messages(query, index_hint, &scope_sql, scope_binds);
         let (verify_sql, verify_binds) = phrase_check(query);
         binds.extend(verify_binds);
-        let limit = limit.max(1);
-        let offset = u64::from(page.max(1) - 1) * u64::from(limit);
+        let limit = request.limit.max(1);
+        let offset = u64::from(request.page.max(1) - 1) * u64::from(limit);
         binds.push(Bind::Int(i64::from(limit)));
         binds.push(int(offset));
         let sql = format!(
@@ -220,7 +243,12 @@ where
         }
         if hits.is_empty() && offset > 0 {
             // Past the last page: the window function had no row to report the total on.
-            total = Box::pin(self.search(scope, query, 1, 1, hints))
+            let first = SearchRequest {
+                page: 1,
+                limit: 1,
+                ..*request
+            };
+            total = Box::pin(self.search(scope, query, &first, hints))
                 .await?
                 .total;
         }
@@ -228,70 +256,112 @@ where
             hits,
             total,
             total_is_exact: true,
+            older_than: None,
         })
     }
 
-    /// A search over every conversation that stops at the newest [`RECENT_MATCHES`] matches
-    /// and ranks those. Every match holds the query's rarest term, so the matches among that
-    /// term's newest N postings are the newest matches of all: N grows until they are enough
-    /// or cover every posting. Each try reads only index entries from a message id on, in
-    /// index order. None when the query has no term.
+    /// A search over every conversation, newest messages first, that stops at the newest
+    /// [`RECENT_MATCHES`] matches or once it has read `read_budget` index entries, and ranks
+    /// what it found. Every match holds the query's rarest term, so the search walks that term's
+    /// postings newest first, in windows, and keeps the window's messages that hold every other
+    /// term: a term read whole over the window's range when it is about as rare, looked up per
+    /// candidate when it is far more common. The messages from the oldest one walked on are then
+    /// searched completely; `older_than` says where the rest begins. None when the query has no
+    /// term.
     async fn search_recent(
         &self,
         query: &SearchQuery,
-        page: u32,
-        limit: u32,
+        request: &SearchRequest,
         hints: &Hints,
     ) -> Result<Option<SearchResults>, StoreError> {
-        let Some((rarest, rarest_postings)) = self.rarest_term(query).await? else {
+        if query.terms.is_empty() {
             return Ok(None);
-        };
+        }
+        let below = request
+            .before
+            .map_or(i64::MAX, |id| i64::try_from(id).unwrap_or(i64::MAX));
+        // Index entries read so far (a lookup counts as `LOOKUP_COST`).
+        let mut read = 0i64;
+        let mut terms = Vec::with_capacity(query.terms.len());
+        for term in &query.terms {
+            let density = self.density(term, below, hints).await?;
+            read += density.counted;
+            terms.push(density);
+        }
+        terms.sort_by(TermDensity::rarer_first);
+        let rarest = terms.remove(0);
+        let budget = i64::try_from(request.read_budget).unwrap_or(i64::MAX);
         let wanted = RECENT_MATCHES as usize;
-        let mut postings = FIRST_POSTINGS;
-        let mut matches = loop {
-            let rows = self
-                .fetch(
-                    &format!(
-                        "select message_id from search_terms {} \
-                         where term = ? order by message_id desc limit 1 offset ?",
-                        hints.recent_index
-                    ),
-                    vec![Bind::Text(rarest.clone()), Bind::Int(postings - 1)],
-                )
+        let mut matches: Vec<(i64, i64)> = Vec::new();
+        let mut upper = below;
+        let mut window = FIRST_WINDOW.min((budget - read).max(FIRST_WINDOW / 4));
+        let older_than = loop {
+            if rarest.counted == 0 {
+                break None;
+            }
+            let read_before = read;
+            let mut candidates = self
+                .postings(&rarest.term, 0, upper, Some(window), hints)
                 .await?;
-            let from = match rows.first() {
-                Some(row) => row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx)?,
-                None => 0,
+            read += candidates.len() as i64;
+            let walked_all = (candidates.len() as i64) < window;
+            // The window holds every posting of the rarest term in [lowest, upper).
+            let lowest = candidates.last().map_or(0, |(id, _)| *id);
+            for term in &terms {
+                let (Some((newest, _)), Some((oldest, _))) =
+                    (candidates.first(), candidates.last())
+                else {
+                    break;
+                };
+                let (oldest, newest) = (*oldest, *newest);
+                let lookups = LOOKUP_COST * candidates.len() as i64;
+                let others = if term.estimate(oldest, newest + 1) <= lookups {
+                    let others = self
+                        .postings(&term.term, oldest, newest + 1, None, hints)
+                        .await?;
+                    read += others.len() as i64;
+                    others
+                } else {
+                    read += lookups;
+                    self.postings_of(&term.term, &candidates, hints).await?
+                };
+                candidates = intersect(&candidates, &others);
+            }
+            if !query.phrases.is_empty() && !candidates.is_empty() {
+                read += LOOKUP_COST * candidates.len() as i64;
+                candidates = self.holding_phrases(query, candidates).await?;
+            }
+            let found_here = candidates.len();
+            matches.extend(candidates);
+            if matches.len() > wanted || (matches.len() == wanted && !walked_all) {
+                // Older matches may follow the newest `wanted`, below the last one kept.
+                matches.truncate(wanted);
+                break matches.last().map(|(id, _)| *id);
+            }
+            if walked_all {
+                break None;
+            }
+            if read >= budget {
+                break Some(lowest);
+            }
+            upper = lowest;
+            // Widen toward the share of matches seen so far, but only as far as what is left
+            // of the budget pays for at this window's cost per posting.
+            let needed = (wanted - matches.len()) as i64;
+            let grown = if found_here == 0 {
+                window * 8
+            } else {
+                needed * window * 5 / 4 / found_here as i64
             };
-            // A term far more common than the rarest one in the range costs less looked up per
-            // candidate than read whole.
-            let mut looked_up = Vec::new();
-            for term in &query.terms {
-                if *term != rarest
-                    && self
-                        .is_common_from(
-                            term,
-                            from,
-                            postings.min(rarest_postings.max(1)) * LOOKUP_RATIO,
-                            hints,
-                        )
-                        .await?
-                {
-                    looked_up.push(term.clone());
-                }
-            }
-            let found = self.matches_from(query, hints, from, &looked_up).await?;
-            if found.len() >= wanted || from == 0 {
-                break found;
-            }
-            // Widen toward the share of matches seen so far, at least fourfold.
-            let grow = (wanted * 5 / 4 / found.len().max(1)).clamp(4, 64);
-            postings = postings.saturating_mul(i64::try_from(grow).unwrap_or(64));
+            let cost_per_posting = ((read - read_before) / window).max(1);
+            window = grown
+                .clamp(window * 2, window * 16)
+                .min(((budget - read) / cost_per_posting).max(FIRST_WINDOW / 4));
         };
         let total = matches.len() as u64;
         matches.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
-        let limit = limit.max(1) as usize;
-        let offset = (page.max(1) as usize - 1).saturating_mul(limit);
+        let limit = request.limit.max(1) as usize;
+        let offset = (request.page.max(1) as usize - 1).saturating_mul(limit);
         let page_ids: Vec<i64> = matches
             .iter()
             .skip(offset)
@@ -320,129 +390,196 @@ where
         Ok(Some(SearchResults {
             hits,
             total,
-            total_is_exact: total < u64::from(RECENT_MATCHES),
+            total_is_exact: older_than.is_none(),
+            older_than: older_than.and_then(|id| u64::try_from(id).ok()),
         }))
     }
 
-    /// Whether `term` has at least `postings` postings from message id `from` on (reads at most
-    /// that many index entries).
-    async fn is_common_from(
+    /// How common `term` is below message id `below`: its newest [`DENSITY_PROBE`] postings
+    /// there, at most, are counted.
+    async fn density(
         &self,
         term: &str,
-        from: i64,
-        postings: i64,
+        below: i64,
         hints: &Hints,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<TermDensity, StoreError> {
         let rows = self
             .fetch(
                 &format!(
-                    "select count(*) from (select 1 from search_terms {} \
-                     where term = ? and message_id >= ? limit ?) probe",
+                    "select count(*), coalesce(min(message_id), 0), coalesce(max(message_id), 0) \
+                     from (select message_id from search_terms {} \
+                     where term = ? and message_id < ? order by message_id desc limit ?) probe",
                     hints.recent_index
                 ),
                 vec![
                     Bind::Text(term.to_string()),
-                    Bind::Int(from),
-                    Bind::Int(postings),
+                    Bind::Int(below),
+                    Bind::Int(DENSITY_PROBE),
                 ],
             )
             .await?;
-        let counted = match rows.first() {
-            Some(row) => row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx)?,
-            None => 0,
+        let int = |i: usize| match rows.first() {
+            Some(row) => row.try_get::<i64, _>(i).map_err(StoreError::from_sqlx),
+            None => Ok(0),
         };
-        Ok(counted >= postings)
+        Ok(TermDensity {
+            term: term.to_string(),
+            counted: int(0)?,
+            oldest: int(1)?,
+            newest: int(2)?,
+        })
     }
 
-    /// The newest [`RECENT_MATCHES`] messages from message id `from` on that match `query`,
-    /// as (message id, score). The terms in `looked_up` are not read in the range but looked up
-    /// for each message the others matched.
-    async fn matches_from(
+    /// The postings (message id, hits) of `term` in messages `from..below`, newest first, at
+    /// most `limit` of them.
+    async fn postings(
         &self,
-        query: &SearchQuery,
-        hints: &Hints,
+        term: &str,
         from: i64,
-        looked_up: &[String],
+        below: i64,
+        limit: Option<i64>,
+        hints: &Hints,
     ) -> Result<Vec<(i64, i64)>, StoreError> {
-        let read_whole = SearchQuery {
-            terms: query
-                .terms
-                .iter()
-                .filter(|term| !looked_up.contains(term))
-                .cloned()
-                .collect(),
-            ..query.clone()
-        };
-        let (matches, mut binds) = matching_messages(
-            &read_whole,
-            hints.recent_index,
-            " and t.message_id >= ?",
-            vec![Bind::Int(from)],
+        let mut binds = vec![
+            Bind::Text(term.to_string()),
+            Bind::Int(from),
+            Bind::Int(below),
+        ];
+        let mut sql = format!(
+            "select message_id, hits from search_terms {} \
+             where term = ? and message_id >= ? and message_id < ? order by message_id desc",
+            hints.recent_index
         );
-        // Joined in this order, the candidates outermost: each looked-up term is one index
-        // lookup per candidate, and the text is read only for the messages that hold every term.
-        let mut joins = String::new();
-        let mut score = String::from("c.score");
-        for (n, term) in looked_up.iter().enumerate() {
-            joins.push_str(&format!(
-                " {} search_terms p{n} on p{n}.message_id = c.message_id and p{n}.term = ?",
-                hints.ordered_join
-            ));
-            binds.push(Bind::Text(term.clone()));
-            score.push_str(&format!(" + p{n}.hits"));
+        if let Some(limit) = limit {
+            sql.push_str(" limit ?");
+            binds.push(Bind::Int(limit));
         }
-        let (conditions, verify_binds) = phrase_conditions(query);
-        let mut verify_sql = String::new();
-        if !conditions.is_empty() {
-            verify_sql = format!(
-                " {} messages m on m.id = c.message_id where {}",
-                hints.ordered_join,
-                conditions.join(" and ")
-            );
-        }
-        binds.extend(verify_binds);
-        binds.push(Bind::Int(i64::from(RECENT_MATCHES)));
-        let rows = self
-            .fetch(
-                &format!(
-                    "select c.message_id, cast({score} as signed) from ({matches}) c\
-                     {joins}{verify_sql} order by c.message_id desc limit ?"
-                ),
-                binds,
-            )
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let int = |i: usize| row.try_get::<i64, _>(i).map_err(StoreError::from_sqlx);
-                Ok((int(0)?, int(1)?))
-            })
-            .collect()
+        self.fetch(&sql, binds).await?.iter().map(posting).collect()
     }
 
-    /// The query's whole term with the fewest postings and how many it has (counted up to
-    /// [`RARITY_PROBE`]), or None when it has none.
-    async fn rarest_term(&self, query: &SearchQuery) -> Result<Option<(String, i64)>, StoreError> {
-        if query.terms.len() < 2 {
-            return Ok(query.terms.first().map(|term| (term.clone(), RARITY_PROBE)));
-        }
-        let mut rarest = None;
-        for term in &query.terms {
+    /// The postings of `term` in the messages of `candidates` (newest first), newest first:
+    /// key lookups, for a term far more common than the candidates. Named to the planner: left
+    /// to itself, MariaDB read every posting of the term and filtered them by the list.
+    async fn postings_of(
+        &self,
+        term: &str,
+        candidates: &[(i64, i64)],
+        hints: &Hints,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let mut found = Vec::with_capacity(candidates.len());
+        for chunk in candidates.chunks(LOOKUP_CHUNK) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let mut binds = vec![Bind::Text(term.to_string())];
+            binds.extend(chunk.iter().map(|(id, _)| Bind::Int(*id)));
             let rows = self
                 .fetch(
-                    "select count(*) from (select 1 from search_terms where term = ? limit ?) probe",
-                    vec![Bind::Text(term.clone()), Bind::Int(RARITY_PROBE)],
+                    &format!(
+                        "select message_id, hits from search_terms {} \
+                         where term = ? and message_id in ({placeholders})",
+                        hints.recent_index
+                    ),
+                    binds,
                 )
                 .await?;
-            let postings = match rows.first() {
-                Some(row) => row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx)?,
-                None => 0,
-            };
-            if rarest.as_ref().is_none_or(|(fewest, _)| postings < *fewest) {
-                rarest = Some((postings, term.clone()));
+            for row in &rows {
+                found.push(posting(row)?);
             }
         }
-        Ok(rarest.map(|(postings, term)| (term, postings)))
+        found.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
+        Ok(found)
     }
+
+    /// The `candidates` whose text holds every one of the query's longer CJK runs (bigrams do
+    /// not prove that a run is contiguous: the text does).
+    async fn holding_phrases(
+        &self,
+        query: &SearchQuery,
+        candidates: Vec<(i64, i64)>,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let (conditions, phrase_binds) = phrase_conditions(query);
+        let mut holding = std::collections::HashSet::new();
+        for chunk in candidates.chunks(LOOKUP_CHUNK) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let mut binds: Vec<Bind> = chunk.iter().map(|(id, _)| Bind::Int(*id)).collect();
+            binds.extend(phrase_binds.iter().cloned());
+            let rows = self
+                .fetch(
+                    &format!(
+                        "select m.id from messages m where m.id in ({placeholders}) and {}",
+                        conditions.join(" and ")
+                    ),
+                    binds,
+                )
+                .await?;
+            for row in &rows {
+                holding.insert(row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx)?);
+            }
+        }
+        Ok(candidates
+            .into_iter()
+            .filter(|(id, _)| holding.contains(id))
+            .collect())
+    }
+}
+
+/// How common a term is in the newest messages: `counted` of its postings (at most
+/// [`DENSITY_PROBE`]) lie between message ids `oldest` and `newest`.
+#[derive(Debug)]
+struct TermDensity {
+    term: String,
+    counted: i64,
+    oldest: i64,
+    newest: i64,
+}
+
+impl TermDensity {
+    /// Rarer first: a term with fewer postings than the probe counts them all; otherwise the
+    /// one whose newest postings spread over more messages is rarer.
+    fn rarer_first(a: &TermDensity, b: &TermDensity) -> std::cmp::Ordering {
+        let a_all = a.counted < DENSITY_PROBE;
+        let b_all = b.counted < DENSITY_PROBE;
+        match (a_all, b_all) {
+            (true, true) => a.counted.cmp(&b.counted),
+            (true, false) => std::cmp::Ordering::Less,
+            (false, true) => std::cmp::Ordering::Greater,
+            (false, false) => a.oldest.cmp(&b.oldest),
+        }
+    }
+
+    /// About how many postings the term has in messages `from..below`.
+    fn estimate(&self, from: i64, below: i64) -> i64 {
+        if self.counted < DENSITY_PROBE {
+            return self.counted;
+        }
+        let spread = (self.newest - self.oldest).max(1);
+        let span = (below - from).max(0);
+        i64::try_from(i128::from(self.counted) * i128::from(span) / i128::from(spread))
+            .unwrap_or(i64::MAX)
+    }
+}
+
+/// The postings of `ours` whose message is also in `theirs` (both newest first), their hits
+/// summed.
+fn intersect(ours: &[(i64, i64)], theirs: &[(i64, i64)]) -> Vec<(i64, i64)> {
+    let mut both = Vec::new();
+    let mut rest = theirs.iter().peekable();
+    for (id, hits) in ours {
+        while rest.next_if(|(other, _)| other > id).is_some() {}
+        if let Some((_, more)) = rest.next_if(|(other, _)| other == id) {
+            both.push((*id, hits + more));
+        }
+    }
+    both
+}
+
+/// A (message id, hits) posting from a row of those two columns.
+fn posting<R: Row>(row: &R) -> Result<(i64, i64), StoreError>
+where
+    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    usize: ColumnIndex<R>,
+{
+    let int = |i: usize| row.try_get::<i64, _>(i).map_err(StoreError::from_sqlx);
+    Ok((int(0)?, int(1)?))
 }
 
 /// The sub-query of the messages holding every term of `query` (aliased `t`, the index named by
@@ -496,6 +633,7 @@ impl SearchResults {
             hits: Vec::new(),
             total: 0,
             total_is_exact: true,
+            older_than: None,
         }
     }
 }
@@ -533,5 +671,47 @@ mod tests {
     #[test]
     fn like_wildcards_in_the_query_are_escaped() {
         assert_eq!(contains_pattern("50%_off!"), "%50!%!_off!!%");
+    }
+
+    #[test]
+    fn an_intersection_keeps_the_messages_in_both_newest_first_with_hits_summed() {
+        let ours = [(90, 1), (70, 2), (50, 1), (10, 1)];
+        let theirs = [(95, 1), (70, 3), (60, 1), (10, 2), (5, 1)];
+        assert_eq!(intersect(&ours, &theirs), [(70, 5), (10, 3)]);
+        assert_eq!(intersect(&ours, &[]), []);
+        assert_eq!(intersect(&[], &theirs), []);
+    }
+
+    fn density(counted: i64, oldest: i64, newest: i64) -> TermDensity {
+        TermDensity {
+            term: String::new(),
+            counted,
+            oldest,
+            newest,
+        }
+    }
+
+    #[test]
+    fn a_term_counted_whole_is_rarer_than_one_that_filled_the_probe() {
+        let full = DENSITY_PROBE;
+        let dense = density(full, 900, 1000);
+        let sparse = density(full, 100, 1000);
+        let few = density(3, 10, 20);
+        let none = density(0, 0, 0);
+        let mut terms = [dense, few, sparse, none];
+        terms.sort_by(TermDensity::rarer_first);
+        let order: Vec<(i64, i64)> = terms.iter().map(|t| (t.counted, t.oldest)).collect();
+        assert_eq!(order, [(0, 0), (3, 10), (full, 100), (full, 900)]);
+    }
+
+    #[test]
+    fn a_terms_postings_in_a_range_are_estimated_from_its_spread() {
+        // 128 postings over 1,000 messages: about 12.8 in every 100.
+        let term = density(DENSITY_PROBE, 1000, 2000);
+        assert_eq!(term.estimate(0, 100), 12);
+        assert_eq!(term.estimate(0, 10_000), 1280);
+        assert_eq!(term.estimate(500, 100), 0);
+        // Counted whole: never more than it has.
+        assert_eq!(density(7, 1, 5).estimate(0, 1_000_000), 7);
     }
 }

@@ -10,6 +10,8 @@ function filtersFrom(params) {
     status: params.get('status') || '',
     assignee: params.get('assignee') || '',
     q: params.get('q') || '',
+    // A search that stopped among the newest messages goes on below this message id.
+    before: params.get('before') || '',
     page: Math.max(1, Number(params.get('page')) || 1),
   };
 }
@@ -40,7 +42,9 @@ function matchesFilters(conversation, filters, me) {
 
 /** Text search: the matching messages' conversations, each with the first match's context. */
 async function searchPage(filters, me) {
-  const found = await api('GET', `/chat/search${query({ q: filters.q, page: filters.page, limit: 50 })}`);
+  const found = await api('GET', `/chat/search${query({
+    q: filters.q, before_id: filters.before, page: filters.page, limit: 50,
+  })}`);
   const contexts = new Map();
   for (const hit of found.results) {
     if (!contexts.has(hit.conversation_id)) contexts.set(hit.conversation_id, hit.context);
@@ -52,6 +56,8 @@ async function searchPage(filters, me) {
       .filter((c) => c && matchesFilters(c, filters, me))
       .map((c) => ({ ...c, match: contexts.get(c.id) })),
     pagination: found.pagination,
+    exact: found.total_is_exact,
+    nextBefore: found.next_before_id,
   };
 }
 
@@ -98,7 +104,7 @@ export function mount(view, context, params) {
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     window.location.hash = hashOf({
-      status: status.value, assignee: assignee.value.trim(), q: text.value.trim(), page: 1,
+      status: status.value, assignee: assignee.value.trim(), q: text.value.trim(), before: '', page: 1,
     });
   });
 
@@ -180,10 +186,19 @@ export function mount(view, context, params) {
     all.checked = page.conversations.length > 0 && page.conversations.every((c) => selected.has(c.id));
     updateCount();
     const { page: number, pages, total } = page.pagination;
+    const counted = filters.q
+      ? `${total} matching messages${page.exact === false ? (filters.before ? ' in these older messages' : ' among the newest') : ''}`
+      : `${total} conversations`;
     fill(pager,
       h('a', { class: number > 1 ? 'button' : 'button disabled', href: number > 1 ? hashOf({ ...filters, page: number - 1 }) : undefined }, '‹ Previous'),
-      h('span', {}, `Page ${number} of ${Math.max(1, pages)} · ${total} ${filters.q ? 'matching messages' : 'conversations'}`),
-      h('a', { class: number < pages ? 'button' : 'button disabled', href: number < pages ? hashOf({ ...filters, page: number + 1 }) : undefined }, 'Next ›'));
+      h('span', {}, `Page ${number} of ${Math.max(1, pages)} · ${counted}`),
+      h('a', { class: number < pages ? 'button' : 'button disabled', href: number < pages ? hashOf({ ...filters, page: number + 1 }) : undefined }, 'Next ›'),
+      filters.before
+        ? h('a', { class: 'button', id: 'search-newest', href: hashOf({ ...filters, before: '', page: 1 }) }, 'Newest messages')
+        : null,
+      page.nextBefore
+        ? h('a', { class: 'button', id: 'search-older', href: hashOf({ ...filters, before: page.nextBefore, page: 1 }) }, 'Search older messages ›')
+        : null);
   }
 
   async function load() {
