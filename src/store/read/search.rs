@@ -28,7 +28,7 @@ const FIRST_WINDOW: i64 = 1000;
 /// than this many per candidate in the candidates' range is looked up, a rarer one read whole.
 const LOOKUP_COST: i64 = 2;
 /// Message ids per key lookup statement.
-const LOOKUP_CHUNK: usize = 500;
+const LOOKUP_CHUNK: usize = 1000;
 
 /// Which page of a search, and from where.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,12 +282,8 @@ where
             .map_or(i64::MAX, |id| i64::try_from(id).unwrap_or(i64::MAX));
         // Index entries read so far (a lookup counts as `LOOKUP_COST`).
         let mut read = 0i64;
-        let mut terms = Vec::with_capacity(query.terms.len());
-        for term in &query.terms {
-            let density = self.density(term, below, hints).await?;
-            read += density.counted;
-            terms.push(density);
-        }
+        let mut terms = self.densities(&query.terms, below, hints).await?;
+        read += terms.iter().map(|term| term.counted).sum::<i64>();
         terms.sort_by(TermDensity::rarer_first);
         let rarest = terms.remove(0);
         let budget = i64::try_from(request.read_budget).unwrap_or(i64::MAX);
@@ -395,39 +391,57 @@ where
         }))
     }
 
-    /// How common `term` is below message id `below`: its newest [`DENSITY_PROBE`] postings
-    /// there, at most, are counted.
-    async fn density(
+    /// How common each of `terms` is below message id `below`: the newest [`DENSITY_PROBE`]
+    /// postings of each there, at most, are counted; one statement for all.
+    async fn densities(
         &self,
-        term: &str,
+        terms: &[String],
         below: i64,
         hints: &Hints,
-    ) -> Result<TermDensity, StoreError> {
-        let rows = self
-            .fetch(
-                &format!(
-                    "select count(*), coalesce(min(message_id), 0), coalesce(max(message_id), 0) \
-                     from (select message_id from search_terms {} \
-                     where term = ? and message_id < ? order by message_id desc limit ?) probe",
-                    hints.recent_index
-                ),
-                vec![
-                    Bind::Text(term.to_string()),
+    ) -> Result<Vec<TermDensity>, StoreError> {
+        let probe = |n: usize| {
+            format!(
+                "select {n}, count(*), coalesce(min(message_id), 0), coalesce(max(message_id), 0) \
+                 from (select message_id from search_terms {} \
+                 where term = ? and message_id < ? order by message_id desc limit ?) probe{n}",
+                hints.recent_index
+            )
+        };
+        let sql = (0..terms.len())
+            .map(probe)
+            .collect::<Vec<_>>()
+            .join(" union all ");
+        let binds = terms
+            .iter()
+            .flat_map(|term| {
+                [
+                    Bind::Text(term.clone()),
                     Bind::Int(below),
                     Bind::Int(DENSITY_PROBE),
-                ],
-            )
-            .await?;
-        let int = |i: usize| match rows.first() {
-            Some(row) => row.try_get::<i64, _>(i).map_err(StoreError::from_sqlx),
-            None => Ok(0),
-        };
-        Ok(TermDensity {
-            term: term.to_string(),
-            counted: int(0)?,
-            oldest: int(1)?,
-            newest: int(2)?,
-        })
+                ]
+            })
+            .collect();
+        let mut densities: Vec<TermDensity> = terms
+            .iter()
+            .map(|term| TermDensity {
+                term: term.clone(),
+                counted: 0,
+                oldest: 0,
+                newest: 0,
+            })
+            .collect();
+        for row in &self.fetch(&sql, binds).await? {
+            let int = |i: usize| row.try_get::<i64, _>(i).map_err(StoreError::from_sqlx);
+            if let Some(density) = usize::try_from(int(0)?)
+                .ok()
+                .and_then(|n| densities.get_mut(n))
+            {
+                density.counted = int(1)?;
+                density.oldest = int(2)?;
+                density.newest = int(3)?;
+            }
+        }
+        Ok(densities)
     }
 
     /// The postings (message id, hits) of `term` in messages `from..below`, newest first, at
