@@ -231,7 +231,7 @@ pub const SETTINGS: &[Setting] = &[
         var: "CHAT_SEARCH_READ_BUDGET",
         key: "search_read_budget",
         flag: "search-read-budget",
-        default: "5000",
+        default: "4000",
         meaning: "index entries a search over every conversation reads before it answers with the matches among the newest messages and next_before_id to go on (a few common words that rarely meet would otherwise read all of the rarest one's)",
     },
     Setting {

@@ -18,7 +18,7 @@ pub const RECENT_MATCHES: u32 = 1000;
 /// matches among the newest messages and where the older ones begin (`CHAT_SEARCH_READ_BUDGET`):
 /// a few common terms that rarely meet in one message would otherwise read every posting of the
 /// rarest one.
-pub const DEFAULT_SEARCH_READ_BUDGET: usize = 5_000;
+pub const DEFAULT_SEARCH_READ_BUDGET: usize = 4_000;
 /// Postings counted per term to see how common it is among the newest messages.
 const DENSITY_PROBE: i64 = 128;
 /// How many of the rarest term's newest postings a search over every conversation reads first.
