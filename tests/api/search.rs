@@ -541,6 +541,13 @@ async fn a_replayed_index_answers_the_same() {
     }
 }
 
+/// `count` texts holding `one` or `other`, in turn, never both.
+fn each_alone(one: &str, other: &str, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|n| format!("{} filler", if n % 2 == 0 { one } else { other }))
+        .collect()
+}
+
 /// Sends `texts` through the server's own command bus (far faster than HTTP for thousands of
 /// messages), spread over `users`' conversations, each user's in order, the users at once.
 async fn post_all(app: &TestApp, users: &[events::Actor], texts: Vec<String>) -> Vec<u64> {
@@ -591,17 +598,7 @@ async fn a_search_over_every_conversation_ranks_its_newest_thousand_matches() {
         .await;
         // Then 2,000 of each word alone: the newest 2,000 postings of either word hold no
         // message with both.
-        let alone = (0..4000)
-            .map(|n| {
-                if n % 2 == 0 {
-                    "gamma filler"
-                } else {
-                    "delta filler"
-                }
-                .to_string()
-            })
-            .collect();
-        post_all(&app, &users, alone).await;
+        post_all(&app, &users, each_alone("gamma", "delta", 4000)).await;
         let newest = post_all(&app, &users[..1], vec!["gamma gamma newest".to_string()]).await;
         settled(&app).await;
 
@@ -696,18 +693,6 @@ async fn a_search_that_reads_its_budget_answers_with_the_newest_matches_and_goes
         let (owner_id, owner_token) = app.session(Role::User, None).await;
         let owner = user(owner_id);
         let users: Vec<events::Actor> = (0..6).map(|_| user(fresh_id())).collect();
-        let alone = |count: usize| -> Vec<String> {
-            (0..count)
-                .map(|n| {
-                    if n % 2 == 0 {
-                        "kappa filler"
-                    } else {
-                        "lambda filler"
-                    }
-                    .to_string()
-                })
-                .collect()
-        };
         // Two common words that rarely meet: three old messages hold both, then 2,400 hold
         // one, then two new ones hold both, then 400 more hold one.
         let mut matches = post_all(
@@ -716,7 +701,7 @@ async fn a_search_that_reads_its_budget_answers_with_the_newest_matches_and_goes
             vec!["kappa lambda old".into(); 3],
         )
         .await;
-        post_all(&app, &users, alone(2400)).await;
+        post_all(&app, &users, each_alone("kappa", "lambda", 2400)).await;
         let new = post_all(
             &app,
             std::slice::from_ref(&owner),
@@ -724,7 +709,7 @@ async fn a_search_that_reads_its_budget_answers_with_the_newest_matches_and_goes
         )
         .await;
         matches.extend(&new);
-        post_all(&app, &users, alone(400)).await;
+        post_all(&app, &users, each_alone("kappa", "lambda", 400)).await;
         settled(&app).await;
         matches.sort_unstable_by(|a, b| b.cmp(a));
 
