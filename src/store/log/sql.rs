@@ -11,7 +11,7 @@ use sqlx::{
     ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type,
 };
 
-use super::hash::{GENESIS_HASH, chain_hash};
+use super::hash::{GENESIS_HASH, chain_digest};
 use crate::store::{StoreError, StoreOptions, StoredEvent};
 
 /// How many events one read of the log returns at most.
@@ -69,32 +69,94 @@ impl ChainBreak {
 }
 
 /// A walk of the log in position order: each stream's newest link, and the first gap in positions.
+/// It reads each row's fields where they lie and keeps each stream's head as 64 hex digits under
+/// one key: a walk over millions of events allocates only for a stream it has not seen.
 #[derive(Default)]
 struct ChainWalk {
-    heads: HashMap<(String, String), (u64, String)>,
+    /// Each stream's last sequence and hash, by "stream type" `\n` "stream id".
+    heads: HashMap<String, (u64, [u8; 64])>,
     position: u64,
     checked: u64,
     first_gap: Option<ChainBreak>,
+    /// The key of the row being checked, reused from row to row.
+    key: String,
 }
 
 impl ChainWalk {
-    /// Checks the next events; the first broken link of a stream, if any.
-    fn check(&mut self, batch: Vec<StoredEvent>) -> Option<ChainBreak> {
-        for event in batch {
+    /// Checks the next rows (of [`EVENT_COLUMNS`]); the first broken link of a stream, if any.
+    fn check<R: Row>(&mut self, rows: &[R]) -> Result<Option<ChainBreak>, StoreError>
+    where
+        i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
+        usize: ColumnIndex<R>,
+    {
+        for row in rows {
+            let int = |i: usize| row.try_get::<i64, _>(i).map_err(StoreError::from_sqlx);
+            let text = |i: usize| row.try_get::<&str, _>(i).map_err(StoreError::from_sqlx);
+            let position = from_db(int(0)?, "position")?;
+            let (stream_type, stream_id) = (text(1)?, text(2)?);
+            let sequence = from_db(int(3)?, "sequence")?;
             self.checked += 1;
-            if event.position != self.position + 1 && self.first_gap.is_none() {
+            if position != self.position + 1 && self.first_gap.is_none() {
                 self.first_gap = Some(ChainBreak::gap(
                     self.position + 1,
-                    event.position - 1,
+                    position.saturating_sub(1),
                     "events were deleted",
                 ));
             }
-            self.position = event.position;
-            if let Some(broken) = check_link(&mut self.heads, event) {
-                return Some(broken);
+            self.position = position;
+            self.key.clear();
+            self.key.push_str(stream_type);
+            self.key.push('\n');
+            self.key.push_str(stream_id);
+            let (previous_sequence, previous_hash) = match self.heads.get(self.key.as_str()) {
+                Some(head) => *head,
+                None => {
+                    let mut genesis = [0u8; 64];
+                    genesis.copy_from_slice(GENESIS_HASH.as_bytes());
+                    (0, genesis)
+                }
+            };
+            let reason = if sequence != previous_sequence + 1 {
+                Some(format!(
+                    "sequence {sequence} follows {previous_sequence}: an event is missing or out \
+                     of place"
+                ))
+            } else {
+                let digest = chain_digest(
+                    &previous_hash,
+                    stream_type,
+                    stream_id,
+                    sequence,
+                    text(4)?,
+                    text(5)?,
+                    int(8)?,
+                    text(6)?,
+                    text(7)?,
+                );
+                if digest[..] != *text(9)?.as_bytes() {
+                    Some("hash does not match the event's contents and its predecessor".to_string())
+                } else {
+                    match self.heads.get_mut(self.key.as_str()) {
+                        Some(head) => *head = (sequence, digest),
+                        None => {
+                            self.heads.insert(self.key.clone(), (sequence, digest));
+                        }
+                    }
+                    None
+                }
+            };
+            if let Some(reason) = reason {
+                return Ok(Some(ChainBreak {
+                    stream_type: stream_type.to_string(),
+                    stream_id: stream_id.to_string(),
+                    sequence,
+                    position,
+                    reason,
+                }));
             }
         }
-        None
+        Ok(None)
     }
 
     /// The report once the log is read: a gap, or newest events missing below the head.
@@ -109,52 +171,6 @@ impl ChainWalk {
         ChainReport {
             checked: self.checked,
             broken: self.first_gap,
-        }
-    }
-}
-
-/// Checks one event against its stream's head and advances the head; the break, if it is one.
-fn check_link(
-    heads: &mut HashMap<(String, String), (u64, String)>,
-    event: StoredEvent,
-) -> Option<ChainBreak> {
-    let key = (event.stream_type, event.stream_id);
-    let (previous_sequence, previous_hash) = heads
-        .get(&key)
-        .map(|(s, h)| (*s, h.as_str()))
-        .unwrap_or((0, GENESIS_HASH));
-    let reason = if event.sequence != previous_sequence + 1 {
-        Some(format!(
-            "sequence {} follows {previous_sequence}: an event is missing or out of place",
-            event.sequence
-        ))
-    } else if chain_hash(
-        previous_hash,
-        &key.0,
-        &key.1,
-        event.sequence,
-        &event.event_type,
-        &event.event_version,
-        event.recorded_at_micros,
-        &event.payload,
-        &event.metadata,
-    ) != event.hash
-    {
-        Some("hash does not match the event's contents and its predecessor".to_string())
-    } else {
-        None
-    };
-    match reason {
-        Some(reason) => Some(ChainBreak {
-            stream_type: key.0,
-            stream_id: key.1,
-            sequence: event.sequence,
-            position: event.position,
-            reason,
-        }),
-        None => {
-            heads.insert(key, (event.sequence, event.hash));
-            None
         }
     }
 }
@@ -370,18 +386,18 @@ where
     }
 
     /// The events at positions after `after` up to `up_to`, in position order.
-    async fn read_range(&self, after: u64, up_to: u64) -> Result<Vec<StoredEvent>, StoreError> {
+    /// The rows of the events at positions `after + 1..=up_to`, as read ([`EVENT_COLUMNS`]).
+    async fn read_range_rows(&self, after: u64, up_to: u64) -> Result<Vec<DB::Row>, StoreError> {
         let sql = format!(
             "select {EVENT_COLUMNS} from events where position > ? and position <= ? \
              order by position"
         );
-        let rows = sqlx::query(&sql)
+        sqlx::query(&sql)
             .bind(to_db(after)?)
             .bind(to_db(up_to)?)
             .fetch_all(&self.pool)
             .await
-            .map_err(StoreError::from_sqlx)?;
-        rows.iter().map(Self::event_from_row).collect()
+            .map_err(StoreError::from_sqlx)
     }
 
     pub async fn read_stream(
@@ -439,7 +455,10 @@ where
 
     /// Walks the whole log in position order and checks every stream's chain: sequences
     /// contiguous from 1, and each hash equal to the one recomputed from its predecessor.
-    pub async fn verify_chains(&self) -> Result<Option<ChainBreak>, StoreError> {
+    pub async fn verify_chains(&self) -> Result<Option<ChainBreak>, StoreError>
+    where
+        for<'r> &'r str: Decode<'r, DB> + Type<DB>,
+    {
         Ok(self.verify_log(|_, _| {}).await?.broken)
     }
 
@@ -451,7 +470,10 @@ where
     pub async fn verify_log(
         &self,
         mut progress: impl FnMut(u64, u64),
-    ) -> Result<ChainReport, StoreError> {
+    ) -> Result<ChainReport, StoreError>
+    where
+        for<'r> &'r str: Decode<'r, DB> + Type<DB>,
+    {
         use futures::StreamExt;
 
         let head = self.head_position().await?;
@@ -461,18 +483,19 @@ where
         // order, while the next ones are read.
         let batch = u64::from(MAX_READ_BATCH);
         let mut batches = futures::stream::iter((0..head).step_by(batch as usize))
-            .map(|after| self.read_range(after, (after + batch).min(head)))
+            .map(|after| self.read_range_rows(after, (after + batch).min(head)))
             .buffered(VERIFY_READ_AHEAD);
-        while let Some(events) = batches.next().await {
-            let events = events?;
+        while let Some(rows) = batches.next().await {
+            let rows = rows?;
             let checking = tokio::task::spawn_blocking(move || {
-                let broken = walk.check(events);
+                let broken = walk.check(&rows);
                 (walk, broken)
             });
             let (checked_walk, broken) = checking
                 .await
                 .map_err(|e| StoreError::Invalid(format!("the chain check stopped: {e}")))?;
             walk = checked_walk;
+            let broken = broken?;
             if broken.is_some() {
                 return Ok(ChainReport {
                     checked: walk.checked,
