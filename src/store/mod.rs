@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use assignment::WaitingConversation;
 pub use log::{
     AppendTxn, ChainBreak, ChainReport, GENESIS_HASH, MAX_READ_BATCH, SequencerState, SqlStore,
-    chain_hash,
+    chain_digest,
 };
 pub use push::{CheckpointMove, ClaimedPush, NewPush, PushDevice, PushSettlement};
 pub use read::{
@@ -97,8 +97,8 @@ impl StoredEvent {
 
     /// The hash this row should carry, given the hash of the previous event of its stream.
     pub fn expected_hash(&self, previous_hash: &str) -> String {
-        chain_hash(
-            previous_hash,
+        let digest = chain_digest(
+            previous_hash.as_bytes(),
             &self.stream_type,
             &self.stream_id,
             self.sequence,
@@ -107,7 +107,8 @@ impl StoredEvent {
             self.recorded_at_micros,
             &self.payload,
             &self.metadata,
-        )
+        );
+        digest.iter().map(|&b| char::from(b)).collect()
     }
 }
 

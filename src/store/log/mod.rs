@@ -8,7 +8,7 @@
 mod hash;
 mod sql;
 
-pub use hash::{GENESIS_HASH, chain_hash};
+pub use hash::{GENESIS_HASH, chain_digest};
 pub use sql::{AppendTxn, ChainBreak, ChainReport, MAX_READ_BATCH, SequencerState, SqlStore};
 
 use super::{EventStore, StoreError, StoredEvent, on_backend};
