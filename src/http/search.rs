@@ -153,7 +153,7 @@ pub(super) async fn search_messages(
             .map(|hit| result(hit, &query.needles, &state.attachments))
             .collect(),
         pagination: Pagination::new(page, limit, found.total),
-        total_is_exact: found.total_is_exact,
+        total_is_exact: found.older_than.is_none(),
         next_before_id: found.older_than,
     })))
 }

@@ -98,20 +98,10 @@ async fn serve_then_sigterm(db: &TestDb, data_dir: &std::path::Path) -> (String,
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start chatd");
-    let client = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..200 {
-        if let Ok(response) = client
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await
-        {
-            ready = response.status() == 200;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(ready, "the server answered /healthz");
+    assert!(
+        support::process::answers_healthz(port).await,
+        "the server answered /healthz"
+    );
 
     let killed = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
@@ -183,6 +173,16 @@ async fn a_generated_app_secret_is_shown_once_on_stderr_and_never_in_a_log_line(
     );
     let _ = std::fs::remove_dir_all(&data_dir);
     db.cleanup().await;
+}
+
+/// What a run that must fail wrote to stderr (asserting that it failed).
+fn refusal(output: &std::process::Output) -> String {
+    let said = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(
+        !output.status.success(),
+        "chatd should have refused: {said}"
+    );
+    said
 }
 
 /// `chatd` with `database_url` (and nothing else configured) in a fresh data directory.
@@ -290,8 +290,7 @@ async fn a_database_that_cannot_be_used_is_explained_once_naming_the_variable() 
         )
         .output()
         .expect("run chatd");
-    let said = String::from_utf8_lossy(&refused_redis.stderr);
-    assert!(!refused_redis.status.success());
+    let said = refusal(&refused_redis);
     assert_eq!(
         said.matches(&format!(
             "CHAT_REDIS_URL (redis://127.0.0.1:{closed_port}/): connection refused"
@@ -391,8 +390,7 @@ async fn chatd_curl_signs_each_request_afresh_and_a_fresh_data_directory_is_warn
         .env_remove("CHAT_APP_SECRET")
         .output()
         .expect("run chatd");
-    let warned = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success());
+    let warned = refusal(&refused);
     assert!(
         warned.contains("warning: no app secret was kept at")
             && warned.contains("CHAT_DATA_DIR or CHAT_APP_SECRET"),
@@ -459,8 +457,7 @@ fn a_misspelt_log_format_stops_the_start_naming_the_variable() {
         )
         .output()
         .expect("run chatd");
-    let said = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let said = refusal(&output);
     assert!(
         said.contains("CHAT_LOG_FORMAT must be text or json, got \"jsn\""),
         "{said}"
@@ -566,15 +563,6 @@ async fn a_settings_file_is_read_under_its_keys_below_variables_and_flags() {
         ),
     )
     .expect("write the settings file");
-    let healthy = |port: u16| async move {
-        for _ in 0..100 {
-            if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await {
-                return response.status() == 200;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        false
-    };
     for (port, variable) in [(in_file, None), (in_env, Some(in_env))] {
         let mut command = Command::new(env!("CARGO_BIN_EXE_chatd"));
         command
@@ -589,7 +577,7 @@ async fn a_settings_file_is_read_under_its_keys_below_variables_and_flags() {
             command.env("CHAT_PORT", port.to_string());
         }
         let mut server = command.spawn().expect("start chatd");
-        let answered = healthy(port).await;
+        let answered = support::process::answers_healthz(port).await;
         let _ = server.kill();
         let _ = server.wait();
         assert!(answered, "chatd listens on {port} (variable: {variable:?})");
@@ -602,8 +590,7 @@ async fn a_settings_file_is_read_under_its_keys_below_variables_and_flags() {
         .arg(&unknown)
         .output()
         .expect("run chatd");
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success());
+    let said = refusal(&refused);
     assert!(said.contains("unknown setting \"prot\""), "{said}");
     let bad = directory.join("bad.toml");
     std::fs::write(&bad, "port = \"ten thousand\"\n").expect("write");
@@ -613,8 +600,7 @@ async fn a_settings_file_is_read_under_its_keys_below_variables_and_flags() {
         .env_remove("CHAT_PORT")
         .output()
         .expect("run chatd");
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success());
+    let said = refusal(&refused);
     assert!(
         said.contains("CHAT_PORT=\"ten thousand\" is not valid"),
         "{said}"

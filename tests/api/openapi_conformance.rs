@@ -84,6 +84,19 @@ async fn generated_requests_cause_no_server_error_and_no_response_outside_the_do
     }
 }
 
+/// `/api/{name}.json` as the server serves it, written to a file for an outside validator.
+async fn served_document(app: &TestApp, name: &str) -> std::path::PathBuf {
+    let document = app
+        .get(&format!("/api/{name}.json"))
+        .await
+        .text()
+        .await
+        .expect("document");
+    let path = std::env::temp_dir().join(format!("chatd-{name}-{}.json", std::process::id()));
+    std::fs::write(&path, &document).expect("write the document");
+    path
+}
+
 /// The served document is a valid OpenAPI 3.1 document as openapi-spec-validator (from PyPI)
 /// reads it: what code generators (swift-openapi-generator, openapi-generator) need first. Every
 /// response has an example, valid against its schema (jsonschema, draft 2020-12).
@@ -91,14 +104,7 @@ async fn generated_requests_cause_no_server_error_and_no_response_outside_the_do
 async fn the_served_document_validates_with_zero_errors() {
     let db = TestDb::sqlite().await;
     let app = TestApp::spawn(&db).await;
-    let document = app
-        .get("/api/openapi.json")
-        .await
-        .text()
-        .await
-        .expect("document");
-    let path = std::env::temp_dir().join(format!("chatd-openapi-{}.json", std::process::id()));
-    std::fs::write(&path, &document).expect("write the document");
+    let path = served_document(&app, "openapi").await;
     let output = Command::new("python3")
         .arg("-c")
         .arg(
@@ -147,14 +153,7 @@ async fn the_served_document_validates_with_zero_errors() {
 async fn the_asyncapi_document_parses_and_names_every_socket_event() {
     let db = TestDb::sqlite().await;
     let app = TestApp::spawn(&db).await;
-    let document = app
-        .get("/api/asyncapi.json")
-        .await
-        .text()
-        .await
-        .expect("document");
-    let path = std::env::temp_dir().join(format!("chatd-asyncapi-{}.json", std::process::id()));
-    std::fs::write(&path, &document).expect("write the document");
+    let path = served_document(&app, "asyncapi").await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/asyncapi/check.mjs");
     let output = Command::new("node")
         .arg(&script)

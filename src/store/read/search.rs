@@ -89,10 +89,8 @@ impl SqlStore<sqlx::Sqlite> {
 pub struct SearchResults {
     pub hits: Vec<SearchHit>,
     pub total: u64,
-    /// False when the search stopped before it had looked at every message: `total` then counts
-    /// the matches from message id `older_than` on.
-    pub total_is_exact: bool,
     /// Where the messages the search did not look at begin: ask again with this as `before`.
+    /// None when every message was searched; otherwise `total` counts the matches from here on.
     pub older_than: Option<u64>,
 }
 
@@ -255,7 +253,6 @@ where
         Ok(SearchResults {
             hits,
             total,
-            total_is_exact: true,
             older_than: None,
         })
     }
@@ -386,7 +383,6 @@ where
         Ok(Some(SearchResults {
             hits,
             total,
-            total_is_exact: older_than.is_none(),
             older_than: older_than.and_then(|id| u64::try_from(id).ok()),
         }))
     }
@@ -646,7 +642,6 @@ impl SearchResults {
         SearchResults {
             hits: Vec::new(),
             total: 0,
-            total_is_exact: true,
             older_than: None,
         }
     }

@@ -40,6 +40,22 @@ pub fn free_port() -> u16 {
         .expect("a free local port")
 }
 
+/// Whether a server on `port` answers `/healthz` with 200 within 10 s (it may be starting).
+pub async fn answers_healthz(port: u16) -> bool {
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(response) = client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+        {
+            return response.status() == 200;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 /// `path`, opened for appending (created when missing), so that two streams share it.
 fn append_to(path: &std::path::Path) -> std::fs::File {
     std::fs::OpenOptions::new()
