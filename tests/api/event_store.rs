@@ -733,3 +733,44 @@ async fn a_long_conversation_is_loaded_from_its_snapshot_and_a_bad_snapshot_is_p
         db.cleanup().await;
     }
 }
+
+/// A second node or `chatd replay` writes to the same SQLite file from another process. A
+/// projection transaction that read before that process committed must still be able to write
+/// (SQLite would otherwise refuse it at once with "database is locked", code 517).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_that_read_before_another_process_appended_still_writes() {
+    use projections::ProjectionStore;
+    for db in TestDb::each().await {
+        let other_process =
+            chatd::store::EventStore::connect(&chatd::store::StoreOptions::new(&db.url))
+                .await
+                .expect("second store");
+        let other_bus = chatd::commands::CommandBus::start(other_process.clone(), 1000)
+            .await
+            .expect("second command bus");
+
+        let mut txn = ProjectionStore::begin(&db.store).await.expect("begin");
+        txn.fetch_row("select count(*) from events", &[])
+            .await
+            .expect("read");
+        let appended = tokio::spawn(async move {
+            let opened = open_with(&other_bus, &user(2), "meanwhile").await;
+            opened.conversation_id
+        });
+        // Long enough for the other append to commit, were it not made to wait.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let wrote = txn
+            .execute(
+                "insert into projector_state (name, position, holder, lease_expires_at, \
+                 last_error, updated_at) values ('probe', 0, null, 0, null, 0)",
+                &[],
+            )
+            .await;
+        assert!(wrote.is_ok(), "{}: {wrote:?}", db.name());
+        txn.commit().await.expect("commit");
+        let opened = appended.await.expect("the other process's append");
+        assert!(opened > 0, "{}", db.name());
+        other_process.close().await;
+        db.cleanup().await;
+    }
+}

@@ -205,6 +205,18 @@ impl<DB: Database> SqlStore<DB> {
             None => None,
         }
     }
+
+    /// Opens a transaction that is going to write. SQLite's default transaction reads from a
+    /// snapshot and, if another process (a second node, `chatd replay`) committed since, fails at
+    /// its first write without waiting (SQLITE_BUSY_SNAPSHOT); `begin immediate` takes the write
+    /// lock first, waiting up to the busy timeout like any other writer.
+    pub async fn begin_write(&self) -> Result<Transaction<'static, DB>, sqlx::Error> {
+        if DB::NAME == "SQLite" {
+            self.pool.begin_with("begin immediate").await
+        } else {
+            self.pool.begin().await
+        }
+    }
 }
 
 impl SqlStore<sqlx::MySql> {
@@ -511,15 +523,11 @@ where
     /// appends are serialised system-wide and positions are handed out in commit order.
     pub async fn begin_append(&self) -> Result<AppendTxn<DB>, StoreError> {
         let write_turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
-        // The first statement takes the lock: on MySQL the row's, read in the same round trip;
-        // SQLite has no `for update`, and a write takes its database write lock.
+        let mut tx = self.begin_write().await.map_err(StoreError::from_sqlx)?;
+        // The sequencer lock: on MySQL the row's, read in the same round trip; on SQLite the
+        // database write lock, already taken by `begin immediate`.
         let read = "select next_position, next_message_id, next_conversation_id from event_sequencer where id = 1";
         let row = if DB::NAME == "SQLite" {
-            sqlx::query("update event_sequencer set next_position = next_position where id = 1")
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::from_sqlx)?;
             sqlx::query(read).fetch_one(&mut *tx).await
         } else {
             sqlx::query(&format!("{read} for update"))

@@ -69,7 +69,7 @@ impl ProjectionStore for EventStore {
     async fn begin(&self) -> Result<Box<dyn SqlTxn>, ProjectionError> {
         on_backend!(self, s => {
             let _write_turn = s.write_turn().await;
-            let tx = s.pool().begin().await.map_err(sql_error)?;
+            let tx = s.begin_write().await.map_err(sql_error)?;
             Ok(Box::new(Txn { tx, _write_turn }) as Box<dyn SqlTxn>)
         })
     }
