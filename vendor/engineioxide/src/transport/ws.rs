@@ -26,8 +26,14 @@ use tokio_util::future::FutureExt as _;
 use engineioxide_core::{Packet, ProtocolVersion, Sid, Str, TransportType};
 
 use crate::{
-    DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
-    errors::Error, handler::EngineIoHandler, socket::InternalRx, transport::make_open_packet,
+    DisconnectReason, Socket,
+    body::ResponseBody,
+    config::EngineIoConfig,
+    engine::EngineIo,
+    errors::Error,
+    handler::EngineIoHandler,
+    socket::{InternalRx, QueuedPackets},
+    transport::make_open_packet,
 };
 
 /// Create a response for websocket upgrade
@@ -65,13 +71,16 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
         .ok_or(Error::InvalidWebSocketKey)?
         .clone();
 
+    // The upgrade is taken out of the request now and the request parts are boxed, so the task
+    // that lives as long as the connection does not carry them inline.
+    let upgrading = hyper::upgrade::on(req);
+    let parts = Box::new(parts);
     tokio::spawn(async move {
-        let conn = hyper::upgrade::on(req)
-            .await
-            .map(hyper_util::rt::TokioIo::new);
-
-        let res = match conn {
-            Ok(conn) => on_init(engine.clone(), conn, protocol, sid, parts).await,
+        let res = match upgrading.await {
+            Ok(conn) => {
+                let conn = hyper_util::rt::TokioIo::new(conn);
+                on_init(engine.clone(), conn, protocol, sid, *parts).await
+            }
             Err(_e) => {
                 #[cfg(feature = "tracing")]
                 tracing::debug!("ws upgrade error: {}", _e);
@@ -107,13 +116,36 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
     feature = "tracing",
     tracing::instrument(level = "trace", name = "init_websocket", skip(engine, conn, req_data))
 )]
-pub async fn on_init<H: EngineIoHandler, S>(
+pub fn on_init<H: EngineIoHandler, S>(
     engine: Arc<EngineIo<H>>,
     conn: S,
     protocol: ProtocolVersion,
     sid: Option<Sid>,
     req_data: Parts,
-) -> Result<(), Error>
+) -> impl Future<Output = Result<(), Error>> + Send + 'static
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // The handshake's futures are far larger than the read loop's and are needed only once: on
+    // the heap while they run, they are not kept inline in a task that lives as long as the
+    // connection (about 3 KB per idle socket).
+    let establishing = Box::pin(establish(engine.clone(), conn, protocol, sid, req_data));
+    async move {
+        let (socket, rx) = establishing.await?;
+        read_until_closed(&engine, rx, &socket).await;
+        Ok(())
+    }
+}
+
+/// Completes the websocket handshake (or the upgrade from polling), starts the writer task and
+/// returns the socket with the websocket's reading half.
+async fn establish<H: EngineIoHandler, S>(
+    engine: Arc<EngineIo<H>>,
+    conn: S,
+    protocol: ProtocolVersion,
+    sid: Option<Sid>,
+    req_data: Parts,
+) -> Result<(Arc<Socket<H::Data>>, SplitStream<WebSocketStream<S>>), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -168,9 +200,20 @@ where
 
     // Pipe between websocket and internal socket channel.
     tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
+    Ok((socket, rx))
+}
 
+/// Reads the websocket until it closes or the session ends, then closes the session with the
+/// reason.
+async fn read_until_closed<H: EngineIoHandler, S>(
+    engine: &Arc<EngineIo<H>>,
+    rx: SplitStream<WebSocketStream<S>>,
+    socket: &Arc<Socket<H::Data>>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     // pipe between internal socket channel and websocket
-    match forward_to_handler(&engine, rx, &socket)
+    match forward_to_handler(engine, rx, socket)
         .with_cancellation_token(&socket.cancellation_token)
         .await
     {
@@ -192,7 +235,6 @@ where
             tracing::debug!(sid = %socket.id, "socket is closing");
         }
     }
-    Ok(())
 }
 
 /// Forwards all packets received from a websocket to a EngineIo [`Socket`]
@@ -273,54 +315,16 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
         ..
     } = &mut *internal_rx;
 
-    // map a packet to a websocket message
-    // It is declared as a macro rather than a closure to avoid ownership issues
-    macro_rules! map_fn {
-            ($item:ident) => {
-                let res = match $item {
-                    Packet::Binary(bin) | Packet::BinaryV3(bin) => {
-                        if socket.protocol == ProtocolVersion::V3 {
-                            // v3 protocol requires packet type as the first byte.
-                            // This requires a new buffer. This is OK as it is only for the V3 protocol.
-                            let mut buff = Vec::with_capacity(bin.len() + 1);
-                            buff.push(0x04);
-                            buff.extend(bin);
-                            tx.feed(Message::Binary(buff.into())).await
-                        } else {
-                            tx.feed(Message::Binary(bin)).await
-                        }
-                    }
-                    // A Noop Packet maybe sent by the server to upgrade from a polling connection
-                    // In the case that the packet was not poll in time it will remain in the buffer and therefore
-                    // it should be discarded here
-                    Packet::Noop => Ok(()),
-                    _ => {
-                        let packet: String = $item.try_into().unwrap();
-                        tx.feed(Message::Text(packet.into())).await
-                    }
-                };
-                if let Err(_e) = res {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
-                }
-            };
-        }
-
-    // Forward buffered packets until the channel is closed or the session is cancelled.
+    // Forward buffered packets until the channel is closed or the session is cancelled. The
+    // writes are boxed: their futures are needed only while there is something to send, and
+    // inline they would be kept by the task of every idle socket.
     loop {
         tokio::select! {
             biased;
             items = buffered_rx.recv() => {
                 match items {
                     Some(packets) => {
-                        for item in packets {
-                            map_fn!(item);
-                        }
-                        while let Ok(packets) = buffered_rx.try_recv() {
-                            for item in packets {
-                                map_fn!(item);
-                            }
-                        }
+                        Box::pin(feed_buffered(socket.protocol, &mut tx, packets, buffered_rx)).await;
                     }
                     None => break
                 }
@@ -331,9 +335,7 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
                 if let Some(packets) = val {
                     #[cfg(feature = "tracing")]
                     tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
-                    for item in packets {
-                        map_fn!(item);
-                    }
+                    Box::pin(feed(socket.protocol, &mut tx, packets)).await;
                 }
             },
         }
@@ -348,6 +350,59 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
 
     tx.flush().await.ok();
     tx.close().await.ok();
+}
+
+/// Feeds `packets`, then whatever else the channel already holds, without flushing.
+async fn feed_buffered<S>(
+    protocol: ProtocolVersion,
+    tx: &mut SplitSink<WebSocketStream<S>, Message>,
+    packets: QueuedPackets,
+    buffered_rx: &mut tokio::sync::mpsc::Receiver<QueuedPackets>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    feed(protocol, tx, packets).await;
+    while let Ok(packets) = buffered_rx.try_recv() {
+        feed(protocol, tx, packets).await;
+    }
+}
+
+/// Maps each packet to a websocket message and feeds it, without flushing.
+async fn feed<S>(
+    protocol: ProtocolVersion,
+    tx: &mut SplitSink<WebSocketStream<S>, Message>,
+    packets: QueuedPackets,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    for item in *packets {
+        let res = match item {
+            Packet::Binary(bin) | Packet::BinaryV3(bin) => {
+                if protocol == ProtocolVersion::V3 {
+                    // v3 protocol requires packet type as the first byte.
+                    // This requires a new buffer. This is OK as it is only for the V3 protocol.
+                    let mut buff = Vec::with_capacity(bin.len() + 1);
+                    buff.push(0x04);
+                    buff.extend(bin);
+                    tx.feed(Message::Binary(buff.into())).await
+                } else {
+                    tx.feed(Message::Binary(bin)).await
+                }
+            }
+            // A Noop Packet maybe sent by the server to upgrade from a polling connection
+            // In the case that the packet was not poll in time it will remain in the buffer and therefore
+            // it should be discarded here
+            Packet::Noop => Ok(()),
+            _ => {
+                let packet: String = item.try_into().unwrap();
+                tx.feed(Message::Text(packet.into())).await
+            }
+        };
+        if let Err(_e) = res {
+            #[cfg(feature = "tracing")]
+            tracing::debug!("error sending packet: {}", _e);
+        }
+    }
 }
 /// Send a Engine.IO [`OpenPacket`] to initiate a websocket connection
 async fn init_handshake<S>(
@@ -408,7 +463,7 @@ where
     // We send a last Noop request to close a potential waiting polling request.
     socket
         .internal_tx
-        .send(smallvec![Packet::Noop])
+        .send(Box::new(smallvec![Packet::Noop]))
         .await
         .map_err(|_| Error::Upgrade)?;
 
