@@ -104,6 +104,7 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("database_url", &redact_url(&self.database_url))
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_prefix", &self.redis_prefix)
             .field("bind", &self.bind)
             .field("port", &self.port)
             .field("db_max_connections", &self.db_max_connections)
@@ -448,6 +449,35 @@ fn read_config_file(path: &Path) -> anyhow::Result<HashMap<String, String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The settings table states each default as text (for `--help`, the README and
+    /// `.env.example`) and this module parses with its own: setting a variable to the table's
+    /// default must change nothing. A default that is no value one could write ("unset",
+    /// "generated", or a description such as "http:// + the listening address" or one naming
+    /// another setting) is passed over.
+    #[test]
+    fn every_default_in_the_settings_table_is_the_one_the_configuration_uses() {
+        let unset = format!("{:?}", Config::from_lookup(|_| None).unwrap());
+        let mut compared = 0;
+        let mut disagree = Vec::new();
+        for setting in crate::settings::SETTINGS {
+            let default = setting.default;
+            if matches!(default, "unset" | "generated") || default.contains([' ', '$']) {
+                continue;
+            }
+            let config = Config::from_lookup(|name| (name == setting.var).then(|| default.into()));
+            match config {
+                Ok(config) if format!("{config:?}") == unset => compared += 1,
+                Ok(_) => disagree.push(format!("{}: the table says {default:?}", setting.var)),
+                Err(error) => disagree.push(format!(
+                    "{}: {default:?} is refused: {error:#}",
+                    setting.var
+                )),
+            }
+        }
+        assert!(disagree.is_empty(), "{disagree:#?}");
+        assert!(compared > 30, "only {compared} defaults compared");
+    }
 
     #[test]
     fn nothing_set_means_sqlite_in_the_data_directory_on_port_10000() {
