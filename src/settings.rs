@@ -1,6 +1,6 @@
 //! Every setting chatd reads, with its default and meaning, once: `chatd serve --help` lists
-//! them, a `--config` file may set them, and a test keeps this table, the README's and
-//! `.env.example` in step.
+//! them, a `--config` file may set them, and tests keep this table, the README's,
+//! `.env.example` and the defaults `config.rs` parses with in step.
 
 /// One `CHAT_*` setting.
 #[derive(Debug, Clone, Copy)]
