@@ -68,17 +68,64 @@ impl ProjectionStore for EventStore {
 
     async fn begin(&self) -> Result<Box<dyn SqlTxn>, ProjectionError> {
         on_backend!(self, s => {
-            let _write_turn = s.write_turn().await;
+            let write_turn = s.write_turn().await;
             let tx = s.begin_write().await.map_err(sql_error)?;
-            Ok(Box::new(Txn { tx, _write_turn }) as Box<dyn SqlTxn>)
+            Ok(Box::new(Txn { tx: Open(Some(tx)), write_turn }) as Box<dyn SqlTxn>)
         })
     }
 }
 
 /// A transaction, holding this process's write turn where the back end needs one.
 struct Txn<DB: Database> {
-    tx: Transaction<'static, DB>,
-    _write_turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    tx: Open<DB>,
+    write_turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+/// The transaction until `commit` or `rollback` takes it; both consume the `Txn`, so it is
+/// always there while the `Txn` can be used.
+struct Open<DB: Database>(Option<Transaction<'static, DB>>);
+
+impl<DB: Database> Open<DB> {
+    fn take(&mut self) -> Result<Transaction<'static, DB>, ProjectionError> {
+        self.0
+            .take()
+            .ok_or_else(|| ProjectionError::Database("the transaction has ended".into()))
+    }
+}
+
+impl<DB: Database> std::ops::Deref for Open<DB> {
+    type Target = Transaction<'static, DB>;
+    fn deref(&self) -> &Self::Target {
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("used after commit or rollback"))
+    }
+}
+
+impl<DB: Database> std::ops::DerefMut for Open<DB> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.0
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("used after commit or rollback"))
+    }
+}
+
+impl<DB: Database> Drop for Txn<DB> {
+    /// A transaction dropped unfinished (its task was cancelled) is rolled back by sqlx only
+    /// once its connection is back in the pool, and until then it may hold SQLite's write lock
+    /// (taken at `begin immediate`). The write turn is kept until that rollback has run, so the
+    /// next writer of this process does not wait for it in SQLite's busy handler.
+    fn drop(&mut self) {
+        let (Some(tx), Some(turn)) = (self.tx.0.take(), self.write_turn.take()) else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = tx.rollback().await;
+                drop(turn);
+            });
+        }
+    }
 }
 
 /// Binds projection values and reads rows back, the same way on both back ends.
@@ -109,7 +156,7 @@ macro_rules! sql_txn {
                 params: &[SqlValue],
             ) -> Result<u64, ProjectionError> {
                 let done = Self::query(sql, params)
-                    .execute(&mut *self.tx)
+                    .execute(&mut **self.tx)
                     .await
                     .map_err(sql_error)?;
                 Ok(done.rows_affected())
@@ -121,7 +168,7 @@ macro_rules! sql_txn {
                 params: &[SqlValue],
             ) -> Result<Option<Vec<SqlValue>>, ProjectionError> {
                 let row = Self::query(sql, params)
-                    .fetch_optional(&mut *self.tx)
+                    .fetch_optional(&mut **self.tx)
                     .await
                     .map_err(sql_error)?;
                 Ok(row.as_ref().map(row_values))
@@ -133,7 +180,7 @@ macro_rules! sql_txn {
                 params: &[SqlValue],
             ) -> Result<Vec<Vec<SqlValue>>, ProjectionError> {
                 let rows = Self::query(sql, params)
-                    .fetch_all(&mut *self.tx)
+                    .fetch_all(&mut **self.tx)
                     .await
                     .map_err(sql_error)?;
                 Ok(rows.iter().map(row_values).collect())
@@ -163,12 +210,12 @@ macro_rules! sql_txn {
                 self.swap_table(live, rebuilt).await
             }
 
-            async fn commit(self: Box<Self>) -> Result<(), ProjectionError> {
-                self.tx.commit().await.map_err(sql_error)
+            async fn commit(mut self: Box<Self>) -> Result<(), ProjectionError> {
+                self.tx.take()?.commit().await.map_err(sql_error)
             }
 
-            async fn rollback(self: Box<Self>) -> Result<(), ProjectionError> {
-                self.tx.rollback().await.map_err(sql_error)
+            async fn rollback(mut self: Box<Self>) -> Result<(), ProjectionError> {
+                self.tx.take()?.rollback().await.map_err(sql_error)
             }
         }
     };
@@ -257,7 +304,7 @@ impl Txn<sqlx::MySql> {
              order by index_name, seq_in_index",
         )
         .bind(table)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(&mut **self.tx)
         .await
         .map_err(sql_error)?;
         let mut indexes: Vec<PlainIndex> = Vec::new();
@@ -280,7 +327,7 @@ impl Txn<sqlx::MySql> {
 
     async fn run(&mut self, sql: &str) -> Result<(), ProjectionError> {
         sqlx::query(sql)
-            .execute(&mut *self.tx)
+            .execute(&mut **self.tx)
             .await
             .map_err(sql_error)?;
         Ok(())
@@ -300,7 +347,7 @@ impl Txn<sqlx::MySql> {
             format!("drop table {retired}"),
         ] {
             sqlx::query(&sql)
-                .execute(&mut *self.tx)
+                .execute(&mut **self.tx)
                 .await
                 .map_err(sql_error)?;
         }
@@ -333,7 +380,7 @@ impl Txn<sqlx::Sqlite> {
         let ddl: Option<(String,)> =
             sqlx::query_as("select sql from sqlite_master where type = 'table' and name = ?")
                 .bind(from)
-                .fetch_optional(&mut *self.tx)
+                .fetch_optional(&mut **self.tx)
                 .await
                 .map_err(sql_error)?;
         let Some((ddl,)) = ddl else {
@@ -349,7 +396,7 @@ impl Txn<sqlx::Sqlite> {
             format!("create table {to} {}", &ddl[columns..]),
         ] {
             sqlx::query(&sql)
-                .execute(&mut *self.tx)
+                .execute(&mut **self.tx)
                 .await
                 .map_err(sql_error)?;
         }
@@ -368,7 +415,7 @@ impl Txn<sqlx::Sqlite> {
             "select sql from sqlite_master where type = 'index' and tbl_name = ? and sql is not null",
         )
         .bind(live)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(&mut **self.tx)
         .await
         .map_err(sql_error)?;
         let mut statements = vec![
@@ -378,7 +425,7 @@ impl Txn<sqlx::Sqlite> {
         statements.extend(indexes.into_iter().map(|(sql,)| sql));
         for sql in statements {
             sqlx::query(&sql)
-                .execute(&mut *self.tx)
+                .execute(&mut **self.tx)
                 .await
                 .map_err(sql_error)?;
         }
