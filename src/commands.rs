@@ -236,7 +236,10 @@ impl From<StoreError> for BatchError {
 /// of the same batch.
 #[derive(Default)]
 struct Pending {
+    /// The batch's events as readers see them (typed text in the clear).
     events: Vec<StoredEvent>,
+    /// The same events as the log stores them (typed text sealed).
+    stored: Vec<StoredEvent>,
     keys: HashMap<(String, u64, String), (u64, u64)>,
     /// Idempotency keys already in the database for this batch's senders: (conversation, position).
     known: HashMap<(String, u64, String), Vec<(u64, u64)>>,
@@ -365,7 +368,7 @@ where
             }
         }
         let written = async {
-            txn.insert_events(&pending.events).await?;
+            txn.insert_events(&pending.stored).await?;
             let keys: Vec<_> = pending
                 .keys
                 .iter()
@@ -587,7 +590,8 @@ where
             .map_err(|e| StoreError::Invalid(format!("metadata: {e}")))?;
         let mut rows = Vec::with_capacity(new_events.len());
         for event in &new_events {
-            let payload = serde_json::to_string(&event.payload_json())
+            let mut payload = event.payload_json();
+            let plain = serde_json::to_string(&payload)
                 .map_err(|e| StoreError::Invalid(format!("payload: {e}")))?;
             let mut row = StoredEvent {
                 position: txn.state.next_position,
@@ -596,12 +600,22 @@ where
                 sequence: folded.sequence + 1,
                 event_type: cqrs_es::DomainEvent::event_type(event),
                 event_version: cqrs_es::DomainEvent::event_version(event),
-                payload,
+                payload: plain,
                 metadata: metadata.clone(),
                 recorded_at_micros: recorded_at,
                 hash: String::new(),
             };
-            row.hash = row.expected_hash(&folded.hash);
+            txn.seal(conversation_id, &row, &mut payload).await?;
+            let stored = StoredEvent {
+                payload: serde_json::to_string(&payload)
+                    .map_err(|e| StoreError::Invalid(format!("payload: {e}")))?,
+                ..row.clone()
+            };
+            row.hash = stored.expected_hash(&folded.hash);
+            pending.stored.push(StoredEvent {
+                hash: row.hash.clone(),
+                ..stored
+            });
             txn.state.next_position += 1;
             folded.sequence = row.sequence;
             folded.hash = row.hash.clone();

@@ -35,6 +35,8 @@ pub struct Config {
     pub ops_token: Option<String>,
     /// `CHAT_METRICS_BIND`: where `/metrics` is served instead of the API's port.
     pub metrics_bind: Option<SocketAddr>,
+    /// `CHAT_ENCRYPTION_KEY_FILE`: the master key that wraps the data keys at rest.
+    pub master_key: Option<std::sync::Arc<crate::store::MasterKey>>,
     /// `CHAT_TRUSTED_PROXIES`: peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: crate::peer::TrustedProxies,
     /// Messages a caller may send per minute (at least 1: 0 is not "off").
@@ -116,6 +118,7 @@ impl std::fmt::Debug for Config {
             .field("app_secret", &self.app_secret.as_ref().map(|_| "***"))
             .field("ops_token", &self.ops_token.as_ref().map(|_| "***"))
             .field("metrics_bind", &self.metrics_bind)
+            .field("master_key", &self.master_key.as_ref().map(|key| key.id()))
             .field("trusted_proxies", &self.trusted_proxies)
             .field("limit_messages_per_min", &self.limit_messages_per_min)
             .field("limit_uploads_per_min", &self.limit_uploads_per_min)
@@ -221,6 +224,11 @@ impl Config {
             .map(|raw| raw.trim().parse::<SocketAddr>())
             .transpose()
             .context("CHAT_METRICS_BIND must be an address and port, such as 127.0.0.1:9100")?;
+        let master_key = get(crate::store::KEY_FILE_VARIABLE)
+            .map(|path| crate::store::MasterKey::from_file(Path::new(path.trim())))
+            .transpose()
+            .map_err(anyhow::Error::msg)?
+            .map(std::sync::Arc::new);
         let limit = |name: &str, default: u32| -> anyhow::Result<u32> {
             let value = parse(get(name), name, default)?;
             if value == 0 {
@@ -348,6 +356,7 @@ impl Config {
             app_secret: get("CHAT_APP_SECRET"),
             ops_token,
             metrics_bind,
+            master_key,
             trusted_proxies,
             limit_messages_per_min,
             limit_uploads_per_min,
@@ -384,6 +393,7 @@ impl Config {
             url: self.database_url.clone(),
             max_connections: self.db_max_connections,
             acquire_timeout: self.db_acquire_timeout,
+            master_key: self.master_key.clone(),
         }
     }
 

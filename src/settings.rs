@@ -382,6 +382,13 @@ pub const SETTINGS: &[Setting] = &[
         meaning: "host:port to serve /metrics (with /healthz and /readyz) on instead of the API's port, e.g. 127.0.0.1:9100; set, /metrics is gone from the API's port",
     },
     Setting {
+        var: "CHAT_ENCRYPTION_KEY_FILE",
+        key: "encryption_key_file",
+        flag: "encryption-key-file",
+        default: "unset",
+        meaning: "a file (mode 0600 or stricter) holding 32 random bytes in base64 (openssl rand -base64 32): the master key that wraps every conversation's data key at rest; unset, data keys are stored as they are (a copy of the database then holds all it needs to read the text)",
+    },
+    Setting {
         var: "CHAT_TRUSTED_PROXIES",
         key: "trusted_proxies",
         flag: "trusted-proxies",

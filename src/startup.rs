@@ -304,6 +304,10 @@ pub async fn open_and_migrate(config: &Config) -> anyhow::Result<(EventStore, Ve
         .migrate()
         .await
         .with_context(|| format!("applying migrations to {}", redact_url(&options.url)))?;
+    let wrapped = store.check_data_keys().await?;
+    if wrapped > 0 {
+        tracing::info!(wrapped, "data keys wrapped by the master key");
+    }
     Ok((store, applied))
 }
 

@@ -23,6 +23,19 @@ pub const EVENT_TYPES: [&str; 9] = [
     "FileUploaded",
 ];
 
+/// Where each event type keeps the text a person typed (message text, an upload's original name,
+/// a feedback comment), as JSON pointers into its payload: the store seals exactly these under
+/// the conversation's data key, and erasure leaves them empty. Ids, sizes, types and times stay
+/// in the clear. A new field holding free text belongs here from its first version.
+pub fn personal_fields(event_type: &str) -> &'static [&'static str] {
+    match event_type {
+        "MessageSent" => &["/content", "/attachment/name"],
+        "FileUploaded" => &["/original_name"],
+        "FeedbackGiven" => &["/comment"],
+        _ => &[],
+    }
+}
+
 /// A fact recorded in a conversation's stream.
 ///
 /// Serialized externally tagged (`{"MessageSent": {...}}`), with the tag equal to

@@ -39,5 +39,5 @@ pub use content::{
     sanitize_content,
 };
 pub use error::{ConversationError, UnknownEvent};
-pub use event::{ConversationEvent, EVENT_TYPES};
+pub use event::{ConversationEvent, EVENT_TYPES, personal_fields};
 pub use kinds::{ConversationStatus, MessageType};

@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 
 pub use assignment::WaitingConversation;
 pub use log::{
-    AppendTxn, ChainBreak, ChainReport, GENESIS_HASH, MAX_READ_BATCH, SequencerState, SqlStore,
-    chain_digest,
+    AppendTxn, ChainBreak, ChainReport, GENESIS_HASH, KEY_FILE_VARIABLE, KeyError, Keyring,
+    MAX_READ_BATCH, MasterKey, SequencerState, SqlStore, chain_digest,
 };
 pub use push::{CheckpointMove, ClaimedPush, NewPush, PushDevice, PushSettlement};
 pub use read::{
@@ -64,7 +64,10 @@ pub struct StoredEvent {
     pub sequence: u64,
     pub event_type: String,
     pub event_version: String,
-    /// The payload exactly as stored (JSON text); the hash covers these bytes.
+    /// The payload (JSON text) with the text people typed in the clear, as every reader of the
+    /// log sees it; or, where that text's data key was destroyed, empty with `erased: true`. The
+    /// row stores that text sealed ([`log`](self::log)'s `seal`), and the hash covers the row's
+    /// bytes.
     pub payload: String,
     /// The metadata exactly as stored (JSON text).
     pub metadata: String,
@@ -219,6 +222,8 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// How long a request waits for a connection before the database counts as unavailable.
     pub acquire_timeout: Duration,
+    /// Wraps the data keys at rest (`CHAT_ENCRYPTION_KEY_FILE`); None: they are stored as they are.
+    pub master_key: Option<std::sync::Arc<MasterKey>>,
 }
 
 impl StoreOptions {
@@ -227,6 +232,7 @@ impl StoreOptions {
             url: url.into(),
             max_connections: 16,
             acquire_timeout: Duration::from_secs(2),
+            master_key: None,
         }
     }
 }

@@ -132,7 +132,7 @@ async fn one_changed_byte_of_a_payload_is_named_by_stream_and_sequence() {
         let target = &stream(&db, a).await[1];
         tamper(
             &db,
-            "update events set payload = replace(payload, 'hello', 'hellp') where position = ?",
+            "update events set payload = replace(payload, '\"text\"', '\"file\"') where position = ?",
             &[Bind::Int(target.position as i64)],
         )
         .await;

@@ -419,8 +419,7 @@ async fn the_hash_chain_verifies_and_a_changed_payload_is_detected() {
         );
 
         let target = &opened.events[1];
-        let sql =
-            "update events set payload = replace(payload, 'hello', 'hellp') where position = ?";
+        let sql = "update events set payload = replace(payload, '\"text\"', '\"file\"') where position = ?";
         match &db.store {
             chatd::store::EventStore::MySql(s) => {
                 sqlx::query(sql)

@@ -14,6 +14,7 @@ mod auth;
 mod chat;
 mod cli;
 mod deploy;
+mod encryption;
 mod event_store;
 mod ios_guide;
 mod layers;

@@ -6,9 +6,13 @@
 //! [`AppendTxn`].
 
 mod hash;
+mod keyring;
+mod seal;
 mod sql;
 
 pub use hash::{GENESIS_HASH, chain_digest};
+pub use keyring::Keyring;
+pub use seal::{KEY_FILE_VARIABLE, KeyError, MasterKey};
 pub use sql::{AppendTxn, ChainBreak, ChainReport, MAX_READ_BATCH, SequencerState, SqlStore};
 
 use super::{EventStore, StoreError, StoredEvent, on_backend};
@@ -47,6 +51,12 @@ impl EventStore {
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         on_backend!(self, s => s.read_stream_page(stream_type, stream_id, after_sequence, limit).await)
+    }
+
+    /// Checks at start that the data keys open with the configured master key, and wraps those
+    /// stored as they are when there is one; how many it wrapped.
+    pub async fn check_data_keys(&self) -> Result<u64, StoreError> {
+        on_backend!(self, s => s.check_data_keys().await)
     }
 
     /// Checks every stream's hash chain; the first broken link, if any.

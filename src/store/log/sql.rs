@@ -12,6 +12,8 @@ use sqlx::{
 };
 
 use super::hash::{GENESIS_HASH, chain_digest};
+use super::keyring::{Keyring, insert_key, key_error};
+use super::seal::{DataKey, payload_aad, seal_payload};
 use crate::store::{StoreError, StoreOptions, StoredEvent};
 
 /// How many events one read of the log returns at most.
@@ -182,6 +184,8 @@ pub struct SqlStore<DB: Database> {
     /// that keeps losing waits long. Writers of this process queue here instead, first come
     /// first served. None on MySQL, whose row lock queues fairly.
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// The data keys that seal and open the text people typed.
+    keyring: Arc<Keyring>,
 }
 
 impl<DB: Database> Clone for SqlStore<DB> {
@@ -189,6 +193,7 @@ impl<DB: Database> Clone for SqlStore<DB> {
         SqlStore {
             pool: self.pool.clone(),
             write_gate: self.write_gate.clone(),
+            keyring: self.keyring.clone(),
         }
     }
 }
@@ -196,6 +201,10 @@ impl<DB: Database> Clone for SqlStore<DB> {
 impl<DB: Database> SqlStore<DB> {
     pub fn pool(&self) -> &Pool<DB> {
         &self.pool
+    }
+
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
     }
 
     /// Waits for this process's turn to write (SQLite only); hold the guard until commit.
@@ -249,6 +258,7 @@ impl SqlStore<sqlx::MySql> {
         Ok(SqlStore {
             pool,
             write_gate: None,
+            keyring: Arc::new(Keyring::new(options.master_key.clone())),
         })
     }
 
@@ -326,6 +336,7 @@ impl SqlStore<sqlx::Sqlite> {
         Ok(SqlStore {
             pool,
             write_gate: Some(Arc::new(tokio::sync::Mutex::new(()))),
+            keyring: Arc::new(Keyring::new(options.master_key.clone())),
         })
     }
 
@@ -352,6 +363,9 @@ pub struct AppendTxn<DB: Database> {
     tx: Transaction<'static, DB>,
     _write_turn: Option<tokio::sync::OwnedMutexGuard<()>>,
     pub state: SequencerState,
+    keyring: Arc<Keyring>,
+    /// Data keys made in this transaction: known to the keyring only once it commits.
+    new_keys: HashMap<u64, Arc<DataKey>>,
 }
 
 impl<DB> SqlStore<DB>
@@ -394,7 +408,21 @@ where
             .fetch_all(&self.pool)
             .await
             .map_err(StoreError::from_sqlx)?;
-        rows.iter().map(Self::event_from_row).collect()
+        self.opened(
+            rows.iter()
+                .map(Self::event_from_row)
+                .collect::<Result<_, _>>()?,
+        )
+        .await
+    }
+
+    /// `events` as read from the log, with their sealed fields opened.
+    async fn opened(&self, mut events: Vec<StoredEvent>) -> Result<Vec<StoredEvent>, StoreError> {
+        if !self.keyring.open_cached(&mut events)? {
+            let mut conn = self.pool.acquire().await.map_err(StoreError::from_sqlx)?;
+            self.keyring.open::<DB>(&mut conn, &mut events).await?;
+        }
+        Ok(events)
     }
 
     /// The events at positions after `after` up to `up_to`, in position order.
@@ -419,7 +447,14 @@ where
         after_sequence: u64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(StoreError::from_sqlx)?;
-        Self::read_stream_on(&mut conn, stream_type, stream_id, after_sequence).await
+        Self::read_stream_on(
+            &self.keyring,
+            &mut conn,
+            stream_type,
+            stream_id,
+            after_sequence,
+        )
+        .await
     }
 
     /// Up to `limit` events of one stream after `sequence`, in sequence order (the audit's pages).
@@ -442,10 +477,16 @@ where
             .fetch_all(&self.pool)
             .await
             .map_err(StoreError::from_sqlx)?;
-        rows.iter().map(Self::event_from_row).collect()
+        self.opened(
+            rows.iter()
+                .map(Self::event_from_row)
+                .collect::<Result<_, _>>()?,
+        )
+        .await
     }
 
     async fn read_stream_on(
+        keyring: &Keyring,
         conn: &mut DB::Connection,
         stream_type: &str,
         stream_id: &str,
@@ -462,7 +503,14 @@ where
             .fetch_all(&mut *conn)
             .await
             .map_err(StoreError::from_sqlx)?;
-        rows.iter().map(Self::event_from_row).collect()
+        let mut events = rows
+            .iter()
+            .map(Self::event_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        if !keyring.open_cached(&mut events)? {
+            keyring.open::<DB>(conn, &mut events).await?;
+        }
+        Ok(events)
     }
 
     /// Walks the whole log in position order and checks every stream's chain: sequences
@@ -550,6 +598,8 @@ where
             tx,
             _write_turn: write_turn,
             state,
+            keyring: self.keyring.clone(),
+            new_keys: HashMap::new(),
         })
     }
 
@@ -609,7 +659,14 @@ where
         stream_id: &str,
         after_sequence: u64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        SqlStore::<DB>::read_stream_on(&mut self.tx, stream_type, stream_id, after_sequence).await
+        SqlStore::<DB>::read_stream_on(
+            &self.keyring,
+            &mut self.tx,
+            stream_type,
+            stream_id,
+            after_sequence,
+        )
+        .await
     }
 
     /// The snapshot of a conversation's fold, if there is one that matches the log (the event
@@ -678,7 +735,60 @@ where
             .fetch_optional(&mut *self.tx)
             .await
             .map_err(StoreError::from_sqlx)?;
-        row.as_ref().map(SqlStore::<DB>::event_from_row).transpose()
+        let mut events = row
+            .as_ref()
+            .map(SqlStore::<DB>::event_from_row)
+            .transpose()?
+            .into_iter()
+            .collect::<Vec<_>>();
+        if !self.keyring.open_cached(&mut events)? {
+            self.keyring.open::<DB>(&mut self.tx, &mut events).await?;
+        }
+        Ok(events.pop())
+    }
+
+    /// The data key of a conversation: found, or made and stored in this transaction.
+    async fn data_key(&mut self, conversation_id: u64) -> Result<Arc<DataKey>, StoreError> {
+        if let Some(key) = self.new_keys.get(&conversation_id) {
+            return Ok(key.clone());
+        }
+        if let Some(key) = self
+            .keyring
+            .keys_of::<DB>(&mut self.tx, &[conversation_id])
+            .await?
+            .remove(&conversation_id)
+        {
+            return Ok(key);
+        }
+        let key = Arc::new(DataKey::generate().map_err(key_error)?);
+        let stored = key
+            .to_stored(conversation_id, self.keyring.master())
+            .map_err(key_error)?;
+        insert_key::<DB>(&mut self.tx, &stored, crate::clock::now_micros()).await?;
+        self.new_keys.insert(conversation_id, key.clone());
+        Ok(key)
+    }
+
+    /// `payload` (an event's fields, in the clear) as the log stores it: the text people typed
+    /// sealed under the data key of its conversation, bound to the event's place in the log.
+    pub async fn seal(
+        &mut self,
+        conversation_id: u64,
+        event: &StoredEvent,
+        payload: &mut serde_json::Value,
+    ) -> Result<(), StoreError> {
+        if events::personal_fields(&event.event_type).is_empty() {
+            return Ok(());
+        }
+        let key = self.data_key(conversation_id).await?;
+        let aad = payload_aad(
+            &event.stream_type,
+            &event.stream_id,
+            event.sequence,
+            &event.event_type,
+        );
+        seal_payload(payload, &event.event_type, &aad, &key).map_err(key_error)?;
+        Ok(())
     }
 
     /// Every message each sender already sent under these client_msg_ids, in one query:
@@ -871,7 +981,11 @@ where
         .execute(&mut *self.tx)
         .await
         .map_err(StoreError::from_sqlx)?;
-        self.tx.commit().await.map_err(StoreError::from_sqlx)
+        self.tx.commit().await.map_err(StoreError::from_sqlx)?;
+        for (conversation_id, key) in self.new_keys {
+            self.keyring.remember(conversation_id, key);
+        }
+        Ok(())
     }
 
     pub async fn rollback(self) -> Result<(), StoreError> {

@@ -1,0 +1,400 @@
+//! The text people type, sealed in the log under per-conversation data keys: what the rows hold,
+//! what the API shows, a destroyed key, and the master key that wraps the data keys at rest
+//! (`CHAT_ENCRYPTION_KEY_FILE`), through the real binary and real HTTP on both back ends.
+
+use crate::support;
+use crate::uploads::upload_ok;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use chatd::store::{CONVERSATION_STREAM, EventStore, StoreOptions};
+use events::Role;
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::*;
+
+/// Text no row of the log may hold in the clear.
+const SECRET: &str = "card 4111-1111-1111-1111 for Ms. Zhou 周小姐";
+const SECRET_PARTS: [&str; 3] = ["4111", "Zhou", "周小姐"];
+const SECRET_FILE_NAME: &str = "passport-of-zhou.txt";
+const SECRET_COMMENT: &str = "Zhou was kind";
+
+/// Every value of a table's rows, as text.
+async fn raw_rows(store: &EventStore, sql: &str) -> Vec<String> {
+    use sqlx::Row;
+    macro_rules! rows {
+        ($pool:expr) => {{
+            sqlx::query(sql)
+                .fetch_all($pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| {
+                    (0..row.len())
+                        .map(|i| match row.try_get::<Option<i64>, _>(i) {
+                            Ok(v) => format!("{v:?}"),
+                            Err(_) => row
+                                .try_get::<Option<String>, _>(i)
+                                .unwrap()
+                                .unwrap_or_default(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("|")
+                })
+                .collect()
+        }};
+    }
+    match store {
+        EventStore::MySql(s) => rows!(s.pool()),
+        EventStore::Sqlite(s) => rows!(s.pool()),
+    }
+}
+
+fn assert_holds_no_secret(db: &TestDb, what: &str, rows: &[String]) {
+    for row in rows {
+        for part in SECRET_PARTS {
+            assert!(
+                !row.contains(part),
+                "{}: {what} holds {part:?}: {row}",
+                db.name()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_text_people_type_is_sealed_in_the_log_and_shown_in_the_clear() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let (user_id, user) = app.session(Role::User, None).await;
+        let (_, admin) = app.session(Role::Admin, None).await;
+        let (_, auditor) = app.session(Role::Auditor, None).await;
+        let (status, opened) = app
+            .call(
+                Method::POST,
+                "/api/chat/messages",
+                Some(&user),
+                Some(&json!({"message": SECRET, "user_id": user_id})),
+            )
+            .await;
+        assert_eq!(status, 201, "{}: {opened}", db.name());
+        assert_eq!(opened["data"]["content"], SECRET);
+        let conversation = opened["data"]["conversation_id"].as_u64().unwrap();
+        let file = upload_ok(
+            &app,
+            &user,
+            conversation,
+            "file",
+            SECRET_FILE_NAME,
+            b"plain words".to_vec(),
+        )
+        .await;
+        let (status, with_file) = app
+            .call(
+                Method::POST,
+                "/api/chat/messages",
+                Some(&user),
+                Some(
+                    &json!({"conversation_id": conversation, "message_type": "file",
+                    "content": "", "file_id": file["file_id"]}),
+                ),
+            )
+            .await;
+        assert_eq!(status, 201, "{}: {with_file}", db.name());
+        assert_eq!(with_file["data"]["file_name"], SECRET_FILE_NAME);
+        let path = format!("/api/chat/conversations/{conversation}/status");
+        let (status, _) = app
+            .call(
+                Method::PUT,
+                &path,
+                Some(&admin),
+                Some(&json!({"status": "closed"})),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let path = format!("/api/chat/conversations/{conversation}/feedback");
+        let (status, rated) = app
+            .call(
+                Method::POST,
+                &path,
+                Some(&user),
+                Some(&json!({"rating": 4, "comment": SECRET_COMMENT})),
+            )
+            .await;
+        assert_eq!(status, 201, "{}: {rated}", db.name());
+
+        // The rows of the log hold none of it; each event with typed text names its key.
+        let events = raw_rows(&db.store, "select event_type, payload from events").await;
+        assert_holds_no_secret(&db, "events", &events);
+        for row in &events {
+            if row.starts_with("MessageSent") || row.starts_with("FileUploaded") {
+                assert!(row.contains("\"sealed\":"), "{}: {row}", db.name());
+            }
+        }
+        assert!(
+            events
+                .iter()
+                .any(|row| row.starts_with("FeedbackGiven") && row.contains("\"sealed\":")),
+            "{}: {events:?}",
+            db.name()
+        );
+        let keys = raw_rows(
+            &db.store,
+            "select conversation_id, master_key_id from data_keys",
+        )
+        .await;
+        assert_eq!(
+            keys,
+            [format!("Some({conversation})|None")],
+            "{}: one key, unwrapped",
+            db.name()
+        );
+
+        // Every reader sees the text: history, the search index, the audit trail.
+        let (status, history) = app
+            .call(Method::GET, "/api/chat/messages", Some(&user), None)
+            .await;
+        assert_eq!(status, 200, "{history}");
+        let messages = history["data"]["messages"].as_array().unwrap();
+        assert_eq!(messages[0]["content"], SECRET, "{}", db.name());
+        assert_eq!(messages[1]["file_name"], SECRET_FILE_NAME);
+        let (status, found) = app
+            .call(Method::GET, "/api/chat/search?q=Zhou", Some(&admin), None)
+            .await;
+        assert_eq!(status, 200, "{found}");
+        assert_eq!(
+            found["data"]["results"][0]["content"],
+            SECRET,
+            "{}: {found}",
+            db.name()
+        );
+        let path = format!("/api/audit/conversations/{conversation}/events");
+        let (status, trail) = app.call(Method::GET, &path, Some(&auditor), None).await;
+        assert_eq!(status, 200, "{trail}");
+        let trail = trail.to_string();
+        assert!(
+            trail.contains("4111") && trail.contains(SECRET_COMMENT) && !trail.contains("sealed"),
+            "{}: {trail}",
+            db.name()
+        );
+        app.stop().await;
+
+        // The whole read side, rebuilt from the sealed log, holds the same text.
+        let before = dump(&db.store, "messages").await;
+        let replay = chatd_with(&db, None, &["replay"]);
+        assert!(
+            replay.status.success(),
+            "{}: {}",
+            db.name(),
+            text(&replay.stderr)
+        );
+        assert_eq!(dump(&db.store, "messages").await, before, "{}", db.name());
+        assert!(before.iter().any(|row| row.contains("4111")));
+        let verify = chatd_with(&db, None, &["audit", "verify"]);
+        assert!(
+            verify.status.success(),
+            "{}: {}",
+            db.name(),
+            text(&verify.stdout)
+        );
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_destroyed_data_key_leaves_the_events_readable_with_their_text_erased() {
+    for db in TestDb::each().await {
+        let bus = db.commands().await;
+        let kept = open_with(&bus, &user(1), "kept words")
+            .await
+            .conversation_id;
+        let gone = open_with(&bus, &user(2), SECRET).await.conversation_id;
+        let statement = format!("delete from data_keys where conversation_id = {gone}");
+        raw_rows(&db.store, &statement).await;
+
+        // A store that never saw the key (another node, a restart) reads the event erased.
+        let store = EventStore::connect(&StoreOptions::new(&db.url))
+            .await
+            .unwrap();
+        let read = |id: u64| {
+            let store = store.clone();
+            async move {
+                store
+                    .read_stream(CONVERSATION_STREAM, &id.to_string(), 0)
+                    .await
+                    .unwrap()
+            }
+        };
+        let erased = read(gone).await;
+        let payload: Value = serde_json::from_str(&erased[1].payload).unwrap();
+        assert_eq!(payload["content"], "", "{}: {payload}", db.name());
+        assert_eq!(payload["erased"], true);
+        assert!(erased[1].decode().is_ok(), "an erased event still decodes");
+        let intact: Value = serde_json::from_str(&read(kept).await[1].payload).unwrap();
+        assert_eq!(intact["content"], "kept words");
+        assert_eq!(intact.get("erased"), None);
+        assert_eq!(store.verify_chains().await.unwrap(), None, "{}", db.name());
+        store.close().await;
+        db.cleanup().await;
+    }
+}
+
+/// A key file of 32 bytes in base64, private to its owner unless `mode` says otherwise.
+fn key_file(dir: &Path, name: &str, byte: u8, mode: u32) -> PathBuf {
+    use base64::Engine;
+    let path = dir.join(name);
+    let key = base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+    std::fs::write(&path, format!("{key}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+fn command(db: &TestDb, key_file: Option<&Path>, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chatd"));
+    command
+        .args(args)
+        .env("CHAT_DATABASE_URL", &db.url)
+        .env("CHAT_PORT", "0")
+        .env_remove("CHAT_ENCRYPTION_KEY_FILE");
+    if let Some(path) = key_file {
+        command.env("CHAT_ENCRYPTION_KEY_FILE", path);
+    }
+    command
+}
+
+fn chatd_with(db: &TestDb, key_file: Option<&Path>, args: &[&str]) -> std::process::Output {
+    command(db, key_file, args).output().expect("run chatd")
+}
+
+/// `chatd serve`, which must refuse to start: its exit status and standard error, or a failure
+/// when it is still serving after 30 seconds.
+fn serve_refused(db: &TestDb, key_file: Option<&Path>) -> (bool, String) {
+    let mut child = command(db, key_file, &["serve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run chatd serve");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for chatd") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{}: chatd serve started with key file {key_file:?}",
+                db.name()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        use std::io::Read;
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    (!status.success(), stderr)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_keys_are_wrapped_by_the_master_key_and_a_wrong_or_missing_key_refuses_to_start() {
+    for db in TestDb::each().await {
+        let dir = std::env::temp_dir().join(format!("chatd-keys-{}", fresh_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let master = key_file(&dir, "master.key", 1, 0o600);
+        let other = key_file(&dir, "other.key", 2, 0o600);
+        let open = key_file(&dir, "open.key", 1, 0o644);
+        let short = dir.join("short.key");
+        std::fs::write(&short, "AAAA").unwrap();
+        std::fs::set_permissions(&short, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+        // Keys made before there was a master key are wrapped at the next start with one.
+        let bus = db.commands().await;
+        let earlier = open_with(&bus, &user(1), "before the key")
+            .await
+            .conversation_id;
+        let started = chatd_with(&db, Some(&master), &["migrate"]);
+        assert!(
+            started.status.success(),
+            "{}: {}",
+            db.name(),
+            text(&started.stderr)
+        );
+        let app = TestApp::spawn_with(
+            &db,
+            &[("CHAT_ENCRYPTION_KEY_FILE", master.to_str().unwrap())],
+        )
+        .await;
+        let (user_id, user) = app.session(Role::User, None).await;
+        let (status, sent) = app
+            .call(
+                Method::POST,
+                "/api/chat/messages",
+                Some(&user),
+                Some(&json!({"message": SECRET, "user_id": user_id})),
+            )
+            .await;
+        assert_eq!(status, 201, "{}: {sent}", db.name());
+        let (_, history) = app
+            .call(Method::GET, "/api/chat/messages", Some(&user), None)
+            .await;
+        assert_eq!(history["data"]["messages"][0]["content"], SECRET);
+        let (_, admin) = app.session(Role::Admin, None).await;
+        let path = format!("/api/chat/messages?conversation_id={earlier}");
+        let (_, before) = app.call(Method::GET, &path, Some(&admin), None).await;
+        assert_eq!(before["data"]["messages"][0]["content"], "before the key");
+        app.stop().await;
+
+        let keys = raw_rows(&db.store, "select master_key_id, material from data_keys").await;
+        assert_eq!(keys.len(), 2, "{}: {keys:?}", db.name());
+        let master_id = keys[0].split('|').next().unwrap().to_string();
+        assert_eq!(master_id.len(), 16, "{}: {keys:?}", db.name());
+        assert!(
+            keys.iter()
+                .all(|row| row.starts_with(&format!("{master_id}|"))),
+            "{keys:?}"
+        );
+
+        // Refusals name the variable and say what to do.
+        for (key, says) in [
+            (Some(other.as_path()), "holds master key"),
+            (None, "set CHAT_ENCRYPTION_KEY_FILE"),
+            (Some(open.as_path()), "chmod 600"),
+            (Some(short.as_path()), "holds 3 bytes"),
+            (Some(dir.join("missing.key").as_path()), "cannot read it"),
+        ] {
+            let migrate = chatd_with(&db, key, &["migrate"]);
+            let serve = serve_refused(&db, key);
+            for (refused, stderr) in [(!migrate.status.success(), text(&migrate.stderr)), serve] {
+                assert!(refused, "{}: started with {key:?}", db.name());
+                assert!(
+                    stderr.contains("CHAT_ENCRYPTION_KEY_FILE") && stderr.contains(says),
+                    "{}: {key:?}: {stderr}",
+                    db.name()
+                );
+            }
+        }
+        let replay = chatd_with(&db, Some(&master), &["replay"]);
+        assert!(
+            replay.status.success(),
+            "{}: {}",
+            db.name(),
+            text(&replay.stderr)
+        );
+        assert!(
+            dump(&db.store, "messages")
+                .await
+                .iter()
+                .any(|row| row.contains("4111"))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        db.cleanup().await;
+    }
+}
