@@ -139,6 +139,17 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Erase a person: the text they typed in every conversation of theirs (destroyed in the log
+    /// and every view), their files, queued pushes and push devices. The audit trail keeps who
+    /// erased them (this operator, as the system) and why. Running it again changes nothing.
+    Erase {
+        /// The person's user id.
+        #[arg(long)]
+        user_id: u64,
+        /// Why, for the audit trail (a request under data protection law, a retention rule).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -261,6 +272,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
         Command::Analytics(args) => analytics(&config, &args).await,
+        Command::Erase { user_id, reason } => erase(&config, user_id, &reason).await,
         Command::Audit { command } => {
             let store = open_store(&config).await?;
             let result = match command {
@@ -274,6 +286,76 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
     }
+}
+
+/// `chatd erase`: the same use case as the admin route, as the system, on this process's own
+/// command bus. The read tables (where the person's conversations are found, and which must
+/// forget them) are brought up to the log's head first and after: by the nodes that hold the
+/// projections' leases, or by this process when none does.
+async fn erase(config: &Config, user_id: u64, reason: &str) -> anyhow::Result<()> {
+    use std::time::Duration;
+    let store = open_store(config).await?;
+    let commands = crate::commands::CommandBus::start(store.clone(), 64).await?;
+    let projections = projections::Projections::start(
+        std::sync::Arc::new(store.clone()),
+        projections::all_projectors(),
+        commands.committed_head(),
+        projections::RuntimeOptions::new(format!("chatd-erase-{}", std::process::id())),
+    );
+    let caught_up = |head: u64| {
+        let projections = &projections;
+        async move { projections.wait_for(head, Duration::from_secs(60)).await }
+    };
+    if !caught_up(store.head_position().await?).await {
+        projections.stop().await;
+        store.close().await;
+        anyhow::bail!(
+            "the read tables did not reach the log's head within a minute (a projection failed \
+             or its node stopped): nothing was erased; see /readyz"
+        );
+    }
+    let files = crate::files::FileStore::from_config(config)?;
+    let eraser = crate::app::erasure::Eraser {
+        store: &store,
+        commands: &commands,
+        files: &files,
+    };
+    let metadata = crate::store::EventMetadata {
+        actor_id: 0,
+        actor_role: events::Role::System.as_str().to_string(),
+        request_id: Some("chatd-erase".to_string()),
+        ..Default::default()
+    };
+    let erased = eraser
+        .erase_person(crate::assignment::system_actor(), metadata, user_id, reason)
+        .await;
+    let applied = caught_up(store.head_position().await?).await;
+    projections.stop().await;
+    store.close().await;
+    if !applied {
+        eprintln!(
+            "chatd: the erasure is in the log; the read tables will show it once their \
+             projections reach it"
+        );
+    }
+    let erased = erased.map_err(|error| anyhow::anyhow!("{}", error.message))?;
+    if erased.already_erased {
+        println!(
+            "user {user_id} was already erased ({} conversations); nothing was left in the log",
+            erased.conversations.len()
+        );
+    } else {
+        println!(
+            "user {user_id} erased: {} of {} conversations now",
+            erased.erased_now.len(),
+            erased.conversations.len()
+        );
+    }
+    println!(
+        "removed {} files, {} queued pushes, {} push devices",
+        erased.files_removed, erased.pushes_removed, erased.devices_removed
+    );
+    Ok(())
 }
 
 async fn replay(store: &crate::store::EventStore, only: Option<&str>) -> anyhow::Result<()> {

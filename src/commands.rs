@@ -694,6 +694,9 @@ where
                     Self::set_active(txn, pending, user_id, Some(conversation_id)).await?;
                 }
             }
+            ConversationEvent::ConversationErased { .. } => {
+                txn.destroy_data_key(conversation_id).await?;
+            }
             ConversationEvent::ConversationClosed { .. }
             | ConversationEvent::ConversationArchived { .. }
                 if prior_status == Some(ConversationStatus::Active) =>

@@ -16,9 +16,9 @@ use crate::command::{
     AttachedFile, ConversationCommand, ConversationServices, NewMessage, UploadedFile,
 };
 use crate::content::{
-    MAX_CLIENT_MSG_ID_CHARS, MAX_CONTENT_CHARS, MAX_FEEDBACK_COMMENT_CHARS, MAX_FILE_ID_CHARS,
-    MAX_FILE_NAME_CHARS, MAX_ID, MAX_READ_IDS_PER_COMMAND, is_bidi_format, sanitize_content,
-    trimmed_len,
+    MAX_CLIENT_MSG_ID_CHARS, MAX_CONTENT_CHARS, MAX_ERASURE_REASON_CHARS,
+    MAX_FEEDBACK_COMMENT_CHARS, MAX_FILE_ID_CHARS, MAX_FILE_NAME_CHARS, MAX_ID,
+    MAX_READ_IDS_PER_COMMAND, is_bidi_format, sanitize_content, trimmed_len,
 };
 use crate::error::ConversationError;
 use crate::event::ConversationEvent;
@@ -46,6 +46,9 @@ pub struct Conversation {
     /// Files uploaded here, by id: who uploaded each, for which kind of message, and where it is.
     #[serde(default)]
     uploads: BTreeMap<String, Upload>,
+    /// What the person typed here was erased: nothing more may be written to it.
+    #[serde(default)]
+    erased: bool,
 }
 
 /// A set of ids as its runs of consecutive ids, `[[first, last], ...]`: a conversation's unread
@@ -147,6 +150,20 @@ impl Conversation {
         self.feedback_given
     }
 
+    pub fn erased(&self) -> bool {
+        self.erased
+    }
+
+    /// Refuses what would write new typed text (or let it be written) to an erased conversation.
+    fn not_erased(&self) -> Result<(), ConversationError> {
+        if self.erased {
+            return Err(ConversationError::Conflict(
+                "conversation was erased; nothing more can be written to it".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether `actor` is the owning user.
     fn is_owner(&self, actor: &Actor) -> bool {
         actor.role == Role::User && self.user_id() == Some(actor.id)
@@ -213,7 +230,39 @@ impl Conversation {
                 comment,
             } => self.give_feedback(actor, rating, comment),
             ConversationCommand::UploadFile { actor, file } => self.upload(actor, file),
+            ConversationCommand::EraseConversation { actor, reason } => self.erase(actor, reason),
         }
+    }
+
+    /// Staff erase a conversation's typed text: an active one is closed first (its person is
+    /// free to open another), and erasing twice writes nothing.
+    fn erase(
+        &self,
+        actor: Actor,
+        reason: String,
+    ) -> Result<Vec<ConversationEvent>, ConversationError> {
+        let status = self.opened_status()?;
+        self.authorize_staff(&actor, "erase a conversation")?;
+        let reason = sanitize_content(&reason).trim().to_string();
+        if reason.is_empty() {
+            return Err(ConversationError::Validation(
+                "reason is required: say why (a request, a retention rule)".into(),
+            ));
+        }
+        if reason.chars().count() > MAX_ERASURE_REASON_CHARS {
+            return Err(ConversationError::Validation(format!(
+                "reason must be at most {MAX_ERASURE_REASON_CHARS} characters"
+            )));
+        }
+        if self.erased {
+            return Ok(Vec::new());
+        }
+        let mut events = Vec::with_capacity(2);
+        if status == ConversationStatus::Active {
+            events.push(ConversationEvent::ConversationClosed { by: actor.clone() });
+        }
+        events.push(ConversationEvent::ConversationErased { reason, by: actor });
+        Ok(events)
     }
 
     fn upload(
@@ -223,6 +272,7 @@ impl Conversation {
     ) -> Result<Vec<ConversationEvent>, ConversationError> {
         let status = self.opened_status()?;
         self.authorize_participant(&actor)?;
+        self.not_erased()?;
         if !file.kind.carries_file() {
             return Err(ConversationError::Validation(
                 "message_type must be image or file".into(),
@@ -348,6 +398,7 @@ impl Conversation {
         self.authorize_participant(&actor)?;
         authorize_message_type(&actor, message.message_type)?;
         let message = validate_message(message)?;
+        self.not_erased()?;
         let upload = self.attached_file(&actor, &message)?;
 
         let mut events = Vec::with_capacity(2);
@@ -434,6 +485,7 @@ impl Conversation {
     ) -> Result<Vec<ConversationEvent>, ConversationError> {
         let status = self.opened_status()?;
         self.authorize_staff(&actor, "reopen a conversation")?;
+        self.not_erased()?;
         match status {
             ConversationStatus::Closed => {}
             ConversationStatus::Active => {
@@ -524,6 +576,7 @@ impl Conversation {
             )));
         }
         let comment = comment.filter(|c| trimmed_len(c) > 0);
+        self.not_erased()?;
         if self.feedback_given {
             return Err(ConversationError::Conflict(
                 "feedback was already given for this conversation".into(),
@@ -631,6 +684,13 @@ impl Aggregate for Conversation {
                         file: attached,
                     },
                 );
+            }
+            ConversationEvent::ConversationErased { .. } => {
+                self.erased = true;
+                // The names people gave their files go with the rest of what they typed.
+                for upload in self.uploads.values_mut() {
+                    upload.file.name.clear();
+                }
             }
         }
     }

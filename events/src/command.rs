@@ -135,6 +135,11 @@ pub enum ConversationCommand {
         rating: u8,
         comment: Option<String>,
     },
+    /// Erase what the conversation's person typed, for good (the store destroys its data key).
+    EraseConversation {
+        actor: Actor,
+        reason: String,
+    },
 }
 
 impl ConversationCommand {
@@ -149,7 +154,8 @@ impl ConversationCommand {
             | ConversationCommand::ArchiveConversation { actor }
             | ConversationCommand::AssignConversation { actor, .. }
             | ConversationCommand::GiveFeedback { actor, .. }
-            | ConversationCommand::UploadFile { actor, .. } => actor,
+            | ConversationCommand::UploadFile { actor, .. }
+            | ConversationCommand::EraseConversation { actor, .. } => actor,
         }
     }
 
@@ -177,6 +183,7 @@ impl ConversationCommand {
             ConversationCommand::AssignConversation { .. } => "assign_conversation",
             ConversationCommand::GiveFeedback { .. } => "give_feedback",
             ConversationCommand::UploadFile { .. } => "upload_file",
+            ConversationCommand::EraseConversation { .. } => "erase_conversation",
         }
     }
 }

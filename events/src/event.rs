@@ -11,7 +11,7 @@ use crate::error::UnknownEvent;
 use crate::kinds::MessageType;
 
 /// Every `event_type` this build writes, in declaration order.
-pub const EVENT_TYPES: [&str; 9] = [
+pub const EVENT_TYPES: [&str; 10] = [
     "ConversationOpened",
     "MessageSent",
     "MessagesRead",
@@ -21,6 +21,7 @@ pub const EVENT_TYPES: [&str; 9] = [
     "ConversationAssigned",
     "FeedbackGiven",
     "FileUploaded",
+    "ConversationErased",
 ];
 
 /// Where each event type keeps the text a person typed (message text, an upload's original name,
@@ -93,6 +94,13 @@ pub enum ConversationEvent {
         file: UploadedFile,
         by: Actor,
     },
+    /// What the conversation's person typed was erased: its data key is destroyed with this
+    /// event, so every earlier event of the conversation reads with that text empty. `reason`
+    /// is the staff's own words for the audit trail, never the person's.
+    ConversationErased {
+        reason: String,
+        by: Actor,
+    },
 }
 
 impl ConversationEvent {
@@ -108,6 +116,7 @@ impl ConversationEvent {
             ConversationEvent::ConversationAssigned { .. } => "ConversationAssigned",
             ConversationEvent::FeedbackGiven { .. } => "FeedbackGiven",
             ConversationEvent::FileUploaded { .. } => "FileUploaded",
+            ConversationEvent::ConversationErased { .. } => "ConversationErased",
         }
     }
 
@@ -132,7 +141,8 @@ impl ConversationEvent {
             | ConversationEvent::ConversationArchived { by }
             | ConversationEvent::ConversationAssigned { by, .. }
             | ConversationEvent::FeedbackGiven { by, .. }
-            | ConversationEvent::FileUploaded { by, .. } => by,
+            | ConversationEvent::FileUploaded { by, .. }
+            | ConversationEvent::ConversationErased { by, .. } => by,
         }
     }
 

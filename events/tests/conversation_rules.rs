@@ -1691,3 +1691,97 @@ mod upload_file {
             .then_expect_error(ConversationError::NotFound);
     }
 }
+
+mod erase {
+    use super::*;
+
+    fn erase(actor: Actor, reason: &str) -> ConversationCommand {
+        EraseConversation {
+            actor,
+            reason: reason.into(),
+        }
+    }
+
+    fn erased_by(by: Actor) -> ConversationEvent {
+        ConversationEvent::ConversationErased {
+            reason: "a request".into(),
+            by,
+        }
+    }
+
+    #[test]
+    fn an_active_conversation_is_closed_then_erased() {
+        let result = framework(9)
+            .given(active())
+            .when(erase(admin(), "  a request "));
+        result.then_expect_events(vec![closed_by(admin()), erased_by(admin())]);
+    }
+
+    #[test]
+    fn a_closed_or_archived_one_is_erased_as_it_is_and_the_system_may_erase() {
+        framework(9)
+            .given(closed())
+            .when(erase(system(), "a request"))
+            .then_expect_events(vec![erased_by(system())]);
+        framework(9)
+            .given(archived())
+            .when(erase(admin(), "a request"))
+            .then_expect_events(vec![erased_by(admin())]);
+    }
+
+    #[test]
+    fn erasing_twice_writes_nothing() {
+        let mut history = closed();
+        history.push(erased_by(admin()));
+        framework(9)
+            .given(history)
+            .when(erase(other_admin(), "again"))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn only_staff_erase_and_a_reason_is_required() {
+        for actor in [user(), auditor()] {
+            forbidden()(
+                framework(9)
+                    .given(active())
+                    .when(erase(actor, "a request"))
+                    .inspect_result(),
+            );
+        }
+        for reason in ["", "   ", &"x".repeat(501)] {
+            invalid()(
+                framework(9)
+                    .given(active())
+                    .when(erase(admin(), reason))
+                    .inspect_result(),
+            );
+        }
+    }
+
+    #[test]
+    fn nothing_that_writes_typed_text_is_accepted_once_erased() {
+        let mut history = closed();
+        history.push(erased_by(admin()));
+        for command in [
+            send(user(), text("am I still here?")),
+            ReopenConversation { actor: admin() },
+            GiveFeedback {
+                actor: user(),
+                rating: 5,
+                comment: Some("hello".into()),
+            },
+            UploadFile {
+                actor: user(),
+                file: upload('a', MessageType::File),
+            },
+        ] {
+            conflict()(
+                framework(9)
+                    .given(history.clone())
+                    .when(command)
+                    .inspect_result(),
+            );
+        }
+    }
+}

@@ -46,6 +46,10 @@ fn one_of_each_event() -> Vec<ConversationEvent> {
             by: user(),
         },
         uploaded('a', MessageType::Image, user()),
+        ConversationEvent::ConversationErased {
+            reason: "request under GDPR article 17".into(),
+            by: admin(),
+        },
     ]
 }
 

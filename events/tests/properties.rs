@@ -28,6 +28,8 @@ enum Step {
     Feedback(u8, Option<String>),
     /// An upload of this kind with id `file_id(tag)`.
     Upload(char, MessageType),
+    /// An erasure with this reason.
+    Erase(String),
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +122,7 @@ fn step() -> impl Strategy<Value = Step> {
             prop::sample::select(vec![MessageType::Image, MessageType::File, MessageType::Text]),
         )
             .prop_map(|(tag, kind)| Step::Upload(tag, kind)),
+        2 => "[a-z ]{0,4}".prop_map(Step::Erase),
     ]
 }
 
@@ -164,6 +167,7 @@ struct Model {
     owner: Option<u64>,
     /// file id -> (uploader id and role, kind)
     uploads: BTreeMap<String, (u64, Role, MessageType)>,
+    erased: bool,
 }
 
 fn command(actor: Actor, step: Step, model: &Model) -> ConversationCommand {
@@ -197,6 +201,7 @@ fn command(actor: Actor, step: Step, model: &Model) -> ConversationCommand {
             file.kind = kind;
             ConversationCommand::UploadFile { actor, file }
         }
+        Step::Erase(reason) => ConversationCommand::EraseConversation { actor, reason },
     }
 }
 
@@ -278,6 +283,7 @@ proptest! {
                     }
                     ConversationEvent::MessageSent { message_id, sender, message_type, content, file_id, .. } => {
                         prop_assert_eq!(status, Some(ConversationStatus::Active));
+                        prop_assert!(!model.erased, "nothing is written to an erased conversation");
                         prop_assert!(last_id.is_none_or(|last| *message_id > last), "ids must increase");
                         prop_assert_eq!(*message_id, expected_id);
                         if *message_type == MessageType::System {
@@ -311,6 +317,7 @@ proptest! {
                     }
                     ConversationEvent::ConversationReopened { .. } => {
                         prop_assert!(allowed_edge(status, ConversationStatus::Active));
+                        prop_assert!(!model.erased, "an erased conversation stays closed");
                         prop_assert!(!other_active);
                         status = Some(ConversationStatus::Active);
                     }
@@ -328,6 +335,7 @@ proptest! {
                     ConversationEvent::FeedbackGiven { rating, by, .. } => {
                         prop_assert_eq!(status, Some(ConversationStatus::Closed));
                         prop_assert_eq!(model.feedback_count, 0, "feedback twice");
+                        prop_assert!(!model.erased);
                         prop_assert!((1..=5).contains(rating));
                         prop_assert_eq!(Some(by.id), model.owner);
                         model.feedback_count += 1;
@@ -339,6 +347,15 @@ proptest! {
                         prop_assert_ne!(by.role, Role::Auditor);
                         let first = model.uploads.insert(file.file_id.clone(), (by.id, by.role, file.kind));
                         prop_assert!(first.is_none(), "file id {} uploaded twice", file.file_id);
+                        prop_assert!(!model.erased);
+                    }
+                    ConversationEvent::ConversationErased { reason, by } => {
+                        prop_assert!(by.role.is_staff());
+                        prop_assert!(!reason.trim().is_empty());
+                        prop_assert!(!model.erased, "erased twice");
+                        prop_assert_ne!(status, Some(ConversationStatus::Active), "closed first");
+                        prop_assert!(status.is_some());
+                        model.erased = true;
                     }
                 }
             }

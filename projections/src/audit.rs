@@ -19,6 +19,8 @@ pub struct MessageAsOf {
     pub client_msg_id: Option<String>,
     pub is_read: bool,
     pub sent_at_micros: i64,
+    /// Its text went with its person's erasure.
+    pub erased: bool,
 }
 
 /// The conversation as its events up to some instant made it.
@@ -30,6 +32,8 @@ pub struct ConversationAsOf {
     pub status: Option<&'static str>,
     pub admin_id: Option<u64>,
     pub feedback: Option<(u8, Option<String>)>,
+    /// What its person typed was erased.
+    pub erased: bool,
     pub opened_at_micros: Option<i64>,
     pub updated_at_micros: Option<i64>,
     /// The sequence of the last event folded in.
@@ -76,6 +80,7 @@ impl ConversationAsOf {
                         client_msg_id,
                         is_read: false,
                         sent_at_micros: recorded_at_micros,
+                        erased: false,
                     },
                 );
             }
@@ -96,6 +101,12 @@ impl ConversationAsOf {
                 rating, comment, ..
             } => self.feedback = Some((rating, comment)),
             ConversationEvent::FileUploaded { .. } => {}
+            ConversationEvent::ConversationErased { .. } => {
+                self.erased = true;
+                for message in self.messages.values_mut() {
+                    message.erased = true;
+                }
+            }
         }
     }
 }

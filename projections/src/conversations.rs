@@ -30,6 +30,8 @@ struct Change {
     unread_for_admin: i64,
     /// The first event of the batch for this conversation (named when the row is missing).
     first_position: u64,
+    /// Erased after its last message: the stored preview is emptied.
+    erase_preview: bool,
 }
 
 impl Change {
@@ -41,6 +43,7 @@ impl Change {
             unread_for_user: 0,
             unread_for_admin: 0,
             first_position: position,
+            erase_preview: false,
         }
     }
 
@@ -51,6 +54,7 @@ impl Change {
         };
         set("updated_at", at.clone());
         set("version", event.sequence.into());
+        let mut erased = false;
         match event.decode()? {
             ConversationEvent::ConversationOpened { user, .. } => {
                 set("status", "active".into());
@@ -102,11 +106,30 @@ impl Change {
                 rating, comment, ..
             } => {
                 set("feedback_rating", rating.into());
-                set("feedback_comment", comment.into());
+                // An erased comment reads empty; no comment is ever given empty.
+                set(
+                    "feedback_comment",
+                    comment.as_ref().filter(|c| !c.is_empty()).into(),
+                );
                 set("feedback_at", at);
             }
             // Files are listed by their own projection; a message carrying one counts above.
             ConversationEvent::FileUploaded { .. } => {}
+            ConversationEvent::ConversationErased { .. } => {
+                set("erased", SqlValue::Int(1));
+                set("feedback_comment", SqlValue::Null);
+                erased = true;
+            }
+        }
+        if erased {
+            // The preview of a message folded in this batch is known here; an earlier one is
+            // emptied in place (and stays null when there was no message).
+            if self.columns.contains_key("last_message_preview") {
+                self.columns
+                    .insert("last_message_preview", SqlValue::from(""));
+            } else {
+                self.erase_preview = true;
+            }
         }
         Ok(())
     }
@@ -164,6 +187,12 @@ impl Change {
         for (name, value) in self.columns {
             assignments.push(format!("{name} = ?"));
             params.push(value);
+        }
+        if self.erase_preview {
+            assignments.push(
+                "last_message_preview = case when last_message_preview is null then null else '' end"
+                    .to_string(),
+            );
         }
         params.push(id.into());
         let sql = format!("update {table} set {} where id = ?", assignments.join(", "));

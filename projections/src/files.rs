@@ -34,8 +34,18 @@ impl Projector for FilesProjector {
         for event in events {
             // Every event is decoded, so that one this build cannot read stops this projector
             // too, at its position.
-            let ConversationEvent::FileUploaded { file, by } = event.decode()? else {
-                continue;
+            let (file, by) = match event.decode()? {
+                ConversationEvent::FileUploaded { file, by } => (file, by),
+                ConversationEvent::ConversationErased { .. } => {
+                    // The name its person gave each file goes; the row stays, so a download
+                    // of the (removed) file is refused as missing, not as unknown.
+                    let erase =
+                        format!("update {table} set original_name = '' where conversation_id = ?");
+                    txn.execute(&erase, &[event.conversation_id()?.into()])
+                        .await?;
+                    continue;
+                }
+                _ => continue,
             };
             let params = [
                 (&file.file_id).into(),

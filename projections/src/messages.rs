@@ -90,6 +90,18 @@ impl Projector for MessagesProjector {
                     pending.flush(txn).await?;
                     mark_read(txn, &table, event, message_ids).await?;
                 }
+                ConversationEvent::ConversationErased { .. } => {
+                    pending.flush(txn).await?;
+                    // What a replay folds from the erased events themselves: empty text and
+                    // names, every row marked.
+                    let sql = format!(
+                        "update {table} set content = '', erased = 1, file_name = \
+                         case when file_name is null then null else '' end \
+                         where conversation_id = ?"
+                    );
+                    txn.execute(&sql, &[event.conversation_id()?.into()])
+                        .await?;
+                }
                 _ => {}
             }
         }

@@ -229,8 +229,14 @@ impl Projector for SearchProjector {
         events: &[LoggedEvent],
     ) -> Result<(), ProjectionError> {
         let table = tables.name("search_terms");
-        let mut pending = BatchInsert::new(table, COLUMNS, ROW, INSERT_CHUNK);
+        let mut pending = BatchInsert::new(table.clone(), COLUMNS, ROW, INSERT_CHUNK);
         for event in events {
+            if let ConversationEvent::ConversationErased { .. } = event.decode()? {
+                pending.flush(txn).await?;
+                let sql = format!("delete from {table} where conversation_id = ?");
+                txn.execute(&sql, &[event.conversation_id()?.into()])
+                    .await?;
+            }
             // Text and captions of image and file messages alike; other events carry no text.
             if let ConversationEvent::MessageSent {
                 message_id,

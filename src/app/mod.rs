@@ -5,12 +5,14 @@
 //! It owns [`App`] (the state every transport holds), [`AppError`] (the one error they all turn
 //! into their own answers), where a request came from ([`Origin`]), and the use cases: access
 //! and limits ([`access`]), ids ([`ids`]), sending and reading messages ([`messages`]), read
-//! receipts ([`reads`]), typing ([`typing`]) and admins' presence ([`presence`]).
+//! receipts ([`reads`]), typing ([`typing`]), admins' presence ([`presence`]) and erasing a
+//! person ([`erasure`]).
 //!
 //! It never names a transport: no axum, no socketioxide. What must reach sockets goes through
 //! [`Fanout`], which the realtime module implements.
 
 pub mod access;
+pub mod erasure;
 mod error;
 pub mod ids;
 pub mod messages;

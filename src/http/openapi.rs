@@ -60,7 +60,7 @@ fn metrics() {}
         chat::messages::list_messages, chat::messages::send_message,
         chat::conversations::list_conversations, chat::conversations::open_conversation,
         chat::conversations::get_conversation, chat::conversations::mark_read,
-        chat::admin::assign, chat::admin::set_status, chat::admin::bulk,
+        chat::admin::assign, chat::admin::set_status, chat::admin::bulk, chat::admin::erase_person,
         chat::conversations::feedback, chat::conversations::typing,
         chat::admins::set_presence, chat::admins::admins_presence,
         devices::register, devices::unregister,

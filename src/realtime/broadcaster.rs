@@ -173,9 +173,11 @@ fn socket_event(
             json!({"conversation_id": id, "admin_id": admin_id, "assigned_by": by.role.as_str()}),
             everyone,
         ),
+        // An erasure closes an active conversation first: that close is broadcast.
         ConversationEvent::ConversationOpened { .. }
         | ConversationEvent::FeedbackGiven { .. }
-        | ConversationEvent::FileUploaded { .. } => {
+        | ConversationEvent::FileUploaded { .. }
+        | ConversationEvent::ConversationErased { .. } => {
             return None;
         }
     })

@@ -14,6 +14,7 @@
 //! positions from it, so commit order equals position order on every back end.
 
 mod assignment;
+mod erasure;
 mod log;
 mod push;
 mod read;

@@ -46,6 +46,10 @@ pub struct MessageView {
     /// RFC 3339 UTC, whole seconds.
     #[schema(example = "2025-07-14T10:30:00Z")]
     pub timestamp: String,
+    /// Present, and true, only when the message's text (and file name) was erased with its
+    /// person: `content` and `message` are then empty.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub erased: bool,
 }
 
 /// The fields an image or file message shows of its file, each null when the message carries
@@ -103,6 +107,7 @@ impl MessageView {
             client_msg_id: row.client_msg_id,
             is_read: row.is_read,
             timestamp: wire_time(row.timestamp),
+            erased: row.erased,
         }
     }
 
@@ -136,6 +141,7 @@ impl MessageView {
                     client_msg_id,
                     is_read: false,
                     timestamp: event.recorded_at_micros,
+                    erased: event.payload.contains("\"erased\":true"),
                 },
                 attachments,
             )),
@@ -163,6 +169,7 @@ impl MessageView {
                 client_msg_id: message.client_msg_id,
                 is_read: message.is_read,
                 timestamp: message.sent_at_micros,
+                erased: message.erased,
             },
             attachments,
         )

@@ -15,6 +15,7 @@ mod chat;
 mod cli;
 mod deploy;
 mod encryption;
+mod erasure;
 mod event_store;
 mod ios_guide;
 mod layers;

@@ -1,4 +1,4 @@
-//! Admin routes: assign, status changes and bulk actions.
+//! Admin routes: assign, status changes, bulk actions and erasing a person.
 
 use std::collections::BTreeSet;
 
@@ -199,4 +199,51 @@ pub(in crate::http) async fn bulk(
         succeeded,
         results,
     })))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub(in crate::http) struct ErasureBody {
+    /// The person whose typed text, files and devices go.
+    user_id: u64,
+    /// Why (a request under data protection law, a retention rule): kept in the audit trail.
+    #[schema(min_length = 1, max_length = 500)]
+    reason: String,
+}
+
+/// Erases a person: every conversation of theirs records who erased it and why, the text they
+/// typed (messages, file names, feedback) is destroyed in the log and every view, and their
+/// files, queued pushes and push devices are removed. Erasing again changes nothing and says so
+/// (`already_erased`). Admins only.
+#[utoipa::path(post, path = "/api/chat/admin/erasures", tag = "admin", request_body = ErasureBody,
+    responses(
+        (status = 200, body = Success<crate::app::erasure::Erasure>),
+        (status = 400, body = crate::wire::ErrorBody), (status = 401, body = crate::wire::ErrorBody),
+        (status = 403, body = crate::wire::ErrorBody), (status = 404, body = crate::wire::ErrorBody),
+    ),
+    security(("app_signature" = [], "bearer" = [])))]
+pub(in crate::http) async fn erase_person(
+    State(app): State<App>,
+    origin: Origin,
+    Caller(session): Caller,
+    ApiJson(body): ApiJson<ErasureBody>,
+) -> Result<Json<Success<crate::app::erasure::Erasure>>, AppError> {
+    if session.role != Role::Admin {
+        return Err(AppError::forbidden("only an admin may erase a person"));
+    }
+    // The person's newest conversation may have been opened a moment ago.
+    app.fresh_for(&session).await;
+    let eraser = crate::app::erasure::Eraser {
+        store: &app.store,
+        commands: &app.commands,
+        files: &app.attachments.store,
+    };
+    let erasure = eraser
+        .erase_person(
+            session.actor(),
+            origin.metadata(&session, None),
+            body.user_id,
+            &body.reason,
+        )
+        .await?;
+    Ok(Json(success(erasure)))
 }

@@ -48,6 +48,7 @@ pub fn router() -> axum::Router<App> {
             "/api/chat/conversations/{id}/typing",
             post(conversations::typing),
         )
+        .route("/api/chat/admin/erasures", post(admin::erase_person))
         .route("/api/chat/presence", put(admins::set_presence))
         .route("/api/chat/presence/admins", get(admins::admins_presence))
 }

@@ -21,6 +21,8 @@ const CACHE_CAPACITY: usize = 10_000;
 const CACHE_TTL: Duration = Duration::from_secs(60);
 /// Conversations per key lookup.
 const LOOKUP_CHUNK: usize = 500;
+/// The event that destroys its conversation's key.
+const ERASED_EVENT: &str = "ConversationErased";
 
 /// The master key and the data keys in use.
 pub struct Keyring {
@@ -57,6 +59,22 @@ impl Keyring {
     pub(super) fn remember(&self, conversation_id: u64, key: Arc<DataKey>) {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.put(conversation_id, (key, Instant::now()));
+    }
+
+    /// Drops a conversation's key from memory (its erasure was committed or read).
+    pub(super) fn forget(&self, conversation_id: u64) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.pop(&conversation_id);
+    }
+
+    /// Forgets the keys of the conversations whose erasure is among `events`: their text then
+    /// reads erased here at once, whatever this node had cached.
+    fn forget_erased(&self, events: &[StoredEvent]) {
+        for event in events.iter().filter(|e| e.event_type == ERASED_EVENT) {
+            if let Ok(id) = event.stream_id.parse() {
+                self.forget(id);
+            }
+        }
     }
 
     /// The data keys of `conversation_ids` that exist, from the cache or read on `conn`.
@@ -106,6 +124,7 @@ impl Keyring {
         String: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
         usize: ColumnIndex<DB::Row>,
     {
+        self.forget_erased(events);
         let mut conversations: Vec<u64> = events
             .iter()
             .filter(|event| is_sealed(&event.payload))
@@ -125,6 +144,7 @@ impl Keyring {
 
     /// Whether every sealed event can be opened without the database: the keys are cached.
     pub(super) fn open_cached(&self, events: &mut [StoredEvent]) -> Result<bool, StoreError> {
+        self.forget_erased(events);
         let mut keys = HashMap::new();
         for event in events.iter().filter(|event| is_sealed(&event.payload)) {
             let Ok(id) = event.stream_id.parse::<u64>() else {

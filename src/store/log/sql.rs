@@ -366,6 +366,8 @@ pub struct AppendTxn<DB: Database> {
     keyring: Arc<Keyring>,
     /// Data keys made in this transaction: known to the keyring only once it commits.
     new_keys: HashMap<u64, Arc<DataKey>>,
+    /// Conversations whose data key this transaction destroys: forgotten once it commits.
+    destroyed_keys: Vec<u64>,
 }
 
 impl<DB> SqlStore<DB>
@@ -600,6 +602,7 @@ where
             state,
             keyring: self.keyring.clone(),
             new_keys: HashMap::new(),
+            destroyed_keys: Vec::new(),
         })
     }
 
@@ -767,6 +770,21 @@ where
         insert_key::<DB>(&mut self.tx, &stored, crate::clock::now_micros()).await?;
         self.new_keys.insert(conversation_id, key.clone());
         Ok(key)
+    }
+
+    /// Destroys the data key of a conversation (its erasure), and its snapshot, whose fold may
+    /// hold names its person typed. Every event sealed under the key then reads erased.
+    pub async fn destroy_data_key(&mut self, conversation_id: u64) -> Result<(), StoreError> {
+        for table in ["data_keys", "conversation_snapshots"] {
+            sqlx::query(&format!("delete from {table} where conversation_id = ?"))
+                .bind(to_db(conversation_id)?)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        }
+        self.new_keys.remove(&conversation_id);
+        self.destroyed_keys.push(conversation_id);
+        Ok(())
     }
 
     /// `payload` (an event's fields, in the clear) as the log stores it: the text people typed
@@ -984,6 +1002,9 @@ where
         self.tx.commit().await.map_err(StoreError::from_sqlx)?;
         for (conversation_id, key) in self.new_keys {
             self.keyring.remember(conversation_id, key);
+        }
+        for conversation_id in self.destroyed_keys {
+            self.keyring.forget(conversation_id);
         }
         Ok(())
     }

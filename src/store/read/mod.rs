@@ -60,10 +60,13 @@ pub struct MessageRow {
     pub client_msg_id: Option<String>,
     pub is_read: bool,
     pub timestamp: i64,
+    /// Its text (and file name) was erased with its person.
+    pub erased: bool,
 }
 
 const MESSAGE_COLUMNS: &str = "id, conversation_id, sender_role, sender_identifier, message_type, content, \
-     file_id, file_url, client_msg_id, is_read, timestamp, file_name, file_size, mime_type, width, height";
+     file_id, file_url, client_msg_id, is_read, timestamp, file_name, file_size, mime_type, width, height, \
+     erased";
 
 /// One upload, as the `files` projection keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -463,6 +466,7 @@ where
         client_msg_id: opt_text(8)?,
         is_read: int(9)? != 0,
         timestamp: int(10)?,
+        erased: int(16)? != 0,
     })
 }
 

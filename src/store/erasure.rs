@@ -1,0 +1,118 @@
+//! What an erasure removes beside the log's own shredding (the data key goes in the append
+//! transaction of `ConversationErased`): the person's conversations are found in the read table,
+//! and their pushes still queued and their devices are deleted.
+
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
+
+use super::read::{Bind, int};
+use super::{EventStore, SqlStore, StoreError, on_backend};
+
+impl EventStore {
+    /// The ids of a user's conversations, as the read table has them.
+    pub async fn conversation_ids_of_user(&self, user_id: u64) -> Result<Vec<u64>, StoreError> {
+        on_backend!(self, s => s.ids("select id from conversations where user_id = ? order by id", vec![int(user_id)]).await)
+    }
+
+    /// The stored paths of the files uploaded to these conversations.
+    pub async fn file_paths_in(&self, conversation_ids: &[u64]) -> Result<Vec<String>, StoreError> {
+        let mut paths = Vec::new();
+        for chunk in conversation_ids.chunks(500) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "select path from files where conversation_id in ({placeholders}) order by path"
+            );
+            let binds = chunk.iter().map(|id| int(*id)).collect();
+            paths.extend(on_backend!(self, s => s.texts(&sql, binds).await)?);
+        }
+        Ok(paths)
+    }
+
+    /// Deletes the pushes still queued for these conversations and the push devices of the
+    /// user: (pushes, devices) deleted.
+    pub async fn forget_pushes(
+        &self,
+        user_id: u64,
+        conversation_ids: &[u64],
+    ) -> Result<(u64, u64), StoreError> {
+        let mut pushes = 0;
+        for chunk in conversation_ids.chunks(500) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let sql = format!("delete from push_outbox where conversation_id in ({placeholders})");
+            let binds = chunk.iter().map(|id| int(*id)).collect();
+            pushes += on_backend!(self, s => s.run(&sql, binds).await)?;
+        }
+        let devices = on_backend!(self, s => {
+            s.run(
+                "delete from push_devices where role = 'user' and user_id = ?",
+                vec![int(user_id)],
+            )
+            .await
+        })?;
+        Ok((pushes, devices))
+    }
+}
+
+impl<DB> SqlStore<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    i64: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    async fn ids(&self, sql: &str, binds: Vec<Bind>) -> Result<Vec<u64>, StoreError> {
+        self.fetch(sql, binds)
+            .await?
+            .iter()
+            .map(|row| {
+                let id: i64 = row.try_get(0).map_err(StoreError::from_sqlx)?;
+                Ok(u64::try_from(id).unwrap_or_default())
+            })
+            .collect()
+    }
+
+    async fn texts(&self, sql: &str, binds: Vec<Bind>) -> Result<Vec<String>, StoreError> {
+        self.fetch(sql, binds)
+            .await?
+            .iter()
+            .map(|row| row.try_get(0).map_err(StoreError::from_sqlx))
+            .collect()
+    }
+
+    /// Runs one statement; the rows it changed.
+    async fn run(&self, sql: &str, binds: Vec<Bind>) -> Result<u64, StoreError>
+    where
+        DB::QueryResult: RowsAffected,
+    {
+        let mut query = sqlx::query(sql);
+        for bind in binds {
+            query = match bind {
+                Bind::Int(v) => query.bind(v),
+                Bind::Text(v) => query.bind(v),
+            };
+        }
+        let done = query
+            .execute(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(done.changed())
+    }
+}
+
+/// The rows a statement changed, on either back end.
+trait RowsAffected {
+    fn changed(&self) -> u64;
+}
+
+impl RowsAffected for sqlx::mysql::MySqlQueryResult {
+    fn changed(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn changed(&self) -> u64 {
+        self.rows_affected()
+    }
+}
