@@ -139,6 +139,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The master key and the data keys it wraps: status, and rotation to a new master key.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Erase a person: the text they typed in every conversation of theirs (destroyed in the log
     /// and every view), their files, queued pushes and push devices. The audit trail keeps who
     /// erased them (this operator, as the system) and why. Running it again changes nothing.
@@ -149,6 +154,20 @@ pub enum Command {
         /// Why, for the audit trail (a request under data protection law, a retention rule).
         #[arg(long)]
         reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// How many data keys each master key wraps, and whether this configuration opens them.
+    Status,
+    /// Wrap every data key under a new master key while servers run. Restart the nodes first with
+    /// CHAT_ENCRYPTION_KEY_FILE set to the new key and CHAT_ENCRYPTION_PREVIOUS_KEY_FILE to the
+    /// old one (both open data keys meanwhile), run this with the same two, then unset the old.
+    Rotate {
+        /// The new master key's file, when CHAT_ENCRYPTION_KEY_FILE still names the old one.
+        #[arg(long)]
+        new_key_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -273,6 +292,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Analytics(args) => analytics(&config, &args).await,
         Command::Erase { user_id, reason } => erase(&config, user_id, &reason).await,
+        Command::Keys { command } => keys(&config, command).await,
         Command::Audit { command } => {
             let store = open_store(&config).await?;
             let result = match command {
@@ -286,6 +306,82 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
     }
+}
+
+/// `chatd keys status` and `chatd keys rotate`.
+async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
+    use crate::store::{KEY_FILE_VARIABLE, MasterKey, PREVIOUS_KEY_FILE_VARIABLE};
+    let mut config = config.clone();
+    if let KeysCommand::Rotate {
+        new_key_file: Some(path),
+    } = &command
+    {
+        // The configured key becomes the one rotated away from.
+        let new = MasterKey::from_file_named(path, "--new-key-file").map_err(anyhow::Error::msg)?;
+        config.previous_master_key = config.master_key.take().or(config.previous_master_key);
+        config.master_key = Some(std::sync::Arc::new(new));
+    }
+    // Opened without the start-up check: its purpose here is to say what does not open.
+    let (store, _) = crate::startup::open_and_migrate_unchecked(&config).await?;
+    let result = async {
+        let role = |id: &str| {
+            if config.master_key.as_ref().is_some_and(|k| k.id() == id) {
+                format!("the new key ({KEY_FILE_VARIABLE} or --new-key-file)")
+            } else if config.previous_master_key.as_ref().is_some_and(|k| k.id() == id) {
+                format!("the old key ({PREVIOUS_KEY_FILE_VARIABLE} or {KEY_FILE_VARIABLE})")
+            } else {
+                "a key this configuration does not hold".to_string()
+            }
+        };
+        match command {
+            KeysCommand::Status => {
+                let counts = store.data_key_counts().await?;
+                let total: u64 = counts.iter().map(|(_, n)| n).sum();
+                println!("{total} data keys (one per conversation with sealed text)");
+                for (master, count) in &counts {
+                    match master {
+                        Some(id) => println!("  {count} wrapped by master key {id}: {}", role(id)),
+                        None => println!("  {count} stored unwrapped"),
+                    }
+                }
+                match &config.master_key {
+                    Some(key) => println!("{KEY_FILE_VARIABLE}: master key {}", key.id()),
+                    None => println!("{KEY_FILE_VARIABLE}: unset (data keys are stored unwrapped)"),
+                }
+                store.check_data_keys(false).await?;
+                println!("this configuration opens every data key");
+                Ok(())
+            }
+            KeysCommand::Rotate { .. } => {
+                let Some(target) = config.master_key.clone() else {
+                    anyhow::bail!(
+                        "nothing to rotate to: set {KEY_FILE_VARIABLE} (the new key) or pass --new-key-file"
+                    );
+                };
+                let rewrapped = store
+                    .rotate_data_keys(&target, |done| eprintln!("rewrapped {done} data keys"))
+                    .await?;
+                let left: u64 = store
+                    .data_key_counts()
+                    .await?
+                    .iter()
+                    .filter(|(id, _)| id.as_deref() != Some(target.id()))
+                    .map(|(_, n)| n)
+                    .sum();
+                println!(
+                    "rewrapped {rewrapped} data keys under master key {}; {left} not under it",
+                    target.id()
+                );
+                if left > 0 {
+                    anyhow::bail!("{left} data keys are still under another key: run it again");
+                }
+                Ok(())
+            }
+        }
+    }
+    .await;
+    store.close().await;
+    result
 }
 
 /// `chatd erase`: the same use case as the admin route, as the system, on this process's own

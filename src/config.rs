@@ -37,6 +37,8 @@ pub struct Config {
     pub metrics_bind: Option<SocketAddr>,
     /// `CHAT_ENCRYPTION_KEY_FILE`: the master key that wraps the data keys at rest.
     pub master_key: Option<std::sync::Arc<crate::store::MasterKey>>,
+    /// `CHAT_ENCRYPTION_PREVIOUS_KEY_FILE`: the master key a rotation moves away from.
+    pub previous_master_key: Option<std::sync::Arc<crate::store::MasterKey>>,
     /// `CHAT_TRUSTED_PROXIES`: peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: crate::peer::TrustedProxies,
     /// Messages a caller may send per minute (at least 1: 0 is not "off").
@@ -119,6 +121,10 @@ impl std::fmt::Debug for Config {
             .field("ops_token", &self.ops_token.as_ref().map(|_| "***"))
             .field("metrics_bind", &self.metrics_bind)
             .field("master_key", &self.master_key.as_ref().map(|key| key.id()))
+            .field(
+                "previous_master_key",
+                &self.previous_master_key.as_ref().map(|key| key.id()),
+            )
             .field("trusted_proxies", &self.trusted_proxies)
             .field("limit_messages_per_min", &self.limit_messages_per_min)
             .field("limit_uploads_per_min", &self.limit_uploads_per_min)
@@ -224,11 +230,22 @@ impl Config {
             .map(|raw| raw.trim().parse::<SocketAddr>())
             .transpose()
             .context("CHAT_METRICS_BIND must be an address and port, such as 127.0.0.1:9100")?;
-        let master_key = get(crate::store::KEY_FILE_VARIABLE)
-            .map(|path| crate::store::MasterKey::from_file(Path::new(path.trim())))
-            .transpose()
-            .map_err(anyhow::Error::msg)?
-            .map(std::sync::Arc::new);
+        let key_file = |variable: &str| {
+            get(variable)
+                .map(|path| {
+                    crate::store::MasterKey::from_file_named(Path::new(path.trim()), variable)
+                })
+                .transpose()
+                .map_err(anyhow::Error::msg)
+                .map(|key| key.map(std::sync::Arc::new))
+        };
+        let master_key = key_file(crate::store::KEY_FILE_VARIABLE)?;
+        let previous_master_key = key_file(crate::store::PREVIOUS_KEY_FILE_VARIABLE)?;
+        if previous_master_key.is_some() && master_key.is_none() {
+            bail!(
+                "CHAT_ENCRYPTION_PREVIOUS_KEY_FILE is set without CHAT_ENCRYPTION_KEY_FILE: set the new master key too"
+            );
+        }
         let limit = |name: &str, default: u32| -> anyhow::Result<u32> {
             let value = parse(get(name), name, default)?;
             if value == 0 {
@@ -357,6 +374,7 @@ impl Config {
             ops_token,
             metrics_bind,
             master_key,
+            previous_master_key,
             trusted_proxies,
             limit_messages_per_min,
             limit_uploads_per_min,
@@ -394,6 +412,7 @@ impl Config {
             max_connections: self.db_max_connections,
             acquire_timeout: self.db_acquire_timeout,
             master_key: self.master_key.clone(),
+            previous_master_key: self.previous_master_key.clone(),
         }
     }
 

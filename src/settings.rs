@@ -389,6 +389,13 @@ pub const SETTINGS: &[Setting] = &[
         meaning: "a file (mode 0600 or stricter) holding 32 random bytes in base64 (openssl rand -base64 32): the master key that wraps every conversation's data key at rest; unset, data keys are stored as they are (a copy of the database then holds all it needs to read the text)",
     },
     Setting {
+        var: "CHAT_ENCRYPTION_PREVIOUS_KEY_FILE",
+        key: "encryption_previous_key_file",
+        flag: "encryption-previous-key-file",
+        default: "unset",
+        meaning: "while rotating the master key: the old key's file, which still opens the data keys it wrapped (new ones are wrapped by CHAT_ENCRYPTION_KEY_FILE); chatd keys rotate rewraps them all, then unset it",
+    },
+    Setting {
         var: "CHAT_TRUSTED_PROXIES",
         key: "trusted_proxies",
         flag: "trusted-proxies",

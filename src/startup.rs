@@ -291,8 +291,20 @@ pub async fn open_store(config: &Config) -> anyhow::Result<EventStore> {
 }
 
 /// Connects to the configured database and applies pending migrations; the store and the
-/// migrations applied now.
+/// migrations applied now. Refuses a master key that does not open the data keys.
 pub async fn open_and_migrate(config: &Config) -> anyhow::Result<(EventStore, Vec<String>)> {
+    let (store, applied) = open_and_migrate_unchecked(config).await?;
+    let wrapped = store.check_data_keys(true).await?;
+    if wrapped > 0 {
+        tracing::info!(wrapped, "data keys wrapped by the master key");
+    }
+    Ok((store, applied))
+}
+
+/// As [`open_and_migrate`], without checking the data keys against the master key.
+pub async fn open_and_migrate_unchecked(
+    config: &Config,
+) -> anyhow::Result<(EventStore, Vec<String>)> {
     let options = config.store_options();
     let store = EventStore::connect(&options).await.map_err(|error| {
         anyhow::anyhow!(crate::problems::database(
@@ -304,10 +316,6 @@ pub async fn open_and_migrate(config: &Config) -> anyhow::Result<(EventStore, Ve
         .migrate()
         .await
         .with_context(|| format!("applying migrations to {}", redact_url(&options.url)))?;
-    let wrapped = store.check_data_keys().await?;
-    if wrapped > 0 {
-        tracing::info!(wrapped, "data keys wrapped by the master key");
-    }
     Ok((store, applied))
 }
 

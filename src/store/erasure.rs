@@ -5,7 +5,7 @@
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
 use super::read::{Bind, int};
-use super::{EventStore, SqlStore, StoreError, on_backend};
+use super::{EventStore, RowsAffected, SqlStore, StoreError, on_backend};
 
 impl EventStore {
     /// The ids of a user's conversations, as the read table has them.
@@ -97,22 +97,5 @@ where
             .await
             .map_err(StoreError::from_sqlx)?;
         Ok(done.changed())
-    }
-}
-
-/// The rows a statement changed, on either back end.
-trait RowsAffected {
-    fn changed(&self) -> u64;
-}
-
-impl RowsAffected for sqlx::mysql::MySqlQueryResult {
-    fn changed(&self) -> u64 {
-        self.rows_affected()
-    }
-}
-
-impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
-    fn changed(&self) -> u64 {
-        self.rows_affected()
     }
 }

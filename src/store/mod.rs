@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use assignment::WaitingConversation;
 pub use log::{
     AppendTxn, ChainBreak, ChainReport, GENESIS_HASH, KEY_FILE_VARIABLE, KeyError, Keyring,
-    MAX_READ_BATCH, MasterKey, SequencerState, SqlStore, chain_digest,
+    MAX_READ_BATCH, MasterKey, PREVIOUS_KEY_FILE_VARIABLE, SequencerState, SqlStore, chain_digest,
 };
 pub use push::{CheckpointMove, ClaimedPush, NewPush, PushDevice, PushSettlement};
 pub use read::{
@@ -225,6 +225,9 @@ pub struct StoreOptions {
     pub acquire_timeout: Duration,
     /// Wraps the data keys at rest (`CHAT_ENCRYPTION_KEY_FILE`); None: they are stored as they are.
     pub master_key: Option<std::sync::Arc<MasterKey>>,
+    /// The master key being rotated away from (`CHAT_ENCRYPTION_PREVIOUS_KEY_FILE`): it still
+    /// opens the data keys it wrapped.
+    pub previous_master_key: Option<std::sync::Arc<MasterKey>>,
 }
 
 impl StoreOptions {
@@ -234,6 +237,7 @@ impl StoreOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(2),
             master_key: None,
+            previous_master_key: None,
         }
     }
 }
@@ -288,5 +292,22 @@ impl EventStore {
     /// Closes the pool, waiting for connections in use.
     pub async fn close(&self) {
         on_backend!(self, s => s.pool().close().await)
+    }
+}
+
+/// The rows a statement changed, on either back end.
+pub trait RowsAffected {
+    fn changed(&self) -> u64;
+}
+
+impl RowsAffected for sqlx::mysql::MySqlQueryResult {
+    fn changed(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn changed(&self) -> u64 {
+        self.rows_affected()
     }
 }

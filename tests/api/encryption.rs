@@ -398,3 +398,173 @@ async fn data_keys_are_wrapped_by_the_master_key_and_a_wrong_or_missing_key_refu
         db.cleanup().await;
     }
 }
+
+/// The master key every data key is wrapped by, one row per key.
+async fn wrapping_keys(db: &TestDb) -> Vec<String> {
+    raw_rows(&db.store, "select master_key_id from data_keys").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_key_rotates_while_messages_are_sent_and_nothing_is_lost() {
+    for db in TestDb::each().await {
+        let dir = std::env::temp_dir().join(format!("chatd-rotate-{}", fresh_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = key_file(&dir, "old.key", 1, 0o600);
+        let new = key_file(&dir, "new.key", 2, 0o600);
+        let third = key_file(&dir, "third.key", 3, 0o600);
+        let path = |p: &PathBuf| p.to_str().unwrap().to_string();
+
+        // Conversations whose data keys the old master key wraps.
+        let app = TestApp::spawn_with(&db, &[("CHAT_ENCRYPTION_KEY_FILE", &path(&old))]).await;
+        let mut users = Vec::new();
+        for n in 0..5 {
+            let (id, token) = app.session(Role::User, None).await;
+            let (status, _) = app
+                .call(
+                    Method::POST,
+                    "/api/chat/messages",
+                    Some(&token),
+                    Some(&json!({"message": format!("before {n}"), "user_id": id})),
+                )
+                .await;
+            assert_eq!(status, 201);
+            users.push((id, token));
+        }
+        app.stop().await;
+        let old_id = wrapping_keys(&db).await[0].clone();
+
+        // The nodes restart with the new key, the old one still opening; the rotation runs while
+        // every user keeps sending.
+        let app = TestApp::spawn_with(
+            &db,
+            &[
+                ("CHAT_ENCRYPTION_KEY_FILE", &path(&new)),
+                ("CHAT_ENCRYPTION_PREVIOUS_KEY_FILE", &path(&old)),
+            ],
+        )
+        .await;
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let load = async {
+            let mut acked: Vec<(String, String)> = Vec::new();
+            let mut round = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) || round < 3 {
+                for (id, token) in &users {
+                    let text = format!("during {round} from {id}");
+                    let (status, sent) = app
+                        .call(
+                            Method::POST,
+                            "/api/chat/messages",
+                            Some(token),
+                            Some(&json!({"message": text, "user_id": id})),
+                        )
+                        .await;
+                    assert_eq!(status, 201, "{}: {sent}", db.name());
+                    acked.push((token.clone(), text));
+                }
+                round += 1;
+            }
+            acked
+        };
+        let rotation = async {
+            let (db_url, old, new) = (db.url.clone(), old.clone(), new.clone());
+            let output = tokio::task::spawn_blocking(move || {
+                Command::new(env!("CARGO_BIN_EXE_chatd"))
+                    .args(["keys", "rotate"])
+                    .env("CHAT_DATABASE_URL", db_url)
+                    .env("CHAT_ENCRYPTION_KEY_FILE", new)
+                    .env("CHAT_ENCRYPTION_PREVIOUS_KEY_FILE", old)
+                    .output()
+                    .expect("run chatd keys rotate")
+            })
+            .await
+            .unwrap();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            output
+        };
+        let (acked, rotated) = tokio::join!(load, rotation);
+        assert!(
+            rotated.status.success(),
+            "{}: {}",
+            db.name(),
+            text(&rotated.stderr)
+        );
+        assert!(
+            text(&rotated.stdout).contains("; 0 not under it"),
+            "{}",
+            text(&rotated.stdout)
+        );
+        for (token, sent) in &acked {
+            let (_, history) = app
+                .call(
+                    Method::GET,
+                    "/api/chat/messages?limit=200",
+                    Some(token),
+                    None,
+                )
+                .await;
+            let texts: Vec<&str> = history["data"]["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|m| m["content"].as_str())
+                .collect();
+            assert!(
+                texts.contains(&sent.as_str()),
+                "{}: {sent} lost: {texts:?}",
+                db.name()
+            );
+        }
+        app.stop().await;
+        let wrapped = wrapping_keys(&db).await;
+        let new_id = wrapped[0].clone();
+        assert_ne!(new_id, old_id);
+        assert!(
+            wrapped.iter().all(|id| *id == new_id),
+            "{}: {wrapped:?}",
+            db.name()
+        );
+        let status = chatd_with(&db, Some(&new), &["keys", "status"]);
+        assert!(status.status.success(), "{}", text(&status.stderr));
+        assert!(
+            text(&status.stdout).contains(&format!("5 wrapped by master key {new_id}")),
+            "{}: {}",
+            db.name(),
+            text(&status.stdout)
+        );
+
+        // The old key is no longer needed, and no longer enough.
+        assert!(chatd_with(&db, Some(&new), &["migrate"]).status.success());
+        let refused = chatd_with(&db, Some(&old), &["migrate"]);
+        assert!(!refused.status.success(), "{}", db.name());
+        let status = chatd_with(&db, Some(&old), &["keys", "status"]);
+        assert!(!status.status.success());
+        assert!(text(&status.stdout).contains("a key this configuration does not hold"));
+
+        // The other form: from the configured key to --new-key-file.
+        let onward = chatd_with(
+            &db,
+            Some(&new),
+            &["keys", "rotate", "--new-key-file", &path(&third)],
+        );
+        assert!(
+            onward.status.success(),
+            "{}: {}",
+            db.name(),
+            text(&onward.stderr)
+        );
+        assert!(chatd_with(&db, Some(&third), &["migrate"]).status.success());
+        let app = TestApp::spawn_with(&db, &[("CHAT_ENCRYPTION_KEY_FILE", &path(&third))]).await;
+        let (_, history) = app
+            .call(Method::GET, "/api/chat/messages", Some(&users[0].1), None)
+            .await;
+        assert_eq!(
+            history["data"]["messages"][0]["content"],
+            "before 0",
+            "{}",
+            db.name()
+        );
+        app.stop().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+        db.cleanup().await;
+    }
+}

@@ -12,7 +12,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, 
 use super::seal::{
     DataKey, KeyError, MasterKey, StoredDataKey, is_sealed, open_payload, payload_aad,
 };
-use crate::store::{StoreError, StoredEvent};
+use crate::store::{RowsAffected, StoreError, StoredEvent};
 
 /// Data keys kept in memory.
 const CACHE_CAPACITY: usize = 10_000;
@@ -24,16 +24,20 @@ const LOOKUP_CHUNK: usize = 500;
 /// The event that destroys its conversation's key.
 const ERASED_EVENT: &str = "ConversationErased";
 
-/// The master key and the data keys in use.
+/// The master keys and the data keys in use.
 pub struct Keyring {
+    /// Wraps new data keys, and opens those it wrapped.
     master: Option<Arc<MasterKey>>,
+    /// The key being rotated away from: opens what it wrapped, wraps nothing.
+    previous: Option<Arc<MasterKey>>,
     cache: Mutex<LruCache<u64, (Arc<DataKey>, Instant)>>,
 }
 
 impl Keyring {
-    pub fn new(master: Option<Arc<MasterKey>>) -> Self {
+    pub fn new(master: Option<Arc<MasterKey>>, previous: Option<Arc<MasterKey>>) -> Self {
         Keyring {
             master,
+            previous,
             cache: Mutex::new(LruCache::new(
                 NonZeroUsize::new(CACHE_CAPACITY).unwrap_or(NonZeroUsize::MIN),
             )),
@@ -42,6 +46,15 @@ impl Keyring {
 
     pub fn master(&self) -> Option<&MasterKey> {
         self.master.as_deref()
+    }
+
+    /// Every master key that may have wrapped a data key here.
+    fn unwrapping(&self) -> Vec<&MasterKey> {
+        self.master
+            .iter()
+            .chain(self.previous.iter())
+            .map(|key| &**key)
+            .collect()
     }
 
     fn cached(&self, conversation_id: u64) -> Option<Arc<DataKey>> {
@@ -102,7 +115,8 @@ impl Keyring {
             }
         }
         for stored in stored_keys::<DB>(conn, &missing).await? {
-            let key = Arc::new(DataKey::from_stored(&stored, self.master()).map_err(key_error)?);
+            let key =
+                Arc::new(DataKey::from_stored(&stored, &self.unwrapping()).map_err(key_error)?);
             self.remember(stored.conversation_id, key.clone());
             keys.insert(stored.conversation_id, key);
         }
@@ -296,10 +310,10 @@ where
     String: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    /// Checks at start that the data keys open with the configured master key (and that none is
-    /// wrapped when there is none), and wraps the keys stored as they are when there is one.
-    /// How many keys it wrapped.
-    pub async fn check_data_keys(&self) -> Result<u64, StoreError> {
+    /// Checks that the data keys open with the configured master keys (and that none is wrapped
+    /// when there is none); with `wrap_unwrapped`, wraps the keys stored as they are when there
+    /// is a master key. How many keys it wrapped.
+    pub async fn check_data_keys(&self, wrap_unwrapped: bool) -> Result<u64, StoreError> {
         let master = self.keyring().master();
         let mut conn = self.pool().acquire().await.map_err(StoreError::from_sqlx)?;
         let wrapped_by: Vec<String> = sqlx::query(
@@ -320,9 +334,10 @@ where
             .fetch_one(&mut *conn)
             .await
             .map_err(StoreError::from_sqlx)?;
-            DataKey::from_stored(&stored_key_of(&one)?, master).map_err(key_error)?;
+            DataKey::from_stored(&stored_key_of(&one)?, &self.keyring().unwrapping())
+                .map_err(key_error)?;
         }
-        let Some(master) = master else {
+        let Some(master) = master.filter(|_| wrap_unwrapped) else {
             return Ok(0);
         };
         let mut wrapped = 0;
@@ -339,7 +354,7 @@ where
             }
             for row in &rows {
                 let stored = stored_key_of(row)?;
-                let key = DataKey::from_stored(&stored, None).map_err(key_error)?;
+                let key = DataKey::from_stored(&stored, &[]).map_err(key_error)?;
                 let rewrapped = key
                     .to_stored(stored.conversation_id, Some(master))
                     .map_err(key_error)?;
@@ -355,6 +370,81 @@ where
                 .map_err(StoreError::from_sqlx)?;
                 wrapped += 1;
             }
+        }
+    }
+
+    /// How many data keys each master key wraps (None: stored as they are).
+    pub async fn data_key_counts(&self) -> Result<Vec<(Option<String>, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "select master_key_id, count(*) from data_keys group by master_key_id \
+             order by master_key_id",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        rows.iter()
+            .map(|row| {
+                let id: Option<String> = row.try_get(0).map_err(StoreError::from_sqlx)?;
+                let count: i64 = row.try_get(1).map_err(StoreError::from_sqlx)?;
+                Ok((id, u64::try_from(count).unwrap_or_default()))
+            })
+            .collect()
+    }
+
+    /// Wraps every data key not yet wrapped by `target` under it, a batch at a time, while
+    /// servers run: each row changes only if it is still as read (an erasure may have destroyed
+    /// it meanwhile). The keys themselves do not change, so nothing sealed under them does.
+    /// How many it rewrapped; `progress` hears the running count.
+    pub async fn rotate_data_keys(
+        &self,
+        target: &MasterKey,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, StoreError>
+    where
+        DB::QueryResult: RowsAffected,
+    {
+        let masters: Vec<&MasterKey> = std::iter::once(target)
+            .chain(self.keyring().unwrapping())
+            .collect();
+        let mut rewrapped = 0;
+        let mut after = -1i64;
+        loop {
+            let rows = sqlx::query(
+                "select conversation_id, key_id, master_key_id, material from data_keys \
+                 where conversation_id > ? and (master_key_id is null or master_key_id <> ?) \
+                 order by conversation_id limit 500",
+            )
+            .bind(after)
+            .bind(target.id().to_string())
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+            let Some(last) = rows.last() else {
+                return Ok(rewrapped);
+            };
+            after = last.try_get(0).map_err(StoreError::from_sqlx)?;
+            for row in &rows {
+                let stored = stored_key_of(row)?;
+                let key = DataKey::from_stored(&stored, &masters).map_err(key_error)?;
+                let wrapped = key
+                    .to_stored(stored.conversation_id, Some(target))
+                    .map_err(key_error)?;
+                let changed = sqlx::query(
+                    "update data_keys set master_key_id = ?, material = ? \
+                     where conversation_id = ? and material = ?",
+                )
+                .bind(target.id().to_string())
+                .bind(wrapped.material)
+                .bind(i64::try_from(stored.conversation_id).unwrap_or(i64::MAX))
+                .bind(stored.material)
+                .execute(self.pool())
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                if changed.changed() > 0 {
+                    rewrapped += 1;
+                }
+            }
+            progress(rewrapped);
         }
     }
 }

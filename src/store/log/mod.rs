@@ -12,7 +12,7 @@ mod sql;
 
 pub use hash::{GENESIS_HASH, chain_digest};
 pub use keyring::Keyring;
-pub use seal::{KEY_FILE_VARIABLE, KeyError, MasterKey};
+pub use seal::{KEY_FILE_VARIABLE, KeyError, MasterKey, PREVIOUS_KEY_FILE_VARIABLE};
 pub use sql::{AppendTxn, ChainBreak, ChainReport, MAX_READ_BATCH, SequencerState, SqlStore};
 
 use super::{EventStore, StoreError, StoredEvent, on_backend};
@@ -53,10 +53,24 @@ impl EventStore {
         on_backend!(self, s => s.read_stream_page(stream_type, stream_id, after_sequence, limit).await)
     }
 
-    /// Checks at start that the data keys open with the configured master key, and wraps those
-    /// stored as they are when there is one; how many it wrapped.
-    pub async fn check_data_keys(&self) -> Result<u64, StoreError> {
-        on_backend!(self, s => s.check_data_keys().await)
+    /// Checks that the data keys open with the configured master keys; with `wrap_unwrapped`,
+    /// wraps those stored as they are when there is a master key. How many it wrapped.
+    pub async fn check_data_keys(&self, wrap_unwrapped: bool) -> Result<u64, StoreError> {
+        on_backend!(self, s => s.check_data_keys(wrap_unwrapped).await)
+    }
+
+    /// How many data keys each master key wraps (None: stored as they are).
+    pub async fn data_key_counts(&self) -> Result<Vec<(Option<String>, u64)>, StoreError> {
+        on_backend!(self, s => s.data_key_counts().await)
+    }
+
+    /// Wraps every data key not yet wrapped by `target` under it, while servers run; how many.
+    pub async fn rotate_data_keys(
+        &self,
+        target: &MasterKey,
+        progress: impl FnMut(u64),
+    ) -> Result<u64, StoreError> {
+        on_backend!(self, s => s.rotate_data_keys(target, progress).await)
     }
 
     /// Checks every stream's hash chain; the first broken link, if any.

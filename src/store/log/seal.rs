@@ -18,6 +18,8 @@ use serde_json::{Map, Value};
 
 /// The environment variable naming the master key file, as errors name it.
 pub const KEY_FILE_VARIABLE: &str = "CHAT_ENCRYPTION_KEY_FILE";
+/// The master key being rotated away from: it still opens data keys, never wraps new ones.
+pub const PREVIOUS_KEY_FILE_VARIABLE: &str = "CHAT_ENCRYPTION_PREVIOUS_KEY_FILE";
 /// Bytes of every key (AES-256).
 const KEY_LEN: usize = 32;
 /// The payload member holding the sealed fields.
@@ -46,8 +48,12 @@ impl MasterKey {
     /// Reads a key file: 32 random bytes in base64 (surrounding whitespace ignored), in a file
     /// only its owner may read or write (mode 0600 or stricter).
     pub fn from_file(path: &Path) -> Result<Self, KeyError> {
-        let fail =
-            |why: String| KeyError(format!("{KEY_FILE_VARIABLE} ({}): {why}", path.display()));
+        Self::from_file_named(path, KEY_FILE_VARIABLE)
+    }
+
+    /// As [`MasterKey::from_file`], naming `variable` (or option) in errors.
+    pub fn from_file_named(path: &Path, variable: &str) -> Result<Self, KeyError> {
+        let fail = |why: String| KeyError(format!("{variable} ({}): {why}", path.display()));
         let metadata = std::fs::metadata(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
         if !metadata.is_file() {
             return Err(fail("not a regular file".into()));
@@ -174,41 +180,39 @@ impl DataKey {
         })
     }
 
-    /// The key a row stores; `master` must be the one that wrapped it (none for an unwrapped one).
-    pub fn from_stored(
-        stored: &StoredDataKey,
-        master: Option<&MasterKey>,
-    ) -> Result<Self, KeyError> {
-        let raw = match (&stored.master_key_id, master) {
-            (None, _) => {
-                let bytes = BASE64.decode(&stored.material).map_err(|_| {
-                    KeyError(format!(
-                        "the data key of conversation {} is damaged",
-                        stored.conversation_id
-                    ))
-                })?;
-                bytes.try_into().map_err(|_| {
-                    KeyError(format!(
-                        "the data key of conversation {} is damaged",
-                        stored.conversation_id
-                    ))
-                })?
-            }
-            (Some(wrapped_by), Some(master)) if wrapped_by == master.id() => {
-                master.unwrap(stored.conversation_id, &stored.key_id, &stored.material)?
-            }
-            (Some(wrapped_by), Some(master)) => {
-                return Err(KeyError(format!(
-                    "data keys are wrapped by master key {wrapped_by}, but {KEY_FILE_VARIABLE} holds \
-                     master key {}",
-                    master.id()
-                )));
-            }
-            (Some(wrapped_by), None) => {
-                return Err(KeyError(format!(
-                    "data keys are wrapped by master key {wrapped_by}; set {KEY_FILE_VARIABLE} to its file"
-                )));
-            }
+    /// The key a row stores, unwrapped by whichever of `masters` wrapped it.
+    pub fn from_stored(stored: &StoredDataKey, masters: &[&MasterKey]) -> Result<Self, KeyError> {
+        let damaged = || {
+            KeyError(format!(
+                "the data key of conversation {} is damaged",
+                stored.conversation_id
+            ))
+        };
+        let raw = match &stored.master_key_id {
+            None => BASE64
+                .decode(&stored.material)
+                .map_err(|_| damaged())?
+                .try_into()
+                .map_err(|_| damaged())?,
+            Some(wrapped_by) => match masters.iter().find(|m| m.id() == wrapped_by) {
+                Some(master) => {
+                    master.unwrap(stored.conversation_id, &stored.key_id, &stored.material)?
+                }
+                None if masters.is_empty() => {
+                    return Err(KeyError(format!(
+                        "data keys are wrapped by master key {wrapped_by}; set {KEY_FILE_VARIABLE} \
+                         to its file"
+                    )));
+                }
+                None => {
+                    let held: Vec<&str> = masters.iter().map(|m| m.id()).collect();
+                    return Err(KeyError(format!(
+                        "data keys are wrapped by master key {wrapped_by}, but {KEY_FILE_VARIABLE} \
+                         (and {PREVIOUS_KEY_FILE_VARIABLE}) holds master key {}",
+                        held.join(" and ")
+                    )));
+                }
+            },
         };
         Ok(DataKey {
             id: stored.key_id.clone(),
@@ -423,22 +427,24 @@ mod tests {
         let wrapped = key.to_stored(9, Some(&master)).unwrap();
         assert_eq!(wrapped.master_key_id.as_deref(), Some(master.id()));
         assert_eq!(
-            DataKey::from_stored(&wrapped, Some(&master)).unwrap().raw,
+            DataKey::from_stored(&wrapped, &[&master]).unwrap().raw,
             key.raw
         );
         let plain = key.to_stored(9, None).unwrap();
-        assert_eq!(DataKey::from_stored(&plain, None).unwrap().raw, key.raw);
+        assert_eq!(DataKey::from_stored(&plain, &[]).unwrap().raw, key.raw);
 
         let other = MasterKey::from_bytes(&[8; 32]);
-        let refused = DataKey::from_stored(&wrapped, Some(&other)).unwrap_err();
+        let refused = DataKey::from_stored(&wrapped, &[&other]).unwrap_err();
         assert!(refused.0.contains(KEY_FILE_VARIABLE), "{refused}");
-        assert!(DataKey::from_stored(&wrapped, None).is_err());
+        assert!(DataKey::from_stored(&wrapped, &[]).is_err());
+        // Either of two master keys opens what it wrapped.
+        assert!(DataKey::from_stored(&wrapped, &[&other, &master]).is_ok());
         // Same id, different bytes: the tag says so.
         let forged = MasterKey {
             id: master.id.clone(),
             key: aead_key(&[8; 32]),
         };
-        assert!(DataKey::from_stored(&wrapped, Some(&forged)).is_err());
+        assert!(DataKey::from_stored(&wrapped, &[&forged]).is_err());
     }
 
     #[test]

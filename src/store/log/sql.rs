@@ -258,7 +258,10 @@ impl SqlStore<sqlx::MySql> {
         Ok(SqlStore {
             pool,
             write_gate: None,
-            keyring: Arc::new(Keyring::new(options.master_key.clone())),
+            keyring: Arc::new(Keyring::new(
+                options.master_key.clone(),
+                options.previous_master_key.clone(),
+            )),
         })
     }
 
@@ -336,7 +339,10 @@ impl SqlStore<sqlx::Sqlite> {
         Ok(SqlStore {
             pool,
             write_gate: Some(Arc::new(tokio::sync::Mutex::new(()))),
-            keyring: Arc::new(Keyring::new(options.master_key.clone())),
+            keyring: Arc::new(Keyring::new(
+                options.master_key.clone(),
+                options.previous_master_key.clone(),
+            )),
         })
     }
 
