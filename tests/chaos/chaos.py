@@ -18,6 +18,9 @@ Afterwards it checks, against the log in MariaDB:
   readback  the `messages` read table holds exactly the log's messages
   replay    the read tables equal what `chatd replay` rebuilds from the log, row for row
   audit     `chatd audit verify` finds every hash chain intact
+  sealed    no message's text is in the events table in the clear (a master key is configured, so
+            the data keys are wrapped too); the log's texts are read back through `chatd audit
+            export`, which opens them
   sockets   every reader holds every message of its conversations exactly once, in order, and
             no connection received a broadcast twice or out of order
   clients   no valid request was refused with anything but 429/5xx; no chatd exited on its own
@@ -30,6 +33,8 @@ The run's directory (databases, every process's log) is kept when a check fails 
 """
 
 import argparse
+import base64
+import json
 import os
 import random
 import shutil
@@ -319,12 +324,17 @@ class Cluster:
         self.redis = Redis(workdir)
         log(f"MariaDB on port {self.mariadb.port}, Redis on port {self.redis.port}")
         many = "1000000"
+        master_key = os.path.join(workdir, "master.key")
+        with open(master_key, "w") as out:
+            out.write(base64.b64encode(os.urandom(32)).decode() + "\n")
+        os.chmod(master_key, 0o600)
         self.env = dict(
             os.environ,
             CHAT_DATABASE_URL=self.mariadb.url(),
             CHAT_REDIS_URL=self.redis.url(),
             CHAT_REDIS_PREFIX="chatd-chaos",
             CHAT_APP_SECRET=APP_SECRET,
+            CHAT_ENCRYPTION_KEY_FILE=master_key,
             # Load is the point here, not the per-caller limits.
             CHAT_LIMIT_MESSAGES_PER_MIN=many,
             CHAT_LIMIT_TYPING_PER_MIN=many,
@@ -822,20 +832,40 @@ def sample(items, n=5):
     return ", ".join(map(str, items[:n])) + (f" ... ({len(items)} in all)" if len(items) > n else "")
 
 
+def logged_texts(cluster, conversations):
+    """Message id -> text, as chatd reads the log: the rows hold the text sealed."""
+    texts = {}
+    for conversation in sorted(conversations):
+        done = cluster.chatd("audit", "export", "--conversation", str(conversation))
+        if done.returncode != 0:
+            raise RuntimeError(f"chatd audit export of {conversation} exited {done.returncode}: {done.stderr[-500:]}")
+        for line in done.stdout.splitlines():
+            event = json.loads(line)
+            if event.get("type") == "MessageSent":
+                texts[int(event["payload"]["message_id"])] = event["payload"]["content"]
+    return texts
+
+
 def check_log(cluster, acks, checks):
     events = cluster.mariadb.query(
         "select position, stream_type, stream_id, sequence, event_type, "
         "json_value(payload, '$.message_id'), json_value(payload, '$.client_msg_id'), "
-        "json_value(payload, '$.content'), recorded_at from events order by position"
+        "json_value(payload, '$.content'), json_exists(payload, '$.sealed'), recorded_at "
+        "from events order by position"
     )
+    texts = logged_texts(cluster, {int(row[2]) for row in events if row[4] == "MessageSent"})
     messages = {}  # message id -> (conversation id, client_msg_id, content)
     by_cmid = {}
     streams = {}
     positions = []
-    for position, stream_type, stream_id, sequence, event_type, message_id, cmid, content, at in events:
+    in_the_clear = []
+    for position, stream_type, stream_id, sequence, event_type, message_id, cmid, stored, sealed, at in events:
         positions.append(int(position))
         streams.setdefault((stream_type, stream_id), []).append((int(sequence), int(position)))
         if event_type == "MessageSent":
+            if stored != "" or sealed != "1":
+                in_the_clear.append(int(position))
+            content = texts.get(int(message_id))
             messages[int(message_id)] = (int(stream_id), cmid, content)
             RECORDED_AT[int(message_id)] = int(at) / 1e6
             if cmid is not None:
@@ -862,6 +892,13 @@ def check_log(cluster, acks, checks):
         + (f"; lost {sample(lost)}" if lost else "")
         + (f"; duplicated {sample(duplicated)}" if duplicated else "")
         + (f"; other id {sample(wrong)}" if wrong else ""),
+    )
+
+    checks.record(
+        "sealed",
+        not in_the_clear,
+        f"{len(messages)} messages sealed in the log, {len(texts)} read back through chatd"
+        + (f"; in the clear at positions {sample(in_the_clear)}" if in_the_clear else ""),
     )
 
     gaps, disorder = [], []
