@@ -82,6 +82,8 @@ pub struct Config {
     pub presence_ttl: Duration,
     /// Whether new and reopened conversations are assigned to an available admin automatically.
     pub auto_assign: bool,
+    /// `CHAT_RETENTION_DAYS`: conversations closed or archived longer ago are erased; None: kept.
+    pub retention_days: Option<u32>,
     /// Active conversations an admin is given automatically at most.
     pub assign_capacity: u64,
     /// Push notifications (off unless FCM or APNs is configured).
@@ -148,6 +150,7 @@ impl std::fmt::Debug for Config {
             )
             .field("presence_ttl", &self.presence_ttl)
             .field("auto_assign", &self.auto_assign)
+            .field("retention_days", &self.retention_days)
             .field("assign_capacity", &self.assign_capacity)
             .field("push", &self.push)
             .finish()
@@ -332,6 +335,14 @@ impl Config {
         if !(1_000..=30_000).contains(&presence_ttl_ms) {
             bail!("CHAT_PRESENCE_TTL_MS must be between 1000 and 30000");
         }
+        let retention_days = get("CHAT_RETENTION_DAYS")
+            .map(|raw| match raw.trim().parse::<u32>() {
+                Ok(days) if days >= 1 => Ok(days),
+                _ => Err(anyhow::anyhow!(
+                    "CHAT_RETENTION_DAYS must be a whole number of days, at least 1 (unset: keep forever)"
+                )),
+            })
+            .transpose()?;
         let auto_assign = match get("CHAT_AUTO_ASSIGN").map(|v| v.trim().to_ascii_lowercase()) {
             None => true,
             Some(v) if matches!(v.as_str(), "on" | "true" | "1" | "yes") => true,
@@ -401,6 +412,7 @@ impl Config {
             s3_secret_access_key: get("CHAT_S3_SECRET_ACCESS_KEY").filter(|v| !v.is_empty()),
             presence_ttl: Duration::from_millis(presence_ttl_ms),
             auto_assign,
+            retention_days,
             assign_capacity,
             push,
         })

@@ -20,6 +20,7 @@ pub mod problems;
 pub mod push;
 pub mod realtime;
 pub mod redis;
+pub mod retention;
 pub mod settings;
 pub mod startup;
 pub mod store;

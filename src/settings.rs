@@ -396,6 +396,13 @@ pub const SETTINGS: &[Setting] = &[
         meaning: "while rotating the master key: the old key's file, which still opens the data keys it wrapped (new ones are wrapped by CHAT_ENCRYPTION_KEY_FILE); chatd keys rotate rewraps them all, then unset it",
     },
     Setting {
+        var: "CHAT_RETENTION_DAYS",
+        key: "retention_days",
+        flag: "retention-days",
+        default: "unset",
+        meaning: "conversations closed or archived longer ago than this many days are erased (their typed text, files and queued pushes), as the system, checked every minute; unset: kept forever",
+    },
+    Setting {
         var: "CHAT_TRUSTED_PROXIES",
         key: "trusted_proxies",
         flag: "trusted-proxies",

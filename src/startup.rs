@@ -26,6 +26,7 @@ pub struct Application {
     /// Automatic assignment's follower, when it is on: awaited at shutdown so that it hands its
     /// lease back before the pool closes.
     assigner: Option<tokio::task::JoinHandle<()>>,
+    retention: Option<tokio::task::JoinHandle<()>>,
     push: Option<crate::push::PushService>,
     /// Who sees the operators' details of `/readyz`.
     operators: http::health::OperatorAccess,
@@ -146,6 +147,14 @@ impl Application {
                 broadcaster_stops.clone(),
             )
         });
+        let retention = config.retention_days.map(|days| {
+            crate::retention::start(
+                state.clone(),
+                node_id.clone(),
+                days,
+                broadcaster_stops.clone(),
+            )
+        });
         // Read here, not in the broadcaster's task: were the database to fail just then, the
         // task would start later from a newer head, and a socket that joined meanwhile would
         // miss every event in between (its join answered up to an older head).
@@ -183,6 +192,7 @@ impl Application {
             stop_broadcaster,
             send_buffer_bytes: config.sockets.send_buffer_bytes,
             assigner,
+            retention,
             push,
             operators: http::health::OperatorAccess::new(config.ops_token.as_deref()),
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
@@ -273,6 +283,9 @@ impl Application {
             metrics_server.abort();
         }
         let _ = self.stop_broadcaster.send(true);
+        if let Some(retention) = self.retention {
+            let _ = retention.await;
+        }
         if let Some(assigner) = self.assigner {
             let _ = assigner.await;
         }

@@ -36,7 +36,61 @@ pub struct Eraser<'a> {
     pub files: &'a FileStore,
 }
 
+/// What erasing some conversations did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub erased_now: Vec<u64>,
+    pub files_removed: u64,
+    pub pushes_removed: u64,
+}
+
 impl Eraser<'_> {
+    /// Erases `conversations` with `reason`: their files and queued pushes go before the
+    /// erasure is recorded and again after it (one uploaded meanwhile), so an erasure cut short
+    /// leaves nothing that a second run would not find; the records and the key destruction are
+    /// one append per conversation.
+    pub async fn erase_conversations(
+        &self,
+        actor: Actor,
+        metadata: EventMetadata,
+        conversations: &[u64],
+        reason: &str,
+    ) -> Result<Swept, AppError> {
+        let mut swept = Swept::default();
+        self.sweep(conversations, &mut swept).await?;
+        for &id in conversations {
+            let command = ConversationCommand::EraseConversation {
+                actor: actor.clone(),
+                reason: reason.to_string(),
+            };
+            let committed = self
+                .commands
+                .execute(Intent::On(id, command), metadata.clone())
+                .await?;
+            if !committed.events.is_empty() {
+                swept.erased_now.push(id);
+            }
+        }
+        self.sweep(conversations, &mut swept).await?;
+        Ok(swept)
+    }
+
+    /// Removes the files and queued pushes of `conversations`, counting them into `swept`.
+    async fn sweep(&self, conversations: &[u64], swept: &mut Swept) -> Result<(), AppError> {
+        for path in self.store.file_paths_in(conversations).await? {
+            match self.files.delete(&path).await {
+                Ok(()) => swept.files_removed += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => {
+                    tracing::error!(%error, path, "erasure: a file could not be removed");
+                    return Err(AppError::unavailable());
+                }
+            }
+        }
+        swept.pushes_removed += self.store.forget_pushes(conversations).await?;
+        Ok(())
+    }
+
     /// Erases user `user_id` on behalf of `actor` (an admin, or the system for an operator),
     /// recording `reason` and `metadata` in the audit trail. 404 when the person has no
     /// conversation.
@@ -63,33 +117,12 @@ impl Eraser<'_> {
                 "user {user_id} has no conversation here"
             )));
         }
-        let mut erased_now = Vec::new();
-        for &id in &conversations {
-            let command = ConversationCommand::EraseConversation {
-                actor: actor.clone(),
-                reason: trimmed.to_string(),
-            };
-            let committed = self
-                .commands
-                .execute(Intent::On(id, command), metadata.clone())
-                .await?;
-            if !committed.events.is_empty() {
-                erased_now.push(id);
-            }
-        }
-        let mut files_removed = 0;
-        for path in self.store.file_paths_in(&conversations).await? {
-            match self.files.delete(&path).await {
-                Ok(()) => files_removed += 1,
-                Err(object_store::Error::NotFound { .. }) => {}
-                Err(error) => {
-                    tracing::error!(%error, path, "erasure: a file could not be removed");
-                    return Err(AppError::unavailable());
-                }
-            }
-        }
-        let (pushes_removed, devices_removed) =
-            self.store.forget_pushes(user_id, &conversations).await?;
+        let swept = self
+            .erase_conversations(actor, metadata, &conversations, trimmed)
+            .await?;
+        let devices_removed = self.store.forget_devices(user_id).await?;
+        let (erased_now, files_removed, pushes_removed) =
+            (swept.erased_now, swept.files_removed, swept.pushes_removed);
         tracing::info!(
             user_id,
             conversations = conversations.len(),

@@ -1,6 +1,7 @@
 //! What an erasure removes beside the log's own shredding (the data key goes in the append
-//! transaction of `ConversationErased`): the person's conversations are found in the read table,
-//! and their pushes still queued and their devices are deleted.
+//! transaction of `ConversationErased`): the person's conversations (and those due under the
+//! retention rule) are found in the read table, and their pushes still queued and their devices
+//! are deleted.
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
@@ -27,13 +28,8 @@ impl EventStore {
         Ok(paths)
     }
 
-    /// Deletes the pushes still queued for these conversations and the push devices of the
-    /// user: (pushes, devices) deleted.
-    pub async fn forget_pushes(
-        &self,
-        user_id: u64,
-        conversation_ids: &[u64],
-    ) -> Result<(u64, u64), StoreError> {
+    /// Deletes the pushes still queued for these conversations; how many.
+    pub async fn forget_pushes(&self, conversation_ids: &[u64]) -> Result<u64, StoreError> {
         let mut pushes = 0;
         for chunk in conversation_ids.chunks(500) {
             let placeholders = vec!["?"; chunk.len()].join(", ");
@@ -41,14 +37,35 @@ impl EventStore {
             let binds = chunk.iter().map(|id| int(*id)).collect();
             pushes += on_backend!(self, s => s.run(&sql, binds).await)?;
         }
-        let devices = on_backend!(self, s => {
+        Ok(pushes)
+    }
+
+    /// Deletes a user's push devices; how many.
+    pub async fn forget_devices(&self, user_id: u64) -> Result<u64, StoreError> {
+        on_backend!(self, s => {
             s.run(
                 "delete from push_devices where role = 'user' and user_id = ?",
                 vec![int(user_id)],
             )
             .await
-        })?;
-        Ok((pushes, devices))
+        })
+    }
+
+    /// Conversations closed or archived before `cutoff_micros` (by when they closed, else their
+    /// last change) and not erased, oldest id first, at most `limit`.
+    pub async fn conversations_due_for_retention(
+        &self,
+        cutoff_micros: i64,
+        limit: u32,
+    ) -> Result<Vec<u64>, StoreError> {
+        on_backend!(self, s => {
+            s.ids(
+                "select id from conversations where status in ('closed', 'archived') \
+                 and erased = 0 and coalesce(closed_at, updated_at) < ? order by id limit ?",
+                vec![Bind::Int(cutoff_micros), Bind::Int(i64::from(limit))],
+            )
+            .await
+        })
     }
 }
 

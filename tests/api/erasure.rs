@@ -463,3 +463,117 @@ async fn chatd_erase_erases_as_the_system_and_a_second_run_says_there_was_nothin
         db.cleanup().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_erases_what_was_closed_longer_ago_than_the_rule_and_nothing_else() {
+    for db in TestDb::each().await {
+        let data_dir = std::env::temp_dir().join(format!("chatd-retention-{}", fresh_id()));
+        let dir = data_dir.display().to_string();
+        let app = TestApp::spawn_with(&db, &[("CHAT_DATA_DIR", &dir)]).await;
+        let (_, admin) = app.session(Role::Admin, None).await;
+        let mut conversations = Vec::new();
+        for n in 0..4 {
+            let (user_id, user) = app.session(Role::User, None).await;
+            let (status, sent) = app
+                .call(
+                    Method::POST,
+                    "/api/chat/messages",
+                    Some(&user),
+                    Some(&json!({"message": format!("old words {n}"), "user_id": user_id})),
+                )
+                .await;
+            assert_eq!(status, 201, "{sent}");
+            conversations.push(sent["data"]["conversation_id"].as_u64().unwrap());
+        }
+        let [old_closed, old_archived, recent, active] = conversations[..] else {
+            unreachable!()
+        };
+        for (id, status) in [
+            (old_closed, "closed"),
+            (old_archived, "archived"),
+            (recent, "closed"),
+        ] {
+            let path = format!("/api/chat/conversations/{id}/status");
+            let (code, _) = app
+                .call(
+                    Method::PUT,
+                    &path,
+                    Some(&admin),
+                    Some(&json!({"status": status})),
+                )
+                .await;
+            assert_eq!(code, 200);
+        }
+        // Read back, so the read table holds every change before it is aged.
+        app.call(
+            Method::GET,
+            &format!("/api/chat/conversations/{recent}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+        app.stop().await;
+        // Forty days pass for two of them, as the read table sees it.
+        let forty_days = 40i64 * 86_400_000_000;
+        let age = format!(
+            "update conversations set closed_at = closed_at - {forty_days}, \
+             updated_at = updated_at - {forty_days} where id in ({old_closed}, {old_archived})"
+        );
+        match &db.store {
+            chatd::store::EventStore::MySql(s) => {
+                sqlx::query(&age).execute(s.pool()).await.map(|_| ())
+            }
+            chatd::store::EventStore::Sqlite(s) => {
+                sqlx::query(&age).execute(s.pool()).await.map(|_| ())
+            }
+        }
+        .unwrap();
+
+        let app = TestApp::spawn_with(
+            &db,
+            &[("CHAT_DATA_DIR", &dir), ("CHAT_RETENTION_DAYS", "30")],
+        )
+        .await;
+        let erased = |id: u64| {
+            let app = &app;
+            let admin = admin.clone();
+            async move {
+                let path = format!("/api/chat/messages?conversation_id={id}");
+                let (_, history) = app.call(Method::GET, &path, Some(&admin), None).await;
+                history["data"]["messages"][0]["erased"] == true
+            }
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !(erased(old_closed).await && erased(old_archived).await) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: retention did not run",
+                db.name()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(!erased(recent).await, "{}: closed recently", db.name());
+        assert!(!erased(active).await, "{}: still active", db.name());
+        let (_, auditor) = app.session(Role::Auditor, None).await;
+        let path = format!("/api/audit/conversations/{old_archived}/events");
+        let (_, trail) = app.call(Method::GET, &path, Some(&auditor), None).await;
+        let last = trail["data"]["events"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert_eq!(last["type"], "ConversationErased", "{last}");
+        assert_eq!(last["payload"]["by"]["role"], "system");
+        assert!(
+            last["payload"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("more than 30 days"),
+            "{last}"
+        );
+        app.stop().await;
+        let _ = std::fs::remove_dir_all(&data_dir);
+        db.cleanup().await;
+    }
+}
