@@ -568,3 +568,229 @@ async fn the_master_key_rotates_while_messages_are_sent_and_nothing_is_lost() {
         db.cleanup().await;
     }
 }
+
+/// A MariaDB of the test's own, on a free loopback port, with InnoDB's data-at-rest encryption
+/// (`file_key_management`) on, as the README shows: stopped (and its files removed) when dropped.
+struct EncryptedMariaDb {
+    dir: PathBuf,
+    port: u16,
+    server: std::process::Child,
+}
+
+impl EncryptedMariaDb {
+    fn start() -> EncryptedMariaDb {
+        let dir = std::env::temp_dir().join(format!("chatd-tde-{}", fresh_id()));
+        let datadir = dir.join("data");
+        std::fs::create_dir_all(&datadir).unwrap();
+        let keys = dir.join("keys.txt");
+        // Key 1 for tables, key 2 for the redo log (as the MariaDB manual's example).
+        std::fs::write(
+            &keys,
+            format!("1;{}\n2;{}\n", "a1".repeat(32), "b2".repeat(32)),
+        )
+        .unwrap();
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| text(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let mut install = Command::new("mariadb-install-db");
+        install.args([
+            "--no-defaults",
+            &format!("--datadir={}", datadir.display()),
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        ]);
+        if root {
+            install.arg("--user=root");
+        }
+        let installed = install
+            .output()
+            .expect("mariadb-install-db (the mariadb-server package) is needed for this test");
+        assert!(installed.status.success(), "{}", text(&installed.stderr));
+        let port = support::process::free_port();
+        let mut server = Command::new("/usr/sbin/mariadbd");
+        server.args([
+            "--no-defaults".to_string(),
+            format!("--datadir={}", datadir.display()),
+            format!("--port={port}"),
+            "--bind-address=127.0.0.1".to_string(),
+            format!("--socket={}", dir.join("mariadb.sock").display()),
+            format!("--log-error={}", dir.join("mariadb.log").display()),
+            "--skip-log-bin".to_string(),
+            "--plugin-load-add=file_key_management".to_string(),
+            format!("--file-key-management-filename={}", keys.display()),
+            "--innodb-encrypt-tables=FORCE".to_string(),
+            "--innodb-encrypt-log=ON".to_string(),
+            "--innodb-encrypt-temporary-tables=ON".to_string(),
+            "--encrypt-tmp-files=ON".to_string(),
+            "--encrypt-binlog=ON".to_string(),
+            "--aria-encrypt-tables=ON".to_string(),
+            "--innodb-buffer-pool-size=64M".to_string(),
+            // Encrypts the system tablespace too (the undo log lives there), in the background.
+            "--innodb-encryption-threads=2".to_string(),
+        ]);
+        if root {
+            server.arg("--user=root");
+        }
+        let server = server
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start mariadbd");
+        EncryptedMariaDb { dir, port, server }
+    }
+
+    fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}/", self.port)
+    }
+
+    async fn wait_ready(&mut self) {
+        use sqlx::Connection;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.server.try_wait() {
+                panic!(
+                    "mariadbd exited ({status}): {}",
+                    std::fs::read_to_string(self.dir.join("mariadb.log")).unwrap_or_default()
+                );
+            }
+            if let Ok(mut conn) = sqlx::MySqlConnection::connect(&self.url()).await {
+                // Ready once the system tablespace, and with it the undo log, is encrypted.
+                let system: Option<(i64,)> = sqlx::query_as(
+                    "select count(*) from information_schema.innodb_tablespaces_encryption \
+                     where name = 'innodb_system' and encryption_scheme = 1 \
+                     and rotating_or_flushing = 0",
+                )
+                .fetch_optional(&mut conn)
+                .await
+                .ok()
+                .flatten();
+                if system == Some((1,)) {
+                    return;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mariadbd did not answer"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops the server cleanly (its pages and log flushed), so its files can be read.
+    fn shut_down(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.server.id().to_string()])
+            .status();
+        let _ = self.server.wait();
+    }
+}
+
+impl Drop for EncryptedMariaDb {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Every file under `dir`, with its contents.
+fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            found.push((path, bytes));
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_mariadb_with_data_at_rest_encryption_the_read_tables_are_encrypted_on_disk_too() {
+    let mut mariadb = EncryptedMariaDb::start();
+    mariadb.wait_ready().await;
+    let db = TestDb::mysql_on(&mariadb.url()).await;
+    let database = db.url.rsplit('/').next().unwrap().to_string();
+
+    // The suite's basic flow: a user writes, an admin answers, both read, search finds it.
+    let app = TestApp::spawn(&db).await;
+    let (user_id, user) = app.session(Role::User, None).await;
+    let (_, admin) = app.session(Role::Admin, None).await;
+    let (status, opened) = app
+        .call(
+            Method::POST,
+            "/api/chat/messages",
+            Some(&user),
+            Some(&json!({"message": SECRET, "user_id": user_id})),
+        )
+        .await;
+    assert_eq!(status, 201, "{opened}");
+    let conversation = opened["data"]["conversation_id"].as_u64().unwrap();
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/chat/messages",
+            Some(&admin),
+            Some(&json!({"conversation_id": conversation, "content": "Ms. Zhou, we are on it"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, history) = app
+        .call(Method::GET, "/api/chat/messages", Some(&user), None)
+        .await;
+    assert_eq!(history["data"]["messages"][0]["content"], SECRET);
+    assert_eq!(history["data"]["messages"].as_array().unwrap().len(), 2);
+    let (_, found) = app
+        .call(Method::GET, "/api/chat/search?q=Zhou", Some(&admin), None)
+        .await;
+    assert_eq!(
+        found["data"]["results"].as_array().unwrap().len(),
+        2,
+        "{found}"
+    );
+    app.stop().await;
+
+    // Every table of chatd's database is an encrypted tablespace.
+    let encrypted = raw_rows(
+        &db.store,
+        &format!(
+            "select name, cast(encryption_scheme as signed) from information_schema.innodb_tablespaces_encryption \
+             where name like '{database}/%'"
+        ),
+    )
+    .await;
+    let tables = raw_rows(
+        &db.store,
+        &format!(
+            "select table_name from information_schema.tables where table_schema = '{database}'"
+        ),
+    )
+    .await;
+    assert!(tables.len() >= 10, "{tables:?}");
+    assert_eq!(encrypted.len(), tables.len(), "{encrypted:?} of {tables:?}");
+    assert!(
+        encrypted.iter().all(|row| row.ends_with("|Some(1)")),
+        "{encrypted:?}"
+    );
+    db.store.close().await;
+
+    // And on disk, once flushed, no file holds the text: not the tables, not the redo log.
+    mariadb.shut_down();
+    let files = files_under(&mariadb.dir.join("data"));
+    assert!(files.iter().any(|(path, _)| path.ends_with("messages.ibd")));
+    for (path, bytes) in &files {
+        for part in SECRET_PARTS {
+            let needle = part.as_bytes();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} holds {part:?}",
+                path.display()
+            );
+        }
+    }
+}

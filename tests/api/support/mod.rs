@@ -139,8 +139,13 @@ impl TestDb {
     }
 
     pub async fn mysql() -> TestDb {
+        Self::mysql_on(&mysql_server_url()).await
+    }
+
+    /// A fresh database on the MySQL server at `server_url` (a URL without a database).
+    pub async fn mysql_on(server_url: &str) -> TestDb {
         quiet_global_logs();
-        let server_url = mysql_server_url();
+        let server_url = server_url.to_string();
         let database = format!("chatd_t_{}", unique_suffix());
         let mut admin = sqlx::MySqlConnection::connect(&server_url)
             .await
