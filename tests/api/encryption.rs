@@ -696,20 +696,6 @@ impl Drop for EncryptedMariaDb {
     }
 }
 
-/// Every file under `dir`, with its contents.
-fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files_under(&path));
-        } else if let Ok(bytes) = std::fs::read(&path) {
-            found.push((path, bytes));
-        }
-    }
-    found
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_mariadb_with_data_at_rest_encryption_the_read_tables_are_encrypted_on_disk_too() {
     let mut mariadb = EncryptedMariaDb::start();

@@ -81,23 +81,6 @@ async fn every_row(db: &TestDb) -> Vec<(String, String)> {
     }
 }
 
-/// Every file under `dir`, with its contents.
-fn every_file(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(every_file(&path));
-        } else if let Ok(bytes) = std::fs::read(&path) {
-            found.push((path.display().to_string(), bytes));
-        }
-    }
-    found
-}
-
 fn chatd(db: &TestDb, data_dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_chatd"))
         .args(args)
@@ -211,7 +194,7 @@ async fn an_erased_person_is_nowhere_in_the_database_or_the_files_and_every_view
         let (status, kept) = post(&other, json!({"message": "my own words stay"})).await;
         assert_eq!(status, 201, "{kept}");
         assert!(
-            every_file(&data_dir)
+            files_under(&data_dir)
                 .iter()
                 .any(|(_, bytes)| bytes == SECRET_FILE)
         );
@@ -341,11 +324,12 @@ async fn an_erased_person_is_nowhere_in_the_database_or_the_files_and_every_view
             "{}: the other person's text stays",
             db.name()
         );
-        for (path, bytes) in every_file(&data_dir) {
+        for (path, bytes) in files_under(&data_dir) {
             assert!(
                 !String::from_utf8_lossy(&bytes).contains("X9931475"),
-                "{}: {path}",
-                db.name()
+                "{}: {}",
+                db.name(),
+                path.display()
             );
         }
 

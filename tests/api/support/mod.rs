@@ -499,3 +499,17 @@ pub fn sign_now(method: &reqwest::Method, path_and_query: &str, body: &str) -> (
     );
     (timestamp.to_string(), signature)
 }
+
+/// Every file under `dir`, with its contents (none when it does not exist).
+pub fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            found.push((path, bytes));
+        }
+    }
+    found
+}
