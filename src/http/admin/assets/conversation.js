@@ -33,6 +33,8 @@ function fitted(width, height) {
 }
 
 function messageBody(message) {
+  // Erased with its person: ids, sender and time stay, the text and the file are gone.
+  if (message.erased) return h('div', { class: 'erased' }, 'erased');
   const link = message.file_url ? localLink(message.file_url) : null;
   if (message.message_type === 'image' && link) {
     // The pixel size (when the message carries it), scaled into the bubble, reserves the
