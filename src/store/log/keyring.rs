@@ -57,7 +57,7 @@ impl Keyring {
             .collect()
     }
 
-    fn cached(&self, conversation_id: u64) -> Option<Arc<DataKey>> {
+    pub(super) fn cached(&self, conversation_id: u64) -> Option<Arc<DataKey>> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         match cache.get(&conversation_id) {
             Some((key, since)) if since.elapsed() < CACHE_TTL => Some(key.clone()),

@@ -758,8 +758,13 @@ where
 
     /// The data key of a conversation: found, or made and stored in this transaction.
     async fn data_key(&mut self, conversation_id: u64) -> Result<Arc<DataKey>, StoreError> {
-        if let Some(key) = self.new_keys.get(&conversation_id) {
-            return Ok(key.clone());
+        if let Some(key) = self
+            .new_keys
+            .get(&conversation_id)
+            .cloned()
+            .or_else(|| self.keyring.cached(conversation_id))
+        {
+            return Ok(key);
         }
         if let Some(key) = self
             .keyring
