@@ -121,22 +121,20 @@ impl Eraser<'_> {
             .erase_conversations(actor, metadata, &conversations, trimmed)
             .await?;
         let devices_removed = self.store.forget_devices(user_id).await?;
-        let (erased_now, files_removed, pushes_removed) =
-            (swept.erased_now, swept.files_removed, swept.pushes_removed);
         tracing::info!(
             user_id,
             conversations = conversations.len(),
-            erased_now = erased_now.len(),
-            files_removed,
+            erased_now = swept.erased_now.len(),
+            files_removed = swept.files_removed,
             "person erased"
         );
         Ok(Erasure {
             user_id,
-            already_erased: erased_now.is_empty(),
+            already_erased: swept.erased_now.is_empty(),
             conversations,
-            erased_now,
-            files_removed,
-            pushes_removed,
+            erased_now: swept.erased_now,
+            files_removed: swept.files_removed,
+            pushes_removed: swept.pushes_removed,
             devices_removed,
         })
     }

@@ -5,7 +5,7 @@
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
-use super::read::{Bind, int};
+use super::read::{Bind, bound, int};
 use super::{EventStore, RowsAffected, SqlStore, StoreError, on_backend};
 
 impl EventStore {
@@ -102,14 +102,7 @@ where
     where
         DB::QueryResult: RowsAffected,
     {
-        let mut query = sqlx::query(sql);
-        for bind in binds {
-            query = match bind {
-                Bind::Int(v) => query.bind(v),
-                Bind::Text(v) => query.bind(v),
-            };
-        }
-        let done = query
+        let done = bound(sql, binds)
             .execute(self.pool())
             .await
             .map_err(StoreError::from_sqlx)?;

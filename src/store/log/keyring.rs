@@ -124,7 +124,8 @@ impl Keyring {
     }
 
     /// Puts back the sealed fields of `events` (read on `conn`), or marks them erased where
-    /// their conversation's key is gone.
+    /// their conversation's key is gone. Called when [`Keyring::open_cached`] could not, which
+    /// has already forgotten the keys of the erasures among them.
     pub(super) async fn open<DB>(
         &self,
         conn: &mut DB::Connection,
@@ -138,7 +139,6 @@ impl Keyring {
         String: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
         usize: ColumnIndex<DB::Row>,
     {
-        self.forget_erased(events);
         let mut conversations: Vec<u64> = events
             .iter()
             .filter(|event| is_sealed(&event.payload))

@@ -105,6 +105,24 @@ pub(in crate::store) enum Bind {
     Text(String),
 }
 
+/// `sql` with `binds` bound in order.
+pub(in crate::store) fn bound<DB>(
+    sql: &str,
+    binds: Vec<Bind>,
+) -> sqlx::query::Query<'_, DB, DB::Arguments<'_>>
+where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    binds
+        .into_iter()
+        .fold(sqlx::query(sql), |query, bind| match bind {
+            Bind::Int(v) => query.bind(v),
+            Bind::Text(v) => query.bind(v),
+        })
+}
+
 pub(in crate::store) fn int(value: u64) -> Bind {
     Bind::Int(i64::try_from(value).unwrap_or(i64::MAX))
 }
@@ -201,14 +219,7 @@ where
         sql: &str,
         binds: Vec<Bind>,
     ) -> Result<Vec<DB::Row>, StoreError> {
-        let mut query = sqlx::query(sql);
-        for bind in binds {
-            query = match bind {
-                Bind::Int(v) => query.bind(v),
-                Bind::Text(v) => query.bind(v),
-            };
-        }
-        query
+        bound(sql, binds)
             .fetch_all(self.pool())
             .await
             .map_err(StoreError::from_sqlx)
