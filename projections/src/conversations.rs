@@ -2,14 +2,22 @@
 //! for each side, last message preview and time, feedback, and the stream version it reflects.
 //!
 //! A batch is folded in memory first, one change per conversation (later values win, counts
-//! add up), then written with one statement per conversation touched.
+//! add up), then written with one statement per conversation touched. An archived conversation's
+//! row moves to `conversations_archive`, where what may still follow its archival is written.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use events::{ConversationEvent, Role};
 
+use crate::archive::{archive_of, move_rows};
 use crate::{LoggedEvent, ProjectionError, Projector, SqlTxn, SqlValue, Tables};
+
+/// Every column, in the order of the table's definition, for moving a row to the archive.
+const COLUMNS: &str = "id, user_id, user_identifier, admin_id, status, last_message_id, \
+     last_message_preview, last_message_sender_role, last_message_type, last_message_at, \
+     message_count, unread_for_user, unread_for_admin, feedback_rating, feedback_comment, \
+     feedback_at, closed_at, created_at, updated_at, version, erased";
 
 /// Characters of the last message kept for the conversation list.
 pub const PREVIEW_CHARS: usize = 100;
@@ -32,6 +40,8 @@ struct Change {
     first_position: u64,
     /// Erased after its last message: the stored preview is emptied.
     erase_preview: bool,
+    /// Archived in this batch: the row ends up in the archive table.
+    archived: bool,
 }
 
 impl Change {
@@ -44,6 +54,7 @@ impl Change {
             unread_for_admin: 0,
             first_position: position,
             erase_preview: false,
+            archived: false,
         }
     }
 
@@ -98,7 +109,10 @@ impl Change {
                 set("status", "active".into());
                 set("closed_at", SqlValue::Null);
             }
-            ConversationEvent::ConversationArchived { .. } => set("status", "archived".into()),
+            ConversationEvent::ConversationArchived { .. } => {
+                set("status", "archived".into());
+                self.archived = true;
+            }
             ConversationEvent::ConversationAssigned { admin_id, .. } => {
                 set("admin_id", admin_id.into())
             }
@@ -134,10 +148,12 @@ impl Change {
         Ok(())
     }
 
+    /// Writes the change to the row in `live` or, once archived, in `archive`.
     async fn write(
         self,
         txn: &mut dyn SqlTxn,
-        table: &str,
+        live: &str,
+        archive: &str,
         id: u64,
     ) -> Result<(), ProjectionError> {
         let counters = [
@@ -146,6 +162,8 @@ impl Change {
             ("unread_for_admin", self.unread_for_admin),
         ];
         if let Some((user_id, identifier, created_at)) = self.opened {
+            // Opened and archived in one batch (a replay): straight into the archive.
+            let table = if self.archived { archive } else { live };
             let mut names = vec!["id", "user_id", "user_identifier", "created_at"];
             let mut params: Vec<SqlValue> = vec![
                 id.into(),
@@ -195,12 +213,19 @@ impl Change {
             );
         }
         params.push(id.into());
-        let sql = format!("update {table} set {} where id = ?", assignments.join(", "));
-        if txn.execute(&sql, &params).await? != 1 {
+        let update =
+            |table: &str| format!("update {table} set {} where id = ?", assignments.join(", "));
+        // A conversation archived before this batch is in the archive.
+        if txn.execute(&update(live), &params).await? != 1
+            && txn.execute(&update(archive), &params).await? != 1
+        {
             return Err(ProjectionError::Apply {
                 position: self.first_position,
-                reason: format!("conversation {id} is not in {table}"),
+                reason: format!("conversation {id} is neither in {live} nor in {archive}"),
             });
+        }
+        if self.archived {
+            move_rows(txn, live, archive, COLUMNS, "id", id).await?;
         }
         Ok(())
     }
@@ -213,7 +238,7 @@ impl Projector for ConversationsProjector {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["conversations"]
+        &["conversations", "conversations_archive"]
     }
 
     async fn apply(
@@ -222,7 +247,8 @@ impl Projector for ConversationsProjector {
         tables: &Tables,
         events: &[LoggedEvent],
     ) -> Result<(), ProjectionError> {
-        let table = tables.name("conversations");
+        let live = tables.name("conversations");
+        let archive = archive_of(tables, "conversations");
         let mut changes: BTreeMap<u64, Change> = BTreeMap::new();
         for event in events {
             let id = event.conversation_id()?;
@@ -232,7 +258,7 @@ impl Projector for ConversationsProjector {
                 .fold(event)?;
         }
         for (id, change) in changes {
-            change.write(txn, &table, id).await?;
+            change.write(txn, &live, &archive, id).await?;
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 //! from position 0 rebuilds identical tables.
 
 mod analytics;
+mod archive;
 mod audit;
 mod batch;
 mod conversations;
@@ -18,6 +19,7 @@ mod search;
 mod sql;
 
 pub use analytics::{AnalyticsFact, AnalyticsProjector, ConversationFacts, FactKind};
+pub use archive::archive_of;
 pub use audit::{ConversationAsOf, MessageAsOf};
 pub use conversations::ConversationsProjector;
 pub use files::FilesProjector;

@@ -1,9 +1,14 @@
 //! The `messages` table: one row per message, with the read flag that read receipts set.
-//! Consecutive messages are inserted with one multi-row statement.
+//! Consecutive messages are inserted with one multi-row statement. An archived conversation's
+//! messages move to `messages_archive`; those of a conversation archived later in the same batch
+//! (a replay) go there directly.
+
+use std::collections::HashSet;
 
 use async_trait::async_trait;
 use events::{ConversationEvent, Role};
 
+use crate::archive::{archive_of, move_rows};
 use crate::batch::BatchInsert;
 use crate::{LoggedEvent, ProjectionError, Projector, SqlTxn, SqlValue, Tables};
 
@@ -15,6 +20,10 @@ const READ_CHUNK: usize = 500;
 const COLUMNS: &str = "id, conversation_id, user_id, admin_id, sender_role, sender_identifier, \
      message_type, content, file_id, file_url, file_name, file_size, mime_type, width, height, \
      client_msg_id, metadata, is_read, read_at, timestamp, position";
+/// Every column, in the order of the table's definition, for moving rows to the archive.
+const ALL_COLUMNS: &str = "id, conversation_id, user_id, admin_id, sender_role, sender_identifier, \
+     message_type, content, file_id, file_url, client_msg_id, metadata, is_read, read_at, timestamp, \
+     position, file_name, file_size, mime_type, width, height, erased";
 // `file_url` holds the file's stored path; the API puts the public base and a signature on it.
 const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, null, 0, null, ?, ?)";
 
@@ -27,7 +36,7 @@ impl Projector for MessagesProjector {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["messages"]
+        &["messages", "messages_archive"]
     }
 
     async fn apply(
@@ -36,8 +45,15 @@ impl Projector for MessagesProjector {
         tables: &Tables,
         events: &[LoggedEvent],
     ) -> Result<(), ProjectionError> {
-        let table = tables.name("messages");
-        let mut pending = BatchInsert::new(table.clone(), COLUMNS, ROW, INSERT_CHUNK);
+        let live = tables.name("messages");
+        let archive = archive_of(tables, "messages");
+        let archived_here: HashSet<&str> = events
+            .iter()
+            .filter(|e| e.event_type == "ConversationArchived")
+            .map(|e| e.stream_id.as_str())
+            .collect();
+        let mut pending = BatchInsert::new(live.clone(), COLUMNS, ROW, INSERT_CHUNK);
+        let mut pending_archived = BatchInsert::new(archive.clone(), COLUMNS, ROW, INSERT_CHUNK);
         for event in events {
             match event.decode()? {
                 ConversationEvent::MessageSent {
@@ -83,54 +99,76 @@ impl Projector for MessagesProjector {
                         SqlValue::Int(event.recorded_at_micros),
                         event.position.into(),
                     ];
-                    pending.push(txn, event.position, row).await?;
+                    if archived_here.contains(event.stream_id.as_str()) {
+                        pending_archived.push(txn, event.position, row).await?;
+                    } else {
+                        pending.push(txn, event.position, row).await?;
+                    }
                 }
                 ConversationEvent::MessagesRead { message_ids, .. } => {
                     // The messages read may be among those still pending.
                     pending.flush(txn).await?;
-                    mark_read(txn, &table, event, message_ids).await?;
+                    pending_archived.flush(txn).await?;
+                    mark_read(txn, [&live, &archive], event, message_ids).await?;
                 }
                 ConversationEvent::ConversationErased { .. } => {
                     pending.flush(txn).await?;
+                    pending_archived.flush(txn).await?;
                     // What a replay folds from the erased events themselves: empty text and
-                    // names, every row marked.
-                    let sql = format!(
-                        "update {table} set content = '', erased = 1, file_name = \
-                         case when file_name is null then null else '' end \
-                         where conversation_id = ?"
-                    );
-                    txn.execute(&sql, &[event.conversation_id()?.into()])
-                        .await?;
+                    // names, every row marked, wherever the conversation is.
+                    for table in [&live, &archive] {
+                        let sql = format!(
+                            "update {table} set content = '', erased = 1, file_name = \
+                             case when file_name is null then null else '' end \
+                             where conversation_id = ?"
+                        );
+                        txn.execute(&sql, &[event.conversation_id()?.into()])
+                            .await?;
+                    }
+                }
+                ConversationEvent::ConversationArchived { .. } => {
+                    // Rows of earlier batches; this batch's are queued for the archive.
+                    pending.flush(txn).await?;
+                    let id = event.conversation_id()?;
+                    move_rows(txn, &live, &archive, ALL_COLUMNS, "conversation_id", id).await?;
                 }
                 _ => {}
             }
         }
-        pending.flush(txn).await
+        pending.flush(txn).await?;
+        pending_archived.flush(txn).await
     }
 }
 
+/// Marks the messages read, in the live table or, for an archived conversation, the archive.
 async fn mark_read(
     txn: &mut dyn SqlTxn,
-    table: &str,
+    [live, archive]: [&str; 2],
     event: &LoggedEvent,
     ids: &[u64],
 ) -> Result<(), ProjectionError> {
     for chunk in ids.chunks(READ_CHUNK) {
         let placeholders = vec!["?"; chunk.len()].join(", ");
-        let sql = format!(
-            "update {table} set is_read = 1, read_at = ? where conversation_id = ? and id in ({placeholders})"
-        );
         let mut params = vec![
             SqlValue::Int(event.recorded_at_micros),
             event.conversation_id()?.into(),
         ];
         params.extend(chunk.iter().map(|id| SqlValue::from(*id)));
-        let changed = txn.execute(&sql, &params).await?;
+        let mut changed = 0;
+        for table in [live, archive] {
+            let sql = format!(
+                "update {table} set is_read = 1, read_at = ? where conversation_id = ? and id in ({placeholders})"
+            );
+            changed += txn.execute(&sql, &params).await?;
+            if changed == chunk.len() as u64 {
+                break;
+            }
+        }
         if changed != chunk.len() as u64 {
             return Err(ProjectionError::Apply {
                 position: event.position,
                 reason: format!(
-                    "read receipt for {} messages, {changed} found unread in {table}",
+                    "read receipt for {} messages, {changed} found unread in {live} and {archive}",
                     chunk.len()
                 ),
             });

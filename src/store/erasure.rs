@@ -5,13 +5,17 @@
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
-use super::read::{Bind, bound, int};
+use super::read::{ARCHIVED_CONVERSATIONS, Bind, bound, int};
 use super::{EventStore, RowsAffected, SqlStore, StoreError, on_backend};
 
 impl EventStore {
     /// The ids of a user's conversations, as the read table has them.
     pub async fn conversation_ids_of_user(&self, user_id: u64) -> Result<Vec<u64>, StoreError> {
-        on_backend!(self, s => s.ids("select id from conversations where user_id = ? order by id", vec![int(user_id)]).await)
+        let sql = format!(
+            "select id from conversations where user_id = ? union all \
+             select id from {ARCHIVED_CONVERSATIONS} where user_id = ? order by id"
+        );
+        on_backend!(self, s => s.ids(&sql, vec![int(user_id), int(user_id)]).await)
     }
 
     /// The stored paths of the files uploaded to these conversations.
@@ -58,14 +62,18 @@ impl EventStore {
         cutoff_micros: i64,
         limit: u32,
     ) -> Result<Vec<u64>, StoreError> {
-        on_backend!(self, s => {
-            s.ids(
-                "select id from conversations where status in ('closed', 'archived') \
-                 and erased = 0 and coalesce(closed_at, updated_at) < ? order by id limit ?",
-                vec![Bind::Int(cutoff_micros), Bind::Int(i64::from(limit))],
-            )
-            .await
-        })
+        let sql = format!(
+            "select id from conversations where status = 'closed' \
+             and erased = 0 and coalesce(closed_at, updated_at) < ? union all \
+             select id from {ARCHIVED_CONVERSATIONS} \
+             where erased = 0 and coalesce(closed_at, updated_at) < ? order by id limit ?"
+        );
+        let binds = vec![
+            Bind::Int(cutoff_micros),
+            Bind::Int(cutoff_micros),
+            Bind::Int(i64::from(limit)),
+        ];
+        on_backend!(self, s => s.ids(&sql, binds).await)
     }
 }
 

@@ -158,18 +158,22 @@ impl EventStore {
     /// The unread messages a person's app badge shows: a user's in all their conversations, an
     /// admin's in those assigned to them and not archived.
     pub async fn unread_badge(&self, role: Role, id: u64) -> Result<i64, StoreError> {
-        let sql = match role {
-            Role::User => {
-                "select cast(coalesce(sum(unread_for_user), 0) as signed) from conversations \
-                 where user_id = ?"
-            }
-            _ => {
+        // A user's archived conversations count too: the archive keeps their rows.
+        let (sql, params): (&str, &[SqlValue]) = match role {
+            Role::User => (
+                "select cast(coalesce(sum(unread_for_user), 0) as signed) from \
+                 (select unread_for_user from conversations where user_id = ? union all \
+                 select unread_for_user from conversations_archive where user_id = ?) c",
+                &[id.into(), id.into()],
+            ),
+            _ => (
                 "select cast(coalesce(sum(unread_for_admin), 0) as signed) from conversations \
-                 where admin_id = ? and status <> 'archived'"
-            }
+                 where admin_id = ? and status <> 'archived'",
+                &[id.into()],
+            ),
         };
         Ok(self
-            .value_rows(sql, &[id.into()])
+            .value_rows(sql, params)
             .await?
             .first()
             .map(|row| int(row.first()))

@@ -97,7 +97,13 @@ fn text(bytes: &[u8]) -> String {
 /// The tables a replay rebuilds, as rows.
 async fn read_tables(db: &TestDb) -> Vec<Vec<String>> {
     let mut tables = Vec::new();
-    for table in ["conversations", "messages", "files"] {
+    for table in [
+        "conversations",
+        "conversations_archive",
+        "messages",
+        "messages_archive",
+        "files",
+    ] {
         tables.push(dump(&db.store, table).await);
     }
     tables
@@ -499,19 +505,21 @@ async fn retention_erases_what_was_closed_longer_ago_than_the_rule_and_nothing_e
         app.stop().await;
         // Forty days pass for two of them, as the read table sees it.
         let forty_days = 40i64 * 86_400_000_000;
-        let age = format!(
-            "update conversations set closed_at = closed_at - {forty_days}, \
-             updated_at = updated_at - {forty_days} where id in ({old_closed}, {old_archived})"
-        );
-        match &db.store {
-            chatd::store::EventStore::MySql(s) => {
-                sqlx::query(&age).execute(s.pool()).await.map(|_| ())
+        for table in ["conversations", "conversations_archive"] {
+            let age = format!(
+                "update {table} set closed_at = closed_at - {forty_days}, \
+                 updated_at = updated_at - {forty_days} where id in ({old_closed}, {old_archived})"
+            );
+            match &db.store {
+                chatd::store::EventStore::MySql(s) => {
+                    sqlx::query(&age).execute(s.pool()).await.map(|_| ())
+                }
+                chatd::store::EventStore::Sqlite(s) => {
+                    sqlx::query(&age).execute(s.pool()).await.map(|_| ())
+                }
             }
-            chatd::store::EventStore::Sqlite(s) => {
-                sqlx::query(&age).execute(s.pool()).await.map(|_| ())
-            }
+            .unwrap();
         }
-        .unwrap();
 
         let app = TestApp::spawn_with(
             &db,

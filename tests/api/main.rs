@@ -9,6 +9,7 @@
 
 mod admin;
 mod analytics;
+mod archive;
 mod audit;
 mod auth;
 mod chat;

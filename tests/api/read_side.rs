@@ -59,13 +59,29 @@ async fn dropping_the_read_tables_and_replaying_the_log_gives_identical_rows() {
         let conversations = dump(&db.store, "conversations").await;
         let messages = dump(&db.store, "messages").await;
         let files = dump(&db.store, "files").await;
+        let archived_conversations = dump(&db.store, "conversations_archive").await;
+        let archived_messages = dump(&db.store, "messages_archive").await;
+        assert!(
+            !archived_conversations.is_empty()
+                && archived_messages.len() > 10
+                && archived_conversations
+                    .iter()
+                    .all(|row| row.contains("archived"))
+                && conversations
+                    .iter()
+                    .all(|row| !row.contains("\"archived\"")),
+            "{}: archived conversations moved to the archive",
+            db.name()
+        );
         assert!(
             messages.iter().any(|row| row.contains("uploads/chat/")),
             "{}: some messages carry a file",
             db.name()
         );
         assert!(
-            conversations.len() > 20 && messages.len() > 1000 && files.len() > 20,
+            conversations.len() + archived_conversations.len() > 20
+                && messages.len() + archived_messages.len() > 1000
+                && files.len() > 20,
             "{}: a real history",
             db.name()
         );
@@ -128,6 +144,18 @@ async fn dropping_the_read_tables_and_replaying_the_log_gives_identical_rows() {
         );
         assert_eq!(dump(&db.store, "messages").await, messages, "{}", db.name());
         assert_eq!(dump(&db.store, "files").await, files, "{}", db.name());
+        assert_eq!(
+            dump(&db.store, "conversations_archive").await,
+            archived_conversations,
+            "{}",
+            db.name()
+        );
+        assert_eq!(
+            dump(&db.store, "messages_archive").await,
+            archived_messages,
+            "{}",
+            db.name()
+        );
         // The live projectors carry on from the replayed checkpoint.
         let live = start(&db, &bus, all_projectors(), "node-b");
         open_with(&bus, &user(77), "after the replay").await;

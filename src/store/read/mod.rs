@@ -98,6 +98,10 @@ pub struct MessageWindow {
     pub limit: u32,
 }
 
+/// Where the projections keep archived conversations and their messages.
+pub(in crate::store) const ARCHIVED_CONVERSATIONS: &str = "conversations_archive";
+pub(in crate::store) const ARCHIVED_MESSAGES: &str = "messages_archive";
+
 /// A statement parameter of the read queries (this module's and the search's).
 #[derive(Debug, Clone)]
 pub(in crate::store) enum Bind {
@@ -286,9 +290,13 @@ where
     }
 
     async fn conversation(&self, id: u64) -> Result<Option<ConversationRow>, StoreError> {
-        let sql = format!("select {CONVERSATION_COLUMNS} from conversations where id = ?");
-        let rows = self.fetch(&sql, vec![int(id)]).await?;
-        rows.first().map(conversation_from_row::<DB>).transpose()
+        for table in ["conversations", ARCHIVED_CONVERSATIONS] {
+            let sql = format!("select {CONVERSATION_COLUMNS} from {table} where id = ?");
+            if let Some(row) = self.fetch(&sql, vec![int(id)]).await?.first() {
+                return conversation_from_row::<DB>(row).map(Some);
+            }
+        }
+        Ok(None)
     }
 
     async fn latest_conversation_of(
@@ -299,8 +307,21 @@ where
             "select {CONVERSATION_COLUMNS} from conversations where user_id = ? \
              order by case when status = 'active' then 0 else 1 end, id desc limit 1"
         );
-        let rows = self.fetch(&sql, vec![int(user_id)]).await?;
-        rows.first().map(conversation_from_row::<DB>).transpose()
+        let live = self.fetch(&sql, vec![int(user_id)]).await?;
+        let live = live.first().map(conversation_from_row::<DB>).transpose()?;
+        if live.as_ref().is_some_and(|c| c.status == "active") {
+            return Ok(live);
+        }
+        let sql = format!(
+            "select {CONVERSATION_COLUMNS} from {ARCHIVED_CONVERSATIONS} where user_id = ? \
+             order by id desc limit 1"
+        );
+        let archived = self.fetch(&sql, vec![int(user_id)]).await?;
+        let archived = archived
+            .first()
+            .map(conversation_from_row::<DB>)
+            .transpose()?;
+        Ok(live.into_iter().chain(archived).max_by_key(|c| c.id))
     }
 
     async fn conversations(
@@ -331,17 +352,37 @@ where
         } else {
             format!("where {}", conditions.join(" and "))
         };
-        let count_binds = binds
-            .iter()
-            .map(|b| match b {
-                Bind::Int(v) => Bind::Int(*v),
-                Bind::Text(v) => Bind::Text(v.clone()),
-            })
-            .collect();
+        // Archived conversations are only in the archive, the others never are.
+        let (source, binds) = match filter.status.as_deref() {
+            Some("archived") => (ARCHIVED_CONVERSATIONS.to_string(), binds),
+            Some(_) => ("conversations".to_string(), binds),
+            None => {
+                let both = binds.iter().chain(&binds).cloned().collect();
+                let source = format!(
+                    "(select {CONVERSATION_COLUMNS} from conversations {where_clause} union all \
+                     select {CONVERSATION_COLUMNS} from {ARCHIVED_CONVERSATIONS} {where_clause}) c"
+                );
+                return self.conversation_page(&source, "", both, page, limit).await;
+            }
+        };
+        self.conversation_page(&source, &where_clause, binds, page, limit)
+            .await
+    }
+
+    /// One page of the conversations of `source` (a table or a derived table) that `where_clause`
+    /// keeps, most recently active first, and their count.
+    async fn conversation_page(
+        &self,
+        source: &str,
+        where_clause: &str,
+        mut binds: Vec<Bind>,
+        page: u32,
+        limit: u32,
+    ) -> Result<(Vec<ConversationRow>, u64), StoreError> {
         let total_rows = self
             .fetch(
-                &format!("select count(*) from conversations {where_clause}"),
-                count_binds,
+                &format!("select count(*) from {source} {where_clause}"),
+                binds.clone(),
             )
             .await?;
         let total = match total_rows.first() {
@@ -353,7 +394,7 @@ where
         binds.push(Bind::Int(i64::from(limit)));
         binds.push(int(offset));
         let sql = format!(
-            "select {CONVERSATION_COLUMNS} from conversations {where_clause} \
+            "select {CONVERSATION_COLUMNS} from {source} {where_clause} \
              order by coalesce(last_message_at, created_at) desc, id desc limit ? offset ?"
         );
         let rows = self.fetch(&sql, binds).await?;
@@ -371,12 +412,10 @@ where
     ) -> Result<Vec<MessageRow>, StoreError> {
         // One over the page size: a caller asks it to learn whether more follow.
         let limit = Bind::Int(i64::from(window.limit.clamp(1, MAX_PAGE_SIZE + 1)));
-        let (sql, binds, newest_first) = match (window.after_id, window.before_id) {
+        let (condition, order, binds, newest_first) = match (window.after_id, window.before_id) {
             (Some(after), before) => (
-                format!(
-                    "select {MESSAGE_COLUMNS} from messages where conversation_id = ? and id > ? and id < ? \
-                     order by id limit ?"
-                ),
+                "and id > ? and id < ?",
+                "id",
                 vec![
                     int(conversation_id),
                     int(after),
@@ -386,22 +425,24 @@ where
                 false,
             ),
             (None, Some(before)) => (
-                format!(
-                    "select {MESSAGE_COLUMNS} from messages where conversation_id = ? and id < ? \
-                     order by id desc limit ?"
-                ),
+                "and id < ?",
+                "id desc",
                 vec![int(conversation_id), int(before), limit],
                 true,
             ),
-            (None, None) => (
-                format!(
-                    "select {MESSAGE_COLUMNS} from messages where conversation_id = ? order by id desc limit ?"
-                ),
-                vec![int(conversation_id), limit],
-                true,
-            ),
+            (None, None) => ("", "id desc", vec![int(conversation_id), limit], true),
         };
-        let rows = self.fetch(&sql, binds).await?;
+        let sql = |table: &str| {
+            format!(
+                "select {MESSAGE_COLUMNS} from {table} where conversation_id = ? {condition} \
+                 order by {order} limit ?"
+            )
+        };
+        // A conversation's messages are all in one table: the archive's once it is archived.
+        let mut rows = self.fetch(&sql("messages"), binds.clone()).await?;
+        if rows.is_empty() {
+            rows = self.fetch(&sql(ARCHIVED_MESSAGES), binds).await?;
+        }
         let mut messages: Vec<MessageRow> = rows
             .iter()
             .map(message_from_row::<DB>)

@@ -5,7 +5,7 @@
 use projections::SearchQuery;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
-use super::{Bind, int};
+use super::{ARCHIVED_CONVERSATIONS, ARCHIVED_MESSAGES, Bind, int};
 use crate::store::{EventStore, SqlStore, StoreError, on_backend};
 
 /// Above this many conversations a user's scope is a sub-query instead of a list of ids.
@@ -180,8 +180,11 @@ where
             SearchScope::OwnedBy(user_id) => {
                 let rows = self
                     .fetch(
-                        "select id from conversations where user_id = ?",
-                        vec![int(*user_id)],
+                        &format!(
+                            "select id from conversations where user_id = ? union all \
+                             select id from {ARCHIVED_CONVERSATIONS} where user_id = ?"
+                        ),
+                        vec![int(*user_id), int(*user_id)],
                     )
                     .await?;
                 let ids = rows
@@ -196,9 +199,11 @@ where
                     scope_binds.extend(ids.into_iter().map(Bind::Int));
                     format!(" and t.conversation_id in ({placeholders})")
                 } else {
-                    scope_binds.push(int(*user_id));
-                    " and t.conversation_id in (select id from conversations where user_id = ?)"
-                        .to_string()
+                    scope_binds.extend([int(*user_id), int(*user_id)]);
+                    format!(
+                        " and t.conversation_id in (select id from conversations where user_id = ? \
+                         union all select id from {ARCHIVED_CONVERSATIONS} where user_id = ?)"
+                    )
                 }
             }
         };
@@ -224,9 +229,9 @@ where
         binds.push(int(offset));
         let sql = format!(
             "select {HIT_COLUMNS}, count(*) over () as total \
-             from ({matches}) s \
-             join messages m on m.id = s.message_id{verify_sql} \
-             order by s.score desc, m.id desc limit ? offset ?"
+             from {source} where m.id is not null{verify_sql} \
+             order by m.score desc, m.id desc limit ? offset ?",
+            source = matched_messages(&matches),
         );
         let rows = self.fetch(&sql, binds).await?;
         let mut total = 0;
@@ -364,10 +369,15 @@ where
         let mut hits = Vec::with_capacity(page_ids.len());
         if !page_ids.is_empty() {
             let placeholders = vec!["?"; page_ids.len()].join(", ");
+            let ids = page_ids.iter().copied().map(Bind::Int);
             let rows = self
                 .fetch(
-                    &format!("select {HIT_COLUMNS} from messages m where m.id in ({placeholders})"),
-                    page_ids.iter().copied().map(Bind::Int).collect(),
+                    &live_and_archived(|table| {
+                        format!(
+                            "select {HIT_COLUMNS} from {table} m where m.id in ({placeholders})"
+                        )
+                    }),
+                    ids.clone().chain(ids).collect(),
                 )
                 .await?;
             for row in &rows {
@@ -514,11 +524,13 @@ where
             binds.extend(phrase_binds.iter().cloned());
             let rows = self
                 .fetch(
-                    &format!(
-                        "select m.id from messages m where m.id in ({placeholders}) and {}",
-                        conditions.join(" and ")
-                    ),
-                    binds,
+                    &live_and_archived(|table| {
+                        format!(
+                            "select m.id from {table} m where m.id in ({placeholders}) and {}",
+                            conditions.join(" and ")
+                        )
+                    }),
+                    binds.iter().chain(&binds).cloned().collect(),
                 )
                 .await?;
             for row in &rows {
@@ -616,14 +628,51 @@ fn matching_messages(
     (sql, binds)
 }
 
+/// The matches (`message_id, score`) with their messages as `m` (its columns and the score),
+/// from the live table or the archive; `m.id` is null where the message is in neither.
+fn matched_messages(matches: &str) -> String {
+    let columns = [
+        "id",
+        "conversation_id",
+        "sender_role",
+        "content",
+        "timestamp",
+        "message_type",
+        "file_id",
+        "file_url",
+        "file_name",
+        "file_size",
+        "mime_type",
+        "width",
+        "height",
+    ]
+    .map(|column| format!("coalesce(h.{column}, a.{column}) as {column}"))
+    .join(", ");
+    format!(
+        "(select s.score, {columns} from ({matches}) s \
+         left join messages h on h.id = s.message_id \
+         left join {ARCHIVED_MESSAGES} a on h.id is null and a.id = s.message_id) m"
+    )
+}
+
+/// A query over messages `m`, once on the live table and once on the archive (a message is
+/// in one of them): `select` given each table's name.
+fn live_and_archived(select: impl Fn(&str) -> String) -> String {
+    format!(
+        "{} union all {}",
+        select("messages"),
+        select(ARCHIVED_MESSAGES)
+    )
+}
+
 /// The condition on `messages m` that the query's longer CJK runs occur in the text (bigrams do
-/// not prove that a run is contiguous: the text does), as " where ..." or nothing.
+/// not prove that a run is contiguous: the text does), as " and ..." or nothing.
 fn phrase_check(query: &SearchQuery) -> (String, Vec<Bind>) {
     let (conditions, binds) = phrase_conditions(query);
     if conditions.is_empty() {
         return (String::new(), binds);
     }
-    (format!(" where {}", conditions.join(" and ")), binds)
+    (format!(" and {}", conditions.join(" and ")), binds)
 }
 
 /// The conditions on `messages m` of [`phrase_check`], one per phrase, and their parameters.
