@@ -32,6 +32,7 @@ fmt:
 bench: ## append throughput, projection lag, replay speed, REST throughput; SQLite and MySQL
 	cargo bench --bench append
 	cargo bench --bench read_side
+	cargo bench --bench archive
 	cargo bench --bench http
 	cargo bench --bench sockets
 	cargo bench --bench search

@@ -120,6 +120,11 @@ pub trait Projector: Send + Sync {
         tables: &Tables,
         events: &[LoggedEvent],
     ) -> Result<(), ProjectionError>;
+    /// Runs once a replay has swapped the rebuilt tables in, while it still holds the leases:
+    /// the work `apply` deferred because the copies had their primary keys only.
+    async fn finish_rebuild(&self, _txn: &mut dyn SqlTxn) -> Result<(), ProjectionError> {
+        Ok(())
+    }
 }
 
 /// The projections that conversations, messages and files are read from, and that a broadcast
@@ -135,7 +140,7 @@ pub const FOLLOWER_PACE: std::time::Duration = std::time::Duration::from_millis(
 pub fn all_projectors() -> Vec<std::sync::Arc<dyn Projector>> {
     vec![
         std::sync::Arc::new(ConversationsProjector),
-        std::sync::Arc::new(MessagesProjector),
+        std::sync::Arc::new(MessagesProjector::default()),
         std::sync::Arc::new(FilesProjector),
         std::sync::Arc::new(SearchProjector),
         std::sync::Arc::new(AnalyticsProjector),

@@ -27,7 +27,12 @@ const ALL_COLUMNS: &str = "id, conversation_id, user_id, admin_id, sender_role, 
 // `file_url` holds the file's stored path; the API puts the public base and a signature on it.
 const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, null, 0, null, ?, ?)";
 
-pub struct MessagesProjector;
+#[derive(Default)]
+pub struct MessagesProjector {
+    /// Conversations archived during a replay whose earlier rows are still in the rebuilt live
+    /// table: the copy has no index by conversation, so they move once the swap has built it.
+    deferred_moves: std::sync::Mutex<Vec<u64>>,
+}
 
 #[async_trait]
 impl Projector for MessagesProjector {
@@ -128,15 +133,39 @@ impl Projector for MessagesProjector {
                 }
                 ConversationEvent::ConversationArchived { .. } => {
                     // Rows of earlier batches; this batch's are queued for the archive.
-                    pending.flush(txn).await?;
                     let id = event.conversation_id()?;
-                    move_rows(txn, &live, &archive, ALL_COLUMNS, "conversation_id", id).await?;
+                    if *tables == Tables::REBUILD {
+                        self.deferred()?.push(id);
+                    } else {
+                        pending.flush(txn).await?;
+                        move_rows(txn, &live, &archive, ALL_COLUMNS, "conversation_id", id).await?;
+                    }
                 }
                 _ => {}
             }
         }
         pending.flush(txn).await?;
         pending_archived.flush(txn).await
+    }
+
+    async fn finish_rebuild(&self, txn: &mut dyn SqlTxn) -> Result<(), ProjectionError> {
+        let deferred = std::mem::take(&mut *self.deferred()?);
+        let (live, archive) = (
+            Tables::LIVE.name("messages"),
+            archive_of(&Tables::LIVE, "messages"),
+        );
+        for id in deferred {
+            move_rows(txn, &live, &archive, ALL_COLUMNS, "conversation_id", id).await?;
+        }
+        Ok(())
+    }
+}
+
+impl MessagesProjector {
+    fn deferred(&self) -> Result<std::sync::MutexGuard<'_, Vec<u64>>, ProjectionError> {
+        self.deferred_moves
+            .lock()
+            .map_err(|_| ProjectionError::Database("a replay's deferred moves were lost".into()))
     }
 }
 

@@ -664,6 +664,11 @@ pub async fn replay(
             .await?;
     }
     txn.commit().await?;
+    for projector in projectors {
+        let mut txn = store.begin().await?;
+        projector.finish_rebuild(txn.as_mut()).await?;
+        txn.commit().await?;
+    }
     // After the swap (MySQL commits DDL at once): if this step is lost, the live projector meets
     // rows it already has and stops loudly instead of silently skipping events.
     let mut txn = store.begin().await?;

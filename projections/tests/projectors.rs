@@ -28,9 +28,19 @@ async fn the_conversations_projector_keeps_status_assignee_counts_last_message_a
             "select id, user_id, user_identifier, admin_id, status, last_message_id, \
              last_message_preview, last_message_sender_role, last_message_type, last_message_at, \
              message_count, unread_for_user, unread_for_admin, feedback_rating, feedback_comment, \
-             feedback_at, closed_at, created_at, updated_at, version from conversations",
+             feedback_at, closed_at, created_at, updated_at, version from conversations \
+             union all select id, user_id, user_identifier, admin_id, status, last_message_id, \
+             last_message_preview, last_message_sender_role, last_message_type, last_message_at, \
+             message_count, unread_for_user, unread_for_admin, feedback_rating, feedback_comment, \
+             feedback_at, closed_at, created_at, updated_at, version from conversations_archive \
+             order by id",
         )
         .await;
+    // The archived conversation is in the archive only.
+    assert_eq!(
+        store.query("select id from conversations_archive").await,
+        [[int(2)]]
+    );
 
     assert_eq!(
         rows,
@@ -90,15 +100,31 @@ async fn the_conversations_projector_keeps_status_assignee_counts_last_message_a
 
 #[tokio::test]
 async fn the_messages_projector_writes_one_row_per_message_with_the_read_flags_receipts_set() {
-    let store = folded(MessagesProjector).await;
+    let store = folded(MessagesProjector::default()).await;
 
     let rows = store
         .query(
             "select id, conversation_id, user_id, admin_id, sender_role, sender_identifier, \
              message_type, content, file_id, file_url, client_msg_id, metadata, is_read, read_at, \
-             timestamp, position from messages",
+             timestamp, position from messages union all select id, conversation_id, user_id, \
+             admin_id, sender_role, sender_identifier, message_type, content, file_id, file_url, \
+             client_msg_id, metadata, is_read, read_at, timestamp, position from messages_archive \
+             order by id",
         )
         .await;
+    // The archived conversation's messages are in the archive only.
+    assert_eq!(
+        store
+            .query("select distinct conversation_id from messages_archive")
+            .await,
+        [[int(2)]]
+    );
+    assert_eq!(
+        store
+            .query("select count(*) from messages where conversation_id = 2")
+            .await,
+        [[int(0)]]
+    );
 
     let message = |id, conversation, user_id, admin_id, role, sender, kind, content: &str| {
         vec![
@@ -267,7 +293,7 @@ async fn the_messages_projector_writes_one_row_per_message_with_the_read_flags_r
 
 #[tokio::test]
 async fn the_messages_projector_records_what_an_image_message_says_of_its_file() {
-    let store = folded(MessagesProjector).await;
+    let store = folded(MessagesProjector::default()).await;
 
     let with_file = store
         .query(
@@ -463,14 +489,14 @@ async fn applying_messages_already_in_the_table_fails_naming_the_positions_of_th
     let messages = MemoryStore::new(log.events()).await;
     let search = MemoryStore::new(log.events()).await;
     messages
-        .apply(&[Arc::new(MessagesProjector)], log.events())
+        .apply(&[Arc::new(MessagesProjector::default())], log.events())
         .await;
     search
         .apply(&[Arc::new(SearchProjector)], log.events())
         .await;
 
     let again = messages
-        .try_apply(&[Arc::new(MessagesProjector)], log.events())
+        .try_apply(&[Arc::new(MessagesProjector::default())], log.events())
         .await;
     let search_again = search
         .try_apply(&[Arc::new(SearchProjector)], log.events())
@@ -495,7 +521,11 @@ async fn applying_messages_already_in_the_table_fails_naming_the_positions_of_th
     );
     // Nothing of the refused batches stayed.
     assert_eq!(
-        messages.query("select count(*) from messages").await,
+        messages
+            .query(
+                "select (select count(*) from messages) + (select count(*) from messages_archive)"
+            )
+            .await,
         [[int(9)]]
     );
     assert_eq!(
@@ -511,14 +541,20 @@ async fn the_messages_and_search_projectors_insert_each_run_with_one_statement()
 
     store
         .apply(
-            &[Arc::new(MessagesProjector), Arc::new(SearchProjector)],
+            &[
+                Arc::new(MessagesProjector::default()),
+                Arc::new(SearchProjector),
+            ],
             log.events(),
         )
         .await;
 
     // Messages 1 to 7 go out before the read receipt at position 14 (which marks two of them),
-    // 8 and 9 before the one at 18; search terms have no receipts to wait for.
-    assert_eq!(store.inserts_into("messages"), [7, 2]);
+    // 8 and 9 before the one at 18: conversation 1's into `messages`, those of conversation 2,
+    // archived later in the batch, straight into the archive (the archival's move of earlier
+    // batches' rows finds none); search terms have no receipts to wait for.
+    assert_eq!(store.inserts_into("messages"), [3, 1]);
+    assert_eq!(store.inserts_into("messages_archive"), [4, 1, 1]);
     assert_eq!(store.inserts_into("search_terms"), [30]);
 }
 
@@ -530,7 +566,7 @@ async fn the_audit_fold_shows_a_conversation_as_it_stood_and_at_the_end_agrees_w
         .apply(
             &[
                 Arc::new(ConversationsProjector),
-                Arc::new(MessagesProjector),
+                Arc::new(MessagesProjector::default()),
             ],
             log.events(),
         )

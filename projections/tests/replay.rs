@@ -55,9 +55,12 @@ async fn one_batch_inserts_at_most_400_messages_and_500_search_terms_a_statement
     store.apply(&all_projectors(), log.events()).await;
 
     let tables = store.tables().await;
-    // 9 messages in the story, 40 in each of 12 conversations, 450 in the last one.
-    assert_eq!(row_count(&tables, "messages"), 9 + 12 * 40 + 450);
-    assert_eq!(row_count(&tables, "conversations"), 15);
+    // 9 messages in the story, 40 in each of 12 conversations, 450 in the last one; the
+    // story's archived conversation and its 5 messages are in the archive.
+    assert_eq!(row_count(&tables, "messages"), 9 + 12 * 40 + 450 - 5);
+    assert_eq!(row_count(&tables, "messages_archive"), 5);
+    assert_eq!(row_count(&tables, "conversations"), 14);
+    assert_eq!(row_count(&tables, "conversations_archive"), 1);
     assert_eq!(row_count(&tables, "files"), 1);
     assert_eq!(row_count(&tables, "analytics_conversations"), 15);
     assert!(row_count(&tables, "analytics_facts") > 1_000);
