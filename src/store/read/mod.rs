@@ -290,13 +290,13 @@ where
     }
 
     async fn conversation(&self, id: u64) -> Result<Option<ConversationRow>, StoreError> {
-        for table in ["conversations", ARCHIVED_CONVERSATIONS] {
-            let sql = format!("select {CONVERSATION_COLUMNS} from {table} where id = ?");
-            if let Some(row) = self.fetch(&sql, vec![int(id)]).await?.first() {
-                return conversation_from_row::<DB>(row).map(Some);
-            }
-        }
-        Ok(None)
+        // One round trip: the row is in one of the two tables.
+        let sql = format!(
+            "select {CONVERSATION_COLUMNS} from conversations where id = ? union all \
+             select {CONVERSATION_COLUMNS} from {ARCHIVED_CONVERSATIONS} where id = ?"
+        );
+        let rows = self.fetch(&sql, vec![int(id), int(id)]).await?;
+        rows.first().map(conversation_from_row::<DB>).transpose()
     }
 
     async fn latest_conversation_of(
@@ -412,7 +412,7 @@ where
     ) -> Result<Vec<MessageRow>, StoreError> {
         // One over the page size: a caller asks it to learn whether more follow.
         let limit = Bind::Int(i64::from(window.limit.clamp(1, MAX_PAGE_SIZE + 1)));
-        let (condition, order, binds, newest_first) = match (window.after_id, window.before_id) {
+        let (condition, order, binds) = match (window.after_id, window.before_id) {
             (Some(after), before) => (
                 "and id > ? and id < ?",
                 "id",
@@ -422,34 +422,31 @@ where
                     int(before.unwrap_or(u64::MAX >> 1)),
                     limit,
                 ],
-                false,
             ),
             (None, Some(before)) => (
                 "and id < ?",
                 "id desc",
                 vec![int(conversation_id), int(before), limit],
-                true,
             ),
-            (None, None) => ("", "id desc", vec![int(conversation_id), limit], true),
+            (None, None) => ("", "id desc", vec![int(conversation_id), limit]),
         };
-        let sql = |table: &str| {
+        // A conversation's messages are all in one table, the archive's once it is archived: one
+        // statement (one snapshot) asks both.
+        let page = |table: &str| {
             format!(
-                "select {MESSAGE_COLUMNS} from {table} where conversation_id = ? {condition} \
-                 order by {order} limit ?"
+                "select * from (select {MESSAGE_COLUMNS} from {table} where conversation_id = ? \
+                 {condition} order by {order} limit ?) {table}"
             )
         };
-        // A conversation's messages are all in one table: the archive's once it is archived.
-        let mut rows = self.fetch(&sql("messages"), binds.clone()).await?;
-        if rows.is_empty() {
-            rows = self.fetch(&sql(ARCHIVED_MESSAGES), binds).await?;
-        }
+        let sql = format!("{} union all {}", page("messages"), page(ARCHIVED_MESSAGES));
+        let rows = self
+            .fetch(&sql, binds.iter().chain(&binds).cloned().collect())
+            .await?;
         let mut messages: Vec<MessageRow> = rows
             .iter()
             .map(message_from_row::<DB>)
             .collect::<Result<_, _>>()?;
-        if newest_first {
-            messages.reverse();
-        }
+        messages.sort_by_key(|message| message.id);
         Ok(messages)
     }
 }
