@@ -17,7 +17,7 @@ use crate::{LoggedEvent, ProjectionError, Projector, SqlTxn, SqlValue, Tables};
 const COLUMNS: &str = "id, user_id, user_identifier, admin_id, status, last_message_id, \
      last_message_preview, last_message_sender_role, last_message_type, last_message_at, \
      message_count, unread_for_user, unread_for_admin, feedback_rating, feedback_comment, \
-     feedback_at, closed_at, created_at, updated_at, version, erased";
+     feedback_at, closed_at, created_at, updated_at, version, erased, activity_at";
 
 /// Characters of the last message kept for the conversation list.
 pub const PREVIEW_CHARS: usize = 100;
@@ -69,6 +69,7 @@ impl Change {
         match event.decode()? {
             ConversationEvent::ConversationOpened { user, .. } => {
                 set("status", "active".into());
+                set("activity_at", at.clone());
                 self.opened = Some((user.id, user.identifier.clone(), event.recorded_at_micros));
             }
             ConversationEvent::MessageSent {
@@ -82,7 +83,8 @@ impl Change {
                 set("last_message_preview", preview(content).into());
                 set("last_message_sender_role", sender.role.as_str().into());
                 set("last_message_type", message_type.as_str().into());
-                set("last_message_at", at);
+                set("last_message_at", at.clone());
+                set("activity_at", at);
                 self.message_count += 1;
                 if sender.role == Role::User {
                     self.unread_for_admin += 1;

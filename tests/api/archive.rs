@@ -305,67 +305,101 @@ async fn execute(db: &TestDb, sql: &str) {
     .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
+async fn query_ints(db: &TestDb, sql: &str) -> Vec<(i64, i64)> {
+    match &db.store {
+        chatd::store::EventStore::MySql(s) => sqlx::query_as(sql).fetch_all(s.pool()).await,
+        chatd::store::EventStore::Sqlite(s) => sqlx::query_as(sql).fetch_all(s.pool()).await,
+    }
+    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Empties the database and applies the migrations before `first_new` only: the schema of an
+/// earlier release.
+async fn schema_before(db: &TestDb, first_new: &str) {
+    let (dir, tables_sql) = match db.store {
+        chatd::store::EventStore::MySql(_) => (
+            "mysql",
+            "select table_name from information_schema.tables where table_schema = database()",
+        ),
+        chatd::store::EventStore::Sqlite(_) => (
+            "sqlite",
+            "select name from sqlite_master where type = 'table' and name not like 'sqlite_%'",
+        ),
+    };
+    let tables: Vec<(String,)> = match &db.store {
+        chatd::store::EventStore::MySql(s) => sqlx::query_as(tables_sql).fetch_all(s.pool()).await,
+        chatd::store::EventStore::Sqlite(s) => sqlx::query_as(tables_sql).fetch_all(s.pool()).await,
+    }
+    .unwrap();
+    for (table,) in tables {
+        execute(db, &format!("drop table {table}")).await;
+    }
+    let earlier = std::env::temp_dir().join(format!("chatd-migrations-{}", fresh_id()));
+    std::fs::create_dir_all(&earlier).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(dir);
+    for entry in std::fs::read_dir(all).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.as_str() < first_new {
+            std::fs::copy(&path, earlier.join(&name)).unwrap();
+        }
+    }
+    let migrator = sqlx::migrate::Migrator::new(earlier.as_path())
+        .await
+        .unwrap();
+    match &db.store {
+        chatd::store::EventStore::MySql(s) => migrator.run(s.pool()).await,
+        chatd::store::EventStore::Sqlite(s) => migrator.run(s.pool()).await,
+    }
+    .unwrap();
+    let _ = std::fs::remove_dir_all(earlier);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_migration_moves_conversations_archived_before_the_archive_tables_existed() {
     for db in TestDb::each().await {
         let name = db.name();
-        let app = TestApp::spawn(&db).await;
-        let (_, user) = app.session(Role::User, None).await;
-        let (_, admin) = app.session(Role::Admin, None).await;
-        let mut conversations = Vec::new();
-        for archive in [true, false] {
-            let (status, sent) = app
-                .call(
-                    Method::POST,
-                    "/api/chat/messages",
-                    Some(&user),
-                    Some(&json!({"message": format!("archive {archive}")})),
-                )
-                .await;
-            assert_eq!(status, 201, "{sent}");
-            let id = sent["data"]["conversation_id"].as_u64().unwrap();
-            let status = if archive { "archived" } else { "closed" };
-            let path = format!("/api/chat/conversations/{id}/status");
-            let body = json!({"status": status});
-            let (code, _) = app
-                .call(Method::PUT, &path, Some(&admin), Some(&body))
-                .await;
-            assert_eq!(code, 200);
-            conversations.push(id);
-        }
-        let [archived, closed] = conversations[..] else {
-            unreachable!()
-        };
-        let path = format!("/api/chat/conversations/{closed}");
-        app.call(Method::GET, &path, Some(&admin), None).await;
-        app.stop().await;
-
-        // The tables as they were before the archive tables: every row in the live ones.
+        schema_before(&db, "0016").await;
+        // Conversation 1 archived (with a message), 2 closed (with one), 3 active and silent.
         for sql in [
-            "insert into conversations select * from conversations_archive",
-            "insert into messages select * from messages_archive",
-            "drop table conversations_archive",
-            "drop table messages_archive",
-            "delete from _sqlx_migrations where version = 16",
+            "insert into conversations (id, user_id, user_identifier, status, last_message_at, \
+             message_count, unread_for_user, unread_for_admin, created_at, updated_at, version) \
+             values (1, 7, 'u7', 'archived', 2000, 1, 0, 1, 1000, 3000, 3), \
+             (2, 7, 'u7', 'closed', 5000, 1, 0, 1, 4000, 6000, 3), \
+             (3, 7, 'u7', 'active', null, 0, 0, 0, 7000, 7000, 1)",
+            "insert into messages (id, conversation_id, user_id, sender_role, sender_identifier, \
+             message_type, content, is_read, timestamp, position) \
+             values (1, 1, 7, 'user', 'u7', 'text', 'old words', 0, 2000, 2), \
+             (2, 2, 7, 'user', 'u7', 'text', 'newer words', 0, 5000, 5)",
         ] {
             execute(&db, sql).await;
         }
-        assert_eq!(count(&db, "conversations", "id", archived).await, 1);
 
         let applied = db.store.migrate().await.unwrap();
-        assert_eq!(applied, vec!["0016 archive tables".to_string()], "{name}");
         assert_eq!(
-            count(&db, "conversations", "id", archived).await,
-            0,
+            applied,
+            ["0016 archive tables", "0017 conversation activity"],
             "{name}"
         );
-        assert_eq!(count(&db, "conversations_archive", "id", archived).await, 1);
-        assert_eq!(count(&db, "messages", "conversation_id", archived).await, 0);
+        let ids = |table: &str| format!("select id, conversation_id from {table} order by id");
+        assert_eq!(query_ints(&db, &ids("messages")).await, [(2, 2)], "{name}");
         assert_eq!(
-            count(&db, "messages_archive", "conversation_id", archived).await,
-            1
+            query_ints(&db, &ids("messages_archive")).await,
+            [(1, 1)],
+            "{name}"
         );
-        assert_eq!(count(&db, "conversations", "id", closed).await, 1, "{name}");
-        assert_eq!(count(&db, "messages", "conversation_id", closed).await, 1);
+        // Lists are ordered by the last message, else the opening.
+        assert_eq!(
+            query_ints(&db, "select id, activity_at from conversations order by id").await,
+            [(2, 5000), (3, 7000)],
+            "{name}"
+        );
+        assert_eq!(
+            query_ints(&db, "select id, activity_at from conversations_archive").await,
+            [(1, 2000)],
+            "{name}"
+        );
     }
 }

@@ -15,7 +15,7 @@ Afterwards it checks, against the log in MariaDB:
   acked     every acknowledged client_msg_id is in the log exactly once, with the acked message id
   sequence  every stream's sequences are 1..n
   position  positions are unique, gap-free, and increase along each stream's sequence
-  readback  the `messages` read table holds exactly the log's messages
+  readback  the `messages` read tables (live and archive) hold exactly the log's messages
   replay    the read tables equal what `chatd replay` rebuilds from the log, row for row
   audit     `chatd audit verify` finds every hash chain intact
   sealed    no message's text is in the events table in the clear (a master key is configured, so
@@ -58,7 +58,9 @@ DATABASE = "chaos"
 # Read tables and their primary keys (what `chatd replay` rebuilds).
 READ_TABLES = {
     "conversations": "id",
+    "conversations_archive": "id",
     "messages": "id",
+    "messages_archive": "id",
     "files": "file_id",
     "search_terms": "message_id, term",
     "analytics_facts": "position, kind",
@@ -923,7 +925,8 @@ def check_log(cluster, acks, checks):
     )
 
     table = {int(r[0]): (int(r[1]), r[2], r[3]) for r in cluster.mariadb.query(
-        "select id, conversation_id, client_msg_id, content from messages")}
+        "select id, conversation_id, client_msg_id, content from messages union all "
+        "select id, conversation_id, client_msg_id, content from messages_archive")}
     missing = sorted(set(messages) - set(table))
     extra = sorted(set(table) - set(messages))
     differ = sorted(i for i in set(messages) & set(table) if messages[i] != table[i])

@@ -336,10 +336,17 @@ where
             conditions.push("user_id = ?");
             binds.push(int(user_id));
         }
-        if let Some(status) = &filter.status {
-            conditions.push("status = ?");
-            binds.push(Bind::Text(status.clone()));
-        }
+        // Archived conversations are only in the archive (where every row is archived), the
+        // others never are.
+        let tables = match filter.status.as_deref() {
+            Some("archived") => vec![ARCHIVED_CONVERSATIONS],
+            Some(status) => {
+                conditions.push("status = ?");
+                binds.push(Bind::Text(status.to_string()));
+                vec!["conversations"]
+            }
+            None => vec!["conversations", ARCHIVED_CONVERSATIONS],
+        };
         if let Some(admin_id) = filter.assigned_to {
             conditions.push("admin_id = ?");
             binds.push(int(admin_id));
@@ -352,52 +359,39 @@ where
         } else {
             format!("where {}", conditions.join(" and "))
         };
-        // Archived conversations are only in the archive, the others never are.
-        let (source, binds) = match filter.status.as_deref() {
-            Some("archived") => (ARCHIVED_CONVERSATIONS.to_string(), binds),
-            Some(_) => ("conversations".to_string(), binds),
-            None => {
-                let both = binds.iter().chain(&binds).cloned().collect();
-                let source = format!(
-                    "(select {CONVERSATION_COLUMNS} from conversations {where_clause} union all \
-                     select {CONVERSATION_COLUMNS} from {ARCHIVED_CONVERSATIONS} {where_clause}) c"
-                );
-                return self.conversation_page(&source, "", both, page, limit).await;
-            }
-        };
-        self.conversation_page(&source, &where_clause, binds, page, limit)
-            .await
-    }
-
-    /// One page of the conversations of `source` (a table or a derived table) that `where_clause`
-    /// keeps, most recently active first, and their count.
-    async fn conversation_page(
-        &self,
-        source: &str,
-        where_clause: &str,
-        mut binds: Vec<Bind>,
-        page: u32,
-        limit: u32,
-    ) -> Result<(Vec<ConversationRow>, u64), StoreError> {
-        let total_rows = self
-            .fetch(
-                &format!("select count(*) from {source} {where_clause}"),
-                binds.clone(),
-            )
-            .await?;
-        let total = match total_rows.first() {
-            Some(row) => unsigned(row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx)?),
-            None => 0,
-        };
         let limit = limit.clamp(1, MAX_PAGE_SIZE);
         let offset = u64::from(page.max(1) - 1) * u64::from(limit);
-        binds.push(Bind::Int(i64::from(limit)));
-        binds.push(int(offset));
-        let sql = format!(
-            "select {CONVERSATION_COLUMNS} from {source} {where_clause} \
-             order by coalesce(last_message_at, created_at) desc, id desc limit ? offset ?"
-        );
-        let rows = self.fetch(&sql, binds).await?;
+        let mut total = 0;
+        for table in &tables {
+            let rows = self
+                .fetch(
+                    &format!("select count(*) from {table} {where_clause}"),
+                    binds.clone(),
+                )
+                .await?;
+            if let Some(row) = rows.first() {
+                total += unsigned(row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx)?);
+            }
+        }
+        // Each table gives its first `offset + limit` in list order (an index walk), and the
+        // page is cut from those.
+        let order = "order by activity_at desc, id desc";
+        let mut page_binds = Vec::new();
+        let branches: Vec<String> = tables
+            .iter()
+            .map(|table| {
+                page_binds.extend(binds.iter().cloned());
+                page_binds.push(int(offset + u64::from(limit)));
+                format!(
+                    "select * from (select {CONVERSATION_COLUMNS}, activity_at from {table} \
+                     {where_clause} {order} limit ?) {table}"
+                )
+            })
+            .collect();
+        page_binds.push(Bind::Int(i64::from(limit)));
+        page_binds.push(int(offset));
+        let sql = format!("{} {order} limit ? offset ?", branches.join(" union all "));
+        let rows = self.fetch(&sql, page_binds).await?;
         let conversations = rows
             .iter()
             .map(conversation_from_row::<DB>)
