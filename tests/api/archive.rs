@@ -297,14 +297,6 @@ async fn an_archived_conversation_lives_in_the_archive_tables_and_every_view_sti
     }
 }
 
-async fn execute(db: &TestDb, sql: &str) {
-    match &db.store {
-        chatd::store::EventStore::MySql(s) => sqlx::query(sql).execute(s.pool()).await.map(|_| ()),
-        chatd::store::EventStore::Sqlite(s) => sqlx::query(sql).execute(s.pool()).await.map(|_| ()),
-    }
-    .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
 async fn query_ints(db: &TestDb, sql: &str) -> Vec<(i64, i64)> {
     match &db.store {
         chatd::store::EventStore::MySql(s) => sqlx::query_as(sql).fetch_all(s.pool()).await,
@@ -332,7 +324,7 @@ async fn schema_before(db: &TestDb, first_new: &str) {
     }
     .unwrap();
     for (table,) in tables {
-        execute(db, &format!("drop table {table}")).await;
+        execute(&db.store, &format!("drop table {table}")).await;
     }
     let earlier = std::env::temp_dir().join(format!("chatd-migrations-{}", fresh_id()));
     std::fs::create_dir_all(&earlier).unwrap();
@@ -374,7 +366,7 @@ async fn the_migration_moves_conversations_archived_before_the_archive_tables_ex
              values (1, 1, 7, 'user', 'u7', 'text', 'old words', 0, 2000, 2), \
              (2, 2, 7, 'user', 'u7', 'text', 'newer words', 0, 5000, 5)",
         ] {
-            execute(&db, sql).await;
+            execute(&db.store, sql).await;
         }
 
         let applied = db.store.migrate().await.unwrap();

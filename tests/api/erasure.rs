@@ -510,15 +510,7 @@ async fn retention_erases_what_was_closed_longer_ago_than_the_rule_and_nothing_e
                 "update {table} set closed_at = closed_at - {forty_days}, \
                  updated_at = updated_at - {forty_days} where id in ({old_closed}, {old_archived})"
             );
-            match &db.store {
-                chatd::store::EventStore::MySql(s) => {
-                    sqlx::query(&age).execute(s.pool()).await.map(|_| ())
-                }
-                chatd::store::EventStore::Sqlite(s) => {
-                    sqlx::query(&age).execute(s.pool()).await.map(|_| ())
-                }
-            }
-            .unwrap();
+            execute(&db.store, &age).await;
         }
 
         let app = TestApp::spawn_with(

@@ -736,14 +736,6 @@ async fn with_automatic_assignment_off_a_new_conversation_stays_unassigned() {
     }
 }
 
-async fn execute(store: &chatd::store::EventStore, sql: &str) {
-    match store {
-        chatd::store::EventStore::MySql(s) => sqlx::query(sql).execute(s.pool()).await.map(drop),
-        chatd::store::EventStore::Sqlite(s) => sqlx::query(sql).execute(s.pool()).await.map(drop),
-    }
-    .expect(sql);
-}
-
 async fn assignment_checkpoint(store: &chatd::store::EventStore) -> u64 {
     let sql = "select position from projector_state where name = 'auto_assignment'";
     let position: Option<i64> = match store {

@@ -430,6 +430,15 @@ impl TestApp {
     }
 }
 
+/// Runs one statement on the test's database (raw SQL, for setting up what a test needs).
+pub async fn execute(store: &EventStore, sql: &str) {
+    match store {
+        EventStore::MySql(s) => sqlx::query(sql).execute(s.pool()).await.map(drop),
+        EventStore::Sqlite(s) => sqlx::query(sql).execute(s.pool()).await.map(drop),
+    }
+    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
 /// Every row of a table, in id order, as text.
 pub async fn dump(store: &EventStore, table: &str) -> Vec<String> {
     let key = if table == "files" { "file_id" } else { "id" };
