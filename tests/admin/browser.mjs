@@ -28,6 +28,7 @@ const AUDITOR_TOKEN = env('AUDITOR_TOKEN');
 const USER_TOKEN = env('USER_TOKEN');
 const CONVERSATION = Number(env('CONVERSATION_ID'));
 const SECOND = Number(env('SECOND_CONVERSATION_ID'));
+const SECOND_USER_ID = Number(env('SECOND_USER_ID'));
 const HAYSTACK = Number(env('HAYSTACK_CONVERSATION_ID'));
 const SHOTS = env('SCREENSHOT_DIR');
 const TIMEOUT = 10000;
@@ -327,6 +328,17 @@ async function run() {
     await page.locator('.conversation-header .badge', { hasText: 'archived' }).waitFor();
     check(await page.locator('#reply').isDisabled(), 'the reply box is disabled once archived');
     check(await page.locator('#actions button').count() === 0, 'nothing more to do with an archived conversation');
+
+    step('an erased person\'s messages show as erased, with their sender and time');
+    const erasure = await rest('POST', '/api/chat/admin/erasures', ADMIN_TOKEN,
+      { user_id: SECOND_USER_ID, reason: 'request in the browser test' });
+    check(erasure.status === 200, `erased: ${erasure.status} ${JSON.stringify(erasure.json)}`);
+    await page.reload();
+    const erasedMessage = page.locator('#messages li .erased', { hasText: 'erased' }).first();
+    await erasedMessage.waitFor({ timeout: TIMEOUT });
+    check(await page.locator('#messages li', { hasText: 'Another question' }).count() === 0,
+      'the erased text is shown nowhere');
+    check(await page.locator('#messages li time').count() > 0, 'the times stay');
     await page.goto(`${URL_BASE}/admin/#/dashboard`);
 
     step('filters: closed conversations assigned to me');

@@ -746,7 +746,7 @@ async fn the_manager_works_in_a_real_browser_with_live_updates_and_messages_show
         let name = db.name();
         let (user_id, user, conversation) =
             user_with_conversation(&app, "Hello, I need help").await;
-        let (_, _, second) = user_with_conversation(&app, "Another question").await;
+        let (second_user, _, second) = user_with_conversation(&app, "Another question").await;
         // More messages holding one word than a search over every conversation ranks (1,000):
         // the dashboard offers to search the older ones.
         let (haystack_user, _, haystack) = user_with_conversation(&app, "haystack 0").await;
@@ -779,6 +779,7 @@ async fn the_manager_works_in_a_real_browser_with_live_updates_and_messages_show
                 ("USER_ID", user_id.to_string()),
                 ("CONVERSATION_ID", conversation.to_string()),
                 ("SECOND_CONVERSATION_ID", second.to_string()),
+                ("SECOND_USER_ID", second_user.to_string()),
                 ("HAYSTACK_CONVERSATION_ID", haystack.to_string()),
                 ("SCREENSHOT_DIR", artifacts.display().to_string()),
             ],
