@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use events::{ConversationEvent, Role};
 
-use crate::archive::{archive_of, move_rows};
+use crate::archive::{Deferred, archive_of, move_rows};
 use crate::batch::BatchInsert;
 use crate::{LoggedEvent, ProjectionError, Projector, SqlTxn, SqlValue, Tables};
 
@@ -31,7 +31,9 @@ const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, null, 0, nul
 pub struct MessagesProjector {
     /// Conversations archived during a replay whose earlier rows are still in the rebuilt live
     /// table: the copy has no index by conversation, so they move once the swap has built it.
-    deferred_moves: std::sync::Mutex<Vec<u64>>,
+    deferred_moves: Deferred,
+    /// Conversations erased during a replay, marked once the swap has built that index.
+    deferred_erasures: Deferred,
 }
 
 #[async_trait]
@@ -117,25 +119,20 @@ impl Projector for MessagesProjector {
                     mark_read(txn, [&live, &archive], event, message_ids).await?;
                 }
                 ConversationEvent::ConversationErased { .. } => {
-                    pending.flush(txn).await?;
-                    pending_archived.flush(txn).await?;
-                    // What a replay folds from the erased events themselves: empty text and
-                    // names, every row marked, wherever the conversation is.
-                    for table in [&live, &archive] {
-                        let sql = format!(
-                            "update {table} set content = '', erased = 1, file_name = \
-                             case when file_name is null then null else '' end \
-                             where conversation_id = ?"
-                        );
-                        txn.execute(&sql, &[event.conversation_id()?.into()])
-                            .await?;
+                    let id = event.conversation_id()?;
+                    if *tables == Tables::REBUILD {
+                        self.deferred_erasures.push(id)?;
+                    } else {
+                        pending.flush(txn).await?;
+                        pending_archived.flush(txn).await?;
+                        erase(txn, [&live, &archive], id).await?;
                     }
                 }
                 ConversationEvent::ConversationArchived { .. } => {
                     // Rows of earlier batches; this batch's are queued for the archive.
                     let id = event.conversation_id()?;
                     if *tables == Tables::REBUILD {
-                        self.deferred()?.push(id);
+                        self.deferred_moves.push(id)?;
                     } else {
                         pending.flush(txn).await?;
                         move_rows(txn, &live, &archive, ALL_COLUMNS, "conversation_id", id).await?;
@@ -149,24 +146,35 @@ impl Projector for MessagesProjector {
     }
 
     async fn finish_rebuild(&self, txn: &mut dyn SqlTxn) -> Result<(), ProjectionError> {
-        let deferred = std::mem::take(&mut *self.deferred()?);
         let (live, archive) = (
             Tables::LIVE.name("messages"),
             archive_of(&Tables::LIVE, "messages"),
         );
-        for id in deferred {
+        for id in self.deferred_moves.take()? {
             move_rows(txn, &live, &archive, ALL_COLUMNS, "conversation_id", id).await?;
+        }
+        for id in self.deferred_erasures.take()? {
+            erase(txn, [&live, &archive], id).await?;
         }
         Ok(())
     }
 }
 
-impl MessagesProjector {
-    fn deferred(&self) -> Result<std::sync::MutexGuard<'_, Vec<u64>>, ProjectionError> {
-        self.deferred_moves
-            .lock()
-            .map_err(|_| ProjectionError::Database("a replay's deferred moves were lost".into()))
+/// What a replay folds from the erased events themselves: empty text and names, every row
+/// marked, wherever the conversation is.
+async fn erase(
+    txn: &mut dyn SqlTxn,
+    tables: [&str; 2],
+    conversation_id: u64,
+) -> Result<(), ProjectionError> {
+    for table in tables {
+        let sql = format!(
+            "update {table} set content = '', erased = 1, file_name = \
+             case when file_name is null then null else '' end where conversation_id = ?"
+        );
+        txn.execute(&sql, &[conversation_id.into()]).await?;
     }
+    Ok(())
 }
 
 /// Marks the messages read, in the live table or, for an archived conversation, the archive.

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use events::ConversationEvent;
 
+use crate::archive::Deferred;
 use crate::batch::BatchInsert;
 use crate::{LoggedEvent, ProjectionError, Projector, SqlTxn, SqlValue, Tables};
 
@@ -206,7 +207,12 @@ impl SearchQuery {
     }
 }
 
-pub struct SearchProjector;
+#[derive(Default)]
+pub struct SearchProjector {
+    /// Conversations erased during a replay: their terms go once the swap has built the index
+    /// by conversation.
+    deferred_erasures: Deferred,
+}
 
 #[async_trait]
 impl Projector for SearchProjector {
@@ -232,10 +238,13 @@ impl Projector for SearchProjector {
         let mut pending = BatchInsert::new(table.clone(), COLUMNS, ROW, INSERT_CHUNK);
         for event in events {
             if let ConversationEvent::ConversationErased { .. } = event.decode()? {
-                pending.flush(txn).await?;
-                let sql = format!("delete from {table} where conversation_id = ?");
-                txn.execute(&sql, &[event.conversation_id()?.into()])
-                    .await?;
+                let id = event.conversation_id()?;
+                if *tables == Tables::REBUILD {
+                    self.deferred_erasures.push(id)?;
+                } else {
+                    pending.flush(txn).await?;
+                    forget(txn, &table, id).await?;
+                }
             }
             // Text and captions of image and file messages alike; other events carry no text.
             if let ConversationEvent::MessageSent {
@@ -258,6 +267,25 @@ impl Projector for SearchProjector {
         }
         pending.flush(txn).await
     }
+
+    async fn finish_rebuild(&self, txn: &mut dyn SqlTxn) -> Result<(), ProjectionError> {
+        let table = Tables::LIVE.name("search_terms");
+        for id in self.deferred_erasures.take()? {
+            forget(txn, &table, id).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes an erased conversation's terms (through the index by conversation).
+async fn forget(
+    txn: &mut dyn SqlTxn,
+    table: &str,
+    conversation_id: u64,
+) -> Result<(), ProjectionError> {
+    let sql = format!("delete from {table} where conversation_id = ?");
+    txn.execute(&sql, &[conversation_id.into()]).await?;
+    Ok(())
 }
 
 #[cfg(test)]

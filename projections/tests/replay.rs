@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use projections::{LoggedEvent, SqlValue, all_projectors, replay};
 use proptest::prelude::*;
-use support::{MemoryStore, busy_log, int, projected_tables, txt};
+use support::{MemoryStore, busy_log, busy_log_archived_and_erased, int, projected_tables, txt};
 
 type Dump = Vec<(&'static str, Vec<Vec<SqlValue>>)>;
 
@@ -124,10 +124,16 @@ proptest! {
 #[tokio::test]
 async fn replay_rebuilds_half_folded_tables_into_those_of_the_whole_log_and_moves_the_checkpoints()
 {
-    let log = busy_log();
+    let log = busy_log_archived_and_erased();
     let events = log.events();
     let head = events.len() as u64;
     let expected = fold_in_one_batch(events).await;
+    // The archived conversations (the story's and one of these) are in the archive.
+    let (_, archived) = expected
+        .iter()
+        .find(|(table, _)| *table == "messages_archive")
+        .unwrap();
+    assert_eq!(archived.len(), 5 + 40);
     let store = MemoryStore::new(events).await;
     store
         .apply(&all_projectors(), &events[..events.len() / 2])

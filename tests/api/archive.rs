@@ -371,7 +371,7 @@ async fn the_migration_moves_conversations_archived_before_the_archive_tables_ex
 
         let applied = db.store.migrate().await.unwrap();
         assert_eq!(
-            applied,
+            applied[..2],
             ["0016 archive tables", "0017 conversation activity"],
             "{name}"
         );

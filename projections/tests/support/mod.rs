@@ -315,6 +315,32 @@ pub fn busy_log() -> Log {
     log
 }
 
+/// [`busy_log`], then some of its conversations archived, erased, or both: what a replay must
+/// defer until the rebuilt tables have their indexes.
+pub fn busy_log_archived_and_erased() -> Log {
+    let mut log = busy_log();
+    let alice = admin(20, "alice");
+    let mut at = 900_000_000;
+    let mut record = |conversation: u64, event: ConversationEvent| {
+        at += 1_000;
+        log.record(conversation, at, event);
+    };
+    record(
+        6,
+        ConversationEvent::ConversationArchived { by: alice.clone() },
+    );
+    for conversation in [10, 6] {
+        record(
+            conversation,
+            ConversationEvent::ConversationErased {
+                reason: "a request".into(),
+                by: alice.clone(),
+            },
+        );
+    }
+    log
+}
+
 pub fn int(v: i64) -> SqlValue {
     SqlValue::Int(v)
 }
