@@ -142,7 +142,7 @@ pub fn all_projectors() -> Vec<std::sync::Arc<dyn Projector>> {
         std::sync::Arc::new(ConversationsProjector),
         std::sync::Arc::new(MessagesProjector::default()),
         std::sync::Arc::new(FilesProjector),
-        std::sync::Arc::new(SearchProjector::default()),
+        std::sync::Arc::new(SearchProjector),
         std::sync::Arc::new(AnalyticsProjector),
     ]
 }

@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use events::ConversationEvent;
 
-use crate::archive::Deferred;
 use crate::batch::BatchInsert;
 use crate::{LoggedEvent, ProjectionError, Projector, SqlTxn, SqlValue, Tables};
 
@@ -21,6 +20,10 @@ use crate::{LoggedEvent, ProjectionError, Projector, SqlTxn, SqlValue, Tables};
 const INSERT_CHUNK: usize = 500;
 const COLUMNS: &str = "term, conversation_id, message_id, hits";
 const ROW: &str = "(?, ?, ?, ?)";
+/// The messages holding terms, by conversation (2 parameters a row).
+const MESSAGE_COLUMNS: &str = "conversation_id, message_id";
+const MESSAGE_ROW: &str = "(?, ?)";
+const MESSAGE_CHUNK: usize = 500;
 /// Words are indexed and matched on their first characters only (the column's width).
 pub const MAX_TERM_CHARS: usize = 64;
 /// Distinct terms a query may have: each is an index lookup, and a common one (a frequent
@@ -207,12 +210,7 @@ impl SearchQuery {
     }
 }
 
-#[derive(Default)]
-pub struct SearchProjector {
-    /// Conversations erased during a replay: their terms go once the swap has built the index
-    /// by conversation.
-    deferred_erasures: Deferred,
-}
+pub struct SearchProjector;
 
 #[async_trait]
 impl Projector for SearchProjector {
@@ -221,7 +219,7 @@ impl Projector for SearchProjector {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["search_terms"]
+        &["search_terms", "search_messages"]
     }
 
     fn pace(&self) -> std::time::Duration {
@@ -235,16 +233,19 @@ impl Projector for SearchProjector {
         events: &[LoggedEvent],
     ) -> Result<(), ProjectionError> {
         let table = tables.name("search_terms");
+        let messages = tables.name("search_messages");
         let mut pending = BatchInsert::new(table.clone(), COLUMNS, ROW, INSERT_CHUNK);
+        let mut pending_messages = BatchInsert::new(
+            messages.clone(),
+            MESSAGE_COLUMNS,
+            MESSAGE_ROW,
+            MESSAGE_CHUNK,
+        );
         for event in events {
             if let ConversationEvent::ConversationErased { .. } = event.decode()? {
-                let id = event.conversation_id()?;
-                if *tables == Tables::REBUILD {
-                    self.deferred_erasures.push(id)?;
-                } else {
-                    pending.flush(txn).await?;
-                    forget(txn, &table, id).await?;
-                }
+                pending.flush(txn).await?;
+                pending_messages.flush(txn).await?;
+                forget(txn, [&table, &messages], event.conversation_id()?).await?;
             }
             // Text and captions of image and file messages alike; other events carry no text.
             if let ConversationEvent::MessageSent {
@@ -254,7 +255,12 @@ impl Projector for SearchProjector {
             } = event.decode()?
             {
                 let conversation_id = event.conversation_id()?;
-                for (term, hits) in index_terms(content) {
+                let terms = index_terms(content);
+                if !terms.is_empty() {
+                    let row = [conversation_id.into(), message_id.into()];
+                    pending_messages.push(txn, event.position, row).await?;
+                }
+                for (term, hits) in terms {
                     let row = [
                         term.into(),
                         conversation_id.into(),
@@ -265,26 +271,41 @@ impl Projector for SearchProjector {
                 }
             }
         }
-        pending.flush(txn).await
-    }
-
-    async fn finish_rebuild(&self, txn: &mut dyn SqlTxn) -> Result<(), ProjectionError> {
-        let table = Tables::LIVE.name("search_terms");
-        for id in self.deferred_erasures.take()? {
-            forget(txn, &table, id).await?;
-        }
-        Ok(())
+        pending.flush(txn).await?;
+        pending_messages.flush(txn).await
     }
 }
 
-/// Removes an erased conversation's terms (through the index by conversation).
+/// Removes an erased conversation's terms: its messages' keys from `search_messages`, then
+/// their terms by primary key (both lookups, even in a replay's copies).
 async fn forget(
     txn: &mut dyn SqlTxn,
-    table: &str,
+    [terms, messages]: [&str; 2],
     conversation_id: u64,
 ) -> Result<(), ProjectionError> {
-    let sql = format!("delete from {table} where conversation_id = ?");
-    txn.execute(&sql, &[conversation_id.into()]).await?;
+    let ids = txn
+        .fetch_all(
+            &format!("select message_id from {messages} where conversation_id = ?"),
+            &[conversation_id.into()],
+        )
+        .await?;
+    for chunk in ids.chunks(MESSAGE_CHUNK) {
+        let placeholders = vec!["?"; chunk.len()].join(", ");
+        let params: Vec<SqlValue> = chunk
+            .iter()
+            .filter_map(|row| row.first().cloned())
+            .collect();
+        txn.execute(
+            &format!("delete from {terms} where message_id in ({placeholders})"),
+            &params,
+        )
+        .await?;
+    }
+    txn.execute(
+        &format!("delete from {messages} where conversation_id = ?"),
+        &[conversation_id.into()],
+    )
+    .await?;
     Ok(())
 }
 

@@ -356,7 +356,7 @@ async fn the_files_projector_records_each_upload_with_its_conversation_and_uploa
 
 #[tokio::test]
 async fn the_search_projector_indexes_words_and_chinese_bigrams_with_their_hits() {
-    let store = folded(SearchProjector::default()).await;
+    let store = folded(SearchProjector).await;
 
     let refund = store
         .query("select conversation_id, message_id, hits from search_terms where term = 'refund'")
@@ -492,14 +492,14 @@ async fn applying_messages_already_in_the_table_fails_naming_the_positions_of_th
         .apply(&[Arc::new(MessagesProjector::default())], log.events())
         .await;
     search
-        .apply(&[Arc::new(SearchProjector::default())], log.events())
+        .apply(&[Arc::new(SearchProjector)], log.events())
         .await;
 
     let again = messages
         .try_apply(&[Arc::new(MessagesProjector::default())], log.events())
         .await;
     let search_again = search
-        .try_apply(&[Arc::new(SearchProjector::default())], log.events())
+        .try_apply(&[Arc::new(SearchProjector)], log.events())
         .await;
 
     // The first insert is the run of messages the read receipt at position 14 flushes.
@@ -543,7 +543,7 @@ async fn the_messages_and_search_projectors_insert_each_run_with_one_statement()
         .apply(
             &[
                 Arc::new(MessagesProjector::default()),
-                Arc::new(SearchProjector::default()),
+                Arc::new(SearchProjector),
             ],
             log.events(),
         )

@@ -1,0 +1,11 @@
+-- The messages the search index holds terms of, by conversation: an erasure finds a
+-- conversation's terms through these keys instead of reading the whole index. One row per
+-- message, not per term, so the index's writes barely grow. Folded by the search projector like
+-- `search_terms`; filled here from what it holds.
+create table search_messages (
+    conversation_id integer not null,
+    message_id integer not null,
+    primary key (conversation_id, message_id)
+) without rowid;
+insert into search_messages (conversation_id, message_id)
+    select distinct conversation_id, message_id from search_terms;
