@@ -129,20 +129,32 @@ impl Broadcaster {
         // Published before the emit: a client that reads on hearing of it must find it.
         self.position = event.position;
         self.announced.send_replace(event.position);
-        if let Some((name, data, rooms)) = socket_event(event, &self.attachments) {
-            self.realtime.emit_local(rooms, name, &data).await;
+        if let Some((conversation_id, name, data, rooms)) = socket_event(event, &self.attachments) {
+            self.realtime
+                .emit_local(conversation_id, rooms, name, &data)
+                .await;
             let lag = (crate::clock::now_micros() - event.recorded_at_micros).max(0) as f64 / 1e6;
             crate::metrics::broadcast_lag(lag);
         }
     }
 }
 
-/// The socket event for one log event, and the rooms it goes to.
+/// The socket event for one log event: its conversation, name and data, and the rooms it goes
+/// to.
 fn socket_event(
     event: &StoredEvent,
     attachments: &crate::files::Attachments,
-) -> Option<(&'static str, Value, Vec<String>)> {
+) -> Option<(u64, &'static str, Value, Vec<String>)> {
     let id: u64 = event.stream_id.parse().ok()?;
+    let (name, data, rooms) = socket_event_of(id, event, attachments)?;
+    Some((id, name, data, rooms))
+}
+
+fn socket_event_of(
+    id: u64,
+    event: &StoredEvent,
+    attachments: &crate::files::Attachments,
+) -> Option<(&'static str, Value, Vec<String>)> {
     let room = conversation_room(id);
     let everyone = vec![room.clone(), STAFF_ROOM.to_string()];
     let status = |status: &str, by: &::events::Actor| json!({"conversation_id": id, "status": status, "changed_by": by.role.as_str()});

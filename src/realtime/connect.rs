@@ -121,6 +121,7 @@ pub(super) async fn authenticate<A: Adapter>(
         socket.join(STAFF_ROOM);
     }
     events::register(&socket);
+    socket.extensions.insert(super::JoinHolds::default());
     socket.extensions.insert(SocketCaller { session, token });
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! envelope when the client asked for one, else failures come back as an `error` event
 //! `{code, message}`. Every decision is the application layer's, shared with REST.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -256,6 +257,9 @@ async fn join_conversation<A: Adapter>(
     event: ClientEvent<JoinPayload>,
     reply: Reply<A>,
 ) {
+    let holds = socket.extensions.get::<super::JoinHolds>();
+    // The conversation whose broadcasts wait for this answer, and the messages it holds.
+    let mut held: Option<(u64, HashSet<u64>)> = None;
     let result = async {
         let (
             session,
@@ -269,6 +273,10 @@ async fn join_conversation<A: Adapter>(
         within_limit(&app, &session, LimitKind::Joins).await?;
         app.fresh_for(&session).await;
         readable(&app, &session, id).await?;
+        if let Some(holds) = &holds {
+            holds.hold(id);
+            held = Some((id, HashSet::new()));
+        }
         socket.join(conversation_room(id));
         // Everything committed from now on reaches this socket through the room; everything
         // committed before must be in what the join answers, or a reconnecting client would
@@ -291,6 +299,9 @@ async fn join_conversation<A: Adapter>(
             ));
         }
         let page = messages::on_join(&app, id, since).await?;
+        if let Some((_, answered)) = &mut held {
+            answered.extend(page.messages.iter().map(|message| message.id));
+        }
         // Where the next join continues when this one could not hold everything.
         let next_since = page
             .has_more
@@ -305,6 +316,9 @@ async fn join_conversation<A: Adapter>(
     }
     .await;
     reply.send(result);
+    if let (Some(holds), Some((id, answered))) = (holds, held) {
+        holds.release(&socket, id, &answered);
+    }
 }
 
 async fn leave_conversation<A: Adapter>(

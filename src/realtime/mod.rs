@@ -15,7 +15,10 @@ mod broadcaster;
 mod connect;
 mod events;
 mod in_flight;
+mod join_holds;
 mod watchers;
+
+use join_holds::JoinHolds;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,19 +93,36 @@ impl Realtime {
         }
     }
 
-    /// Sends `event` to this node's sockets in `rooms` (each socket once). A socket whose
-    /// outgoing buffer is full has stopped reading: it is disconnected rather than left to grow,
-    /// and catches up with `since` when it comes back.
-    pub async fn emit_local(&self, rooms: Vec<String>, event: &str, data: &Value) {
+    /// Sends `event` of conversation `conversation_id` to this node's sockets in `rooms` (each
+    /// socket once); a socket joining that conversation gets it after its join's answer. A
+    /// socket whose outgoing buffer is full has stopped reading: it is disconnected rather than
+    /// left to grow, and catches up with `since` when it comes back.
+    pub async fn emit_local(
+        &self,
+        conversation_id: u64,
+        rooms: Vec<String>,
+        event: &'static str,
+        data: &Value,
+    ) {
         match self {
             Realtime::Local(io) => {
                 if let Some(root) = io.of(ROOT) {
-                    emit_each(root.local().to(rooms).sockets(), event, data);
+                    emit_each(
+                        root.local().to(rooms).sockets(),
+                        conversation_id,
+                        event,
+                        data,
+                    );
                 }
             }
             Realtime::Redis(io) => {
                 if let Some(root) = io.of(ROOT) {
-                    emit_each(root.local().to(rooms).sockets(), event, data);
+                    emit_each(
+                        root.local().to(rooms).sockets(),
+                        conversation_id,
+                        event,
+                        data,
+                    );
                 }
             }
         }
@@ -120,12 +140,16 @@ impl Realtime {
         match self {
             Realtime::Local(io) => {
                 if let Some(root) = io.of(ROOT) {
-                    emit_each(root.local().sockets(), SHUTDOWN_EVENT, &notice);
+                    for socket in root.local().sockets() {
+                        emit_one(&socket, SHUTDOWN_EVENT, &notice);
+                    }
                 }
             }
             Realtime::Redis(io) => {
                 if let Some(root) = io.of(ROOT) {
-                    emit_each(root.local().sockets(), SHUTDOWN_EVENT, &notice);
+                    for socket in root.local().sockets() {
+                        emit_one(&socket, SHUTDOWN_EVENT, &notice);
+                    }
                 }
             }
         }
@@ -157,19 +181,30 @@ pub const SHUTDOWN_EVENT: &str = "server_shutdown";
 /// operators, looked up through `of`, do not.
 const ROOT: &str = "/";
 
-fn emit_each<A: Adapter>(sockets: Vec<SocketRef<A>>, event: &str, data: &Value) {
+fn emit_each<A: Adapter>(
+    sockets: Vec<SocketRef<A>>,
+    conversation_id: u64,
+    event: &'static str,
+    data: &Value,
+) {
     for socket in sockets {
-        // A socket that has missed an event gets nothing more before its disconnect: what it
-        // received stays a gap-free prefix, and `since` fills in the rest.
-        if socket.extensions.get::<Overflowed>().is_some() {
-            continue;
+        match socket.extensions.get::<JoinHolds>() {
+            Some(holds) => holds.emit_or_hold(&socket, conversation_id, event, data),
+            None => emit_one(&socket, event, data),
         }
-        if let Err(socketioxide::SendError::Socket(
-            socketioxide::SocketError::InternalChannelFull,
-        )) = socket.emit(event, data)
-        {
-            disconnect_overflowed(socket);
-        }
+    }
+}
+
+fn emit_one<A: Adapter>(socket: &SocketRef<A>, event: &str, data: &Value) {
+    // A socket that has missed an event gets nothing more before its disconnect: what it
+    // received stays a gap-free prefix, and `since` fills in the rest.
+    if socket.extensions.get::<Overflowed>().is_some() {
+        return;
+    }
+    if let Err(socketioxide::SendError::Socket(socketioxide::SocketError::InternalChannelFull)) =
+        socket.emit(event, data)
+    {
+        disconnect_overflowed(socket.clone());
     }
 }
 
@@ -285,7 +320,9 @@ mod tests {
         realtime
             .emit_to(rooms.clone(), "new_message", &json!({}))
             .await;
-        realtime.emit_local(rooms, "new_message", &json!({})).await;
+        realtime
+            .emit_local(1, rooms, "new_message", &json!({}))
+            .await;
         assert_eq!(realtime.local_sockets(), 0);
     }
 }

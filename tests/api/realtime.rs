@@ -422,6 +422,35 @@ async fn a_join_while_the_read_tables_lag_is_refused_rather_than_answered_withou
     }
 }
 
+/// A join answered while messages keep arriving: nothing newer than its answer reaches the
+/// socket before it (the answer used to come after messages broadcast during the join).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_join_is_answered_before_any_newer_broadcast_reaches_the_socket() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn_with(
+            &db,
+            &[
+                ("CHAT_LIMIT_MESSAGES_PER_MIN", "1000000"),
+                ("CHAT_LIMIT_JOINS_PER_MIN", "1000000"),
+            ],
+        )
+        .await;
+        let user = user_with_conversation(&app, "hello").await;
+        let admin = admin(&app).await;
+
+        run_scenario(
+            "join_answer_first",
+            &db,
+            &app,
+            json!({"user": user, "admin": admin}),
+        )
+        .await;
+
+        app.stop().await;
+        db.cleanup().await;
+    }
+}
+
 /// Limits small enough to reach in a test, and enough messages to need them.
 const TYPING_LIMIT: u32 = 4;
 const JOIN_LIMIT: u32 = 12;

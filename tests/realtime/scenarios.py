@@ -1427,6 +1427,67 @@ def scenario_ios_guide(cfg):
     peer.close()
 
 
+def scenario_join_answer_first(cfg):
+    """While messages keep arriving, a join's answer reaches the socket before any newer
+    broadcast: the messages a client sees, answers and broadcasts in the order they arrive, only
+    ever go forward (a repeat of one already seen aside)."""
+    rest = Rest(cfg)
+    user, admin = cfg["user"], cfg["admin"]
+    conversation = user["conversation_id"]
+    stop = threading.Event()
+    sent = []
+
+    def keep_sending():
+        while not stop.is_set():
+            sent.append(rest.send(admin["token"], conversation, "busy " + unique("c"))["id"])
+
+    sender = threading.Thread(target=keep_sending, daemon=True)
+    sender.start()
+    raw = RawSocket(cfg, "user (raw)", user["token"])
+    seen, last, backwards, overtaken = set(), user["message_id"], [], 0
+
+    def arrived(message_id, how):
+        nonlocal last
+        if message_id in seen:
+            return
+        if message_id < last:
+            backwards.append(f"{message_id} ({how}) after {last}")
+        seen.add(message_id)
+        last = max(last, message_id)
+
+    try:
+        for n in range(40):
+            ack_id = 100 + n
+            raw.send_text(f"42{ack_id}" + json.dumps(
+                ["join_conversation", {"conversation_id": conversation, "since": last}]))
+            while True:
+                packet = raw.next_text()
+                if packet.startswith(f"43{ack_id}["):
+                    joined = success_data(json.loads(packet[len(f"43{ack_id}"):])[0],
+                                          f"join {n + 1}")
+                    for message in joined["messages"]:
+                        arrived(message["id"], f"answer of join {n + 1}")
+                    break
+                if packet.startswith("42["):
+                    name, data = json.loads(packet[2:])[:2]
+                    if name == "new_message" and data.get("conversation_id") == conversation:
+                        if data["id"] > last:
+                            overtaken += 1
+                        arrived(data["id"], f"broadcast during join {n + 1}")
+            raw.send_text("42" + json.dumps(
+                ["leave_conversation", {"conversation_id": conversation}]))
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        sender.join(timeout=TIMEOUT)
+        raw.close()
+    check(len(sent) > 40, f"messages kept arriving during the joins: {len(sent)} sent")
+    check(not backwards, f"a join's answer came after newer broadcasts: {backwards[:5]}")
+    step(f"40 joins while {len(sent)} messages arrived: every answer came before newer "
+         f"broadcasts ({overtaken} broadcasts newer than the last seen arrived during joins, "
+         f"all after what the answers held)")
+
+
 SCENARIOS = {
     "ios_guide": scenario_ios_guide,
     "attachments": scenario_attachments,
@@ -1445,6 +1506,7 @@ SCENARIOS = {
     "polling": scenario_polling,
     "auditor_read_only": scenario_auditor_read_only,
     "join_while_tables_lag": scenario_join_while_tables_lag,
+    "join_answer_first": scenario_join_answer_first,
 }
 
 
