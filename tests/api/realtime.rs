@@ -92,8 +92,17 @@ pub(crate) async fn user_with_conversation(app: &TestApp, first_words: &str) -> 
 /// The common shape: on each back end, a user with an open conversation and an admin, then
 /// the scenario.
 async fn user_and_admin_scenario(scenario: &str, first_words: &str) {
+    user_and_admin_scenario_with(scenario, first_words, &[]).await;
+}
+
+/// [`user_and_admin_scenario`] on a server started with `settings`.
+async fn user_and_admin_scenario_with(
+    scenario: &str,
+    first_words: &str,
+    settings: &[(&str, &str)],
+) {
     for db in TestDb::each().await {
-        let app = TestApp::spawn(&db).await;
+        let app = TestApp::spawn_with(&db, settings).await;
         let user = user_with_conversation(&app, first_words).await;
         let admin = admin(&app).await;
 
@@ -426,29 +435,11 @@ async fn a_join_while_the_read_tables_lag_is_refused_rather_than_answered_withou
 /// socket before it (the answer used to come after messages broadcast during the join).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_join_is_answered_before_any_newer_broadcast_reaches_the_socket() {
-    for db in TestDb::each().await {
-        let app = TestApp::spawn_with(
-            &db,
-            &[
-                ("CHAT_LIMIT_MESSAGES_PER_MIN", "1000000"),
-                ("CHAT_LIMIT_JOINS_PER_MIN", "1000000"),
-            ],
-        )
-        .await;
-        let user = user_with_conversation(&app, "hello").await;
-        let admin = admin(&app).await;
-
-        run_scenario(
-            "join_answer_first",
-            &db,
-            &app,
-            json!({"user": user, "admin": admin}),
-        )
-        .await;
-
-        app.stop().await;
-        db.cleanup().await;
-    }
+    let unlimited = [
+        ("CHAT_LIMIT_MESSAGES_PER_MIN", "1000000"),
+        ("CHAT_LIMIT_JOINS_PER_MIN", "1000000"),
+    ];
+    user_and_admin_scenario_with("join_answer_first", "hello", &unlimited).await;
 }
 
 /// Limits small enough to reach in a test, and enough messages to need them.
