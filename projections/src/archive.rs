@@ -9,12 +9,11 @@
 use crate::{ProjectionError, SqlTxn, SqlValue, Tables};
 
 /// The archive table of a live read table, under the same rebuild suffix.
-pub fn archive_of(tables: &Tables, live: &str) -> String {
+pub(crate) fn archive_of(tables: &Tables, live: &str) -> String {
     tables.name(&format!("{live}_archive"))
 }
 
-/// Moves the rows whose `key` is `id` from `from` to `to` (tables with the same columns); how
-/// many moved.
+/// Moves the rows whose `key` is `id` from `from` to `to` (tables with the same columns).
 pub(crate) async fn move_rows(
     txn: &mut dyn SqlTxn,
     from: &str,
@@ -22,7 +21,7 @@ pub(crate) async fn move_rows(
     columns: &str,
     key: &str,
     id: u64,
-) -> Result<u64, ProjectionError> {
+) -> Result<(), ProjectionError> {
     let id = SqlValue::from(id);
     let copied = txn
         .execute(
@@ -38,7 +37,7 @@ pub(crate) async fn move_rows(
             "moved {copied} rows into {to} but took {deleted} out of {from}"
         )));
     }
-    Ok(copied)
+    Ok(())
 }
 
 /// Conversations a replay has yet to apply a statement by conversation to: kept by a projector

@@ -19,7 +19,6 @@ mod search;
 mod sql;
 
 pub use analytics::{AnalyticsFact, AnalyticsProjector, ConversationFacts, FactKind};
-pub use archive::archive_of;
 pub use audit::{ConversationAsOf, MessageAsOf};
 pub use conversations::ConversationsProjector;
 pub use files::FilesProjector;

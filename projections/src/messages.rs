@@ -56,7 +56,12 @@ impl Projector for MessagesProjector {
         let archive = archive_of(tables, "messages");
         let archived_here: HashSet<&str> = events
             .iter()
-            .filter(|e| e.event_type == "ConversationArchived")
+            .filter(|e| {
+                matches!(
+                    e.decode(),
+                    Ok(ConversationEvent::ConversationArchived { .. })
+                )
+            })
             .map(|e| e.stream_id.as_str())
             .collect();
         let mut pending = BatchInsert::new(live.clone(), COLUMNS, ROW, INSERT_CHUNK);
@@ -134,7 +139,7 @@ impl Projector for MessagesProjector {
                     if *tables == Tables::REBUILD {
                         self.deferred_moves.push(id)?;
                     } else {
-                        pending.flush(txn).await?;
+                        // This conversation's rows of this batch are not in `pending`.
                         move_rows(txn, &live, &archive, ALL_COLUMNS, "conversation_id", id).await?;
                     }
                 }

@@ -146,19 +146,10 @@ fn socket_event(
     attachments: &crate::files::Attachments,
 ) -> Option<(u64, &'static str, Value, Vec<String>)> {
     let id: u64 = event.stream_id.parse().ok()?;
-    let (name, data, rooms) = socket_event_of(id, event, attachments)?;
-    Some((id, name, data, rooms))
-}
-
-fn socket_event_of(
-    id: u64,
-    event: &StoredEvent,
-    attachments: &crate::files::Attachments,
-) -> Option<(&'static str, Value, Vec<String>)> {
     let room = conversation_room(id);
     let everyone = vec![room.clone(), STAFF_ROOM.to_string()];
     let status = |status: &str, by: &::events::Actor| json!({"conversation_id": id, "status": status, "changed_by": by.role.as_str()});
-    Some(match event.decode().ok()? {
+    let (name, data, rooms) = match event.decode().ok()? {
         ConversationEvent::MessageSent { .. } => {
             let message = MessageView::from_event(id, event, attachments)?;
             ("new_message", serde_json::to_value(message).ok()?, everyone)
@@ -192,5 +183,6 @@ fn socket_event_of(
         | ConversationEvent::ConversationErased { .. } => {
             return None;
         }
-    })
+    };
+    Some((id, name, data, rooms))
 }

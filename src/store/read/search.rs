@@ -631,23 +631,12 @@ fn matching_messages(
 /// The matches (`message_id, score`) with their messages as `m` (its columns and the score),
 /// from the live table or the archive; `m.id` is null where the message is in neither.
 fn matched_messages(matches: &str) -> String {
-    let columns = [
-        "id",
-        "conversation_id",
-        "sender_role",
-        "content",
-        "timestamp",
-        "message_type",
-        "file_id",
-        "file_url",
-        "file_name",
-        "file_size",
-        "mime_type",
-        "width",
-        "height",
-    ]
-    .map(|column| format!("coalesce(h.{column}, a.{column}) as {column}"))
-    .join(", ");
+    let columns = HIT_COLUMNS
+        .split(',')
+        .map(|column| column.trim().trim_start_matches("m."))
+        .map(|column| format!("coalesce(h.{column}, a.{column}) as {column}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "(select s.score, {columns} from ({matches}) s \
          left join messages h on h.id = s.message_id \
