@@ -163,7 +163,10 @@ impl Assigner {
             if !self.leading().await? {
                 return Ok(false);
             }
-            if let Ok(id) = event.stream_id.parse::<u64>() {
+            // Imported history was decided by the system it came from.
+            if let Ok(id) = event.stream_id.parse::<u64>()
+                && !event.is_imported()
+            {
                 let reason = match event.decode() {
                     Ok(ConversationEvent::ConversationOpened { .. }) => Some(Reason::Unassigned),
                     Ok(ConversationEvent::ConversationReopened { .. }) => Some(Reason::Reopened),

@@ -1,7 +1,8 @@
 //! The operator's commands: `chatd [serve]`, `chatd migrate`, `chatd replay`, `chatd session
-//! create`, `chatd sign`, `chatd analytics`, `chatd audit`.
+//! create`, `chatd sign`, `chatd analytics`, `chatd audit`, `chatd import`.
 
 mod audit;
+mod import;
 mod session;
 
 use anyhow::Context;
@@ -144,6 +145,10 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Import a legacy Node.js deployment's MySQL history (users, conversations, messages) into
+    /// the log, keeping its ids and times; `chatd import verify` compares the two afterwards.
+    /// Running it again imports nothing twice.
+    Import(import::ImportArgs),
     /// Erase a person: the text they typed in every conversation of theirs (destroyed in the log
     /// and every view), their files, queued pushes and push devices. The audit trail keeps who
     /// erased them (this operator, as the system) and why. Running it again changes nothing.
@@ -291,6 +296,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
         Command::Analytics(args) => analytics(&config, &args).await,
+        Command::Import(args) => import::run(&config, args).await,
         Command::Erase { user_id, reason } => erase(&config, user_id, &reason).await,
         Command::Keys { command } => keys(&config, command).await,
         Command::Audit { command } => {

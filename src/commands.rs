@@ -12,6 +12,8 @@
 //! Architecture Invariant: a reply is sent only after the transaction holding its events has
 //! committed.
 
+pub mod imported;
+
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -35,9 +37,9 @@ const MAX_BATCH: usize = 256;
 /// How many times a batch that met a concurrent writer is tried again before callers see an error.
 const MAX_CONFLICT_RETRIES: usize = 3;
 /// A conversation's fold is saved as a snapshot each time its stream passes a multiple of this.
-const SNAPSHOT_EVERY: u64 = 250;
+pub(crate) const SNAPSHOT_EVERY: u64 = 250;
 /// The shape of a snapshot's state: changed when `Conversation` changes how it serializes.
-const SNAPSHOT_FORMAT: i64 = 3;
+pub(crate) const SNAPSHOT_FORMAT: i64 = 3;
 /// Committed batches a slow subscriber may fall behind by; one that falls further reads the log.
 const COMMITTED_FEED_CAPACITY: usize = 1024;
 
@@ -590,33 +592,17 @@ where
             .map_err(|e| StoreError::Invalid(format!("metadata: {e}")))?;
         let mut rows = Vec::with_capacity(new_events.len());
         for event in &new_events {
-            let mut payload = event.payload_json();
-            let plain = serde_json::to_string(&payload)
-                .map_err(|e| StoreError::Invalid(format!("payload: {e}")))?;
-            let mut row = StoredEvent {
-                position: txn.state.next_position,
-                stream_type: CONVERSATION_STREAM.to_string(),
-                stream_id: conversation_id.to_string(),
-                sequence: folded.sequence + 1,
-                event_type: cqrs_es::DomainEvent::event_type(event),
-                event_version: cqrs_es::DomainEvent::event_version(event),
-                payload: plain,
-                metadata: metadata.clone(),
-                recorded_at_micros: recorded_at,
-                hash: String::new(),
-            };
-            txn.seal(conversation_id, &row, &mut payload).await?;
-            let stored = StoredEvent {
-                payload: serde_json::to_string(&payload)
-                    .map_err(|e| StoreError::Invalid(format!("payload: {e}")))?,
-                ..row.clone()
-            };
-            row.hash = stored.expected_hash(&folded.hash);
-            pending.stored.push(StoredEvent {
-                hash: row.hash.clone(),
-                ..stored
-            });
-            txn.state.next_position += 1;
+            let (row, sealed) = txn
+                .next_event(
+                    conversation_id,
+                    folded.sequence,
+                    &folded.hash,
+                    event,
+                    &metadata,
+                    recorded_at,
+                )
+                .await?;
+            pending.stored.push(sealed);
             folded.sequence = row.sequence;
             folded.hash = row.hash.clone();
             let user_id = folded.conversation.user_id();

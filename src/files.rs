@@ -255,8 +255,12 @@ impl Attachments {
         }
     }
 
-    /// The signed public URL of a stored path, as of now.
+    /// The signed public URL of a stored path, as of now. A link imported from the legacy
+    /// system (an absolute `http(s)://` URL, never the path of an upload here) is shown as it is.
     pub fn url(&self, path: &str) -> String {
+        if is_external_link(path) {
+            return path.to_string();
+        }
         self.links
             .url(path, crate::clock::now_micros().div_euclid(1_000_000))
     }
@@ -390,9 +394,25 @@ pub fn new_file_id() -> String {
     hex::encode(bytes)
 }
 
+/// An absolute web link, as `chatd import` keeps the legacy system's `file_url`s.
+fn is_external_link(path: &str) -> bool {
+    let lower = path.get(..8).unwrap_or(path).to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_absolute_web_links_are_shown_as_they_are() {
+        assert!(is_external_link("http://47.94.108.189/uploads/chat/a.jpg"));
+        assert!(is_external_link("HTTPS://files.example.com/a.jpg"));
+        assert!(!is_external_link("uploads/chat/2025/07/14/abc.jpg"));
+        assert!(!is_external_link("/http://x"));
+        assert!(!is_external_link("ftp://x/a.jpg"));
+        assert!(!is_external_link(""));
+    }
 
     #[test]
     fn a_caller_has_at_most_the_limit_in_progress_and_others_are_not_counted() {
@@ -514,3 +534,4 @@ mod tests {
         assert!(!declared_matches("image/png", &jpeg));
     }
 }
+

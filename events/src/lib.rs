@@ -25,6 +25,7 @@ mod command;
 mod content;
 mod error;
 mod event;
+pub mod import;
 mod kinds;
 pub mod upcast;
 

@@ -15,6 +15,7 @@ pub mod access;
 pub mod erasure;
 mod error;
 pub mod ids;
+pub mod import;
 pub mod messages;
 pub mod presence;
 pub mod reads;
@@ -172,6 +173,7 @@ impl Origin {
             client_request_id: self.client_request_id.clone(),
             client_msg_id,
             remote_addr: self.remote_addr.clone(),
+            imported: None,
         }
     }
 }

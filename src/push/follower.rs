@@ -134,7 +134,8 @@ impl Follower {
         };
         let messages: Vec<Message> = batch
             .iter()
-            .filter(|e| e.event_type == "MessageSent")
+            // Imported history is not news: nobody is told of it.
+            .filter(|e| e.event_type == "MessageSent" && !e.is_imported())
             .filter_map(|e| {
                 let decoded = e.decode().map_err(|error| {
                     tracing::warn!(position = e.position, %error, "push follower skips an unreadable event");

@@ -133,8 +133,12 @@ impl Broadcaster {
             self.realtime
                 .emit_local(conversation_id, rooms, name, &data)
                 .await;
-            let lag = (crate::clock::now_micros() - event.recorded_at_micros).max(0) as f64 / 1e6;
-            crate::metrics::broadcast_lag(lag);
+            // Imported history carries the times it happened, not when it was committed.
+            if !event.is_imported() {
+                let lag =
+                    (crate::clock::now_micros() - event.recorded_at_micros).max(0) as f64 / 1e6;
+                crate::metrics::broadcast_lag(lag);
+            }
         }
     }
 }

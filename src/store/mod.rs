@@ -15,6 +15,7 @@
 
 mod assignment;
 mod erasure;
+pub mod legacy;
 mod log;
 mod push;
 mod read;
@@ -54,6 +55,18 @@ pub struct EventMetadata {
     pub client_msg_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_addr: Option<String>,
+    /// Set on the events `chatd import` recorded from the legacy system: the row each stands for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<ImportedRow>,
+}
+
+/// The legacy row an imported event stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedRow {
+    /// The system it came from (`node`: the Node.js server of the spec).
+    pub system: String,
+    pub table: String,
+    pub id: u64,
 }
 
 /// One event as stored: the row of the events table.
@@ -90,6 +103,15 @@ impl StoredEvent {
                 .map_err(|e| corrupt(e.to_string()))?;
         events::ConversationEvent::from_parts(&self.event_type, payload)
             .map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Whether `chatd import` recorded it from the legacy system: history, not something that
+    /// just happened (no push, no assignment decision).
+    pub fn is_imported(&self) -> bool {
+        self.metadata.contains("\"imported\"")
+            && self
+                .decode_metadata()
+                .is_ok_and(|metadata| metadata.imported.is_some())
     }
 
     pub fn decode_metadata(&self) -> Result<EventMetadata, StoreError> {

@@ -820,6 +820,122 @@ where
         Ok(())
     }
 
+    /// The next event of a conversation's stream, after the event with `previous_sequence` and
+    /// `previous_hash`: its row in the clear (as readers see it) and as stored (the typed text
+    /// sealed), both with the next position, the sequence and the chain's hash. Moves the
+    /// position on.
+    pub async fn next_event(
+        &mut self,
+        conversation_id: u64,
+        previous_sequence: u64,
+        previous_hash: &str,
+        event: &events::ConversationEvent,
+        metadata: &str,
+        recorded_at_micros: i64,
+    ) -> Result<(StoredEvent, StoredEvent), StoreError> {
+        let mut payload = event.payload_json();
+        let mut row = StoredEvent {
+            position: self.state.next_position,
+            stream_type: crate::store::CONVERSATION_STREAM.to_string(),
+            stream_id: conversation_id.to_string(),
+            sequence: previous_sequence + 1,
+            event_type: event.type_name().to_string(),
+            event_version: cqrs_es::DomainEvent::event_version(event),
+            payload: json_text(&payload)?,
+            metadata: metadata.to_string(),
+            recorded_at_micros,
+            hash: String::new(),
+        };
+        self.seal(conversation_id, &row, &mut payload).await?;
+        let sealed = StoredEvent {
+            payload: json_text(&payload)?,
+            ..row.clone()
+        };
+        row.hash = sealed.expected_hash(previous_hash);
+        self.state.next_position += 1;
+        let sealed = StoredEvent {
+            hash: row.hash.clone(),
+            ..sealed
+        };
+        Ok((row, sealed))
+    }
+
+    /// The metadata of the first event of each of these conversations that has one.
+    pub async fn openings(
+        &mut self,
+        conversation_ids: &[u64],
+    ) -> Result<HashMap<u64, String>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in conversation_ids.chunks(IDEMPOTENCY_CHUNK) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "select stream_id, metadata from events where stream_type = ? and sequence = 1 \
+                 and stream_id in ({placeholders})"
+            );
+            let mut query = sqlx::query(&sql).bind(crate::store::CONVERSATION_STREAM.to_string());
+            for id in chunk {
+                query = query.bind(id.to_string());
+            }
+            for row in query
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(StoreError::from_sqlx)?
+            {
+                let stream_id: String = row.try_get(0).map_err(StoreError::from_sqlx)?;
+                let metadata: String = row.try_get(1).map_err(StoreError::from_sqlx)?;
+                if let Ok(id) = stream_id.parse() {
+                    found.insert(id, metadata);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The highest legacy conversation and message ids `chatd import` has reserved, if any.
+    pub async fn legacy_reservation(&mut self) -> Result<Option<(u64, u64)>, StoreError> {
+        let row = sqlx::query(
+            "select conversation_id_high, message_id_high from legacy_import where id = 1",
+        )
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        row.map(|row| {
+            let int = |i: usize| row.try_get::<i64, _>(i).map_err(StoreError::from_sqlx);
+            Ok((
+                from_db(int(0)?, "conversation id")?,
+                from_db(int(1)?, "message id")?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Reserves the ids up to these for the legacy system's rows: the sequencer hands out only
+    /// ids above them from this commit on.
+    pub async fn reserve_legacy_ids(
+        &mut self,
+        conversation_id_high: u64,
+        message_id_high: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("delete from legacy_import where id = 1")
+            .execute(&mut *self.tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        sqlx::query(
+            "insert into legacy_import (id, conversation_id_high, message_id_high) values (1, ?, ?)",
+        )
+        .bind(to_db(conversation_id_high)?)
+        .bind(to_db(message_id_high)?)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        self.state.next_conversation_id = self
+            .state
+            .next_conversation_id
+            .max(conversation_id_high + 1);
+        self.state.next_message_id = self.state.next_message_id.max(message_id_high + 1);
+        Ok(())
+    }
+
     /// Every message each sender already sent under these client_msg_ids, in one query:
     /// (sender_role, sender_id, client_msg_id, conversation_id, position).
     pub async fn find_idempotent_many(
@@ -1023,4 +1139,9 @@ where
     pub async fn rollback(self) -> Result<(), StoreError> {
         self.tx.rollback().await.map_err(StoreError::from_sqlx)
     }
+}
+
+/// A JSON value as text (serializing a `Value` cannot fail; the error is kept for the caller).
+fn json_text(value: &serde_json::Value) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Invalid(format!("payload: {e}")))
 }
