@@ -327,6 +327,74 @@ impl Drop for UploadInProgress<'_> {
     }
 }
 
+/// Why received bytes cannot be kept as the file they were sent as.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileRefusal {
+    /// Not a type the chat takes, or not the kind the sender said.
+    #[error("{0}")]
+    Unsupported(String),
+    /// An image whose header declares more pixels than allowed (a decompression bomb).
+    #[error("{0}")]
+    TooManyPixels(String),
+}
+
+/// The refusal of bytes whose type is not on the allow-list.
+pub fn not_allowed() -> FileRefusal {
+    FileRefusal::Unsupported(
+        "the file's type is not allowed (images: JPEG, PNG, GIF, WebP, HEIC; files: PDF, plain \
+         text, ZIP)"
+            .into(),
+    )
+}
+
+/// Width and height from an image's header alone (nothing is decoded), refused above
+/// `max_pixels`: a small file can declare a huge canvas. None for files that are not images.
+pub fn image_size(
+    detected: &DetectedType,
+    bytes: &[u8],
+    max_pixels: u64,
+) -> Result<(Option<u32>, Option<u32>), FileRefusal> {
+    if detected.kind != MessageType::Image {
+        return Ok((None, None));
+    }
+    let size = imagesize::blob_size(bytes)
+        .map_err(|_| FileRefusal::Unsupported("the image's header cannot be read".into()))?;
+    let (width, height) = (size.width as u64, size.height as u64);
+    if width.saturating_mul(height) > max_pixels {
+        return Err(FileRefusal::TooManyPixels(format!(
+            "the image is {width}x{height} pixels; at most {max_pixels} pixels are allowed"
+        )));
+    }
+    let width = u32::try_from(width)
+        .map_err(|_| FileRefusal::Unsupported("the image is too wide".into()))?;
+    let height = u32::try_from(height)
+        .map_err(|_| FileRefusal::Unsupported("the image is too tall".into()))?;
+    Ok((Some(width), Some(height)))
+}
+
+/// The record of a received file, as its `FileUploaded` event keeps it.
+pub fn uploaded_file(
+    file_id: String,
+    bytes: &[u8],
+    detected: &DetectedType,
+    (width, height): (Option<u32>, Option<u32>),
+    client_name: Option<&str>,
+    path: String,
+) -> events::UploadedFile {
+    use sha2::{Digest, Sha256};
+    events::UploadedFile {
+        file_id,
+        kind: detected.kind,
+        original_name: offered_name(client_name, detected.kind.as_str(), detected.extension),
+        size: bytes.len() as u64,
+        mime_type: detected.mime_type.to_string(),
+        sha256: hex::encode(Sha256::digest(bytes)),
+        path,
+        width,
+        height,
+    }
+}
+
 /// `uploads/chat/YYYY/MM/DD/<file_id>.<ext>` for an upload received at `micros`.
 pub fn storage_path(micros: i64, file_id: &str, extension: &str) -> String {
     let day = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
@@ -395,7 +463,7 @@ pub fn new_file_id() -> String {
 }
 
 /// An absolute web link, as `chatd import` keeps the legacy system's `file_url`s.
-fn is_external_link(path: &str) -> bool {
+pub fn is_external_link(path: &str) -> bool {
     let lower = path.get(..8).unwrap_or(path).to_ascii_lowercase();
     lower.starts_with("http://") || lower.starts_with("https://")
 }
@@ -534,4 +602,3 @@ mod tests {
         assert!(!declared_matches("image/png", &jpeg));
     }
 }
-

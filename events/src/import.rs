@@ -12,6 +12,7 @@ use cqrs_es::Aggregate;
 
 use crate::actor::{Actor, Role};
 use crate::aggregate::Conversation;
+use crate::command::UploadedFile;
 use crate::content::{
     MAX_CONTENT_CHARS, MAX_FILE_ID_CHARS, MAX_ID, MAX_READ_IDS_PER_COMMAND, sanitize_content,
     trimmed_len,
@@ -51,6 +52,9 @@ pub struct LegacyMessage {
     pub file_id: Option<String>,
     /// The link the message showed, already rewritten where the import was told to.
     pub file_url: Option<String>,
+    /// The file behind that link, copied into chatd's store (of the message's kind): the
+    /// message then carries it as an upload of its sender's.
+    pub upload: Option<UploadedFile>,
     pub is_read: bool,
     /// µs since the epoch.
     pub timestamp: i64,
@@ -177,6 +181,16 @@ pub fn import_history(
                 }
                 if let ConversationEvent::MessageSent { sender, .. } = &event {
                     sent.push((message, sender.role));
+                    if let Some(file) = &message.upload {
+                        recorder.record(
+                            ConversationEvent::FileUploaded {
+                                file: file.clone(),
+                                by: sender.clone(),
+                            },
+                            message.timestamp,
+                            row,
+                        );
+                    }
                 }
                 recorder.record(event, message.timestamp, row);
                 recorder.history.messages += 1;
@@ -347,6 +361,21 @@ fn message_event(
         ));
     }
     let mut note = None;
+    if let Some(file) = message.upload.as_ref().filter(|f| f.kind == message_type) {
+        return Ok((
+            ConversationEvent::MessageSent {
+                message_id: message.id,
+                sender,
+                message_type,
+                content,
+                file_id: Some(file.file_id.clone()),
+                client_msg_id: None,
+                file_path: Some(file.path.clone()),
+                attachment: Some(file.attached()),
+            },
+            None,
+        ));
+    }
     let (file_id, file_path) = if message_type.carries_file() {
         let Some(url) = message.file_url.as_ref().filter(|u| !u.trim().is_empty()) else {
             return Err(format!("{message_type} message without a file_url"));
@@ -422,6 +451,7 @@ mod tests {
             content: content.into(),
             file_id: None,
             file_url: None,
+            upload: None,
             is_read: false,
             timestamp: at,
         }
@@ -545,6 +575,42 @@ mod tests {
                     file_path.as_deref(),
                     Some("http://47.94.108.189/uploads/chat/a.jpg")
                 );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_copied_file_is_uploaded_by_its_sender_before_the_message_that_carries_it() {
+        let mut image = message(11, "user", "", 2_000_000);
+        image.message_type = "image".into();
+        image.file_url = Some("http://47.94.108.189/uploads/chat/a.jpg".into());
+        image.upload = Some(UploadedFile {
+            file_id: "ab".repeat(16),
+            kind: MessageType::Image,
+            original_name: "a.jpg".into(),
+            size: 10,
+            mime_type: "image/jpeg".into(),
+            sha256: "00".repeat(32),
+            path: "uploads/chat/1970/01/01/abab.jpg".into(),
+            width: Some(2),
+            height: Some(3),
+        });
+        let history = import_history(&conversation(), &[image], &admins);
+        assert_eq!(types(&history)[1..3], ["FileUploaded", "MessageSent"]);
+        match &history.events[2].event {
+            ConversationEvent::MessageSent {
+                file_id,
+                file_path,
+                attachment,
+                ..
+            } => {
+                assert_eq!(file_id.as_deref(), Some("ab".repeat(16).as_str()));
+                assert_eq!(
+                    file_path.as_deref(),
+                    Some("uploads/chat/1970/01/01/abab.jpg")
+                );
+                assert_eq!(attachment.as_ref().map(|a| a.width), Some(Some(2)));
             }
             other => panic!("{other:?}"),
         }

@@ -8,8 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::app::import::verify::{VerifyError, VerifyReport, verify};
-use crate::app::import::{DEFAULT_BATCH, ImportOptions, ImportReport, Note, import, parse_rewrite};
+use crate::app::import::{
+    DEFAULT_BATCH, ImportOptions, ImportReport, LegacyFiles, Note, import, parse_rewrite,
+};
 use crate::config::Config;
+use crate::files::FileStore;
 use crate::startup::open_store;
 use crate::store::EventStore;
 use crate::store::legacy::LegacySource;
@@ -50,6 +53,11 @@ pub struct SourceArgs {
     /// Replace the start of matching file_urls: OLD=NEW (repeatable; the first match wins).
     #[arg(long, value_name = "OLD=NEW", value_parser = parse_rewrite)]
     pub rewrite_file_base: Vec<(String, String)>,
+    /// The legacy server's uploads directory: each image and file message's file is copied from
+    /// it into chatd's store (its type checked as for uploads); a file that cannot be is
+    /// reported and its message keeps its link.
+    #[arg(long, value_name = "DIR")]
+    pub files_dir: Option<std::path::PathBuf>,
     /// The column of `users` that names a user (default: identifier, uuid or username).
     #[arg(long, value_name = "COLUMN")]
     pub user_identifier_column: Option<String>,
@@ -71,10 +79,27 @@ pub async fn run(config: &Config, args: ImportArgs) -> anyhow::Result<()> {
         .await
         .map_err(anyhow::Error::msg)?;
     let store = open_store(config).await?;
+    let files = match &source_args.files_dir {
+        Some(dir) if !dir.is_dir() => {
+            anyhow::bail!("--files-dir {}: not a directory", dir.display())
+        }
+        Some(dir) => Some(LegacyFiles {
+            dir: dir.clone(),
+            store: if verifying || args.dry_run {
+                None
+            } else {
+                Some(FileStore::from_config(config)?)
+            },
+            max_bytes: config.max_upload_bytes,
+            max_pixels: config.max_image_pixels,
+        }),
+        None => None,
+    };
     let options = ImportOptions {
         dry_run: args.dry_run,
         batch: args.batch,
         rewrite_file_base: source_args.rewrite_file_base.clone(),
+        files,
     };
     let result = if verifying {
         run_verify(&store, &source, &options, source_args.json).await
@@ -232,14 +257,17 @@ fn render(report: &ImportReport) -> String {
     };
     text.push_str(&format!(
         "{verb} {} conversations ({} already imported, {} skipped), {} messages ({} skipped), \
-         {} read receipts, {} file links ({} kept, {} rewritten): {} events\n",
+         {} read receipts, {} files ({} copied, {} not copied; links: {} kept, {} rewritten): \
+         {} events\n",
         report.conversations.imported,
         report.conversations.already_imported,
         report.conversations.skipped,
         report.messages.imported,
         report.messages.skipped,
         report.read_receipts,
-        report.files.kept + report.files.rewritten,
+        report.files.copied + report.files.kept + report.files.rewritten,
+        report.files.copied,
+        report.files.not_copied,
         report.files.kept,
         report.files.rewritten,
         report.events,

@@ -300,6 +300,7 @@ impl LegacySource {
                     content: text_of(&row, 6)?.unwrap_or_default(),
                     file_id: text_of(&row, 7)?,
                     file_url: text_of(&row, 8)?,
+                    upload: None,
                     is_read: is_read != 0,
                     timestamp: row.try_get(10)?,
                 });

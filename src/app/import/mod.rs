@@ -19,6 +19,7 @@ use crate::commands::imported::{
     ImportOutcome, ImportedConversation, ReserveError, append_imported, legacy_reservation,
     reserve_legacy_ids,
 };
+use crate::files::FileStore;
 use crate::store::legacy::{LegacyError, LegacySource};
 use crate::store::{EventStore, StoreError};
 
@@ -30,7 +31,7 @@ const ORPHANS_LISTED: u32 = 1000;
 const RESERVE_ATTEMPTS: usize = 5;
 
 /// How to import.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ImportOptions {
     /// Read and check everything, write nothing.
     pub dry_run: bool,
@@ -38,6 +39,18 @@ pub struct ImportOptions {
     pub batch: u32,
     /// `file_url` prefixes to replace (old, new), the first that matches.
     pub rewrite_file_base: Vec<(String, String)>,
+    /// Where the legacy server's files are on disk, to copy into chatd's store.
+    pub files: Option<LegacyFiles>,
+}
+
+/// The legacy server's uploads directory, and chatd's file store to copy them into.
+#[derive(Clone)]
+pub struct LegacyFiles {
+    pub dir: std::path::PathBuf,
+    /// None: work out where each file would go, store nothing (a dry run, a verification).
+    pub store: Option<FileStore>,
+    pub max_bytes: u64,
+    pub max_pixels: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,11 +92,16 @@ pub struct MessageCounts {
     pub skipped: u64,
 }
 
-/// Links of image and file messages: kept as the old server showed them, or rewritten.
+/// Files of image and file messages: links kept as the old server showed them, rewritten, or
+/// files copied into chatd's store (`--files-dir`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct FileCounts {
     pub kept: u64,
     pub rewritten: u64,
+    pub copied: u64,
+    /// Files under `--files-dir` that could not be copied (each also in `adjusted`): their
+    /// messages keep the link.
+    pub not_copied: u64,
 }
 
 /// A legacy row and what happened to it.
@@ -135,13 +153,13 @@ pub async fn import(
 
     let mut after = 0;
     loop {
-        let page = read_page(source, after, options).await?;
+        let mut page = read_page(source, after, options).await?;
         let Some(last) = page.last_id else {
             break;
         };
         after = last;
         report.conversations.skipped += page.unknown_users.len() as u64;
-        for (conversation, messages) in page.unknown_users {
+        for (conversation, messages) in std::mem::take(&mut page.unknown_users) {
             report.messages.skipped += messages;
             report.skipped.push(Note {
                 table: events::import::CONVERSATIONS_TABLE,
@@ -153,7 +171,8 @@ pub async fn import(
             });
         }
         let outcomes = append_imported(store, &page.conversations, options.dry_run).await?;
-        for (conversation, outcome) in page.conversations.into_iter().zip(outcomes) {
+        let conversations = std::mem::take(&mut page.conversations);
+        for (conversation, outcome) in conversations.into_iter().zip(outcomes) {
             match outcome {
                 ImportOutcome::Imported { events, closed_for } => {
                     report.conversations.imported += 1;
@@ -167,7 +186,7 @@ pub async fn import(
                             ),
                         });
                     }
-                    count_imported(&mut report, conversation.history, &page.rewritten);
+                    count_imported(&mut report, conversation.history, &page);
                 }
                 ImportOutcome::AlreadyImported => report.conversations.already_imported += 1,
                 ImportOutcome::Taken => {
@@ -180,7 +199,7 @@ pub async fn import(
                 }
             }
         }
-        for (messages, history) in page.unrepresentable {
+        for (messages, history) in std::mem::take(&mut page.unrepresentable) {
             report.conversations.skipped += 1;
             report.messages.skipped += messages;
             report
@@ -222,6 +241,8 @@ pub(crate) struct Page {
     unrepresentable: Vec<(u64, ImportedHistory)>,
     /// Messages whose `file_url` was rewritten.
     rewritten: HashSet<u64>,
+    /// Files under `--files-dir` that could not be copied.
+    not_copied: Vec<Note>,
 }
 
 /// Reads the page of conversations after `after` and the domain's history of each.
@@ -236,7 +257,26 @@ pub(crate) async fn read_page(
     let ids: Vec<u64> = rows.iter().map(|(c, _)| c.id).collect();
     let mut messages = source.messages_of(&ids).await?;
     let mut rewritten = HashSet::new();
+    let mut not_copied = Vec::new();
     for message in messages.values_mut().flatten() {
+        if let (Some(files), Some(url)) = (&options.files, &message.file_url) {
+            match copy_file(
+                files,
+                message.id,
+                &message.message_type,
+                url,
+                message.timestamp,
+            )
+            .await
+            {
+                Ok(upload) => message.upload = upload,
+                Err(reason) => not_copied.push(Note {
+                    table: events::import::MESSAGES_TABLE,
+                    id: message.id,
+                    reason: format!("file not copied, link kept: {reason}"),
+                }),
+            }
+        }
         if let Some(url) = &message.file_url
             && let Some(new) = rewrite(url, &options.rewrite_file_base)
         {
@@ -260,6 +300,7 @@ pub(crate) async fn read_page(
         unknown_users: Vec::new(),
         unrepresentable: Vec::new(),
         rewritten,
+        not_copied,
     };
     for (legacy, known_user) in rows {
         let messages: Vec<LegacyMessage> = messages.remove(&legacy.id).unwrap_or_default();
@@ -279,7 +320,7 @@ pub(crate) async fn read_page(
 }
 
 /// Adds an imported conversation's history to the report.
-fn count_imported(report: &mut ImportReport, history: ImportedHistory, rewritten: &HashSet<u64>) {
+fn count_imported(report: &mut ImportReport, history: ImportedHistory, page: &Page) {
     report.messages.imported += history.messages;
     report.messages.skipped += history
         .skipped
@@ -288,17 +329,24 @@ fn count_imported(report: &mut ImportReport, history: ImportedHistory, rewritten
         .count() as u64;
     report.read_receipts += history.read_receipts;
     for event in &history.events {
-        if let ConversationEvent::MessageSent {
-            message_id,
-            file_path: Some(_),
-            ..
-        } = &event.event
-        {
-            if rewritten.contains(message_id) {
-                report.files.rewritten += 1;
-            } else {
-                report.files.kept += 1;
+        match &event.event {
+            ConversationEvent::FileUploaded { .. } => report.files.copied += 1,
+            ConversationEvent::MessageSent {
+                message_id,
+                file_path: Some(path),
+                ..
+            } if crate::files::is_external_link(path) => {
+                if page.rewritten.contains(message_id) {
+                    report.files.rewritten += 1;
+                } else {
+                    report.files.kept += 1;
+                }
+                if let Some(note) = page.not_copied.iter().find(|n| n.id == *message_id) {
+                    report.files.not_copied += 1;
+                    report.adjusted.push(note.clone());
+                }
             }
+            _ => {}
         }
     }
     report
@@ -326,5 +374,144 @@ pub fn parse_rewrite(rule: &str) -> Result<(String, String), String> {
         _ => Err(format!(
             "`{rule}`: expected OLD=NEW, e.g. http://47.94.108.189=https://files.example.com"
         )),
+    }
+}
+
+/// Copies the file behind a legacy link from the legacy server's uploads directory into chatd's
+/// store, as an upload of the message's kind (its type decided from the bytes, as for uploads).
+/// None when the message carries no file; why not, when it cannot be copied.
+async fn copy_file(
+    files: &LegacyFiles,
+    message_id: u64,
+    message_type: &str,
+    url: &str,
+    at: i64,
+) -> Result<Option<events::UploadedFile>, String> {
+    let kind = match message_type.parse::<events::MessageType>() {
+        Ok(kind) if kind.carries_file() => kind,
+        _ => return Ok(None),
+    };
+    let Some(local) = local_file(&files.dir, url) else {
+        return Err(format!("no file for {url} under {}", files.dir.display()));
+    };
+    let length = tokio::fs::metadata(&local)
+        .await
+        .map_err(|e| format!("{}: {e}", local.display()))?
+        .len();
+    if length > files.max_bytes {
+        return Err(format!(
+            "{} is {length} bytes; uploads are at most {} bytes",
+            local.display(),
+            files.max_bytes
+        ));
+    }
+    let bytes = tokio::fs::read(&local)
+        .await
+        .map_err(|e| format!("{}: {e}", local.display()))?;
+    if bytes.is_empty() {
+        return Err(format!("{} is empty", local.display()));
+    }
+    let detected = crate::files::detect(&bytes)
+        .ok_or_else(|| format!("{}: {}", local.display(), crate::files::not_allowed()))?;
+    if detected.kind != kind {
+        return Err(format!(
+            "{} is {}, not an {kind}",
+            local.display(),
+            detected.mime_type
+        ));
+    }
+    let size = crate::files::image_size(&detected, &bytes, files.max_pixels)
+        .map_err(|refusal| format!("{}: {refusal}", local.display()))?;
+    // Named by the legacy message, so a second run stores the same file under the same name.
+    let file_id = {
+        use sha2::{Digest, Sha256};
+        hex::encode(&Sha256::digest(format!("chatd-import:{message_id}"))[..16])
+    };
+    let path = crate::files::storage_path(at, &file_id, detected.extension);
+    let name = local.file_name().and_then(|n| n.to_str());
+    let upload = crate::files::uploaded_file(file_id, &bytes, &detected, size, name, path.clone());
+    if let Some(store) = &files.store {
+        store
+            .put(&path, bytes.into())
+            .await
+            .map_err(|e| format!("storing {path}: {e}"))?;
+    }
+    Ok(Some(upload))
+}
+
+/// The file a legacy link names under the uploads directory: the link's path as it is below the
+/// directory, then without its first segment (a directory given as `.../uploads`), then its name
+/// alone. Never a path outside the directory.
+fn local_file(dir: &std::path::Path, url: &str) -> Option<std::path::PathBuf> {
+    let path = url.split_once("://").map_or(url, |(_, rest)| {
+        rest.split_once('/').map_or("", |(_, path)| path)
+    });
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if segments
+        .iter()
+        .any(|s| *s == ".." || *s == "." || s.contains('\\'))
+    {
+        return None;
+    }
+    let candidates = [
+        segments.join("/"),
+        segments
+            .get(1..)
+            .map(|rest| rest.join("/"))
+            .unwrap_or_default(),
+        segments.last().map(|s| s.to_string()).unwrap_or_default(),
+    ];
+    candidates
+        .into_iter()
+        .filter(|candidate| !candidate.is_empty())
+        .map(|candidate| dir.join(candidate))
+        .find(|candidate| candidate.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_legacy_link_finds_its_file_under_the_uploads_directory_and_nowhere_else() {
+        let dir = std::env::temp_dir().join(format!("chatd-import-files-{}", std::process::id()));
+        let nested = dir.join("uploads/chat/2025/07/14");
+        std::fs::create_dir_all(&nested).expect("directories");
+        std::fs::write(nested.join("a.jpg"), b"x").expect("file");
+        std::fs::write(dir.join("b.png"), b"x").expect("file");
+        let found = |url: &str| {
+            local_file(&dir, url).map(|p| p.strip_prefix(&dir).map(|p| p.to_path_buf()))
+        };
+        assert_eq!(
+            found("http://47.94.108.189/uploads/chat/2025/07/14/a.jpg?v=1"),
+            Some(Ok("uploads/chat/2025/07/14/a.jpg".into()))
+        );
+        assert_eq!(found("https://x/y/b.png"), Some(Ok("b.png".into())));
+        assert_eq!(found("http://x/uploads/../../etc/passwd"), None);
+        assert_eq!(found("http://x/uploads/chat/missing.jpg"), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_rewrite_replaces_the_first_matching_base_only() {
+        let rules = vec![
+            (
+                "http://47.94.108.189".to_string(),
+                "https://files.example.com".to_string(),
+            ),
+            ("http://".to_string(), "https://".to_string()),
+        ];
+        assert_eq!(
+            rewrite("http://47.94.108.189/uploads/a.jpg", &rules).as_deref(),
+            Some("https://files.example.com/uploads/a.jpg")
+        );
+        assert_eq!(
+            rewrite("http://other/a.jpg", &rules).as_deref(),
+            Some("https://other/a.jpg")
+        );
+        assert_eq!(rewrite("uploads/a.jpg", &rules), None);
+        assert!(parse_rewrite("nothing").is_err());
+        assert!(parse_rewrite("=x").is_err());
     }
 }

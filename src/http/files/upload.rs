@@ -9,7 +9,7 @@ use axum::body::BodyDataStream;
 use axum::extract::{FromRequestParts, OriginalUri, Request, State};
 use axum::http::{StatusCode, header};
 use bytes::{Bytes, BytesMut};
-use events::{ConversationCommand, MessageType, Role, UploadedFile};
+use events::{ConversationCommand, MessageType, Role};
 use futures::{Stream, StreamExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -21,7 +21,7 @@ use crate::app::ids::wire_id;
 use crate::app::{App, AppError, Origin};
 use crate::auth::MAX_JSON_BODY;
 use crate::commands::Intent;
-use crate::files::{self, DetectedType};
+use crate::files;
 use crate::http::extract::Caller;
 use crate::limits::LimitKind;
 use crate::wire::{ErrorCode, success};
@@ -209,9 +209,7 @@ pub async fn upload(
     state.fresh_for(&session).await;
     readable(&state, &session, conversation_id).await?;
 
-    let detected = files::detect(&bytes).ok_or_else(|| {
-        unsupported("the file's type is not allowed (images: JPEG, PNG, GIF, WebP, HEIC; files: PDF, plain text, ZIP)")
-    })?;
+    let detected = files::detect(&bytes).ok_or_else(|| refused(files::not_allowed()))?;
     if let Some(kind) = requested_kind
         && kind != detected.kind
     {
@@ -228,25 +226,19 @@ pub async fn upload(
             detected.mime_type
         )));
     }
-    let (width, height) = image_size(&state, &detected, &bytes)?;
+    let (width, height) = files::image_size(&detected, &bytes, state.attachments.max_image_pixels)
+        .map_err(refused)?;
 
     let file_id = files::new_file_id();
     let path = files::storage_path(crate::clock::now_micros(), &file_id, detected.extension);
-    let file = UploadedFile {
-        file_id: file_id.clone(),
-        kind: detected.kind,
-        original_name: files::offered_name(
-            form.file_name.as_deref(),
-            detected.kind.as_str(),
-            detected.extension,
-        ),
-        size: bytes.len() as u64,
-        mime_type: detected.mime_type.to_string(),
-        sha256: hex::encode(Sha256::digest(&bytes)),
-        path: path.clone(),
-        width,
-        height,
-    };
+    let file = files::uploaded_file(
+        file_id.clone(),
+        &bytes,
+        &detected,
+        (width, height),
+        form.file_name.as_deref(),
+        path.clone(),
+    );
     // The bytes are stored before the event is written: an event never names a missing file.
     // A refused command leaves an orphan, which is removed at once.
     state
@@ -449,27 +441,12 @@ fn unsupported(message: impl Into<String>) -> AppError {
     AppError::new(ErrorCode::UnsupportedMediaType, message)
 }
 
-/// Width and height from the image's header alone (nothing is decoded), refused above the
-/// pixel limit: a small file can declare a huge canvas (a decompression bomb).
-fn image_size(
-    state: &App,
-    detected: &DetectedType,
-    bytes: &[u8],
-) -> Result<(Option<u32>, Option<u32>), AppError> {
-    if detected.kind != MessageType::Image {
-        return Ok((None, None));
+/// The transport's answer to bytes that cannot be kept.
+fn refused(refusal: files::FileRefusal) -> AppError {
+    match refusal {
+        files::FileRefusal::Unsupported(message) => unsupported(message),
+        files::FileRefusal::TooManyPixels(message) => {
+            AppError::new(ErrorCode::PayloadTooLarge, message)
+        }
     }
-    let size = imagesize::blob_size(bytes)
-        .map_err(|_| unsupported("the image's header cannot be read"))?;
-    let (width, height) = (size.width as u64, size.height as u64);
-    let limit = state.attachments.max_image_pixels;
-    if width.saturating_mul(height) > limit {
-        return Err(AppError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("the image is {width}x{height} pixels; at most {limit} pixels are allowed"),
-        ));
-    }
-    let width = u32::try_from(width).map_err(|_| unsupported("the image is too wide"))?;
-    let height = u32::try_from(height).map_err(|_| unsupported("the image is too tall"))?;
-    Ok((Some(width), Some(height)))
 }
