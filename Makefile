@@ -33,6 +33,7 @@ bench: ## append throughput, projection lag, replay speed, REST throughput; SQLi
 	cargo bench --bench append
 	cargo bench --bench read_side
 	cargo bench --bench archive
+	cargo bench --bench import
 	cargo bench --bench http
 	cargo bench --bench sockets
 	cargo bench --bench search

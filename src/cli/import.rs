@@ -2,14 +2,13 @@
 //! database (see the README's "Moving from the Node.js server").
 
 use std::io::IsTerminal;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::app::import::verify::{VerifyError, VerifyReport, verify};
 use crate::app::import::{
     DEFAULT_BATCH, ImportOptions, ImportReport, LegacyFiles, Note, import, parse_rewrite,
+    read_tables_caught_up,
 };
 use crate::config::Config;
 use crate::files::FileStore;
@@ -19,8 +18,6 @@ use crate::store::legacy::LegacySource;
 
 /// Notes printed per list in the text summary (`--json` lists every one).
 const NOTES_PRINTED: usize = 200;
-/// How long the read tables may go without progress before the wait for them gives up.
-const READ_TABLES_STALL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -203,48 +200,6 @@ fn progress_bar(what: &str) -> Option<indicatif::ProgressBar> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     Some(bar)
-}
-
-/// Waits until the read tables reach the log's head: applied by the nodes that hold the
-/// projections' leases, or by this process when none does. False when they stop moving.
-async fn read_tables_caught_up(store: &EventStore, who: &str) -> anyhow::Result<bool> {
-    let head = store.head_position().await?;
-    let (_wake, woken) = tokio::sync::watch::channel(head);
-    let projections = projections::Projections::start(
-        Arc::new(store.clone()),
-        projections::all_projectors(),
-        woken,
-        projections::RuntimeOptions::new(format!("chatd-{who}-{}", std::process::id())),
-    );
-    let lowest = |projections: &projections::Projections| {
-        projections
-            .statuses()
-            .iter()
-            .map(|s| s.position)
-            .min()
-            .unwrap_or(0)
-    };
-    let mut last = lowest(&projections);
-    let mut stalled_since = tokio::time::Instant::now();
-    let caught_up = loop {
-        if projections.wait_for(head, Duration::from_secs(1)).await {
-            break true;
-        }
-        let now = lowest(&projections);
-        if now > last {
-            last = now;
-            stalled_since = tokio::time::Instant::now();
-        } else if stalled_since.elapsed() >= READ_TABLES_STALL
-            || projections
-                .statuses()
-                .iter()
-                .any(|s| s.state == projections::ProjectorState::Failed)
-        {
-            break false;
-        }
-    };
-    projections.stop().await;
-    Ok(caught_up)
 }
 
 /// The report as text for an operator.

@@ -27,6 +27,8 @@ use crate::store::{EventStore, StoreError};
 pub const DEFAULT_BATCH: u32 = 100;
 /// Orphaned messages (no conversation) listed at most.
 const ORPHANS_LISTED: u32 = 1000;
+/// How long the read tables may go without progress before the wait for them gives up.
+const READ_TABLES_STALL: std::time::Duration = std::time::Duration::from_secs(60);
 /// How often the reservation is read again when a concurrent import moved it.
 const RESERVE_ATTEMPTS: usize = 5;
 
@@ -375,6 +377,48 @@ pub fn parse_rewrite(rule: &str) -> Result<(String, String), String> {
             "`{rule}`: expected OLD=NEW, e.g. http://47.94.108.189=https://files.example.com"
         )),
     }
+}
+
+/// Waits until the read tables reach the log's head: applied by the nodes that hold the
+/// projections' leases, or by this process when none does. False when they stop moving.
+pub async fn read_tables_caught_up(store: &EventStore, who: &str) -> Result<bool, StoreError> {
+    let head = store.head_position().await?;
+    let (_wake, woken) = tokio::sync::watch::channel(head);
+    let projections = projections::Projections::start(
+        std::sync::Arc::new(store.clone()),
+        projections::all_projectors(),
+        woken,
+        projections::RuntimeOptions::new(format!("chatd-{who}-{}", std::process::id())),
+    );
+    let lowest = |projections: &projections::Projections| {
+        projections
+            .statuses()
+            .iter()
+            .map(|s| s.position)
+            .min()
+            .unwrap_or(0)
+    };
+    let mut last = lowest(&projections);
+    let mut stalled_since = tokio::time::Instant::now();
+    let caught_up = loop {
+        if projections.wait_for(head, std::time::Duration::from_secs(1)).await {
+            break true;
+        }
+        let now = lowest(&projections);
+        if now > last {
+            last = now;
+            stalled_since = tokio::time::Instant::now();
+        } else if stalled_since.elapsed() >= READ_TABLES_STALL
+            || projections
+                .statuses()
+                .iter()
+                .any(|s| s.state == projections::ProjectorState::Failed)
+        {
+            break false;
+        }
+    };
+    projections.stop().await;
+    Ok(caught_up)
 }
 
 /// Copies the file behind a legacy link from the legacy server's uploads directory into chatd's
