@@ -807,6 +807,52 @@ async fn events_decided_again_after_a_crash_assign_nothing_twice() {
     }
 }
 
+/// An import into a serving node brings history whose assignment the old system decided: an
+/// imported unassigned conversation is left as it was, with an admin available, while one
+/// opened after the import is assigned; chatd's own ids continue above the legacy ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_imported_conversation_is_not_assigned_automatically() {
+    for db in TestDb::each().await {
+        let app = TestApp::spawn(&db).await;
+        let (admin, admin_token) = app.session(Role::Admin, None).await;
+        let mut sockets = Driver::start();
+        sockets.connect("admin", &app.address, &admin_token).await;
+        until_online(&app, Role::Admin, admin, true).await;
+
+        let legacy = legacy::LegacyDb::create().await;
+        legacy
+            .execute("insert into users (id, identifier) values (5001, 'user_uuid_5001')")
+            .await;
+        legacy
+            .execute(
+                "insert into conversations (id, user_id, admin_id, status, created_at, \
+                 updated_at) values (900, 5001, null, 'active', now() - interval 1 minute, now())",
+            )
+            .await;
+        legacy
+            .execute(
+                "insert into messages (id, conversation_id, user_id, sender_role, content, \
+                 timestamp) values (70000, 900, 5001, 'user', 'where is my order?', now())",
+            )
+            .await;
+        let imported = legacy::import(&db, &["--from", &legacy.url]);
+        assert!(imported.status.success(), "{}: {imported:?}", db.name());
+        assignment_caught_up(&db).await;
+        let view = conversation(&app, &admin_token, 900).await;
+        assert_eq!(view["admin_id"], Value::Null, "{}: {view}", db.name());
+        assert_eq!(view["status"], "active", "{}", db.name());
+
+        let (_, _, id) = user_with_conversation(&app).await;
+        assert!(id > 900, "{}: new conversation {id}", db.name());
+        assigned_to(&app, &admin_token, id, admin).await;
+
+        sockets.stop().await;
+        app.stop().await;
+        legacy.drop().await;
+        db.cleanup().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_waiting_conversation_goes_to_an_admin_who_becomes_available() {
     for db in TestDb::each().await {

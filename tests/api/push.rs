@@ -128,6 +128,99 @@ fn bearer(request: &fake::Recorded) -> String {
         .to_string()
 }
 
+/// Imported history is not news: an offline user with a registered device gets no push for the
+/// admin replies an import brings in (sent seconds ago, well within the push age limit), and
+/// gets one for the first reply after the import.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_history_sends_no_push() {
+    for db in TestDb::each().await {
+        let rig = Rig::start().await;
+        let app = rig.app(&db, &[]).await;
+        // Ids the legacy schema's INT UNSIGNED columns hold.
+        let (user_id, user) = app.session(events::Role::User, Some(6001)).await;
+        let (admin_id, admin) = app.session(events::Role::Admin, Some(6002)).await;
+        assert_eq!(
+            register(&app, &user, "android", "fcm", ANDROID_TOKEN)
+                .await
+                .0,
+            201
+        );
+
+        let legacy = support::legacy::LegacyDb::create().await;
+        legacy
+            .execute(&format!(
+                "insert into users (id, identifier) values ({user_id}, 'user_uuid')"
+            ))
+            .await;
+        legacy
+            .execute(&format!(
+                "insert into conversations (id, user_id, admin_id, status, created_at, \
+                 updated_at) values (77, {user_id}, {admin_id}, 'active', \
+                 now() - interval 1 minute, now())"
+            ))
+            .await;
+        legacy
+            .execute(&format!(
+                "insert into messages (id, conversation_id, user_id, admin_id, sender_role, \
+                 content, timestamp) values \
+                 (501, 77, {user_id}, null, 'user', 'where is my parcel?', \
+                  now() - interval 30 second), \
+                 (502, 77, null, {admin_id}, 'admin', 'on its way', now() - interval 5 second)"
+            ))
+            .await;
+        let imported = support::legacy::import(&db, &["--from", &legacy.url]);
+        assert!(imported.status.success(), "{}: {imported:?}", db.name());
+        let head = db.store.head_position().await.expect("head");
+        push_caught_up(&db, head).await;
+        assert!(
+            rig.fcm.pushes().is_empty(),
+            "{}: {:?}",
+            db.name(),
+            rig.fcm.pushes()
+        );
+
+        send(&app, &admin, 77, "it arrives tomorrow").await;
+        let pushes = rig.fcm.wait_for_pushes(1, Duration::from_secs(10)).await;
+        assert_eq!(pushes.len(), 1, "{}", db.name());
+        assert!(
+            pushes[0].json().to_string().contains("it arrives tomorrow"),
+            "{}: {}",
+            db.name(),
+            pushes[0].json()
+        );
+
+        app.stop().await;
+        legacy.drop().await;
+        db.cleanup().await;
+    }
+}
+
+/// Waits (bounded) until the push follower has read the log up to `position`.
+async fn push_caught_up(db: &TestDb, position: u64) {
+    let sql = "select position from projector_state where name = 'push'";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let checkpoint: Option<i64> = match &db.store {
+            chatd::store::EventStore::MySql(s) => {
+                sqlx::query_scalar(sql).fetch_optional(s.pool()).await
+            }
+            chatd::store::EventStore::Sqlite(s) => {
+                sqlx::query_scalar(sql).fetch_optional(s.pool()).await
+            }
+        }
+        .expect(sql);
+        if checkpoint.unwrap_or(0) as u64 >= position {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}: the push follower did not reach {position}",
+            db.name()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_person_gets_one_push_per_device_in_the_exact_shape_each_provider_expects() {
     for db in TestDb::each().await {

@@ -401,7 +401,10 @@ pub async fn read_tables_caught_up(store: &EventStore, who: &str) -> Result<bool
     let mut last = lowest(&projections);
     let mut stalled_since = tokio::time::Instant::now();
     let caught_up = loop {
-        if projections.wait_for(head, std::time::Duration::from_secs(1)).await {
+        if projections
+            .wait_for(head, std::time::Duration::from_secs(1))
+            .await
+        {
             break true;
         }
         let now = lowest(&projections);

@@ -177,7 +177,9 @@ impl EventStore {
         on_backend!(self, s => s.active_conversations_per_admin().await)
     }
 
-    /// Active conversations nobody is assigned to, oldest first: (id, created_at).
+    /// Active conversations nobody is assigned to, oldest first: (id, created_at). Not those
+    /// `chatd import` brought in (ids up to the reserved legacy range): their assignment was the
+    /// legacy system's to decide, and they wait in the unassigned list for an admin to take.
     pub async fn unassigned_active(&self, limit: u32) -> Result<Vec<(u64, i64)>, StoreError> {
         on_backend!(self, s => s.unassigned_active(limit).await)
     }
@@ -276,7 +278,9 @@ where
         let rows = self
             .fetch(
                 "select id, created_at from conversations \
-                 where status = 'active' and admin_id is null order by created_at, id limit ?",
+                 where status = 'active' and admin_id is null \
+                 and id > (select coalesce(max(conversation_id_high), 0) from legacy_import) \
+                 order by created_at, id limit ?",
                 vec![Bind::Int(i64::from(limit))],
             )
             .await?;

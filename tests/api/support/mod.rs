@@ -14,6 +14,7 @@ use events::{Actor, NewMessage, Role};
 use sqlx::Connection;
 
 pub mod history;
+pub mod legacy;
 pub mod process;
 pub mod proxy;
 pub mod raw_http;
@@ -89,7 +90,7 @@ enum Cleanup {
     },
 }
 
-fn unique_suffix() -> String {
+pub(crate) fn unique_suffix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -103,7 +104,7 @@ fn unique_suffix() -> String {
     )
 }
 
-fn mysql_server_url() -> String {
+pub(crate) fn mysql_server_url() -> String {
     std::env::var("CHAT_TEST_MYSQL_URL")
         .ok()
         .filter(|u| !u.is_empty())
@@ -111,7 +112,7 @@ fn mysql_server_url() -> String {
 }
 
 /// Replaces the database name of a MySQL URL.
-fn with_database(url: &str, database: &str) -> String {
+pub(crate) fn with_database(url: &str, database: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((base, query)) => (base, format!("?{query}")),
         None => (url, String::new()),
