@@ -17,31 +17,6 @@ use chatd::store::legacy::LegacySource;
 use chatd::store::{EventStore, StoreOptions};
 use sqlx::{Connection, MySqlConnection};
 
-const SCHEMA: [&str; 3] = [
-    "create table users (id int unsigned auto_increment primary key, \
-     identifier varchar(64) not null)",
-    "create table conversations (
-        id int unsigned auto_increment primary key, user_id int unsigned not null,
-        admin_id int unsigned null, status enum('active', 'closed', 'archived') default 'active',
-        last_message_at timestamp null, created_at timestamp default current_timestamp,
-        updated_at timestamp default current_timestamp on update current_timestamp,
-        index idx_user_id (user_id), index idx_admin_id (admin_id), index idx_status (status),
-        index idx_last_message (last_message_at),
-        foreign key (user_id) references users(id) on delete cascade)",
-    "create table messages (
-        id int unsigned auto_increment primary key, conversation_id int unsigned not null,
-        user_id int unsigned null, admin_id int unsigned null,
-        sender_role enum('user', 'admin') not null,
-        message_type enum('text', 'image', 'file', 'system') default 'text',
-        content text not null, file_id varchar(255) null, file_url varchar(500) null,
-        metadata json null, is_read boolean default false,
-        timestamp timestamp default current_timestamp,
-        index idx_conversation (conversation_id), index idx_timestamp (timestamp),
-        index idx_sender (sender_role, user_id, admin_id), index idx_read (is_read),
-        fulltext idx_content (content),
-        foreign key (conversation_id) references conversations(id) on delete cascade)",
-];
-
 /// Rows per multi-row insert into the legacy tables.
 const INSERT_ROWS: usize = 1000;
 
@@ -52,7 +27,7 @@ async fn fill_legacy(url: &str, conversations: u64, per: u64) -> anyhow::Result<
     sqlx::query("alter database character set utf8mb4 collate utf8mb4_unicode_ci")
         .execute(&mut db)
         .await?;
-    for statement in SCHEMA {
+    for statement in chatd::store::legacy::SPEC_SCHEMA {
         sqlx::query(statement).execute(&mut db).await?;
     }
     let start = 1_752_000_000_i64; // 2025-07-08

@@ -10,6 +10,34 @@ use events::import::{LegacyConversation, LegacyMessage};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{MySql, QueryBuilder, Row};
 
+/// The tables of the spec's "Database Schema" section, with the `users` table its foreign key
+/// names (whose other columns the spec leaves open): the shape this module reads, for
+/// benchmarks and tests that make a legacy database.
+pub const SPEC_SCHEMA: [&str; 3] = [
+    "create table users (id int unsigned auto_increment primary key, \
+     identifier varchar(64) not null)",
+    "create table conversations (
+        id int unsigned auto_increment primary key, user_id int unsigned not null,
+        admin_id int unsigned null, status enum('active', 'closed', 'archived') default 'active',
+        last_message_at timestamp null, created_at timestamp default current_timestamp,
+        updated_at timestamp default current_timestamp on update current_timestamp,
+        index idx_user_id (user_id), index idx_admin_id (admin_id), index idx_status (status),
+        index idx_last_message (last_message_at),
+        foreign key (user_id) references users(id) on delete cascade)",
+    "create table messages (
+        id int unsigned auto_increment primary key, conversation_id int unsigned not null,
+        user_id int unsigned null, admin_id int unsigned null,
+        sender_role enum('user', 'admin') not null,
+        message_type enum('text', 'image', 'file', 'system') default 'text',
+        content text not null, file_id varchar(255) null, file_url varchar(500) null,
+        metadata json null, is_read boolean default false,
+        timestamp timestamp default current_timestamp,
+        index idx_conversation (conversation_id), index idx_timestamp (timestamp),
+        index idx_sender (sender_role, user_id, admin_id), index idx_read (is_read),
+        fulltext idx_content (content),
+        foreign key (conversation_id) references conversations(id) on delete cascade)",
+];
+
 /// Columns of `users` that may name a user, in the order they are preferred.
 const USER_IDENTIFIER_COLUMNS: [&str; 3] = ["identifier", "uuid", "username"];
 /// Columns of an `admins` table that may name an admin, in the order they are preferred.
