@@ -95,6 +95,16 @@ impl LegacySource {
         let options: MySqlConnectOptions = url
             .parse()
             .map_err(|e: sqlx::Error| unreachable(e.to_string()))?;
+        // One connection first, so that a refusal is reported as itself rather than as the
+        // pool's timeout.
+        let probe = tokio::time::timeout(
+            Duration::from_secs(10),
+            <sqlx::MySqlConnection as sqlx::Connection>::connect_with(&options),
+        )
+        .await
+        .map_err(|_| unreachable("no answer within 10 s".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+        let _ = sqlx::Connection::close(probe).await;
         let pool = MySqlPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(Duration::from_secs(10))

@@ -18,6 +18,7 @@ mod deploy;
 mod encryption;
 mod erasure;
 mod event_store;
+mod import;
 mod ios_guide;
 mod layers;
 mod limits;
