@@ -27,6 +27,8 @@ use crate::store::{EventStore, StoreError};
 pub const DEFAULT_BATCH: u32 = 100;
 /// Orphaned messages (no conversation) listed at most.
 const ORPHANS_LISTED: u32 = 1000;
+/// Events per projection transaction while this process brings the read tables up to date.
+const CATCH_UP_BATCH: u32 = 5_000;
 /// How long the read tables may go without progress before the wait for them gives up.
 const READ_TABLES_STALL: std::time::Duration = std::time::Duration::from_secs(60);
 /// How often the reservation is read again when a concurrent import moved it.
@@ -388,7 +390,11 @@ pub async fn read_tables_caught_up(store: &EventStore, who: &str) -> Result<bool
         std::sync::Arc::new(store.clone()),
         projections::all_projectors(),
         woken,
-        projections::RuntimeOptions::new(format!("chatd-{who}-{}", std::process::id())),
+        projections::RuntimeOptions {
+            // Whole pages of imported history at a time, when this process applies them.
+            batch_size: CATCH_UP_BATCH,
+            ..projections::RuntimeOptions::new(format!("chatd-{who}-{}", std::process::id()))
+        },
     );
     let lowest = |projections: &projections::Projections| {
         projections
