@@ -7,13 +7,14 @@
 use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 
-use chatd::store::{Backend, EventStore};
+use chatd::store::EventStore;
 use events::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
-use sqlx::{Connection, MySql, MySqlConnection, QueryBuilder};
+use sqlx::{MySql, QueryBuilder};
+use support::legacy::{LegacyDb, chatd, chatd_command};
 use support::*;
 
 /// Where the legacy server's links point.
@@ -441,107 +442,12 @@ fn wire(seconds: i64) -> String {
         .to_string()
 }
 
-/// The spec's legacy tables, with the `users` table its foreign key names.
-const LEGACY_USERS: &str = "create table users (id int unsigned auto_increment primary key, identifier varchar(64) not null)";
-const LEGACY_CONVERSATIONS: &str = "create table conversations (
-    id int unsigned auto_increment primary key,
-    user_id int unsigned not null,
-    admin_id int unsigned null,
-    status enum('active', 'closed', 'archived') default 'active',
-    last_message_at timestamp null,
-    created_at timestamp default current_timestamp,
-    updated_at timestamp default current_timestamp on update current_timestamp,
-    index idx_user_id (user_id), index idx_admin_id (admin_id), index idx_status (status),
-    index idx_last_message (last_message_at),
-    foreign key (user_id) references users(id) on delete cascade)";
-const LEGACY_MESSAGES: &str = "create table messages (
-    id int unsigned auto_increment primary key,
-    conversation_id int unsigned not null,
-    user_id int unsigned null,
-    admin_id int unsigned null,
-    sender_role enum('user', 'admin') not null,
-    message_type enum('text', 'image', 'file', 'system') default 'text',
-    content text not null,
-    file_id varchar(255) null,
-    file_url varchar(500) null,
-    metadata json null,
-    is_read boolean default false,
-    timestamp timestamp default current_timestamp,
-    index idx_conversation (conversation_id), index idx_timestamp (timestamp),
-    index idx_sender (sender_role, user_id, admin_id), index idx_read (is_read),
-    fulltext idx_content (content),
-    foreign key (conversation_id) references conversations(id) on delete cascade)";
-
-/// A legacy database of its own on the test MariaDB server (dropped by `drop`).
-struct LegacyDb {
-    url: String,
-    server_url: String,
-    database: String,
-}
-
-fn mysql_server_url() -> String {
-    std::env::var("CHAT_TEST_MYSQL_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| DEFAULT_MYSQL_URL.to_string())
-}
-
-/// `url` naming `database` instead of its own.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let host_start = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[host_start..]
-        .find('/')
-        .map_or(base.len(), |i| i + host_start);
-    let query = if query.is_empty() {
-        String::new()
-    } else {
-        format!("?{query}")
-    };
-    format!("{}/{database}{query}", &base[..host_end])
-}
-
 impl LegacyDb {
-    /// An empty database holding these tables.
-    async fn with_tables(tables: &[&str]) -> LegacyDb {
-        let server_url = mysql_server_url();
-        let database = format!("legacy_t_{:x}_{}", std::process::id(), fresh_id());
-        let mut admin = MySqlConnection::connect(&server_url)
-            .await
-            .unwrap_or_else(|e| panic!("MariaDB is required at {server_url}: {e}"));
-        sqlx::query(&format!(
-            "create database {database} character set utf8mb4 collate utf8mb4_unicode_ci"
-        ))
-        .execute(&mut admin)
-        .await
-        .expect("create the legacy database");
-        let legacy = LegacyDb {
-            url: with_database(&server_url, &database),
-            server_url,
-            database,
-        };
-        let mut db = legacy.connect().await;
-        for table in tables {
-            sqlx::query(table)
-                .execute(&mut db)
-                .await
-                .unwrap_or_else(|e| panic!("{table}: {e}"));
-        }
-        legacy
-    }
-
     /// The spec's tables holding `history`.
     async fn holding(history: &History) -> LegacyDb {
-        let legacy =
-            LegacyDb::with_tables(&[LEGACY_USERS, LEGACY_CONVERSATIONS, LEGACY_MESSAGES]).await;
+        let legacy = LegacyDb::create().await;
         legacy.insert(history).await;
         legacy
-    }
-
-    async fn connect(&self) -> MySqlConnection {
-        MySqlConnection::connect(&self.url)
-            .await
-            .expect("connect to the legacy database")
     }
 
     /// Multi-row inserts, explicit ids, every time written (so ON UPDATE moves none).
@@ -615,39 +521,10 @@ impl LegacyDb {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
         rows.into_iter().map(|(d, a, b)| (d, (a, b))).collect()
     }
-
-    async fn drop(self) {
-        if let Ok(mut admin) = MySqlConnection::connect(&self.server_url).await {
-            let _ = sqlx::query(&format!("drop database if exists {}", self.database))
-                .execute(&mut admin)
-                .await;
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // The binary and the target store.
-
-/// `chatd` as an operator runs it beside the server: the target store, its secret, a data
-/// directory, and Redis for MySQL.
-fn chatd_command(db: &TestDb, args: &[&str]) -> Command {
-    let data_dir = std::env::temp_dir().join(format!("chatd-import-{}", fresh_id()));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chatd"));
-    command
-        .args(args)
-        .env("CHAT_DATABASE_URL", &db.url)
-        .env("CHAT_APP_SECRET", APP_SECRET)
-        .env("CHAT_DATA_DIR", &data_dir)
-        .env("RUST_LOG", "warn");
-    if db.backend == Backend::MySql {
-        command.env("CHAT_REDIS_URL", redis_url());
-    }
-    command
-}
-
-fn chatd(db: &TestDb, args: &[&str]) -> Output {
-    chatd_command(db, args).output().expect("run chatd")
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -1412,7 +1289,7 @@ async fn a_dry_run_reports_and_writes_nothing() {
 /// with a message saying so, and nothing is written to the target.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_legacy_input_is_refused_clearly() {
-    let no_messages = LegacyDb::with_tables(&[LEGACY_USERS, LEGACY_CONVERSATIONS]).await;
+    let no_messages = LegacyDb::with_tables(&chatd::store::legacy::SPEC_SCHEMA[..2]).await;
     {
         let mut db = no_messages.connect().await;
         for sql in [

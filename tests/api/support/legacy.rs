@@ -15,6 +15,11 @@ pub struct LegacyDb {
 impl LegacyDb {
     /// A fresh database (utf8mb4) holding the spec's tables, empty.
     pub async fn create() -> LegacyDb {
+        Self::with_tables(&chatd::store::legacy::SPEC_SCHEMA).await
+    }
+
+    /// A fresh database (utf8mb4) holding these tables (`create table` statements), empty.
+    pub async fn with_tables(tables: &[&str]) -> LegacyDb {
         let server_url = mysql_server_url();
         let database = format!("legacy_t_{}", unique_suffix());
         let mut admin = sqlx::MySqlConnection::connect(&server_url)
@@ -31,16 +36,20 @@ impl LegacyDb {
             server_url,
             database,
         };
-        for statement in chatd::store::legacy::SPEC_SCHEMA {
+        for statement in tables {
             legacy.execute(statement).await;
         }
         legacy
     }
 
-    pub async fn execute(&self, sql: &str) {
-        let mut db = sqlx::MySqlConnection::connect(&self.url)
+    pub async fn connect(&self) -> sqlx::MySqlConnection {
+        sqlx::MySqlConnection::connect(&self.url)
             .await
-            .expect("connect to the legacy database");
+            .expect("connect to the legacy database")
+    }
+
+    pub async fn execute(&self, sql: &str) {
+        let mut db = self.connect().await;
         sqlx::query(sql)
             .execute(&mut db)
             .await
@@ -56,13 +65,12 @@ impl LegacyDb {
     }
 }
 
-/// Runs `chatd import <args>` (or `chatd import verify` with `verify` first in `args`) against
-/// the test database, as an operator would beside a running server.
-pub fn import(db: &TestDb, args: &[&str]) -> std::process::Output {
-    let data_dir = std::env::temp_dir().join(format!("chatd-import-{}", unique_suffix()));
+/// `chatd <args>` as an operator runs it beside the server: the test database, its secret, a
+/// data directory of its own, and Redis for MySQL.
+pub fn chatd_command(db: &TestDb, args: &[&str]) -> std::process::Command {
+    let data_dir = std::env::temp_dir().join(format!("chatd-cli-{}", unique_suffix()));
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"));
     command
-        .arg("import")
         .args(args)
         .env("CHAT_DATABASE_URL", &db.url)
         .env("CHAT_DATA_DIR", &data_dir)
@@ -71,7 +79,23 @@ pub fn import(db: &TestDb, args: &[&str]) -> std::process::Output {
     if db.backend == chatd::store::Backend::MySql {
         command.env("CHAT_REDIS_URL", redis_url());
     }
-    let output = command.output().expect("run chatd import");
-    let _ = std::fs::remove_dir_all(&data_dir);
+    command
+}
+
+/// Runs `chatd <args>` (see [`chatd_command`]) to its end.
+pub fn chatd(db: &TestDb, args: &[&str]) -> std::process::Output {
+    let mut command = chatd_command(db, args);
+    let output = command.output().expect("run chatd");
+    if let Some((_, Some(data_dir))) = command
+        .get_envs()
+        .find(|(name, _)| *name == "CHAT_DATA_DIR")
+    {
+        let _ = std::fs::remove_dir_all(data_dir);
+    }
     output
+}
+
+/// Runs `chatd import <args>` against the test database.
+pub fn import(db: &TestDb, args: &[&str]) -> std::process::Output {
+    chatd(db, &[&["import"], args].concat())
 }
