@@ -1431,3 +1431,136 @@ async fn rewritten_file_bases_show_the_new_urls() {
     }
     legacy.drop().await;
 }
+
+/// With `--files-dir` (the old server's uploads directory), a legacy file found there is copied
+/// into chatd's store as its sender's upload, its type decided from its bytes and an image
+/// measured, so the message carries chatd's own file and signed link and the bytes download; a
+/// file that is missing, or is not what its message says, is reported and its message keeps the
+/// legacy link. `import verify` given the same directory agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_under_files_dir_are_copied_in_as_uploads() {
+    let at = HISTORY_START + 80 * DAY;
+    let base = "http://47.94.108.189/uploads/chat/2025/07/20";
+    let message = |id: u64, message_type: &'static str, name: &str| LegacyMessage {
+        id,
+        conversation_id: 5,
+        user_id: Some(51),
+        admin_id: None,
+        sender_role: "user",
+        message_type,
+        content: String::new(),
+        file_id: Some(format!("f{id}")),
+        file_url: Some(format!("{base}/{name}")),
+        metadata: None,
+        is_read: false,
+        timestamp: at + id as i64,
+    };
+    let history = History {
+        users: vec![(51, "the-user".into())],
+        conversations: vec![LegacyConversation {
+            id: 5,
+            user_id: 51,
+            admin_id: None,
+            status: "active",
+            last_message_at: None,
+            created_at: at,
+            updated_at: at + 100,
+        }],
+        messages: vec![
+            message(21, "image", "photo.jpg"),
+            message(22, "image", "missing.jpg"),
+            message(23, "file", "notes.pdf"),
+        ],
+        bad: BTreeSet::new(),
+    };
+    let legacy = LegacyDb::holding(&history).await;
+    let files = std::env::temp_dir().join(format!("chatd-legacy-files-{}", fresh_id()));
+    let dir = files.join("uploads/chat/2025/07/20");
+    std::fs::create_dir_all(&dir).expect("the legacy uploads directory");
+    let photo = crate::uploads::png(640, 480);
+    std::fs::write(dir.join("photo.jpg"), &photo).expect("a legacy photo");
+    // A file message whose file is in fact a picture.
+    std::fs::write(dir.join("notes.pdf"), crate::uploads::png(2, 2)).expect("a legacy file");
+    let files_dir = files.display().to_string();
+
+    for db in TestDb::each().await {
+        let name = db.name();
+        let data_dir = std::env::temp_dir().join(format!("chatd-files-{}", fresh_id()));
+        let data_dir_text = data_dir.display().to_string();
+        let run = |args: &[&str]| {
+            chatd_command(&db, args)
+                .env("CHAT_DATA_DIR", &data_dir)
+                .output()
+                .expect("run chatd")
+        };
+        let output = run(&[
+            "import",
+            "--from",
+            &legacy.url,
+            "--files-dir",
+            &files_dir,
+            "--json",
+        ]);
+        assert!(output.status.success(), "{name}: {output:?}");
+        let report: Value = serde_json::from_slice(&output.stdout).expect("the JSON report");
+        assert_eq!(
+            pick(
+                &report["files"],
+                &["copied", "not_copied", "kept", "rewritten"]
+            ),
+            json!({"copied": 1, "not_copied": 2, "kept": 2, "rewritten": 0}),
+            "{name}: {report}"
+        );
+        let adjusted = rows_listed(&report, "adjusted");
+        assert_eq!(
+            adjusted,
+            BTreeSet::from([("messages".to_string(), 22), ("messages".to_string(), 23)]),
+            "{name}: {report}"
+        );
+        let verified = run(&[
+            "import",
+            "verify",
+            "--from",
+            &legacy.url,
+            "--files-dir",
+            &files_dir,
+        ]);
+        assert!(verified.status.success(), "{name}: {verified:?}");
+
+        let app = TestApp::spawn_with(&db, &[("CHAT_DATA_DIR", &data_dir_text)]).await;
+        let (_, user) = app.session(Role::User, Some(51)).await;
+        let shown = every_message(&app, &user, 5).await;
+        let copied = &shown[0];
+        let file_id = copied["file_id"].as_str().expect("a file id");
+        assert!(
+            file_id.len() == 32 && file_id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{name}: chatd's own file id, not the legacy one: {copied}"
+        );
+        assert_eq!(
+            pick(copied, &["mime_type", "width", "height", "file_size"]),
+            json!({"mime_type": "image/png", "width": 640, "height": 480, "file_size": photo.len()}),
+            "{name}: {copied}"
+        );
+        let link = copied["file_url"].as_str().expect("a link");
+        assert!(link.starts_with(&app.address), "{name}: {link}");
+        let downloaded = app.client.get(link).send().await.expect("download");
+        assert_eq!(downloaded.status(), 200, "{name}: {link}");
+        assert_eq!(
+            downloaded.bytes().await.expect("the bytes").to_vec(),
+            photo,
+            "{name}"
+        );
+        for (kept, id, file) in [(&shown[1], 22, "missing.jpg"), (&shown[2], 23, "notes.pdf")] {
+            assert_eq!(
+                pick(kept, &["file_id", "file_url"]),
+                json!({"file_id": format!("f{id}"), "file_url": format!("{base}/{file}")}),
+                "{name}: {kept}"
+            );
+        }
+        app.stop().await;
+        db.cleanup().await;
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    let _ = std::fs::remove_dir_all(&files);
+    legacy.drop().await;
+}
