@@ -84,7 +84,7 @@ pub struct ImportedEvent {
 }
 
 /// A legacy conversation read as chatd's history.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportedHistory {
     pub events: Vec<ImportedEvent>,
     /// The conversation folded from `events`.
@@ -111,6 +111,34 @@ pub fn import_history(
     messages: &[LegacyMessage],
     admin_identifier: &dyn Fn(u64) -> Option<String>,
 ) -> ImportedHistory {
+    read_legacy(None, conversation, messages, admin_identifier)
+}
+
+/// What the legacy rows say beyond a conversation imported earlier, folded to `imported` with
+/// its last event at `last_at`: the messages after its last one, the read flags set since, a
+/// new assignment, a new status. Nothing when the legacy rows have not changed. Events start
+/// from `imported` (the returned `conversation` is folded on from it).
+pub fn import_changes(
+    imported: &Conversation,
+    last_at: i64,
+    conversation: &LegacyConversation,
+    messages: &[LegacyMessage],
+    admin_identifier: &dyn Fn(u64) -> Option<String>,
+) -> ImportedHistory {
+    read_legacy(
+        Some((imported, last_at)),
+        conversation,
+        messages,
+        admin_identifier,
+    )
+}
+
+fn read_legacy(
+    imported: Option<(&Conversation, i64)>,
+    conversation: &LegacyConversation,
+    messages: &[LegacyMessage],
+    admin_identifier: &dyn Fn(u64) -> Option<String>,
+) -> ImportedHistory {
     let mut history = ImportedHistory::default();
     let conversation_row = LegacyRow {
         table: CONVERSATIONS_TABLE,
@@ -128,45 +156,54 @@ pub fn import_history(
         Role::User,
         conversation.user_identifier.clone(),
     );
-    let first_message_at = messages.iter().map(|m| m.timestamp).min();
-    let opened_at = match first_message_at {
-        Some(first) if first < conversation.created_at => {
-            history.adjusted.push(RowNote {
-                row: conversation_row,
-                reason: "opened at its first message's time, which is before its created_at".into(),
-            });
-            first
+    let (mut recorder, last_id) = match imported {
+        Some((state, last_at)) => {
+            history.conversation = state.clone();
+            let last_id = state.last_message_id().unwrap_or(0);
+            (
+                Recorder {
+                    history: &mut history,
+                    last_at,
+                },
+                last_id,
+            )
         }
-        _ => conversation.created_at,
+        None => {
+            let first_message_at = messages.iter().map(|m| m.timestamp).min();
+            let opened_at = match first_message_at {
+                Some(first) if first < conversation.created_at => {
+                    history.adjusted.push(RowNote {
+                        row: conversation_row,
+                        reason: "opened at its first message's time, which is before its \
+                                 created_at"
+                            .into(),
+                    });
+                    first
+                }
+                _ => conversation.created_at,
+            };
+            let mut recorder = Recorder {
+                history: &mut history,
+                last_at: opened_at,
+            };
+            recorder.record(
+                ConversationEvent::ConversationOpened {
+                    conversation_id: conversation.id,
+                    user: user.clone(),
+                },
+                opened_at,
+                conversation_row,
+            );
+            (recorder, 0)
+        }
     };
-    let mut recorder = Recorder {
-        history: &mut history,
-        last_at: opened_at,
-    };
-    recorder.record(
-        ConversationEvent::ConversationOpened {
-            conversation_id: conversation.id,
-            user: user.clone(),
-        },
-        opened_at,
-        conversation_row,
-    );
 
-    let mut last_id = 0;
-    // Each imported message with its sender's role, for the read receipts.
-    let mut sent: Vec<(&LegacyMessage, Role)> = Vec::with_capacity(messages.len());
-    for message in messages {
+    // Messages up to the last one imported were imported (or reported) by an earlier run.
+    for message in messages.iter().filter(|m| m.id > last_id) {
         let row = LegacyRow {
             table: MESSAGES_TABLE,
             id: message.id,
         };
-        if message.id <= last_id {
-            recorder.history.skipped.push(RowNote {
-                row,
-                reason: "ids of a conversation's messages must increase".into(),
-            });
-            continue;
-        }
         match message_event(conversation, &user, message, admin_identifier) {
             Ok((event, note)) => {
                 if let Some(reason) = note {
@@ -179,27 +216,26 @@ pub fn import_history(
                             .into(),
                     });
                 }
-                if let ConversationEvent::MessageSent { sender, .. } = &event {
-                    sent.push((message, sender.role));
-                    if let Some(file) = &message.upload {
-                        recorder.record(
-                            ConversationEvent::FileUploaded {
-                                file: file.clone(),
-                                by: sender.clone(),
-                            },
-                            message.timestamp,
-                            row,
-                        );
-                    }
+                if let (ConversationEvent::MessageSent { sender, .. }, Some(file)) =
+                    (&event, &message.upload)
+                {
+                    recorder.record(
+                        ConversationEvent::FileUploaded {
+                            file: file.clone(),
+                            by: sender.clone(),
+                        },
+                        message.timestamp,
+                        row,
+                    );
                 }
                 recorder.record(event, message.timestamp, row);
                 recorder.history.messages += 1;
-                last_id = message.id;
             }
             Err(reason) => recorder.history.skipped.push(RowNote { row, reason }),
         }
     }
 
+    // The read flags the conversation does not show yet, as receipts by the other side.
     let staff_reader = match conversation.admin_id {
         Some(admin_id) => Actor::new(
             admin_id,
@@ -208,17 +244,16 @@ pub fn import_history(
         ),
         None => import_actor(),
     };
-    let mut read_by_staff = Vec::new();
-    let mut read_by_user = Vec::new();
-    for (message, imported) in &sent {
-        if message.is_read {
-            if *imported == Role::User {
-                read_by_staff.push(message.id);
-            } else {
-                read_by_user.push(message.id);
-            }
-        }
-    }
+    let folded = &recorder.history.conversation;
+    let read = |unread: &std::collections::BTreeSet<u64>| -> Vec<u64> {
+        messages
+            .iter()
+            .filter(|m| m.is_read && unread.contains(&m.id))
+            .map(|m| m.id)
+            .collect()
+    };
+    let read_by_staff = read(folded.unread_by_staff());
+    let read_by_user = read(folded.unread_by_user());
     let at = recorder.last_at;
     for (ids, reader) in [(read_by_staff, staff_reader), (read_by_user, user.clone())] {
         for chunk in ids.chunks(MAX_READ_IDS_PER_COMMAND) {
@@ -239,46 +274,77 @@ pub fn import_history(
     }
 
     let settled_at = conversation.updated_at;
-    if let Some(admin_id) = conversation.admin_id {
-        if admin_id == 0 || admin_id > MAX_ID {
+    let status = recorder.history.conversation.status();
+    let archived = status == Some(ConversationStatus::Archived);
+    match conversation.admin_id {
+        Some(admin_id) if admin_id == 0 || admin_id > MAX_ID => {
             recorder.history.adjusted.push(RowNote {
                 row: conversation_row,
                 reason: format!("admin_id {admin_id} is not a valid id: left unassigned"),
             });
-        } else {
-            recorder.record(
-                ConversationEvent::ConversationAssigned {
-                    admin_id,
-                    by: import_actor(),
-                },
-                settled_at,
-                conversation_row,
-            );
         }
-    }
-    match conversation.status {
-        ConversationStatus::Active if conversation.superseded => {
+        Some(admin_id) if recorder.history.conversation.admin_id() != Some(admin_id) => {
+            if archived {
+                recorder.history.adjusted.push(RowNote {
+                    row: conversation_row,
+                    reason: format!("archived in chatd, so not assigned to {admin_id}"),
+                });
+            } else {
+                recorder.record(
+                    ConversationEvent::ConversationAssigned {
+                        admin_id,
+                        by: import_actor(),
+                    },
+                    settled_at,
+                    conversation_row,
+                );
+            }
+        }
+        None if recorder.history.conversation.admin_id().is_some() => {
             recorder.history.adjusted.push(RowNote {
                 row: conversation_row,
-                reason: "closed: its user has a newer active conversation (chatd keeps one)".into(),
+                reason: "unassigned in the legacy rows; chatd keeps its assignment".into(),
             });
-            recorder.record(
-                ConversationEvent::ConversationClosed { by: import_actor() },
-                settled_at,
-                conversation_row,
-            );
         }
-        ConversationStatus::Active => {}
-        ConversationStatus::Closed => recorder.record(
-            ConversationEvent::ConversationClosed { by: import_actor() },
-            settled_at,
-            conversation_row,
-        ),
-        ConversationStatus::Archived => recorder.record(
-            ConversationEvent::ConversationArchived { by: import_actor() },
-            settled_at,
-            conversation_row,
-        ),
+        _ => {}
+    }
+
+    let wanted = match conversation.status {
+        ConversationStatus::Active if conversation.superseded => {
+            if status != Some(ConversationStatus::Closed) {
+                recorder.history.adjusted.push(RowNote {
+                    row: conversation_row,
+                    reason: "closed: its user has a newer active conversation (chatd keeps one)"
+                        .into(),
+                });
+            }
+            ConversationStatus::Closed
+        }
+        other => other,
+    };
+    let change = match (status, wanted) {
+        (Some(now), wanted) if now == wanted => None,
+        (Some(ConversationStatus::Archived), wanted) => {
+            recorder.history.adjusted.push(RowNote {
+                row: conversation_row,
+                reason: format!(
+                    "archived in chatd (archived is final), {wanted} in the legacy rows"
+                ),
+            });
+            None
+        }
+        (_, ConversationStatus::Active) => {
+            Some(ConversationEvent::ConversationReopened { by: import_actor() })
+        }
+        (_, ConversationStatus::Closed) => {
+            Some(ConversationEvent::ConversationClosed { by: import_actor() })
+        }
+        (_, ConversationStatus::Archived) => {
+            Some(ConversationEvent::ConversationArchived { by: import_actor() })
+        }
+    };
+    if let Some(event) = change {
+        recorder.record(event, settled_at, conversation_row);
     }
     history
 }
@@ -614,6 +680,77 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_second_reading_brings_only_what_changed_in_the_legacy_rows() {
+        let mut legacy = conversation();
+        legacy.status = ConversationStatus::Active;
+        legacy.admin_id = None;
+        let first = [
+            message(11, "user", "hi", 2_000_000),
+            message(12, "admin", "hello", 3_000_000),
+        ];
+        let imported = import_history(&legacy, &first, &admins);
+        let last_at = imported.events.last().map(|e| e.at).unwrap_or_default();
+        let unchanged = import_changes(&imported.conversation, last_at, &legacy, &first, &admins);
+        assert!(unchanged.events.is_empty(), "{:?}", unchanged.events);
+
+        // Since then: the user's message was read, one more came, an admin took it and closed it.
+        let mut later = first.to_vec();
+        later[0].is_read = true;
+        later.push(message(15, "user", "thanks", 4_000_000));
+        legacy.admin_id = Some(3);
+        legacy.status = ConversationStatus::Closed;
+        let changes = import_changes(&imported.conversation, last_at, &legacy, &later, &admins);
+        assert_eq!(
+            types(&changes),
+            [
+                "MessageSent",
+                "MessagesRead",
+                "ConversationAssigned",
+                "ConversationClosed"
+            ]
+        );
+        match &changes.events[1].event {
+            ConversationEvent::MessagesRead {
+                message_ids,
+                reader,
+            } => {
+                assert_eq!(message_ids, &[11]);
+                assert_eq!((reader.role, reader.id), (Role::Admin, 3));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(changes.messages, 1);
+        assert_eq!(
+            changes.conversation.status(),
+            Some(ConversationStatus::Closed)
+        );
+        assert_eq!(
+            changes
+                .conversation
+                .unread_by_staff()
+                .iter()
+                .copied()
+                .collect::<Vec<_>>(),
+            [15]
+        );
+
+        // An archived conversation stays archived, whatever the legacy rows say now.
+        let mut archived = imported.conversation.clone();
+        archived.apply(ConversationEvent::ConversationArchived { by: import_actor() });
+        let refused = import_changes(&archived, last_at, &legacy, &first, &admins);
+        assert!(
+            !refused.events.iter().any(|e| matches!(
+                e.event,
+                ConversationEvent::ConversationClosed { .. }
+                    | ConversationEvent::ConversationAssigned { .. }
+            )),
+            "{:?}",
+            refused.events
+        );
+        assert_eq!(refused.adjusted.len(), 2, "{:?}", refused.adjusted);
     }
 
     #[test]

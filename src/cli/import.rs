@@ -118,10 +118,13 @@ async fn run_import(
     let report = import(store, source, options, &mut |report, total| {
         if let Some(bar) = &bar {
             bar.set_length(total);
+            let counts = &report.conversations;
             bar.set_position(
-                report.conversations.imported
-                    + report.conversations.already_imported
-                    + report.conversations.skipped,
+                counts.imported
+                    + counts.already_imported
+                    + counts.updated
+                    + counts.changed_in_both
+                    + counts.skipped,
             );
         }
     })
@@ -211,11 +214,16 @@ fn render(report: &ImportReport) -> String {
         "imported"
     };
     text.push_str(&format!(
-        "{verb} {} conversations ({} already imported, {} skipped), {} messages ({} skipped), \
+        "{verb} {} conversations ({} already imported, {} of those updated, {} changed in both \
+         systems, {} skipped), {} messages ({} skipped), \
          {} read receipts, {} files ({} copied, {} not copied; links: {} kept, {} rewritten): \
          {} events\n",
         report.conversations.imported,
-        report.conversations.already_imported,
+        report.conversations.already_imported
+            + report.conversations.updated
+            + report.conversations.changed_in_both,
+        report.conversations.updated,
+        report.conversations.changed_in_both,
         report.conversations.skipped,
         report.messages.imported,
         report.messages.skipped,

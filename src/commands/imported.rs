@@ -7,23 +7,33 @@
 //! is recognised by its opening's metadata (imported from the same legacy row) and left as it is,
 //! so a second run, or a run after a crash, adds nothing twice.
 
-use events::import::{ImportedHistory, LegacyConversation, LegacyRow, import_actor};
-use events::{ConversationEvent, ConversationStatus};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use events::import::{
+    ImportedHistory, LegacyConversation, LegacyMessage, LegacyRow, import_actor, import_changes,
+};
+use events::{Conversation, ConversationEvent, ConversationStatus};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::{SNAPSHOT_EVERY, SNAPSHOT_FORMAT};
 use crate::store::{
-    AppendTxn, EventMetadata, EventStore, GENESIS_HASH, ImportedRow, SqlStore, StoreError,
-    on_backend,
+    AppendTxn, CONVERSATION_STREAM, EventMetadata, EventStore, GENESIS_HASH, ImportedRow, SqlStore,
+    StoreError, StoredEvent, on_backend,
 };
 
 /// The name the import gives the legacy system in each event's metadata.
 pub const LEGACY_SYSTEM: &str = "node";
 
-/// A legacy conversation and the history the domain read from it.
+/// A legacy conversation, its rows, and the history the domain read from them.
 #[derive(Debug, Clone)]
 pub struct ImportedConversation {
     pub legacy: LegacyConversation,
+    /// Its legacy messages, in id order (read again against an earlier import's state).
+    pub messages: Vec<LegacyMessage>,
+    /// The identifiers of the admins its rows name.
+    pub admins: Arc<HashMap<u64, String>>,
+    /// The whole history, for a conversation not imported yet.
     pub history: ImportedHistory,
 }
 
@@ -37,8 +47,18 @@ pub enum ImportOutcome {
         /// history (chatd keeps one active conversation per user).
         closed_for: Option<u64>,
     },
-    /// An earlier run imported it.
+    /// An earlier run imported it, and its legacy rows have not changed since.
     AlreadyImported,
+    /// An earlier run imported it, and what its legacy rows say now beyond that was appended.
+    Updated {
+        events: u64,
+        closed_for: Option<u64>,
+        /// What was appended.
+        history: Box<ImportedHistory>,
+    },
+    /// An earlier run imported it, its legacy rows have changed since, and so has the
+    /// conversation in chatd: the legacy changes are not applied (the two would contradict).
+    ChangedInBoth,
     /// chatd has a conversation of its own under this id.
     Taken,
 }
@@ -176,10 +196,20 @@ where
     for conversation in page {
         let outcome = match openings.get(&conversation.legacy.id) {
             Some(metadata) if imported_from(metadata, conversation.legacy.id) => {
-                ImportOutcome::AlreadyImported
+                append_changes(&mut txn, conversation, &mut sealed).await?
             }
             Some(_) => ImportOutcome::Taken,
-            None => append_one(&mut txn, conversation, &mut sealed).await?,
+            None => {
+                let (events, closed_for) = append_history(
+                    &mut txn,
+                    &conversation.legacy,
+                    None,
+                    conversation.history.clone(),
+                    &mut sealed,
+                )
+                .await?;
+                ImportOutcome::Imported { events, closed_for }
+            }
         };
         outcomes.push(outcome);
     }
@@ -203,10 +233,11 @@ fn imported_from(metadata: &str, legacy_id: u64) -> bool {
     })
 }
 
-async fn append_one<DB>(
+/// What the legacy rows say now beyond an earlier import of the conversation, appended.
+async fn append_changes<DB>(
     txn: &mut AppendTxn<DB>,
     conversation: &ImportedConversation,
-    sealed: &mut Vec<crate::store::StoredEvent>,
+    sealed: &mut Vec<StoredEvent>,
 ) -> Result<ImportOutcome, StoreError>
 where
     DB: Database,
@@ -217,10 +248,90 @@ where
     usize: ColumnIndex<DB::Row>,
 {
     let id = conversation.legacy.id;
-    let user_id = conversation.legacy.user_id;
-    let mut history = conversation.history.clone();
+    let stream = txn
+        .read_stream(CONVERSATION_STREAM, &id.to_string(), 0)
+        .await?;
+    let Some(last) = stream.last() else {
+        return Ok(ImportOutcome::AlreadyImported);
+    };
+    let mut state = Conversation::default();
+    for stored in &stream {
+        cqrs_es::Aggregate::apply(&mut state, stored.decode()?);
+    }
+    let admins = &conversation.admins;
+    let history = import_changes(
+        &state,
+        last.recorded_at_micros,
+        &conversation.legacy,
+        &conversation.messages,
+        &|admin| admins.get(&admin).cloned(),
+    );
+    if history.events.is_empty() {
+        return Ok(ImportOutcome::AlreadyImported);
+    }
+    if !last.is_imported() {
+        return Ok(ImportOutcome::ChangedInBoth);
+    }
+    let head = Head {
+        sequence: last.sequence,
+        hash: last.hash.clone(),
+        status: state.status(),
+    };
+    let (events, closed_for) = append_history(
+        txn,
+        &conversation.legacy,
+        Some(head),
+        history.clone(),
+        sealed,
+    )
+    .await?;
+    Ok(ImportOutcome::Updated {
+        events,
+        closed_for,
+        history: Box::new(history),
+    })
+}
+
+/// Where an imported conversation's stream stands before more of its history is appended.
+struct Head {
+    sequence: u64,
+    hash: String,
+    status: Option<ConversationStatus>,
+}
+
+/// Appends a history to a conversation's stream (after `head`, or as its start), keeping the
+/// active-conversation index in step; the events appended and, when its user has another
+/// active conversation in chatd, that one (this one is then closed after its history).
+async fn append_history<DB>(
+    txn: &mut AppendTxn<DB>,
+    legacy: &LegacyConversation,
+    head: Option<Head>,
+    mut history: ImportedHistory,
+    sealed: &mut Vec<StoredEvent>,
+) -> Result<(u64, Option<u64>), StoreError>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    i64: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let id = legacy.id;
+    let user_id = legacy.user_id;
+    let Head {
+        mut sequence,
+        mut hash,
+        status: prior_status,
+    } = head.unwrap_or(Head {
+        sequence: 0,
+        hash: GENESIS_HASH.to_string(),
+        status: None,
+    });
+    let first_sequence = sequence;
     let mut closed_for = None;
-    if history.conversation.status() == Some(ConversationStatus::Active) {
+    let active = Some(ConversationStatus::Active);
+    if history.conversation.status() == active {
         match txn.active_conversation(user_id).await? {
             Some(other) if other != id => {
                 // The user opened a conversation in chatd meanwhile: theirs stays the active one.
@@ -237,11 +348,12 @@ where
                 });
                 closed_for = Some(other);
             }
-            _ => txn.set_active_conversation(user_id, Some(id)).await?,
+            Some(_) => {}
+            None => txn.set_active_conversation(user_id, Some(id)).await?,
         }
+    } else if prior_status == active && txn.active_conversation(user_id).await? == Some(id) {
+        txn.set_active_conversation(user_id, None).await?;
     }
-    let mut sequence = 0;
-    let mut hash = GENESIS_HASH.to_string();
     for imported in &history.events {
         let actor = imported.event.actor();
         let metadata = EventMetadata {
@@ -263,14 +375,11 @@ where
         hash = row.hash;
         sealed.push(stored);
     }
-    if sequence >= SNAPSHOT_EVERY {
+    if sequence / SNAPSHOT_EVERY > first_sequence / SNAPSHOT_EVERY {
         let state = serde_json::to_string(&history.conversation)
             .map_err(|e| StoreError::Invalid(format!("snapshot: {e}")))?;
         txn.save_snapshot(id, sequence, &hash, SNAPSHOT_FORMAT, &state)
             .await?;
     }
-    Ok(ImportOutcome::Imported {
-        events: sequence,
-        closed_for,
-    })
+    Ok((sequence - first_sequence, closed_for))
 }

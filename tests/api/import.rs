@@ -912,7 +912,8 @@ async fn an_imported_history_reads_as_it_was_on_both_back_ends() {
         assert_eq!(report["dry_run"], false, "{name}: {report}");
         assert_eq!(
             report["conversations"],
-            json!({"imported": CONVERSATIONS, "already_imported": 0, "skipped": 0}),
+            json!({"imported": CONVERSATIONS, "already_imported": 0, "updated": 0,
+                   "changed_in_both": 0, "skipped": 0}),
             "{name}"
         );
         assert_eq!(
@@ -1094,7 +1095,8 @@ async fn an_imported_history_reads_as_it_was_on_both_back_ends() {
         let again = import(&db, &legacy, &[]);
         assert_eq!(
             again["conversations"],
-            json!({"imported": 0, "already_imported": CONVERSATIONS, "skipped": 0}),
+            json!({"imported": 0, "already_imported": CONVERSATIONS, "updated": 0,
+                   "changed_in_both": 0, "skipped": 0}),
             "{name}: {again}"
         );
         assert_eq!(again["events"], json!(0), "{name}: {again}");
@@ -1196,6 +1198,8 @@ async fn an_import_killed_halfway_ends_as_a_clean_one() {
             json!({
                 "imported": total - imported_before,
                 "already_imported": imported_before,
+                "updated": 0,
+                "changed_in_both": 0,
                 "skipped": 0
             }),
             "{name}: {resumed}"
@@ -1563,4 +1567,117 @@ async fn files_under_files_dir_are_copied_in_as_uploads() {
     }
     let _ = std::fs::remove_dir_all(&files);
     legacy.drop().await;
+}
+
+/// A second pass brings what the legacy rows gained since the first (a new message, a read
+/// flag, an assignment, the closing), so a first pass can run while the old server still
+/// serves; a conversation that has changed in chatd too is left as chatd has it and reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_pass_brings_what_the_legacy_rows_gained_since() {
+    for db in TestDb::each().await {
+        let name = db.name();
+        let legacy = LegacyDb::create().await;
+        for sql in [
+            "insert into users (id, identifier) values (71, 'u71'), (81, 'u81')",
+            "insert into conversations (id, user_id, admin_id, status, created_at, updated_at) \
+             values (7, 71, null, 'active', '2025-07-01 10:00:00', '2025-07-01 10:05:00'), \
+             (8, 81, null, 'active', '2025-07-01 11:00:00', '2025-07-01 11:05:00')",
+            "insert into messages (id, conversation_id, user_id, admin_id, sender_role, content, \
+             is_read, timestamp) values \
+             (1, 7, 71, null, 'user', 'is it shipped?', 0, '2025-07-01 10:00:00'), \
+             (2, 7, null, 9001, 'admin', 'checking', 0, '2025-07-01 10:05:00'), \
+             (3, 8, 81, null, 'user', 'hello', 0, '2025-07-01 11:00:00')",
+        ] {
+            legacy.execute(sql).await;
+        }
+        let first = import(&db, &legacy, &[]);
+        assert_eq!(first["conversations"]["imported"], 2, "{name}: {first}");
+
+        // The old server goes on serving for a while.
+        for sql in [
+            "insert into messages (id, conversation_id, user_id, admin_id, sender_role, content, \
+             is_read, timestamp) values \
+             (4, 7, 71, null, 'user', 'thanks!', 0, '2025-07-02 09:00:00'), \
+             (5, 8, 81, null, 'user', 'anyone?', 0, '2025-07-02 09:30:00')",
+            "update messages set is_read = 1 where id = 1",
+            "update conversations set admin_id = 9001, status = 'closed', \
+             updated_at = '2025-07-02 10:00:00' where id = 7",
+        ] {
+            legacy.execute(sql).await;
+        }
+        // ... while an admin already reads conversation 8 in chatd (a message from chatd would
+        // take an id the legacy server may still hand out: the import refuses that).
+        let app = TestApp::spawn(&db).await;
+        let (_, admin) = app.session(Role::Admin, Some(9002)).await;
+        let (status, body) = app
+            .call(
+                Method::PUT,
+                "/api/chat/conversations/8/read",
+                Some(&admin),
+                Some(&json!({"message_ids": [3]})),
+            )
+            .await;
+        assert_eq!(status, 200, "{name}: {body}");
+        assert_eq!(body["data"]["marked_read"], 1, "{name}: {body}");
+
+        let second = import(&db, &legacy, &[]);
+        assert_eq!(
+            pick(
+                &second["conversations"],
+                &["imported", "already_imported", "updated", "changed_in_both"]
+            ),
+            json!({"imported": 0, "already_imported": 0, "updated": 1, "changed_in_both": 1}),
+            "{name}: {second}"
+        );
+        assert_eq!(second["messages"]["imported"], 1, "{name}: {second}");
+        assert_eq!(second["read_receipts"], 1, "{name}: {second}");
+        assert!(
+            rows_listed(&second, "skipped").contains(&("conversations".to_string(), 8)),
+            "{name}: {second}"
+        );
+
+        let seven = &every_conversation(&app, &admin).await[&7];
+        assert_eq!(
+            pick(seven, &["status", "admin_id", "last_message_at"]),
+            json!({"status": "closed", "admin_id": 9001, "last_message_at": "2025-07-02T09:00:00Z"}),
+            "{name}: {seven}"
+        );
+        let shown: Vec<Value> = every_message(&app, &admin, 7)
+            .await
+            .iter()
+            .map(|m| pick(m, &["id", "is_read"]))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                json!({"id": 1, "is_read": true}),
+                json!({"id": 2, "is_read": false}),
+                json!({"id": 4, "is_read": false}),
+            ],
+            "{name}"
+        );
+        let eight: Vec<Value> = every_message(&app, &admin, 8)
+            .await
+            .iter()
+            .map(|m| pick(m, &["id", "is_read"]))
+            .collect();
+        assert_eq!(eight, [json!({"id": 3, "is_read": true})], "{name}");
+
+        // Verify names the conversation whose legacy changes were left out.
+        let verified = chatd(&db, &["import", "verify", "--from", &legacy.url]);
+        assert!(!verified.status.success(), "{name}: {verified:?}");
+        assert!(
+            text(&verified.stderr).contains("conversation 8"),
+            "{name}: {}",
+            text(&verified.stderr)
+        );
+
+        // A third pass finds nothing new to bring.
+        let third = import(&db, &legacy, &[]);
+        assert_eq!(third["conversations"]["updated"], 0, "{name}: {third}");
+        assert_eq!(third["events"], 0, "{name}: {third}");
+        app.stop().await;
+        legacy.drop().await;
+        db.cleanup().await;
+    }
 }

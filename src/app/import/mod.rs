@@ -86,7 +86,13 @@ pub struct ImportReport {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ConversationCounts {
     pub imported: u64,
+    /// Imported by an earlier run, and unchanged since.
     pub already_imported: u64,
+    /// Imported by an earlier run; what their legacy rows gained since was appended.
+    pub updated: u64,
+    /// Imported by an earlier run and changed since both in chatd and in the legacy rows: the
+    /// legacy changes were not applied (each also in `skipped`).
+    pub changed_in_both: u64,
     pub skipped: u64,
 }
 
@@ -192,7 +198,35 @@ pub async fn import(
                     }
                     count_imported(&mut report, conversation.history, &page);
                 }
+                ImportOutcome::Updated {
+                    events,
+                    closed_for,
+                    history,
+                } => {
+                    report.conversations.updated += 1;
+                    report.events += events;
+                    if let Some(other) = closed_for {
+                        report.adjusted.push(Note {
+                            table: events::import::CONVERSATIONS_TABLE,
+                            id: conversation.legacy.id,
+                            reason: format!(
+                                "closed: its user's active conversation in chatd is {other}"
+                            ),
+                        });
+                    }
+                    count_imported(&mut report, *history, &page);
+                }
                 ImportOutcome::AlreadyImported => report.conversations.already_imported += 1,
+                ImportOutcome::ChangedInBoth => {
+                    report.conversations.changed_in_both += 1;
+                    report.skipped.push(Note {
+                        table: events::import::CONVERSATIONS_TABLE,
+                        id: conversation.legacy.id,
+                        reason: "changed in chatd since it was imported, and in the legacy \
+                                 rows too: their later changes are not applied"
+                            .into(),
+                    });
+                }
                 ImportOutcome::Taken => {
                     report.conversations.skipped += 1;
                     report.skipped.push(Note {
@@ -295,7 +329,7 @@ pub(crate) async fn read_page(
         .collect();
     admin_ids.sort_unstable();
     admin_ids.dedup();
-    let admins = source.admin_identifiers(&admin_ids).await?;
+    let admins = std::sync::Arc::new(source.admin_identifiers(&admin_ids).await?);
     let admin_identifier = |id: u64| admins.get(&id).cloned();
 
     let mut page = Page {
@@ -317,8 +351,12 @@ pub(crate) async fn read_page(
             page.unrepresentable.push((messages.len() as u64, history));
             continue;
         }
-        page.conversations
-            .push(ImportedConversation { legacy, history });
+        page.conversations.push(ImportedConversation {
+            legacy,
+            messages,
+            admins: admins.clone(),
+            history,
+        });
     }
     Ok(page)
 }
