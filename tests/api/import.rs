@@ -1531,6 +1531,39 @@ async fn files_under_files_dir_are_copied_in_as_uploads() {
         ]);
         assert!(verified.status.success(), "{name}: {verified:?}");
 
+        // A second pass stores nothing again: the file keeps the time it was written.
+        let stored = files_under(&data_dir)
+            .into_iter()
+            .find(|(path, _)| path.extension().is_some_and(|e| e == "png"))
+            .map(|(path, _)| path)
+            .expect("the copied file in chatd's store");
+        let written = std::fs::metadata(&stored)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let again = run(&[
+            "import",
+            "--from",
+            &legacy.url,
+            "--files-dir",
+            &files_dir,
+            "--json",
+        ]);
+        assert!(again.status.success(), "{name}: {again:?}");
+        let again: Value = serde_json::from_slice(&again.stdout).expect("the JSON report");
+        assert_eq!(
+            again["conversations"]["already_imported"], 1,
+            "{name}: {again}"
+        );
+        assert_eq!(
+            std::fs::metadata(&stored)
+                .and_then(|m| m.modified())
+                .expect("mtime"),
+            written,
+            "{name}: the second pass stored {} again",
+            stored.display()
+        );
+
         let app = TestApp::spawn_with(&db, &[("CHAT_DATA_DIR", &data_dir_text)]).await;
         let (_, user) = app.session(Role::User, Some(51)).await;
         let shown = every_message(&app, &user, 5).await;

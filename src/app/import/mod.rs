@@ -163,7 +163,7 @@ pub async fn import(
 
     let mut after = 0;
     loop {
-        let mut page = read_page(source, after, options).await?;
+        let mut page = read_page(store, source, after, options).await?;
         let Some(last) = page.last_id else {
             break;
         };
@@ -285,41 +285,53 @@ pub(crate) struct Page {
 
 /// Reads the page of conversations after `after` and the domain's history of each.
 pub(crate) async fn read_page(
+    store: &EventStore,
     source: &LegacySource,
     after: u64,
     options: &ImportOptions,
-) -> Result<Page, LegacyError> {
+) -> Result<Page, ImportError> {
     let rows = source
         .conversations_after(after, options.batch.max(1))
         .await?;
     let ids: Vec<u64> = rows.iter().map(|(c, _)| c.id).collect();
     let mut messages = source.messages_of(&ids).await?;
+    // A later pass stores again only the files of messages chatd does not show yet (read tables
+    // that lag behind the log only mean a file stored again under the same name).
+    let shown = match &options.files {
+        Some(LegacyFiles { store: Some(_), .. }) => store.last_message_ids(&ids).await?,
+        _ => Default::default(),
+    };
     let mut rewritten = HashSet::new();
     let mut not_copied = Vec::new();
-    for message in messages.values_mut().flatten() {
-        if let (Some(files), Some(url)) = (&options.files, &message.file_url) {
-            match copy_file(
-                files,
-                message.id,
-                &message.message_type,
-                url,
-                message.timestamp,
-            )
-            .await
+    for (conversation_id, messages) in messages.iter_mut() {
+        let newest_shown = shown.get(conversation_id).copied().unwrap_or(0);
+        for message in messages.iter_mut() {
+            if let (Some(files), Some(url), true) =
+                (&options.files, &message.file_url, message.id > newest_shown)
             {
-                Ok(upload) => message.upload = upload,
-                Err(reason) => not_copied.push(Note {
-                    table: events::import::MESSAGES_TABLE,
-                    id: message.id,
-                    reason: format!("file not copied, link kept: {reason}"),
-                }),
+                match copy_file(
+                    files,
+                    message.id,
+                    &message.message_type,
+                    url,
+                    message.timestamp,
+                )
+                .await
+                {
+                    Ok(upload) => message.upload = upload,
+                    Err(reason) => not_copied.push(Note {
+                        table: events::import::MESSAGES_TABLE,
+                        id: message.id,
+                        reason: format!("file not copied, link kept: {reason}"),
+                    }),
+                }
             }
-        }
-        if let Some(url) = &message.file_url
-            && let Some(new) = rewrite(url, &options.rewrite_file_base)
-        {
-            message.file_url = Some(new);
-            rewritten.insert(message.id);
+            if let Some(url) = &message.file_url
+                && let Some(new) = rewrite(url, &options.rewrite_file_base)
+            {
+                message.file_url = Some(new);
+                rewritten.insert(message.id);
+            }
         }
     }
     let mut admin_ids: Vec<u64> = rows

@@ -60,7 +60,7 @@ pub async fn verify(
     let mut report = VerifyReport::default();
     let mut after = 0;
     loop {
-        let page = read_page(source, after, options).await?;
+        let page = read_page(store, source, after, options).await?;
         let Some(last) = page.last_id else {
             break;
         };

@@ -177,6 +177,14 @@ impl EventStore {
         on_backend!(self, s => s.active_conversations_per_admin().await)
     }
 
+    /// The newest message id the read tables show of each of these conversations that has one.
+    pub async fn last_message_ids(
+        &self,
+        conversation_ids: &[u64],
+    ) -> Result<std::collections::HashMap<u64, u64>, StoreError> {
+        on_backend!(self, s => s.last_message_ids(conversation_ids).await)
+    }
+
     /// Active conversations nobody is assigned to, oldest first: (id, created_at). Not those
     /// `chatd import` brought in (ids up to the reserved legacy range): their assignment was the
     /// legacy system's to decide, and they wait in the unassigned list for an admin to take.
@@ -272,6 +280,30 @@ where
                 Ok((unsigned(admin), unsigned(count)))
             })
             .collect()
+    }
+
+    async fn last_message_ids(
+        &self,
+        conversation_ids: &[u64],
+    ) -> Result<std::collections::HashMap<u64, u64>, StoreError> {
+        let mut found = std::collections::HashMap::new();
+        for chunk in conversation_ids.chunks(500) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "select id, last_message_id from conversations where id in ({placeholders}) \
+                 and last_message_id is not null union all \
+                 select id, last_message_id from {ARCHIVED_CONVERSATIONS} \
+                 where id in ({placeholders}) and last_message_id is not null"
+            );
+            let ids = chunk.iter().map(|id| Bind::Int(*id as i64));
+            let rows = self.fetch(&sql, ids.clone().chain(ids).collect()).await?;
+            for row in rows {
+                let id = row.try_get::<i64, _>(0).map_err(StoreError::from_sqlx)?;
+                let last = row.try_get::<i64, _>(1).map_err(StoreError::from_sqlx)?;
+                found.insert(unsigned(id), unsigned(last));
+            }
+        }
+        Ok(found)
     }
 
     async fn unassigned_active(&self, limit: u32) -> Result<Vec<(u64, i64)>, StoreError> {
