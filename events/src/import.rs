@@ -216,6 +216,16 @@ fn read_legacy(
                             .into(),
                     });
                 }
+                if closed_before(conversation, message) {
+                    recorder.history.adjusted.push(RowNote {
+                        row,
+                        reason: format!(
+                            "sent after the conversation was {} (its updated_at): recorded \
+                             before that",
+                            conversation.status
+                        ),
+                    });
+                }
                 if let (ConversationEvent::MessageSent { sender, .. }, Some(file)) =
                     (&event, &message.upload)
                 {
@@ -347,6 +357,13 @@ fn read_legacy(
         recorder.record(event, settled_at, conversation_row);
     }
     history
+}
+
+/// Whether a message of a closed or archived conversation came after the conversation's row
+/// last changed, that is after its closing: the legacy server moved `updated_at` with every
+/// message it accepted, so a later message reached a conversation already closed.
+fn closed_before(conversation: &LegacyConversation, message: &LegacyMessage) -> bool {
+    conversation.status != ConversationStatus::Active && message.timestamp > conversation.updated_at
 }
 
 /// Appends events to the history, folding each and keeping times from going backwards.
@@ -751,6 +768,21 @@ mod tests {
             refused.events
         );
         assert_eq!(refused.adjusted.len(), 2, "{:?}", refused.adjusted);
+    }
+
+    #[test]
+    fn a_message_after_the_closing_is_imported_before_it_and_reported() {
+        let late = message(11, "user", "are you there?", 10_000_000);
+        let history = import_history(&conversation(), &[late], &admins);
+        assert_eq!(history.messages, 1);
+        assert_eq!(history.adjusted.len(), 1, "{:?}", history.adjusted);
+        assert!(history.adjusted[0].reason.contains("closed"));
+        let closing = history.events.last().expect("the closing");
+        assert_eq!(closing.event.type_name(), "ConversationClosed");
+        assert_eq!(
+            closing.at, 10_000_000,
+            "the closing comes after the message"
+        );
     }
 
     #[test]
