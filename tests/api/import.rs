@@ -1714,3 +1714,52 @@ async fn a_second_pass_brings_what_the_legacy_rows_gained_since() {
         db.cleanup().await;
     }
 }
+
+/// A user who already opened a conversation in chatd keeps it as their active one: their active
+/// legacy conversation is imported closed after its history, reported as adjusted, and
+/// `import verify` knows why it shows closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_active_in_chatd_keeps_that_conversation_and_the_legacy_one_closes() {
+    for db in TestDb::each().await {
+        let name = db.name();
+        let app = TestApp::spawn(&db).await;
+        let (_, user) = app.session(Role::User, Some(91)).await;
+        let (status, body) = app
+            .call(
+                Method::POST,
+                "/api/chat/conversations",
+                Some(&user),
+                Some(&json!({"initial_message": "hello from the new app"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{name}: {body}");
+        let in_chatd = body["data"]["conversation_id"].as_u64().expect("an id");
+
+        let legacy = LegacyDb::create().await;
+        for sql in [
+            "insert into users (id, identifier) values (91, 'u91')",
+            "insert into conversations (id, user_id, status, created_at, updated_at) \
+             values (500, 91, 'active', '2025-07-01 10:00:00', '2025-07-01 10:05:00')",
+            "insert into messages (id, conversation_id, user_id, sender_role, content, timestamp) \
+             values (70000, 500, 91, 'user', 'hello from the old app', '2025-07-01 10:00:00')",
+        ] {
+            legacy.execute(sql).await;
+        }
+        let report = import(&db, &legacy, &[]);
+        assert_eq!(report["conversations"]["imported"], 1, "{name}: {report}");
+        assert!(
+            rows_listed(&report, "adjusted").contains(&("conversations".to_string(), 500)),
+            "{name}: {report}"
+        );
+        let verified = chatd(&db, &["import", "verify", "--from", &legacy.url]);
+        assert!(verified.status.success(), "{name}: {verified:?}");
+
+        let (_, admin) = app.session(Role::Admin, None).await;
+        let conversations = every_conversation(&app, &admin).await;
+        assert_eq!(conversations[&500]["status"], "closed", "{name}");
+        assert_eq!(conversations[&in_chatd]["status"], "active", "{name}");
+        app.stop().await;
+        legacy.drop().await;
+        db.cleanup().await;
+    }
+}
