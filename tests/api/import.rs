@@ -1363,18 +1363,11 @@ async fn rewritten_file_bases_show_the_new_urls() {
             is_read: false,
             timestamp: at + id as i64,
         };
-    let history = History {
-        users: vec![(41, "the-user".into())],
-        conversations: vec![LegacyConversation {
-            id: 3,
-            user_id: 41,
-            admin_id: None,
-            status: "active",
-            last_message_at: None,
-            created_at: at,
-            updated_at: at + 100,
-        }],
-        messages: vec![
+    let history = one_conversation(
+        3,
+        41,
+        at,
+        vec![
             message(11, "text", "here is the photo", None),
             message(
                 12,
@@ -1389,8 +1382,7 @@ async fn rewritten_file_bases_show_the_new_urls() {
                 Some("https://cdn.elsewhere.example/b.pdf"),
             ),
         ],
-        bad: BTreeSet::new(),
-    };
+    );
     let legacy = LegacyDb::holding(&history).await;
     for db in TestDb::each().await {
         let name = db.name();
@@ -1459,24 +1451,16 @@ async fn files_under_files_dir_are_copied_in_as_uploads() {
         is_read: false,
         timestamp: at + id as i64,
     };
-    let history = History {
-        users: vec![(51, "the-user".into())],
-        conversations: vec![LegacyConversation {
-            id: 5,
-            user_id: 51,
-            admin_id: None,
-            status: "active",
-            last_message_at: None,
-            created_at: at,
-            updated_at: at + 100,
-        }],
-        messages: vec![
+    let history = one_conversation(
+        5,
+        51,
+        at,
+        vec![
             message(21, "image", "photo.jpg"),
             message(22, "image", "missing.jpg"),
             message(23, "file", "notes.pdf"),
         ],
-        bad: BTreeSet::new(),
-    };
+    );
     let legacy = LegacyDb::holding(&history).await;
     let files = std::env::temp_dir().join(format!("chatd-legacy-files-{}", fresh_id()));
     let dir = files.join("uploads/chat/2025/07/20");
@@ -1761,5 +1745,23 @@ async fn a_user_active_in_chatd_keeps_that_conversation_and_the_legacy_one_close
         app.stop().await;
         legacy.drop().await;
         db.cleanup().await;
+    }
+}
+
+/// One active conversation of one user (`the-user`), opened at `at`, with these messages.
+fn one_conversation(id: u64, user_id: u64, at: i64, messages: Vec<LegacyMessage>) -> History {
+    History {
+        users: vec![(user_id, "the-user".into())],
+        conversations: vec![LegacyConversation {
+            id,
+            user_id,
+            admin_id: None,
+            status: "active",
+            last_message_at: None,
+            created_at: at,
+            updated_at: at + 100,
+        }],
+        messages,
+        bad: BTreeSet::new(),
     }
 }

@@ -186,17 +186,9 @@ pub async fn import(
             match outcome {
                 ImportOutcome::Imported { events, closed_for } => {
                     report.conversations.imported += 1;
-                    report.events += events;
-                    if let Some(other) = closed_for {
-                        report.adjusted.push(Note {
-                            table: events::import::CONVERSATIONS_TABLE,
-                            id: conversation.legacy.id,
-                            reason: format!(
-                                "closed: its user's active conversation in chatd is {other}"
-                            ),
-                        });
-                    }
-                    count_imported(&mut report, conversation.history, &page);
+                    let id = conversation.legacy.id;
+                    let history = conversation.history;
+                    count_appended(&mut report, id, events, closed_for, history, &page);
                 }
                 ImportOutcome::Updated {
                     events,
@@ -204,17 +196,8 @@ pub async fn import(
                     history,
                 } => {
                     report.conversations.updated += 1;
-                    report.events += events;
-                    if let Some(other) = closed_for {
-                        report.adjusted.push(Note {
-                            table: events::import::CONVERSATIONS_TABLE,
-                            id: conversation.legacy.id,
-                            reason: format!(
-                                "closed: its user's active conversation in chatd is {other}"
-                            ),
-                        });
-                    }
-                    count_imported(&mut report, *history, &page);
+                    let id = conversation.legacy.id;
+                    count_appended(&mut report, id, events, closed_for, *history, &page);
                 }
                 ImportOutcome::AlreadyImported => report.conversations.already_imported += 1,
                 ImportOutcome::ChangedInBoth => {
@@ -373,8 +356,24 @@ pub(crate) async fn read_page(
     Ok(page)
 }
 
-/// Adds an imported conversation's history to the report.
-fn count_imported(report: &mut ImportReport, history: ImportedHistory, page: &Page) {
+/// Adds what was appended of a conversation to the report: the events, the conversation closed
+/// for its user's active one in chatd (if so), and the history they record.
+fn count_appended(
+    report: &mut ImportReport,
+    conversation_id: u64,
+    events: u64,
+    closed_for: Option<u64>,
+    history: ImportedHistory,
+    page: &Page,
+) {
+    report.events += events;
+    if let Some(other) = closed_for {
+        report.adjusted.push(Note {
+            table: events::import::CONVERSATIONS_TABLE,
+            id: conversation_id,
+            reason: format!("closed: its user's active conversation in chatd is {other}"),
+        });
+    }
     report.messages.imported += history.messages;
     report.messages.skipped += history
         .skipped
