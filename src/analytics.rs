@@ -466,7 +466,7 @@ pub async fn report_from_log(
         };
         position = last.position;
         for event in batch {
-            fold.apply(&LoggedEvent::try_from(event)?)?;
+            fold.apply(&LoggedEvent::from(event))?;
         }
     }
     Ok(report(params, &fold.facts))

@@ -159,6 +159,27 @@ impl ConversationEvent {
         }
     }
 
+    /// As [`ConversationEvent::from_parts`], from the payload's JSON text.
+    pub fn from_json(event_type: &str, payload: &str) -> Result<Self, UnknownEvent> {
+        if !EVENT_TYPES.contains(&event_type) {
+            return Err(UnknownEvent::new(
+                event_type,
+                "unknown event type (this build knows only ".to_string()
+                    + &EVENT_TYPES.join(", ")
+                    + ")",
+            ));
+        }
+        // The externally tagged form around the stored fields; the type is one of the known
+        // names, which need no escaping.
+        let tagged = format!("{{\"{event_type}\":{payload}}}");
+        serde_json::from_str(&tagged).map_err(|err| {
+            UnknownEvent::new(
+                event_type,
+                format!("payload does not match the current shape: {err}"),
+            )
+        })
+    }
+
     /// The inverse of ([`DomainEvent::event_type`], [`ConversationEvent::payload_json`]).
     /// The payload must already be in the current shape (see [`crate::upcast::upcast_payload`]).
     pub fn from_parts(event_type: &str, payload: Value) -> Result<Self, UnknownEvent> {

@@ -28,15 +28,15 @@ pub fn upcasters() -> Vec<Box<dyn EventUpcaster>> {
 
 static UPCASTERS: LazyLock<Vec<Box<dyn EventUpcaster>>> = LazyLock::new(upcasters);
 
-/// Returns `payload` in the current shape of `event_type`, upcasting older versions.
+/// The version a payload of `event_type` written at `event_version` must be upcast to: `None`
+/// when it is already in the current shape.
 ///
 /// Errors for an unknown type, an unparsable version, a version newer than this build knows
 /// (written by a newer deployment: refuse rather than misread), or one older than any known.
-pub fn upcast_payload(
+fn upcast_target(
     event_type: &str,
     event_version: &str,
-    payload: Value,
-) -> Result<Value, UnknownEvent> {
+) -> Result<Option<SemanticVersion>, UnknownEvent> {
     let Some(current) = ConversationEvent::current_version(event_type) else {
         return Err(UnknownEvent::new(
             event_type,
@@ -63,9 +63,39 @@ pub fn upcast_payload(
             format!("version {event_version} is older than any version this build knows"),
         ));
     }
-    if version == current {
-        return Ok(payload);
+    Ok((version != current).then_some(current))
+}
+
+/// The domain event a stored payload (JSON text) records, old versions upcast. A payload in the
+/// current shape is read straight into the event, without an intermediate `Value`: replays and
+/// the followers of the log decode every event they read.
+pub fn decode_payload(
+    event_type: &str,
+    event_version: &str,
+    payload: &str,
+) -> Result<ConversationEvent, UnknownEvent> {
+    if upcast_target(event_type, event_version)?.is_none() {
+        return ConversationEvent::from_json(event_type, payload);
     }
+    let payload: Value = serde_json::from_str(payload)
+        .map_err(|e| UnknownEvent::new(event_type, format!("payload is not JSON: {e}")))?;
+    ConversationEvent::from_parts(
+        event_type,
+        upcast_payload(event_type, event_version, payload)?,
+    )
+}
+
+/// Returns `payload` in the current shape of `event_type`, upcasting older versions.
+///
+/// Errors as [`decode_payload`] does for the type and version.
+pub fn upcast_payload(
+    event_type: &str,
+    event_version: &str,
+    payload: Value,
+) -> Result<Value, UnknownEvent> {
+    let Some(current) = upcast_target(event_type, event_version)? else {
+        return Ok(payload);
+    };
 
     let event = SerializedEvent::new(
         String::new(),

@@ -272,6 +272,12 @@ proptest! {
                     event.payload_json(),
                 );
                 prop_assert_eq!(back.as_ref(), Ok(event));
+                // And through the text the store keeps, read straight into the event.
+                let event_type = cqrs_es::DomainEvent::event_type(event);
+                let version = cqrs_es::DomainEvent::event_version(event);
+                let text = event.payload_json().to_string();
+                let read = events::upcast::decode_payload(&event_type, &version, &text);
+                prop_assert_eq!(read.as_ref(), Ok(event));
 
                 match event {
                     ConversationEvent::ConversationOpened { user, .. } => {

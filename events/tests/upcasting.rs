@@ -1,7 +1,7 @@
 //! Old event shapes still load: each stored sample is upcast to the current shape.
 
 use cqrs_es::persist::SerializedEvent;
-use events::upcast::{upcast_payload, upcasters};
+use events::upcast::{decode_payload, upcast_payload, upcasters};
 use events::{Actor, ConversationEvent, MessageType, Role};
 use serde_json::{Value, json};
 
@@ -171,4 +171,34 @@ fn a_legacy_admin_message_with_a_string_id_upcasts() {
             attachment: None,
         })
     );
+}
+
+#[test]
+fn a_stored_payload_decodes_from_its_text_in_every_version() {
+    let current = expected_message().payload_json().to_string();
+    for version in ["2", "2.0.0"] {
+        assert_eq!(
+            decode_payload("MessageSent", version, &current),
+            Ok(expected_message())
+        );
+    }
+    let v1 = message_sent_v1_sample().to_string();
+    assert_eq!(
+        decode_payload("MessageSent", "1", &v1),
+        Ok(expected_message())
+    );
+}
+
+#[test]
+fn a_stored_payload_that_cannot_be_read_says_why() {
+    let refused = |event_type: &str, version: &str, payload: &str| {
+        decode_payload(event_type, version, payload)
+            .expect_err("refused")
+            .to_string()
+    };
+    assert!(refused("MessageSent", "3", "{}").contains("newer"));
+    assert!(refused("MessageDeleted", "1", "{}").contains("unknown event type"));
+    assert!(refused("MessageSent", "2", "{\"message_id\":").contains("does not match"));
+    assert!(refused("MessageSent", "2", "{}").contains("does not match"));
+    assert!(refused("MessageSent", "1", "not json").contains("not JSON"));
 }

@@ -48,7 +48,8 @@ pub struct LoggedEvent {
     pub sequence: u64,
     pub event_type: String,
     pub event_version: String,
-    pub payload: serde_json::Value,
+    /// The stored fields as JSON text (opened where they were sealed).
+    pub payload: String,
     pub recorded_at_micros: i64,
     /// `payload` as a domain event, decoded once for every projector the event is handed to.
     pub decoded: DecodedOnce,
@@ -75,18 +76,11 @@ impl LoggedEvent {
     }
 
     fn decode_payload(&self) -> Result<ConversationEvent, ProjectionError> {
-        let unreadable = |reason: String| ProjectionError::Apply {
-            position: self.position,
-            reason,
-        };
-        let payload = events::upcast::upcast_payload(
-            &self.event_type,
-            &self.event_version,
-            self.payload.clone(),
-        )
-        .map_err(|e| unreadable(e.to_string()))?;
-        ConversationEvent::from_parts(&self.event_type, payload)
-            .map_err(|e| unreadable(e.to_string()))
+        events::upcast::decode_payload(&self.event_type, &self.event_version, &self.payload)
+            .map_err(|e| ProjectionError::Apply {
+                position: self.position,
+                reason: e.to_string(),
+            })
     }
 
     /// The conversation id of a conversation stream.

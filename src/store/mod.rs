@@ -92,17 +92,11 @@ pub struct StoredEvent {
 impl StoredEvent {
     /// The domain event in its current shape (old versions upcast).
     pub fn decode(&self) -> Result<events::ConversationEvent, StoreError> {
-        let corrupt = |reason: String| StoreError::Corrupt {
-            position: self.position,
-            reason,
-        };
-        let payload: serde_json::Value =
-            serde_json::from_str(&self.payload).map_err(|e| corrupt(format!("payload: {e}")))?;
-        let payload =
-            events::upcast::upcast_payload(&self.event_type, &self.event_version, payload)
-                .map_err(|e| corrupt(e.to_string()))?;
-        events::ConversationEvent::from_parts(&self.event_type, payload)
-            .map_err(|e| corrupt(e.to_string()))
+        events::upcast::decode_payload(&self.event_type, &self.event_version, &self.payload)
+            .map_err(|e| StoreError::Corrupt {
+                position: self.position,
+                reason: e.to_string(),
+            })
     }
 
     /// Whether `chatd import` recorded it from the legacy system: history, not something that

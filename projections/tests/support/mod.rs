@@ -52,7 +52,7 @@ impl Log {
             event_version: ConversationEvent::current_version(event_type)
                 .expect("a known event type")
                 .to_string(),
-            payload: serde_json::from_str(&text).expect("payload parses"),
+            payload: text,
             recorded_at_micros: at_micros,
             decoded: Default::default(),
         });

@@ -20,6 +20,8 @@ use crate::store::{StoreError, StoreOptions, StoredEvent};
 pub const MAX_READ_BATCH: u32 = 10_000;
 /// Ranges of the log `verify_log` reads at once.
 const VERIFY_READ_AHEAD: usize = 3;
+/// Rows a SQLite connection's thread may read ahead of the task taking them.
+const SQLITE_ROW_BUFFER: usize = 1024;
 /// Rows per multi-row insert (10 parameters each: well under every back end's parameter limit).
 const INSERT_CHUNK: usize = 200;
 /// Keys per idempotency or index statement.
@@ -329,7 +331,10 @@ impl SqlStore<sqlx::Sqlite> {
                     .acquire_timeout
                     .max(std::time::Duration::from_secs(5)),
             )
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // The connection's thread hands rows over in this many at a time; sqlx's default (50)
+            // wakes the reading task every few rows, which dominated reads of the whole log.
+            .row_buffer_size(SQLITE_ROW_BUFFER);
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)

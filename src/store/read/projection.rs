@@ -26,25 +26,19 @@ fn sql_error(error: sqlx::Error) -> ProjectionError {
     StoreError::from_sqlx(error).into()
 }
 
-impl TryFrom<StoredEvent> for LoggedEvent {
-    type Error = ProjectionError;
-
-    fn try_from(event: StoredEvent) -> Result<Self, Self::Error> {
-        let payload = serde_json::from_str(&event.payload).map_err(|e| ProjectionError::Apply {
-            position: event.position,
-            reason: format!("payload is not JSON: {e}"),
-        })?;
-        Ok(LoggedEvent {
+impl From<StoredEvent> for LoggedEvent {
+    fn from(event: StoredEvent) -> Self {
+        LoggedEvent {
             position: event.position,
             stream_type: event.stream_type,
             stream_id: event.stream_id,
             sequence: event.sequence,
             event_type: event.event_type,
             event_version: event.event_version,
-            payload,
+            payload: event.payload,
             recorded_at_micros: event.recorded_at_micros,
             decoded: Default::default(),
-        })
+        }
     }
 }
 
@@ -55,11 +49,11 @@ impl ProjectionStore for EventStore {
         position: u64,
         limit: u32,
     ) -> Result<Vec<LoggedEvent>, ProjectionError> {
-        EventStore::read_from(self, position, limit)
+        Ok(EventStore::read_from(self, position, limit)
             .await?
             .into_iter()
-            .map(LoggedEvent::try_from)
-            .collect()
+            .map(LoggedEvent::from)
+            .collect())
     }
 
     async fn head(&self) -> Result<u64, ProjectionError> {
