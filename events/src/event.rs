@@ -161,45 +161,39 @@ impl ConversationEvent {
 
     /// As [`ConversationEvent::from_parts`], from the payload's JSON text.
     pub fn from_json(event_type: &str, payload: &str) -> Result<Self, UnknownEvent> {
-        if !EVENT_TYPES.contains(&event_type) {
-            return Err(UnknownEvent::new(
-                event_type,
-                "unknown event type (this build knows only ".to_string()
-                    + &EVENT_TYPES.join(", ")
-                    + ")",
-            ));
-        }
+        known_type(event_type)?;
         // The externally tagged form around the stored fields; the type is one of the known
         // names, which need no escaping.
         let tagged = format!("{{\"{event_type}\":{payload}}}");
-        serde_json::from_str(&tagged).map_err(|err| {
-            UnknownEvent::new(
-                event_type,
-                format!("payload does not match the current shape: {err}"),
-            )
-        })
+        serde_json::from_str(&tagged).map_err(|err| shape_mismatch(event_type, err))
     }
 
     /// The inverse of ([`DomainEvent::event_type`], [`ConversationEvent::payload_json`]).
     /// The payload must already be in the current shape (see [`crate::upcast::upcast_payload`]).
     pub fn from_parts(event_type: &str, payload: Value) -> Result<Self, UnknownEvent> {
-        if !EVENT_TYPES.contains(&event_type) {
-            return Err(UnknownEvent::new(
-                event_type,
-                "unknown event type (this build knows only ".to_string()
-                    + &EVENT_TYPES.join(", ")
-                    + ")",
-            ));
-        }
+        known_type(event_type)?;
         let mut tagged = Map::with_capacity(1);
         tagged.insert(event_type.to_string(), payload);
-        serde_json::from_value(Value::Object(tagged)).map_err(|err| {
-            UnknownEvent::new(
-                event_type,
-                format!("payload does not match the current shape: {err}"),
-            )
-        })
+        serde_json::from_value(Value::Object(tagged)).map_err(|err| shape_mismatch(event_type, err))
     }
+}
+
+/// Refuses a type this build does not know.
+fn known_type(event_type: &str) -> Result<(), UnknownEvent> {
+    if EVENT_TYPES.contains(&event_type) {
+        return Ok(());
+    }
+    Err(UnknownEvent::new(
+        event_type,
+        "unknown event type (this build knows only ".to_string() + &EVENT_TYPES.join(", ") + ")",
+    ))
+}
+
+fn shape_mismatch(event_type: &str, err: serde_json::Error) -> UnknownEvent {
+    UnknownEvent::new(
+        event_type,
+        format!("payload does not match the current shape: {err}"),
+    )
 }
 
 impl DomainEvent for ConversationEvent {
