@@ -222,6 +222,9 @@ enum Decided {
 /// Why a batch stopped before commit.
 enum BatchError {
     Conflict,
+    /// A command repeats a client_msg_id its sender already used in that conversation, and the
+    /// batch had not looked it up: it runs again, looking every key up first.
+    KeyTaken,
     Store(StoreError),
 }
 
@@ -285,12 +288,14 @@ where
 
     async fn handle_batch(&mut self, jobs: Vec<Job>, queue: &mpsc::Receiver<Job>) {
         let mut attempt = 0;
+        let mut look_up_every_key = false;
         let outcome = loop {
-            match self.try_batch(&jobs, queue).await {
+            match self.try_batch(&jobs, queue, look_up_every_key).await {
                 Err(BatchError::Conflict) if attempt < MAX_CONFLICT_RETRIES => {
                     attempt += 1;
                     self.forget_everything();
                 }
+                Err(BatchError::KeyTaken) if !look_up_every_key => look_up_every_key = true,
                 other => break other,
             }
         };
@@ -310,6 +315,9 @@ where
                 let error = match error {
                     BatchError::Conflict => CommandError::Internal(
                         "the conversation kept changing under concurrent writers".into(),
+                    ),
+                    BatchError::KeyTaken => CommandError::Internal(
+                        "a client_msg_id was recorded that the batch did not find".into(),
                     ),
                     BatchError::Store(error) => {
                         tracing::error!(%error, "append batch failed");
@@ -333,6 +341,7 @@ where
         &mut self,
         jobs: &[Job],
         queue: &mpsc::Receiver<Job>,
+        look_up_every_key: bool,
     ) -> Result<Vec<Decided>, BatchError> {
         let opened = match self.next_txn.take() {
             Some(opening) => opening.await.ok().and_then(Result::ok),
@@ -347,7 +356,7 @@ where
             self.cache.clear();
         }
         let first_position = txn.state.next_position;
-        let mut pending = match Self::prefetch(&mut txn, jobs).await {
+        let mut pending = match Self::prefetch(&mut txn, jobs, look_up_every_key).await {
             Ok(pending) => pending,
             Err(error) => {
                 let _ = txn.rollback().await;
@@ -361,6 +370,21 @@ where
                 Ok(Decided::Appended(committed)) => {
                     touched.push(committed.conversation_id);
                     decided.push(Decided::Appended(committed));
+                }
+                Ok(Decided::Reply(Err(refused))) if !look_up_every_key => {
+                    // A refused command may repeat one that was accepted (a conversation closed
+                    // since): the original answers it, as if its key had been looked up first.
+                    match self
+                        .original_not_looked_up(&mut txn, &mut pending, job)
+                        .await
+                    {
+                        Ok(Some(original)) => decided.push(Decided::Reply(Ok(original))),
+                        Ok(None) => decided.push(Decided::Reply(Err(refused))),
+                        Err(error) => {
+                            let _ = txn.rollback().await;
+                            return Err(error.into());
+                        }
+                    }
                 }
                 Ok(other) => decided.push(other),
                 Err(error) => {
@@ -386,12 +410,20 @@ where
                     },
                 )
                 .collect();
-            txn.insert_idempotency_many(&keys).await?;
-            Ok::<_, StoreError>(txn)
+            let keys_new = txn.insert_idempotency_many(&keys).await?;
+            Ok::<_, StoreError>((txn, keys_new))
         }
         .await;
         let txn = match written {
-            Ok(txn) => txn,
+            Ok((txn, true)) => txn,
+            Ok((txn, false)) => {
+                let _ = txn.rollback().await;
+                // What was folded here was never committed.
+                for id in touched {
+                    self.cache.pop(&id);
+                }
+                return Err(BatchError::KeyTaken);
+            }
             Err(error) => return Err(error.into()),
         };
         let next_position = txn.state.next_position;
@@ -425,10 +457,21 @@ where
 
     /// What the batch's commands will look up, fetched in two queries instead of one per command:
     /// the senders' earlier client_msg_ids and the opening users' active conversations.
-    async fn prefetch(txn: &mut AppendTxn<DB>, jobs: &[Job]) -> Result<Pending, StoreError> {
+    ///
+    /// A command naming its conversation has its client_msg_id looked up only with
+    /// `look_up_every_key`: its key is recorded under that conversation, whose primary key refuses
+    /// a repeat when the batch writes its keys, and the batch then runs again with every key
+    /// looked up. A retry is rare, so most batches save this round trip. A command that opens or
+    /// continues a conversation is always looked up: its original may be in another one.
+    async fn prefetch(
+        txn: &mut AppendTxn<DB>,
+        jobs: &[Job],
+        look_up_every_key: bool,
+    ) -> Result<Pending, StoreError> {
         let mut pending = Pending::default();
         let keys: Vec<(String, u64, String)> = jobs
             .iter()
+            .filter(|job| look_up_every_key || matches!(job.intent, Intent::OpenOrContinue { .. }))
             .filter_map(|job| {
                 let actor = job.intent.actor();
                 let client_msg_id = job.intent.client_msg_id()?;
@@ -739,6 +782,40 @@ where
             folded.hash = stored.hash;
         }
         Ok(folded)
+    }
+
+    /// For a command naming its conversation, whose client_msg_id the batch did not look up:
+    /// the message its sender already sent with it there, if any.
+    async fn original_not_looked_up(
+        &mut self,
+        txn: &mut AppendTxn<DB>,
+        pending: &mut Pending,
+        job: &Job,
+    ) -> Result<Option<Committed>, StoreError> {
+        let (Intent::On(conversation_id, _), Some(client_msg_id)) =
+            (&job.intent, job.intent.client_msg_id())
+        else {
+            return Ok(None);
+        };
+        let actor = job.intent.actor();
+        let key = (
+            actor.role.as_str().to_string(),
+            actor.id,
+            client_msg_id.to_string(),
+        );
+        for (role, sender, client_msg_id, conversation, position) in
+            txn.find_idempotent_many(std::slice::from_ref(&key)).await?
+        {
+            let sent = pending
+                .known
+                .entry((role, sender, client_msg_id))
+                .or_default();
+            if !sent.contains(&(conversation, position)) {
+                sent.push((conversation, position));
+            }
+        }
+        self.find_original(txn, pending, Some(*conversation_id), actor, client_msg_id)
+            .await
     }
 
     /// The message a sender already sent with this client_msg_id, if any.

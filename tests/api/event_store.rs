@@ -129,6 +129,96 @@ async fn a_retry_with_the_same_client_msg_id_returns_the_original_and_appends_no
 }
 
 #[tokio::test]
+async fn a_retry_batched_with_other_sends_returns_its_original_and_the_others_append_once() {
+    for db in TestDb::each().await {
+        let bus = db.commands().await;
+        let opened = open_with(&bus, &user(1), "hi").await;
+        let agent = admin(9);
+        let send = |text: String, key: String| {
+            let (bus, agent) = (bus.clone(), agent.clone());
+            async move {
+                let command = ConversationCommand::SendMessage {
+                    actor: agent.clone(),
+                    message: NewMessage::text(text).with_client_msg_id(key),
+                };
+                bus.execute(Intent::On(opened.conversation_id, command), meta(&agent))
+                    .await
+            }
+        };
+        let first = send("first".into(), "k-0".into()).await.unwrap();
+        let head = db.store.head_position().await.unwrap();
+
+        // Queued together, so the appender takes most of them as one batch with the retry.
+        let mut sends: Vec<_> = (1..=20)
+            .map(|n| tokio::spawn(send(format!("reply {n}"), format!("k-{n}"))))
+            .collect();
+        sends.insert(10, tokio::spawn(send("first".into(), "k-0".into())));
+        let mut answers = Vec::new();
+        for sent in sends {
+            answers.push(sent.await.unwrap().unwrap());
+        }
+
+        let retry = answers.remove(10);
+        assert!(retry.duplicate, "{}", db.name());
+        assert_eq!(retry.events, first.events, "{}", db.name());
+        assert!(answers.iter().all(|a| !a.duplicate && a.events.len() == 1));
+        assert_eq!(
+            db.store.head_position().await.unwrap(),
+            head + 20,
+            "{}: each new message once, the retry not at all",
+            db.name()
+        );
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_retry_refused_now_still_gets_the_message_it_repeats() {
+    for db in TestDb::each().await {
+        let bus = db.commands().await;
+        let opened = open_with(&bus, &user(1), "hi").await;
+        let agent = admin(9);
+        let send = || {
+            let command = ConversationCommand::SendMessage {
+                actor: agent.clone(),
+                message: NewMessage::text("on it").with_client_msg_id("a-1"),
+            };
+            bus.execute(Intent::On(opened.conversation_id, command), meta(&agent))
+        };
+        let sent = send().await.unwrap();
+        let close = ConversationCommand::CloseConversation {
+            actor: agent.clone(),
+        };
+        bus.execute(Intent::On(opened.conversation_id, close), meta(&agent))
+            .await
+            .unwrap();
+
+        // The acknowledgement was lost; the conversation closed before the app sent it again.
+        let retry = send().await.unwrap();
+        assert!(retry.duplicate, "{}", db.name());
+        assert_eq!(retry.events, sent.events, "{}", db.name());
+        let fresh = bus
+            .execute(
+                Intent::On(
+                    opened.conversation_id,
+                    ConversationCommand::SendMessage {
+                        actor: agent.clone(),
+                        message: NewMessage::text("again").with_client_msg_id("a-2"),
+                    },
+                ),
+                meta(&agent),
+            )
+            .await;
+        assert!(
+            matches!(fresh, Err(CommandError::Rejected(_))),
+            "{}: a new message to a closed conversation is still refused: {fresh:?}",
+            db.name()
+        );
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
 async fn the_same_client_msg_id_from_another_sender_is_a_new_message() {
     for db in TestDb::each().await {
         let bus = db.commands().await;

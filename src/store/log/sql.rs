@@ -987,10 +987,12 @@ where
     }
 
     /// Records many idempotency keys: (conversation_id, sender_role, sender_id, client_msg_id, position).
+    /// `false` when one of them is already recorded for its conversation: the statement wrote
+    /// nothing, and the caller rolls back (a sender's retry that was not looked up first).
     pub async fn insert_idempotency_many(
         &mut self,
         keys: &[(u64, String, u64, String, u64)],
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         for chunk in keys.chunks(IDEMPOTENCY_CHUNK) {
             let values = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
             let sql = format!(
@@ -1006,12 +1008,13 @@ where
                     .bind(client_msg_id.clone())
                     .bind(to_db(*position)?);
             }
-            query
-                .execute(&mut *self.tx)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+            match query.execute(&mut *self.tx).await {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => return Ok(false),
+                Err(error) => return Err(StoreError::from_sqlx(error)),
+            }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The active conversations of many users, in one query.
