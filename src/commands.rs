@@ -371,27 +371,20 @@ where
                     touched.push(committed.conversation_id);
                     decided.push(Decided::Appended(committed));
                 }
-                Ok(Decided::Reply(Err(refused))) if !look_up_every_key => {
-                    // A refused command may repeat one that was accepted (a conversation closed
-                    // since): the original answers it, as if its key had been looked up first.
-                    match self
-                        .original_not_looked_up(&mut txn, &mut pending, job)
-                        .await
-                    {
-                        Ok(Some(original)) => decided.push(Decided::Reply(Ok(original))),
-                        Ok(None) => decided.push(Decided::Reply(Err(refused))),
-                        Err(error) => {
-                            let _ = txn.rollback().await;
-                            return Err(error.into());
-                        }
-                    }
-                }
                 Ok(other) => decided.push(other),
                 Err(error) => {
                     let _ = txn.rollback().await;
                     return Err(error);
                 }
             }
+        }
+        if !look_up_every_key
+            && let Err(error) = self
+                .answer_refused_retries(&mut txn, &mut pending, jobs, &mut decided)
+                .await
+        {
+            let _ = txn.rollback().await;
+            return Err(error.into());
         }
         let written = async {
             txn.insert_events(&pending.stored).await?;
@@ -784,27 +777,43 @@ where
         Ok(folded)
     }
 
-    /// For a command naming its conversation, whose client_msg_id the batch did not look up:
-    /// the message its sender already sent with it there, if any.
-    async fn original_not_looked_up(
+    /// A refused command naming its conversation may repeat one that was accepted (the
+    /// conversation closed since), and its key was not looked up before the batch: the keys of
+    /// all such commands are looked up in one query, and each original found answers its repeat.
+    async fn answer_refused_retries(
         &mut self,
         txn: &mut AppendTxn<DB>,
         pending: &mut Pending,
-        job: &Job,
-    ) -> Result<Option<Committed>, StoreError> {
-        let (Intent::On(conversation_id, _), Some(client_msg_id)) =
-            (&job.intent, job.intent.client_msg_id())
-        else {
-            return Ok(None);
-        };
-        let actor = job.intent.actor();
-        let key = (
-            actor.role.as_str().to_string(),
-            actor.id,
-            client_msg_id.to_string(),
-        );
+        jobs: &[Job],
+        decided: &mut [Decided],
+    ) -> Result<(), StoreError> {
+        let refused: Vec<(usize, u64, &str)> = jobs
+            .iter()
+            .zip(decided.iter())
+            .enumerate()
+            .filter_map(|(index, (job, decided))| match (&job.intent, decided) {
+                (Intent::On(conversation_id, _), Decided::Reply(Err(_))) => {
+                    Some((index, *conversation_id, job.intent.client_msg_id()?))
+                }
+                _ => None,
+            })
+            .collect();
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<(String, u64, String)> = refused
+            .iter()
+            .map(|(index, _, client_msg_id)| {
+                let actor = jobs[*index].intent.actor();
+                (
+                    actor.role.as_str().to_string(),
+                    actor.id,
+                    client_msg_id.to_string(),
+                )
+            })
+            .collect();
         for (role, sender, client_msg_id, conversation, position) in
-            txn.find_idempotent_many(std::slice::from_ref(&key)).await?
+            txn.find_idempotent_many(&keys).await?
         {
             let sent = pending
                 .known
@@ -814,8 +823,16 @@ where
                 sent.push((conversation, position));
             }
         }
-        self.find_original(txn, pending, Some(*conversation_id), actor, client_msg_id)
-            .await
+        for (index, conversation_id, client_msg_id) in refused {
+            let actor = jobs[index].intent.actor();
+            if let Some(original) = self
+                .find_original(txn, pending, Some(conversation_id), actor, client_msg_id)
+                .await?
+            {
+                decided[index] = Decided::Reply(Ok(original));
+            }
+        }
+        Ok(())
     }
 
     /// The message a sender already sent with this client_msg_id, if any.
