@@ -54,6 +54,8 @@ pub struct Config {
     /// Index entries a search over every conversation reads before it answers with what it
     /// found among the newest messages (at least 100).
     pub search_read_budget: usize,
+    /// `CHAT_EDIT_WINDOW_SECS`: how long after sending a sender may edit or delete a message.
+    pub edit_window_secs: u64,
     /// The Socket.IO settings a deployment may tune.
     pub sockets: SocketSettings,
     /// Base of `file_url` (`CHAT_PUBLIC_URL`); unset: `http://` and the listening address.
@@ -134,6 +136,7 @@ impl std::fmt::Debug for Config {
             .field("limit_joins_per_min", &self.limit_joins_per_min)
             .field("limit_searches_per_min", &self.limit_searches_per_min)
             .field("search_read_budget", &self.search_read_budget)
+            .field("edit_window_secs", &self.edit_window_secs)
             .field("sockets", &self.sockets)
             .field("public_url", &self.public_url)
             .field("max_upload_bytes", &self.max_upload_bytes)
@@ -266,6 +269,8 @@ impl Config {
             "CHAT_SEARCH_READ_BUDGET",
             crate::store::DEFAULT_SEARCH_READ_BUDGET,
         )?;
+        let edit_window_secs: u64 =
+            parse(get("CHAT_EDIT_WINDOW_SECS"), "CHAT_EDIT_WINDOW_SECS", 900)?;
         if search_read_budget < 100 {
             bail!("CHAT_SEARCH_READ_BUDGET must be at least 100");
         }
@@ -393,6 +398,7 @@ impl Config {
             limit_joins_per_min,
             limit_searches_per_min,
             search_read_budget,
+            edit_window_secs,
             sockets: SocketSettings {
                 buffer_packets,
                 send_buffer_bytes,

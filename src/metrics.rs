@@ -30,7 +30,7 @@ const BUILD_INFO: &str = "chatd_build_info";
 const TRANSPORTS: [&str; 2] = ["rest", "socket"];
 const LIMIT_KINDS: [&str; 5] = ["messages", "uploads", "typing", "joins", "searches"];
 /// The events a client may send, as the metrics label them (anything else is `unknown`).
-pub const CLIENT_EVENTS: [&str; 7] = [
+pub const CLIENT_EVENTS: [&str; 9] = [
     "join_conversation",
     "leave_conversation",
     "send_message",
@@ -38,10 +38,14 @@ pub const CLIENT_EVENTS: [&str; 7] = [
     "typing_stop",
     "mark_read",
     "set_presence",
+    "edit_message",
+    "delete_message",
 ];
 /// The events the server emits.
-pub const SERVER_EVENTS: [&str; 8] = [
+pub const SERVER_EVENTS: [&str; 10] = [
     "new_message",
+    "message_updated",
+    "message_deleted",
     "typing_indicator",
     "message_read",
     "conversation_status",

@@ -125,6 +125,7 @@ impl Application {
             presence,
             push_max_devices: config.push.max_devices,
             search_read_budget: config.search_read_budget,
+            edit_window_secs: config.edit_window_secs,
         };
         let socket_events = Arc::new(crate::realtime::InFlightEvents::default());
         let (realtime, add_socket_layer) =

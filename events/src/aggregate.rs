@@ -13,12 +13,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, Role};
 use crate::command::{
-    AttachedFile, ConversationCommand, ConversationServices, NewMessage, UploadedFile,
+    AttachedFile, ConversationCommand, ConversationServices, NewMessage, SentMessage, UploadedFile,
 };
 use crate::content::{
-    MAX_CLIENT_MSG_ID_CHARS, MAX_CONTENT_CHARS, MAX_ERASURE_REASON_CHARS,
-    MAX_FEEDBACK_COMMENT_CHARS, MAX_FILE_ID_CHARS, MAX_FILE_NAME_CHARS, MAX_ID,
-    MAX_READ_IDS_PER_COMMAND, is_bidi_format, sanitize_content, trimmed_len,
+    MAX_CLIENT_MSG_ID_CHARS, MAX_CONTENT_CHARS, MAX_DELETION_REASON_CHARS,
+    MAX_ERASURE_REASON_CHARS, MAX_FEEDBACK_COMMENT_CHARS, MAX_FILE_ID_CHARS, MAX_FILE_NAME_CHARS,
+    MAX_ID, MAX_READ_IDS_PER_COMMAND, is_bidi_format, sanitize_content, trimmed_len,
 };
 use crate::error::ConversationError;
 use crate::event::ConversationEvent;
@@ -49,6 +49,9 @@ pub struct Conversation {
     /// What the person typed here was erased: nothing more may be written to it.
     #[serde(default)]
     erased: bool,
+    /// Messages deleted here: nothing more may change them (bounded by deletions, not history).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    deleted: BTreeSet<u64>,
 }
 
 /// A set of ids as its runs of consecutive ids, `[[first, last], ...]`: a conversation's unread
@@ -154,6 +157,11 @@ impl Conversation {
         self.erased
     }
 
+    /// Whether the message was deleted.
+    pub fn is_deleted(&self, message_id: u64) -> bool {
+        self.deleted.contains(&message_id)
+    }
+
     /// Refuses what would write new typed text (or let it be written) to an erased conversation.
     fn not_erased(&self) -> Result<(), ConversationError> {
         if self.erased {
@@ -231,7 +239,140 @@ impl Conversation {
             } => self.give_feedback(actor, rating, comment),
             ConversationCommand::UploadFile { actor, file } => self.upload(actor, file),
             ConversationCommand::EraseConversation { actor, reason } => self.erase(actor, reason),
+            ConversationCommand::EditMessage {
+                actor,
+                message,
+                content,
+            } => self.edit_message(actor, message, content),
+            ConversationCommand::DeleteMessage {
+                actor,
+                message,
+                reason,
+            } => self.delete_message(actor, message, reason),
         }
+    }
+
+    /// A message sent here, which an edit or a deletion names.
+    fn sent_here(&self, message: &SentMessage) -> Result<ConversationStatus, ConversationError> {
+        let status = self.opened_status()?;
+        if message.message_id == 0
+            || self
+                .last_message_id
+                .is_none_or(|last| message.message_id > last)
+        {
+            return Err(ConversationError::Validation(format!(
+                "message {} is not in this conversation",
+                message.message_id
+            )));
+        }
+        Ok(status)
+    }
+
+    /// What may still change a message: not in an archived or erased conversation, and not
+    /// once it is deleted.
+    fn message_changeable(
+        &self,
+        status: ConversationStatus,
+        message: &SentMessage,
+    ) -> Result<(), ConversationError> {
+        self.not_erased()?;
+        if status == ConversationStatus::Archived {
+            return Err(ConversationError::Conflict(
+                "conversation is archived".into(),
+            ));
+        }
+        if self.deleted.contains(&message.message_id) {
+            return Err(ConversationError::Conflict("message was deleted".into()));
+        }
+        Ok(())
+    }
+
+    /// A sender rewrites one of their own text messages, within the edit window.
+    fn edit_message(
+        &self,
+        actor: Actor,
+        message: SentMessage,
+        content: String,
+    ) -> Result<Vec<ConversationEvent>, ConversationError> {
+        let status = self.sent_here(&message)?;
+        self.authorize_participant(&actor)?;
+        if !message.sent_by(&actor) {
+            return Err(ConversationError::Forbidden(
+                "only its sender may edit a message".into(),
+            ));
+        }
+        if message.message_type != MessageType::Text {
+            return Err(ConversationError::Validation(
+                "only text messages can be edited".into(),
+            ));
+        }
+        let content = sanitize_content(&content);
+        let length = trimmed_len(&content);
+        if length == 0 {
+            return Err(ConversationError::EmptyMessage);
+        }
+        if length > MAX_CONTENT_CHARS {
+            return Err(ConversationError::Validation(format!(
+                "content must be at most {MAX_CONTENT_CHARS} characters"
+            )));
+        }
+        self.message_changeable(status, &message)?;
+        if !message.within_edit_window() {
+            return Err(edit_window_passed(&message));
+        }
+        Ok(vec![ConversationEvent::MessageEdited {
+            message_id: message.message_id,
+            content,
+            by: actor,
+        }])
+    }
+
+    /// A sender withdraws their own message within the edit window; staff remove any message,
+    /// saying why (moderation). A sender's own withdrawal needs no reason.
+    fn delete_message(
+        &self,
+        actor: Actor,
+        message: SentMessage,
+        reason: Option<String>,
+    ) -> Result<Vec<ConversationEvent>, ConversationError> {
+        let status = self.sent_here(&message)?;
+        self.authorize_participant(&actor)?;
+        let own = message.sent_by(&actor) && message.within_edit_window();
+        let moderation = matches!(actor.role, Role::Admin | Role::System) && !own;
+        if actor.role == Role::User && !message.sent_by(&actor) {
+            return Err(ConversationError::Forbidden(
+                "only its sender or an admin may delete a message".into(),
+            ));
+        }
+        let reason = if actor.role == Role::User {
+            // A person's own words stay out of the clear part of the log.
+            None
+        } else {
+            reason
+                .map(|r| sanitize_content(&r).trim().to_string())
+                .filter(|r| !r.is_empty())
+        };
+        if let Some(reason) = &reason
+            && reason.chars().count() > MAX_DELETION_REASON_CHARS
+        {
+            return Err(ConversationError::Validation(format!(
+                "reason must be at most {MAX_DELETION_REASON_CHARS} characters"
+            )));
+        }
+        if moderation && reason.is_none() {
+            return Err(ConversationError::Validation(
+                "reason is required to remove someone else's message".into(),
+            ));
+        }
+        self.message_changeable(status, &message)?;
+        if !own && !moderation {
+            return Err(edit_window_passed(&message));
+        }
+        Ok(vec![ConversationEvent::MessageDeleted {
+            message_id: message.message_id,
+            by: actor,
+            reason,
+        }])
     }
 
     /// Staff erase a conversation's typed text: an active one is closed first (its person is
@@ -685,6 +826,10 @@ impl Aggregate for Conversation {
                     },
                 );
             }
+            ConversationEvent::MessageEdited { .. } => {}
+            ConversationEvent::MessageDeleted { message_id, .. } => {
+                self.deleted.insert(message_id);
+            }
             ConversationEvent::ConversationErased { .. } => {
                 self.erased = true;
                 // The names people gave their files go with the rest of what they typed.
@@ -809,6 +954,13 @@ fn validate_message(message: NewMessage) -> Result<ValidMessage, ConversationErr
         file_id,
         client_msg_id,
     })
+}
+
+fn edit_window_passed(message: &SentMessage) -> ConversationError {
+    ConversationError::Conflict(format!(
+        "a message can be changed by its sender for {} seconds after it is sent",
+        message.edit_window_secs
+    ))
 }
 
 fn auditor_forbidden() -> ConversationError {

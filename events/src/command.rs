@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::actor::Actor;
+use crate::actor::{Actor, Role};
 use crate::kinds::MessageType;
 
 /// Facts the command layer hands to the pure domain for one decision (no clock, no randomness
@@ -97,6 +97,34 @@ pub struct AttachedFile {
     pub height: Option<u32>,
 }
 
+/// What the command layer looked up of a message that an edit or a deletion names: the facts
+/// fixed when it was sent, and the time of the request (the domain reads no clock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentMessage {
+    pub message_id: u64,
+    pub sender_role: Role,
+    pub sender_id: u64,
+    pub message_type: MessageType,
+    pub sent_at_micros: i64,
+    pub now_micros: i64,
+    /// How long after sending its sender may still edit or delete it.
+    pub edit_window_secs: u64,
+}
+
+impl SentMessage {
+    /// Whether `actor` sent it.
+    pub fn sent_by(&self, actor: &Actor) -> bool {
+        self.sender_role == actor.role && self.sender_id == actor.id
+    }
+
+    /// Whether its sender may still change it.
+    pub fn within_edit_window(&self) -> bool {
+        let window =
+            i64::try_from(self.edit_window_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+        self.now_micros.saturating_sub(self.sent_at_micros) <= window
+    }
+}
+
 /// What a caller asks of one conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConversationCommand {
@@ -140,6 +168,18 @@ pub enum ConversationCommand {
         actor: Actor,
         reason: String,
     },
+    /// Replace the text of a message its sender sent.
+    EditMessage {
+        actor: Actor,
+        message: SentMessage,
+        content: String,
+    },
+    /// Withdraw a message (its sender), or remove one (staff, with a reason).
+    DeleteMessage {
+        actor: Actor,
+        message: SentMessage,
+        reason: Option<String>,
+    },
 }
 
 impl ConversationCommand {
@@ -155,7 +195,9 @@ impl ConversationCommand {
             | ConversationCommand::AssignConversation { actor, .. }
             | ConversationCommand::GiveFeedback { actor, .. }
             | ConversationCommand::UploadFile { actor, .. }
-            | ConversationCommand::EraseConversation { actor, .. } => actor,
+            | ConversationCommand::EraseConversation { actor, .. }
+            | ConversationCommand::EditMessage { actor, .. }
+            | ConversationCommand::DeleteMessage { actor, .. } => actor,
         }
     }
 
@@ -184,6 +226,8 @@ impl ConversationCommand {
             ConversationCommand::GiveFeedback { .. } => "give_feedback",
             ConversationCommand::UploadFile { .. } => "upload_file",
             ConversationCommand::EraseConversation { .. } => "erase_conversation",
+            ConversationCommand::EditMessage { .. } => "edit_message",
+            ConversationCommand::DeleteMessage { .. } => "delete_message",
         }
     }
 }

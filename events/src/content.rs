@@ -15,6 +15,8 @@ pub const MAX_CLIENT_MSG_ID_CHARS: usize = 64;
 pub const MAX_FEEDBACK_COMMENT_CHARS: usize = 1000;
 /// The staff's reason for an erasure, in chars after trimming.
 pub const MAX_ERASURE_REASON_CHARS: usize = 500;
+/// The staff's reason for removing a message, in chars after trimming.
+pub const MAX_DELETION_REASON_CHARS: usize = 500;
 /// Ids in one read receipt.
 pub const MAX_READ_IDS_PER_COMMAND: usize = 1000;
 

@@ -11,7 +11,7 @@ use crate::error::UnknownEvent;
 use crate::kinds::MessageType;
 
 /// Every `event_type` this build writes, in declaration order.
-pub const EVENT_TYPES: [&str; 10] = [
+pub const EVENT_TYPES: [&str; 12] = [
     "ConversationOpened",
     "MessageSent",
     "MessagesRead",
@@ -22,6 +22,8 @@ pub const EVENT_TYPES: [&str; 10] = [
     "FeedbackGiven",
     "FileUploaded",
     "ConversationErased",
+    "MessageEdited",
+    "MessageDeleted",
 ];
 
 /// Where each event type keeps the text a person typed (message text, an upload's original name,
@@ -33,6 +35,7 @@ pub fn personal_fields(event_type: &str) -> &'static [&'static str] {
         "MessageSent" => &["/content", "/attachment/name"],
         "FileUploaded" => &["/original_name"],
         "FeedbackGiven" => &["/comment"],
+        "MessageEdited" => &["/content"],
         _ => &[],
     }
 }
@@ -101,6 +104,22 @@ pub enum ConversationEvent {
         reason: String,
         by: Actor,
     },
+    /// A text message's new content, as its sender rewrote it. The earlier versions stay in the
+    /// log: the auditor's history shows each one.
+    MessageEdited {
+        message_id: u64,
+        content: String,
+        by: Actor,
+    },
+    /// A message withdrawn by its sender, or removed by staff (moderation, with `reason`, the
+    /// staff's own words). Its text stays in the log for the audit trail; every read shows a
+    /// tombstone.
+    MessageDeleted {
+        message_id: u64,
+        by: Actor,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
 }
 
 impl ConversationEvent {
@@ -117,6 +136,8 @@ impl ConversationEvent {
             ConversationEvent::FeedbackGiven { .. } => "FeedbackGiven",
             ConversationEvent::FileUploaded { .. } => "FileUploaded",
             ConversationEvent::ConversationErased { .. } => "ConversationErased",
+            ConversationEvent::MessageEdited { .. } => "MessageEdited",
+            ConversationEvent::MessageDeleted { .. } => "MessageDeleted",
         }
     }
 
@@ -142,7 +163,9 @@ impl ConversationEvent {
             | ConversationEvent::ConversationAssigned { by, .. }
             | ConversationEvent::FeedbackGiven { by, .. }
             | ConversationEvent::FileUploaded { by, .. }
-            | ConversationEvent::ConversationErased { by, .. } => by,
+            | ConversationEvent::ConversationErased { by, .. }
+            | ConversationEvent::MessageEdited { by, .. }
+            | ConversationEvent::MessageDeleted { by, .. } => by,
         }
     }
 

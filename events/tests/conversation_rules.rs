@@ -1785,3 +1785,239 @@ mod erase {
         }
     }
 }
+
+mod edit_and_delete {
+    use super::*;
+    use events::SentMessage;
+
+    const SENT_AT: i64 = 1_000_000_000;
+
+    /// Message 5, a text the user sent, as the command layer looks it up `age_secs` later
+    /// (window 900 s).
+    fn users_text(age_secs: i64) -> SentMessage {
+        message_of(user(), MessageType::Text, age_secs)
+    }
+
+    fn message_of(sender: Actor, message_type: MessageType, age_secs: i64) -> SentMessage {
+        SentMessage {
+            message_id: 5,
+            sender_role: sender.role,
+            sender_id: sender.id,
+            message_type,
+            sent_at_micros: SENT_AT,
+            now_micros: SENT_AT + age_secs * 1_000_000,
+            edit_window_secs: 900,
+        }
+    }
+
+    fn with_message(sender: Actor) -> Vec<ConversationEvent> {
+        vec![opened(), sent(5, sender, "helo")]
+    }
+
+    fn edit(actor: Actor, message: SentMessage, content: &str) -> ConversationCommand {
+        EditMessage {
+            actor,
+            message,
+            content: content.into(),
+        }
+    }
+
+    fn delete(actor: Actor, message: SentMessage, reason: Option<&str>) -> ConversationCommand {
+        DeleteMessage {
+            actor,
+            message,
+            reason: reason.map(String::from),
+        }
+    }
+
+    fn deleted_by(by: Actor, reason: Option<&str>) -> ConversationEvent {
+        ConversationEvent::MessageDeleted {
+            message_id: 5,
+            by,
+            reason: reason.map(String::from),
+        }
+    }
+
+    #[test]
+    fn a_sender_edits_their_text_within_the_window() {
+        framework(9)
+            .given(with_message(user()))
+            .when(edit(user(), users_text(899), " hello\u{202E} "))
+            .then_expect_events(vec![ConversationEvent::MessageEdited {
+                message_id: 5,
+                content: " hello ".into(),
+                by: user(),
+            }]);
+    }
+
+    #[test]
+    fn only_the_sender_edits_and_only_text() {
+        for actor in [other_user(), admin(), auditor()] {
+            forbidden()(
+                framework(9)
+                    .given(with_message(user()))
+                    .when(edit(actor, users_text(1), "mine now"))
+                    .inspect_result(),
+            );
+        }
+        invalid()(
+            framework(9)
+                .given(with_message(user()))
+                .when(edit(
+                    user(),
+                    message_of(user(), MessageType::Image, 1),
+                    "caption",
+                ))
+                .inspect_result(),
+        );
+    }
+
+    #[test]
+    fn an_edit_needs_text_within_the_limit() {
+        let empty = framework(9)
+            .given(with_message(user()))
+            .when(edit(user(), users_text(1), "  \n "))
+            .inspect_result();
+        assert_eq!(empty, Err(ConversationError::EmptyMessage));
+        invalid()(
+            framework(9)
+                .given(with_message(user()))
+                .when(edit(user(), users_text(1), &"x".repeat(5001)))
+                .inspect_result(),
+        );
+    }
+
+    #[test]
+    fn after_the_window_a_deleted_message_or_an_archived_conversation_nothing_changes() {
+        conflict()(
+            framework(9)
+                .given(with_message(user()))
+                .when(edit(user(), users_text(901), "too late"))
+                .inspect_result(),
+        );
+        conflict()(
+            framework(9)
+                .given(with_message(user()))
+                .when(delete(user(), users_text(901), None))
+                .inspect_result(),
+        );
+        let mut gone = with_message(user());
+        gone.push(deleted_by(user(), None));
+        conflict()(
+            framework(9)
+                .given(gone.clone())
+                .when(edit(user(), users_text(1), "back"))
+                .inspect_result(),
+        );
+        conflict()(
+            framework(9)
+                .given(gone)
+                .when(delete(admin(), users_text(1), Some("spam")))
+                .inspect_result(),
+        );
+        let mut archived = with_message(user());
+        archived.push(archived_by(admin()));
+        conflict()(
+            framework(9)
+                .given(archived)
+                .when(edit(user(), users_text(1), "late"))
+                .inspect_result(),
+        );
+    }
+
+    #[test]
+    fn a_sender_withdraws_their_message_without_a_reason() {
+        framework(9)
+            .given(with_message(user()))
+            .when(delete(
+                user(),
+                users_text(10),
+                Some("a user's words stay out"),
+            ))
+            .then_expect_events(vec![deleted_by(user(), None)]);
+    }
+
+    #[test]
+    fn staff_remove_anyones_message_at_any_time_with_a_reason() {
+        framework(9)
+            .given(with_message(user()))
+            .when(delete(admin(), users_text(100_000), Some(" spam ")))
+            .then_expect_events(vec![deleted_by(admin(), Some("spam"))]);
+        for reason in [None, Some("   ")] {
+            invalid()(
+                framework(9)
+                    .given(with_message(user()))
+                    .when(delete(admin(), users_text(1), reason))
+                    .inspect_result(),
+            );
+        }
+        invalid()(
+            framework(9)
+                .given(with_message(user()))
+                .when(delete(admin(), users_text(1), Some(&"x".repeat(501))))
+                .inspect_result(),
+        );
+        // Their own, within the window, needs no reason.
+        framework(9)
+            .given(with_message(admin()))
+            .when(delete(
+                admin(),
+                message_of(admin(), MessageType::Text, 1),
+                None,
+            ))
+            .then_expect_events(vec![deleted_by(admin(), None)]);
+    }
+
+    #[test]
+    fn users_and_auditors_cannot_remove_what_others_sent() {
+        for actor in [other_user(), auditor()] {
+            forbidden()(
+                framework(9)
+                    .given(with_message(user()))
+                    .when(delete(actor, users_text(1), None))
+                    .inspect_result(),
+            );
+        }
+        forbidden()(
+            framework(9)
+                .given(with_message(admin()))
+                .when(delete(
+                    user(),
+                    message_of(admin(), MessageType::Text, 1),
+                    None,
+                ))
+                .inspect_result(),
+        );
+    }
+
+    #[test]
+    fn a_message_not_in_the_conversation_is_refused() {
+        invalid()(
+            framework(9)
+                .given(active())
+                .when(edit(user(), users_text(1), "nothing here"))
+                .inspect_result(),
+        );
+        let nowhere = framework(9)
+            .given_no_previous_events()
+            .when(edit(user(), users_text(1), "nothing here"))
+            .inspect_result();
+        assert_eq!(nowhere, Err(ConversationError::NotFound));
+    }
+
+    #[test]
+    fn nothing_changes_in_an_erased_conversation() {
+        let mut erased = with_message(user());
+        erased.push(closed_by(admin()));
+        erased.push(ConversationEvent::ConversationErased {
+            reason: "a request".into(),
+            by: admin(),
+        });
+        conflict()(
+            framework(9)
+                .given(erased)
+                .when(edit(user(), users_text(1), "again"))
+                .inspect_result(),
+        );
+    }
+}

@@ -50,6 +50,16 @@ fn one_of_each_event() -> Vec<ConversationEvent> {
             reason: "request under GDPR article 17".into(),
             by: admin(),
         },
+        ConversationEvent::MessageEdited {
+            message_id: 7,
+            content: "hi, corrected".into(),
+            by: user(),
+        },
+        ConversationEvent::MessageDeleted {
+            message_id: 7,
+            by: admin(),
+            reason: Some("spam".into()),
+        },
     ]
 }
 
@@ -122,10 +132,10 @@ fn the_payload_is_only_the_variants_fields() {
 
 #[test]
 fn an_unknown_event_type_is_refused_with_a_clear_message() {
-    let result = ConversationEvent::from_parts("MessageDeleted", json!({}));
+    let result = ConversationEvent::from_parts("MessagePinned", json!({}));
 
     let err = result.expect_err("unknown type must fail");
-    assert_eq!(err.event_type, "MessageDeleted");
+    assert_eq!(err.event_type, "MessagePinned");
     assert!(err.to_string().contains("unknown event type"), "{err}");
 }
 

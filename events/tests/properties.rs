@@ -10,7 +10,7 @@ use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
 use events::{
     Actor, Conversation, ConversationCommand, ConversationEvent, ConversationServices,
-    ConversationStatus, MessageType, NewMessage, Role,
+    ConversationStatus, MessageType, NewMessage, Role, SentMessage,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -30,7 +30,14 @@ enum Step {
     Upload(char, MessageType),
     /// An erasure with this reason.
     Erase(String),
+    /// An edit of a known message, this many seconds after it was sent (window 900 s).
+    Edit(Index, String, i64),
+    /// A deletion of a known message, with a reason, this many seconds after it was sent.
+    Delete(Index, Option<String>, i64),
 }
+
+/// The edit window the property's commands carry.
+const WINDOW_SECS: u64 = 900;
 
 #[derive(Debug, Clone)]
 struct Turn {
@@ -123,6 +130,10 @@ fn step() -> impl Strategy<Value = Step> {
         )
             .prop_map(|(tag, kind)| Step::Upload(tag, kind)),
         2 => "[a-z ]{0,4}".prop_map(Step::Erase),
+        10 => (any::<Index>(), "[a-z ]{0,6}", 0i64..1200)
+            .prop_map(|(i, text, age)| Step::Edit(i, text, age)),
+        8 => (any::<Index>(), prop::option::of("[a-z ]{0,4}"), 0i64..1200)
+            .prop_map(|(i, reason, age)| Step::Delete(i, reason, age)),
     ]
 }
 
@@ -168,6 +179,33 @@ struct Model {
     /// file id -> (uploader id and role, kind)
     uploads: BTreeMap<String, (u64, Role, MessageType)>,
     erased: bool,
+    /// message id -> (sender id and role, type)
+    senders: BTreeMap<u64, (u64, Role, MessageType)>,
+    deleted: BTreeSet<u64>,
+}
+
+/// The message `index` picks among those sent (or one never sent), as the command layer would
+/// hand it to the domain `age_secs` after it was sent.
+fn sent_message(index: &Index, age_secs: i64, model: &Model) -> SentMessage {
+    let known: Vec<(u64, (u64, Role, MessageType))> = model
+        .senders
+        .iter()
+        .map(|(id, facts)| (*id, *facts))
+        .collect();
+    let (message_id, (sender_id, sender_role, message_type)) = if known.is_empty() {
+        (999_999, (42, Role::User, MessageType::Text))
+    } else {
+        *index.get(&known)
+    };
+    SentMessage {
+        message_id,
+        sender_role,
+        sender_id,
+        message_type,
+        sent_at_micros: 0,
+        now_micros: age_secs * 1_000_000,
+        edit_window_secs: WINDOW_SECS,
+    }
 }
 
 fn command(actor: Actor, step: Step, model: &Model) -> ConversationCommand {
@@ -202,6 +240,16 @@ fn command(actor: Actor, step: Step, model: &Model) -> ConversationCommand {
             ConversationCommand::UploadFile { actor, file }
         }
         Step::Erase(reason) => ConversationCommand::EraseConversation { actor, reason },
+        Step::Edit(index, content, age) => ConversationCommand::EditMessage {
+            actor,
+            message: sent_message(&index, age, model),
+            content,
+        },
+        Step::Delete(index, reason, age) => ConversationCommand::DeleteMessage {
+            actor,
+            message: sent_message(&index, age, model),
+            reason,
+        },
     }
 }
 
@@ -304,6 +352,7 @@ proptest! {
                         prop_assert!(content.trim().chars().count() <= 5000);
                         let from_user = side(sender.role).expect("auditors never send");
                         model.messages.insert(*message_id, from_user);
+                        model.senders.insert(*message_id, (sender.id, sender.role, *message_type));
                         last_id = Some(*message_id);
                         expected_id += 1;
                     }
@@ -355,6 +404,29 @@ proptest! {
                         prop_assert!(first.is_none(), "file id {} uploaded twice", file.file_id);
                         prop_assert!(!model.erased);
                     }
+                    ConversationEvent::MessageEdited { message_id, content, by } => {
+                        let ConversationCommand::EditMessage { message, .. } = &command else {
+                            panic!("{command:?} edited");
+                        };
+                        prop_assert_eq!(model.senders.get(message_id), Some(&(by.id, by.role, MessageType::Text)), "only the sender edits a text");
+                        prop_assert!(message.within_edit_window());
+                        prop_assert!(!model.deleted.contains(message_id));
+                        prop_assert!(!model.erased);
+                        prop_assert!(status.is_some_and(|s| s != ConversationStatus::Archived));
+                        prop_assert!(!content.trim().is_empty() && content.trim().chars().count() <= 5000);
+                    }
+                    ConversationEvent::MessageDeleted { message_id, by, reason } => {
+                        let ConversationCommand::DeleteMessage { message, .. } = &command else {
+                            panic!("{command:?} deleted");
+                        };
+                        let (sender_id, sender_role, _) = *model.senders.get(message_id).expect("a message sent here");
+                        let own = (sender_id, sender_role) == (by.id, by.role) && message.within_edit_window();
+                        prop_assert!(own || (by.role.is_staff() && reason.is_some()), "{:?} may not delete {}", by, message_id);
+                        prop_assert!(by.role != Role::User || reason.is_none(), "a user's words stay out");
+                        prop_assert!(model.deleted.insert(*message_id), "deleted twice");
+                        prop_assert!(!model.erased);
+                        prop_assert!(status.is_some_and(|s| s != ConversationStatus::Archived));
+                    }
                     ConversationEvent::ConversationErased { reason, by } => {
                         prop_assert!(by.role.is_staff());
                         prop_assert!(!reason.trim().is_empty());
@@ -382,6 +454,9 @@ proptest! {
             prop_assert_eq!(conversation.unread_by_staff(), &unread(true));
             prop_assert_eq!(conversation.unread_by_user(), &unread(false));
             prop_assert_eq!(conversation.message_count(), model.messages.len() as u64);
+            for id in model.senders.keys() {
+                prop_assert_eq!(conversation.is_deleted(*id), model.deleted.contains(id));
+            }
 
             // The command layer hands out the next unused id.
             next_message_id = expected_id;

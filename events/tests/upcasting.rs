@@ -134,7 +134,7 @@ fn a_version_newer_than_this_build_knows_is_refused() {
 
 #[test]
 fn an_unknown_event_type_is_refused() {
-    let err = upcast_payload("MessageDeleted", "1", json!({})).expect_err("unknown");
+    let err = upcast_payload("MessagePinned", "1", json!({})).expect_err("unknown");
 
     assert!(err.to_string().contains("unknown event type"), "{err}");
 }
@@ -197,7 +197,7 @@ fn a_stored_payload_that_cannot_be_read_says_why() {
             .to_string()
     };
     assert!(refused("MessageSent", "3", "{}").contains("newer"));
-    assert!(refused("MessageDeleted", "1", "{}").contains("unknown event type"));
+    assert!(refused("MessagePinned", "1", "{}").contains("unknown event type"));
     assert!(refused("MessageSent", "2", "{\"message_id\":").contains("does not match"));
     assert!(refused("MessageSent", "2", "{}").contains("does not match"));
     assert!(refused("MessageSent", "1", "not json").contains("not JSON"));

@@ -21,6 +21,27 @@ pub struct MessageAsOf {
     pub sent_at_micros: i64,
     /// Its text went with its person's erasure.
     pub erased: bool,
+    /// What it said before each edit, oldest first (`content` is the newest).
+    pub earlier_versions: Vec<MessageVersion>,
+    pub edited_at_micros: Option<i64>,
+    /// Withdrawn or removed; auditors still read what it said.
+    pub deletion: Option<MessageDeletion>,
+}
+
+/// A message's text as it read until an edit replaced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageVersion {
+    pub content: String,
+    /// When this text was written (sent, or the edit that wrote it).
+    pub written_at_micros: i64,
+}
+
+/// Who deleted a message, when, and (staff) why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageDeletion {
+    pub by: Actor,
+    pub reason: Option<String>,
+    pub at_micros: i64,
 }
 
 /// The conversation as its events up to some instant made it.
@@ -81,8 +102,40 @@ impl ConversationAsOf {
                         is_read: false,
                         sent_at_micros: recorded_at_micros,
                         erased: false,
+                        earlier_versions: Vec::new(),
+                        edited_at_micros: None,
+                        deletion: None,
                     },
                 );
+            }
+            ConversationEvent::MessageEdited {
+                message_id,
+                content,
+                ..
+            } => {
+                if let Some(message) = self.messages.get_mut(&message_id) {
+                    let written_at_micros =
+                        message.edited_at_micros.unwrap_or(message.sent_at_micros);
+                    let earlier = std::mem::replace(&mut message.content, content);
+                    message.earlier_versions.push(MessageVersion {
+                        content: earlier,
+                        written_at_micros,
+                    });
+                    message.edited_at_micros = Some(recorded_at_micros);
+                }
+            }
+            ConversationEvent::MessageDeleted {
+                message_id,
+                by,
+                reason,
+            } => {
+                if let Some(message) = self.messages.get_mut(&message_id) {
+                    message.deletion = Some(MessageDeletion {
+                        by,
+                        reason,
+                        at_micros: recorded_at_micros,
+                    });
+                }
             }
             ConversationEvent::MessagesRead { message_ids, .. } => {
                 for id in message_ids {

@@ -40,6 +40,11 @@ struct Change {
     first_position: u64,
     /// Erased after its last message: the stored preview is emptied.
     erase_preview: bool,
+    /// The last message folded in this batch, if any.
+    last_message_here: Option<u64>,
+    /// A message of an earlier batch changed (edited, deleted): its new preview, written only if
+    /// it is still the last one.
+    changed_preview: Option<(u64, String)>,
     /// Archived in this batch: the row ends up in the archive table.
     archived: bool,
 }
@@ -54,6 +59,8 @@ impl Change {
             unread_for_admin: 0,
             first_position: position,
             erase_preview: false,
+            last_message_here: None,
+            changed_preview: None,
             archived: false,
         }
     }
@@ -79,6 +86,8 @@ impl Change {
                 content,
                 ..
             } => {
+                self.last_message_here = Some(*message_id);
+                self.changed_preview = None;
                 set("last_message_id", message_id.into());
                 set("last_message_preview", preview(content).into());
                 set("last_message_sender_role", sender.role.as_str().into());
@@ -131,10 +140,19 @@ impl Change {
             }
             // Files are listed by their own projection; a message carrying one counts above.
             ConversationEvent::FileUploaded { .. } => {}
+            ConversationEvent::MessageEdited {
+                message_id,
+                content,
+                ..
+            } => self.change_preview(*message_id, preview(content)),
+            ConversationEvent::MessageDeleted { message_id, .. } => {
+                self.change_preview(*message_id, String::new())
+            }
             ConversationEvent::ConversationErased { .. } => {
                 set("erased", SqlValue::Int(1));
                 set("feedback_comment", SqlValue::Null);
                 erased = true;
+                self.changed_preview = None;
             }
         }
         if erased {
@@ -148,6 +166,16 @@ impl Change {
             }
         }
         Ok(())
+    }
+
+    /// The conversation list previews the last message as it reads now.
+    fn change_preview(&mut self, message_id: u64, preview: String) {
+        if self.last_message_here == Some(message_id) {
+            self.columns
+                .insert("last_message_preview", SqlValue::from(preview));
+        } else if self.last_message_here.is_none() {
+            self.changed_preview = Some((message_id, preview));
+        }
     }
 
     /// Writes the change to the row in `live` or, once archived, in `archive`.
@@ -213,6 +241,15 @@ impl Change {
                 "last_message_preview = case when last_message_preview is null then null else '' end"
                     .to_string(),
             );
+        }
+        if let Some((message_id, preview)) = self.changed_preview {
+            assignments.push(
+                "last_message_preview = case when last_message_id = ? then ? \
+                 else last_message_preview end"
+                    .to_string(),
+            );
+            params.push(message_id.into());
+            params.push(preview.into());
         }
         params.push(id.into());
         let update =

@@ -19,7 +19,7 @@ mod search;
 mod sql;
 
 pub use analytics::{AnalyticsFact, AnalyticsProjector, ConversationFacts, FactKind};
-pub use audit::{ConversationAsOf, MessageAsOf};
+pub use audit::{ConversationAsOf, MessageAsOf, MessageDeletion, MessageVersion};
 pub use conversations::ConversationsProjector;
 pub use files::FilesProjector;
 pub use messages::MessagesProjector;

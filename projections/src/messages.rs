@@ -23,7 +23,7 @@ const COLUMNS: &str = "id, conversation_id, user_id, admin_id, sender_role, send
 /// Every column, in the order of the table's definition, for moving rows to the archive.
 const ALL_COLUMNS: &str = "id, conversation_id, user_id, admin_id, sender_role, sender_identifier, \
      message_type, content, file_id, file_url, client_msg_id, metadata, is_read, read_at, timestamp, \
-     position, file_name, file_size, mime_type, width, height, erased";
+     position, file_name, file_size, mime_type, width, height, erased, edited_at, deleted, deleted_by";
 // `file_url` holds the file's stored path; the API puts the public base and a signature on it.
 const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, null, 0, null, ?, ?)";
 
@@ -123,6 +123,29 @@ impl Projector for MessagesProjector {
                     pending_archived.flush(txn).await?;
                     mark_read(txn, [&live, &archive], event, message_ids).await?;
                 }
+                ConversationEvent::MessageEdited {
+                    message_id,
+                    content,
+                    ..
+                } => {
+                    // The message may be among those still pending.
+                    pending.flush(txn).await?;
+                    pending_archived.flush(txn).await?;
+                    let change = "content = ?, edited_at = ?";
+                    let values = [content.into(), SqlValue::Int(event.recorded_at_micros)];
+                    change_message(txn, [&live, &archive], event, *message_id, change, values)
+                        .await?;
+                }
+                ConversationEvent::MessageDeleted { message_id, by, .. } => {
+                    pending.flush(txn).await?;
+                    pending_archived.flush(txn).await?;
+                    // A tombstone: what it said is left to the log (and its auditors).
+                    let change = "content = '', file_name = case when file_name is null then null \
+                                  else '' end, deleted = 1, deleted_by = ?";
+                    let values = [by.role.as_str().into()];
+                    change_message(txn, [&live, &archive], event, *message_id, change, values)
+                        .await?;
+                }
                 ConversationEvent::ConversationErased { .. } => {
                     let id = event.conversation_id()?;
                     if *tables == Tables::REBUILD {
@@ -180,6 +203,30 @@ async fn erase(
         txn.execute(&sql, &[conversation_id.into()]).await?;
     }
     Ok(())
+}
+
+/// Changes one message's row, in the live table or, for an archived conversation, the archive.
+async fn change_message<const N: usize>(
+    txn: &mut dyn SqlTxn,
+    tables: [&str; 2],
+    event: &LoggedEvent,
+    message_id: u64,
+    change: &str,
+    values: [SqlValue; N],
+) -> Result<(), ProjectionError> {
+    let mut params = values.to_vec();
+    params.push(event.conversation_id()?.into());
+    params.push(message_id.into());
+    for table in tables {
+        let sql = format!("update {table} set {change} where conversation_id = ? and id = ?");
+        if txn.execute(&sql, &params).await? == 1 {
+            return Ok(());
+        }
+    }
+    Err(ProjectionError::Apply {
+        position: event.position,
+        reason: format!("message {message_id} of the change is in neither {tables:?}"),
+    })
 }
 
 /// Marks the messages read, in the live table or, for an archived conversation, the archive.

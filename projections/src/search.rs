@@ -247,12 +247,33 @@ impl Projector for SearchProjector {
                 pending_messages.flush(txn).await?;
                 forget(txn, [&table, &messages], event.conversation_id()?).await?;
             }
-            // Text and captions of image and file messages alike; other events carry no text.
-            if let ConversationEvent::MessageSent {
-                message_id,
-                content,
-                ..
-            } = event.decode()?
+            // Text and captions of image and file messages alike, and an edit's new text; other
+            // events carry no text. A changed message's terms go first: the message may be among
+            // those still pending.
+            let (message_id, content) = match event.decode()? {
+                ConversationEvent::MessageSent {
+                    message_id,
+                    content,
+                    ..
+                } => (message_id, content),
+                ConversationEvent::MessageEdited {
+                    message_id,
+                    content,
+                    ..
+                } => {
+                    pending.flush(txn).await?;
+                    pending_messages.flush(txn).await?;
+                    forget_message(txn, [&table, &messages], event, *message_id).await?;
+                    (message_id, content)
+                }
+                ConversationEvent::MessageDeleted { message_id, .. } => {
+                    pending.flush(txn).await?;
+                    pending_messages.flush(txn).await?;
+                    forget_message(txn, [&table, &messages], event, *message_id).await?;
+                    continue;
+                }
+                _ => continue,
+            };
             {
                 let conversation_id = event.conversation_id()?;
                 let terms = index_terms(content);
@@ -274,6 +295,26 @@ impl Projector for SearchProjector {
         pending.flush(txn).await?;
         pending_messages.flush(txn).await
     }
+}
+
+/// Removes one message's terms (an edit then indexes its new text).
+async fn forget_message(
+    txn: &mut dyn SqlTxn,
+    [terms, messages]: [&str; 2],
+    event: &LoggedEvent,
+    message_id: u64,
+) -> Result<(), ProjectionError> {
+    txn.execute(
+        &format!("delete from {terms} where message_id = ?"),
+        &[message_id.into()],
+    )
+    .await?;
+    txn.execute(
+        &format!("delete from {messages} where conversation_id = ? and message_id = ?"),
+        &[event.conversation_id()?.into(), message_id.into()],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Removes an erased conversation's terms: its messages' keys from `search_messages`, then

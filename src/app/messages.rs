@@ -1,8 +1,8 @@
 //! Sending messages and reading them back: one implementation for REST and Socket.IO.
 
-use events::{ConversationCommand, MessageType, NewMessage, Role};
+use events::{ConversationCommand, ConversationEvent, MessageType, NewMessage, Role, SentMessage};
 
-use super::access::{own_user_id, within_limit};
+use super::access::{own_user_id, readable, within_limit, writer};
 use super::ids::wire_id;
 use super::{App, AppError, Origin};
 use crate::auth::Session;
@@ -86,6 +86,79 @@ pub async fn send(
         message,
         duplicate: committed.duplicate,
     })
+}
+
+/// A change to a message already sent.
+pub enum MessageChange {
+    Edit { content: String },
+    Delete { reason: Option<String> },
+}
+
+/// Edits or deletes a message (by its sender within `CHAT_EDIT_WINDOW_SECS`; a deletion also
+/// by staff, with a reason), and answers with the message as it now reads.
+pub async fn change(
+    app: &App,
+    origin: &Origin,
+    session: &Session,
+    message_id: u64,
+    change: MessageChange,
+) -> Result<MessageView, AppError> {
+    writer(session)?;
+    let message_id = wire_id(message_id, "id")?;
+    within_limit(app, session, LimitKind::Messages).await?;
+    // The caller's own newest message must be found.
+    app.fresh_for(session).await;
+    let mut row = app
+        .store
+        .message(message_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("no such message"))?;
+    readable(app, session, row.conversation_id).await?;
+    let sender_role: Role = row.sender_role.parse().map_err(|_| AppError::internal())?;
+    let message = SentMessage {
+        message_id,
+        sender_role,
+        sender_id: row.sender_id,
+        message_type: row.message_type.parse().map_err(|_| AppError::internal())?,
+        sent_at_micros: row.timestamp,
+        now_micros: crate::clock::now_micros(),
+        edit_window_secs: app.edit_window_secs,
+    };
+    let actor = session.actor();
+    let command = match change {
+        MessageChange::Edit { content } => ConversationCommand::EditMessage {
+            actor,
+            message,
+            content,
+        },
+        MessageChange::Delete { reason } => ConversationCommand::DeleteMessage {
+            actor,
+            message,
+            reason,
+        },
+    };
+    let committed = app
+        .execute(
+            origin,
+            session,
+            Intent::On(row.conversation_id, command),
+            None,
+        )
+        .await?;
+    for event in &committed.events {
+        match event.decode() {
+            Ok(ConversationEvent::MessageEdited { content, .. }) => {
+                row.content = content;
+                row.edited_at = Some(event.recorded_at_micros);
+            }
+            Ok(ConversationEvent::MessageDeleted { by, .. }) => {
+                row.content.clear();
+                row.deleted_by = Some(by.role.as_str().to_string());
+            }
+            _ => {}
+        }
+    }
+    Ok(MessageView::new(row, &app.attachments))
 }
 
 /// A page of history, oldest first, and whether more lie beyond it in the page's direction

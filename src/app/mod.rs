@@ -57,6 +57,8 @@ pub struct App {
     /// Index entries a search over every conversation reads before it answers
     /// (`CHAT_SEARCH_READ_BUDGET`).
     pub search_read_budget: usize,
+    /// How long after sending a sender may edit or delete a message (`CHAT_EDIT_WINDOW_SECS`).
+    pub edit_window_secs: u64,
 }
 
 /// Sends what is never in the log (typing indicators) to the sockets of a conversation, on every

@@ -44,6 +44,25 @@ fn client_events() -> Vec<(&'static str, Value, &'static str)> {
             "Sends a message; the ack's data is the stored message (a retry with the same client_msg_id answers the original).",
         ),
         (
+            "edit_message",
+            object(
+                json!({"id": {"type": "integer", "minimum": 1, "description": "the message's id"},
+                       "message": {"type": "string", "description": "the new text (or `content`)"},
+                       "content": {"type": "string"}}),
+                &["id"],
+            ),
+            "The sender rewrites their text message within CHAT_EDIT_WINDOW_SECS; the ack's data is the message with edited_at. As PATCH /api/chat/messages/{id}.",
+        ),
+        (
+            "delete_message",
+            object(
+                json!({"id": {"type": "integer", "minimum": 1, "description": "the message's id"},
+                       "reason": {"type": "string", "description": "staff removing someone else's message: why"}}),
+                &["id"],
+            ),
+            "The sender withdraws their message within CHAT_EDIT_WINDOW_SECS, or an admin removes any message with a reason; the ack's data is the tombstone. As DELETE /api/chat/messages/{id}.",
+        ),
+        (
             "typing_start",
             object(conversation.clone(), &["conversation_id"]),
             "The caller started typing (counts against the typing limit).",
@@ -75,6 +94,24 @@ fn server_events() -> Vec<(&'static str, Value, &'static str)> {
             "new_message",
             schema("MessageView"),
             "A message committed in a room the socket joined (the sender's own socket too), or in any conversation for admin sockets.",
+        ),
+        (
+            "message_updated",
+            object(
+                json!({"conversation_id": id, "id": id, "message": {"type": "string"},
+                       "content": {"type": "string"},
+                       "edited_at": {"type": "string", "format": "date-time"}}),
+                &["conversation_id", "id", "message", "content", "edited_at"],
+            ),
+            "A message of the room (or, for admin sockets, of any conversation) was edited: show `message` in its place.",
+        ),
+        (
+            "message_deleted",
+            object(
+                json!({"conversation_id": id, "id": id, "deleted_by": role}),
+                &["conversation_id", "id", "deleted_by"],
+            ),
+            "A message of the room (or, for admin sockets, of any conversation) was deleted: show a tombstone in its place.",
         ),
         (
             "typing_indicator",

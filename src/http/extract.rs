@@ -153,24 +153,69 @@ impl<S: Send + Sync> FromRequestParts<S> for ConversationId {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
-        let axum::extract::Path(raw) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|rejection| AppError::validation(rejection.body_text()))?;
-        // `1.0` is the integer 1, as in a JSON body.
-        raw.parse::<u64>()
-            .ok()
-            .or_else(|| {
-                raw.parse::<f64>()
-                    .ok()
-                    .filter(|f| f.fract() == 0.0 && (1.0..=MAX_WIRE_ID as f64).contains(f))
-                    .map(|f| f as u64)
-            })
-            .filter(|id| (1..=MAX_WIRE_ID).contains(id))
+        path_id(parts, state, "conversation")
+            .await
             .map(ConversationId)
-            .ok_or_else(|| {
-                AppError::validation("the conversation id must be a positive integer below 2^53")
-            })
+    }
+}
+
+/// A message id in the path: a positive integer below 2^53.
+pub struct MessageId(pub u64);
+
+impl<S: Send + Sync> FromRequestParts<S> for MessageId {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        path_id(parts, state, "message").await.map(MessageId)
+    }
+}
+
+/// The path's one id, named `what` in the refusal.
+async fn path_id<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    what: &str,
+) -> Result<u64, AppError> {
+    let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
+        .await
+        .map_err(|rejection| AppError::validation(rejection.body_text()))?;
+    // `1.0` is the integer 1, as in a JSON body.
+    raw.parse::<u64>()
+        .ok()
+        .or_else(|| {
+            raw.parse::<f64>()
+                .ok()
+                .filter(|f| f.fract() == 0.0 && (1.0..=MAX_WIRE_ID as f64).contains(f))
+                .map(|f| f as u64)
+        })
+        .filter(|id| (1..=MAX_WIRE_ID).contains(id))
+        .ok_or_else(|| {
+            AppError::validation(format!(
+                "the {what} id must be a positive integer below 2^53"
+            ))
+        })
+}
+
+/// A JSON body a request may leave out (a `DELETE`): absent or empty, the default; present, as
+/// [`ApiJson`].
+pub struct OptionalApiJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalApiJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, AppError> {
+        let headers = request.headers();
+        let no_body = !headers.contains_key(axum::http::header::CONTENT_TYPE)
+            && match headers.get(axum::http::header::CONTENT_LENGTH) {
+                Some(length) => length == "0",
+                None => !headers.contains_key(axum::http::header::TRANSFER_ENCODING),
+            };
+        if no_body {
+            return Ok(OptionalApiJson(T::default()));
+        }
+        ApiJson::<T>::from_request(request, state)
+            .await
+            .map(|ApiJson(value)| OptionalApiJson(value))
     }
 }
 

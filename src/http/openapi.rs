@@ -57,7 +57,8 @@ fn metrics() {}
 #[openapi(
     info(title = "chatd", description = "Support chat between app users and admins. Every response uses the envelope {status, data} or {status, message, error_code}."),
     paths(
-        chat::messages::list_messages, chat::messages::send_message,
+        chat::messages::list_messages, chat::messages::send_message, chat::messages::edit_message,
+        chat::messages::delete_message,
         chat::conversations::list_conversations, chat::conversations::open_conversation,
         chat::conversations::get_conversation, chat::conversations::mark_read,
         chat::admin::assign, chat::admin::set_status, chat::admin::bulk, chat::admin::erase_person,

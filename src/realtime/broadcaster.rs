@@ -180,6 +180,26 @@ fn socket_event(
             json!({"conversation_id": id, "admin_id": admin_id, "assigned_by": by.role.as_str()}),
             everyone,
         ),
+        ConversationEvent::MessageEdited {
+            message_id,
+            content,
+            ..
+        } => (
+            "message_updated",
+            json!({
+                "conversation_id": id,
+                "id": message_id,
+                "message": content,
+                "content": content,
+                "edited_at": crate::wire::wire_time(event.recorded_at_micros),
+            }),
+            everyone,
+        ),
+        ConversationEvent::MessageDeleted { message_id, by, .. } => (
+            "message_deleted",
+            json!({"conversation_id": id, "id": message_id, "deleted_by": by.role.as_str()}),
+            everyone,
+        ),
         // An erasure closes an active conversation first: that close is broadcast.
         ConversationEvent::ConversationOpened { .. }
         | ConversationEvent::FeedbackGiven { .. }

@@ -1,5 +1,5 @@
-//! The client events: join_conversation, leave_conversation, send_message, typing_start,
-//! typing_stop, mark_read, set_presence. Each answers through the acknowledgement with the REST
+//! The client events: join_conversation, leave_conversation, send_message, edit_message,
+//! delete_message, typing_start, typing_stop, mark_read, set_presence. Each answers through the acknowledgement with the REST
 //! envelope when the client asked for one, else failures come back as an `error` event
 //! `{code, message}`. Every decision is the application layer's, shared with REST.
 
@@ -29,6 +29,8 @@ pub(super) fn register<A: Adapter>(socket: &SocketRef<A>) {
     socket.on("join_conversation", join_conversation::<A>);
     socket.on("leave_conversation", leave_conversation::<A>);
     socket.on("send_message", send_message::<A>);
+    socket.on("edit_message", edit_message::<A>);
+    socket.on("delete_message", delete_message::<A>);
     socket.on("typing_start", typing_start::<A>);
     socket.on("typing_stop", typing_stop::<A>);
     socket.on("mark_read", mark_read::<A>);
@@ -205,6 +207,14 @@ pub fn decode_client_payload(event: &str, data: Value) -> Result<(), AppError> {
             wire_id(conversation_id, "conversation_id").map(drop)
         }
         "send_message" => payload::<SendMessageRequest>(data).map(drop),
+        "edit_message" => {
+            let EditPayload { id, .. } = payload(data)?;
+            wire_id(id, "id").map(drop)
+        }
+        "delete_message" => {
+            let DeletePayload { id, .. } = payload(data)?;
+            wire_id(id, "id").map(drop)
+        }
         "mark_read" => {
             let MarkReadPayload {
                 conversation_id,
@@ -243,6 +253,21 @@ struct JoinPayload {
 struct MarkReadPayload {
     conversation_id: u64,
     message_ids: Vec<u64>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct EditPayload {
+    /// The message's id.
+    id: u64,
+    message: Option<String>,
+    content: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct DeletePayload {
+    /// The message's id.
+    id: u64,
+    reason: Option<String>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -344,6 +369,43 @@ async fn send_message<A: Adapter>(
         let (session, request, origin) = event.parts()?;
         let sent = messages::send(&app, &origin, &session, request, "socket").await?;
         Ok(sent.message)
+    }
+    .await;
+    reply.send(result);
+}
+
+async fn edit_message<A: Adapter>(
+    State(app): State<App>,
+    event: ClientEvent<EditPayload>,
+    reply: Reply<A>,
+) {
+    let result = async {
+        let (
+            session,
+            EditPayload {
+                id,
+                message,
+                content,
+            },
+            origin,
+        ) = event.parts()?;
+        let content = message.or(content).unwrap_or_default();
+        let change = messages::MessageChange::Edit { content };
+        messages::change(&app, &origin, &session, id, change).await
+    }
+    .await;
+    reply.send(result);
+}
+
+async fn delete_message<A: Adapter>(
+    State(app): State<App>,
+    event: ClientEvent<DeletePayload>,
+    reply: Reply<A>,
+) {
+    let result = async {
+        let (session, DeletePayload { id, reason }, origin) = event.parts()?;
+        let change = messages::MessageChange::Delete { reason };
+        messages::change(&app, &origin, &session, id, change).await
     }
     .await;
     reply.send(result);

@@ -13,8 +13,8 @@ use utoipa::ToSchema;
 
 pub use requests::SendMessageRequest;
 pub use views::{
-    AdminPresenceView, ConversationView, FeedbackView, FileFields, LastMessageView, MessageView,
-    Pagination, presence_event, wire_time,
+    AdminPresenceView, ConversationView, FeedbackView, FileFields, LastMessageView,
+    MessageVersionView, MessageView, Pagination, presence_event, wire_time,
 };
 
 /// The success envelope: `{"status": "success", "data": ...}`.

@@ -50,6 +50,31 @@ pub struct MessageView {
     /// person: `content` and `message` are then empty.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub erased: bool,
+    /// When its text was last edited (RFC 3339 UTC); absent when it never was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "2025-07-14T10:32:00Z")]
+    pub edited_at: Option<String>,
+    /// Present, and true, only when the message was deleted: a tombstone whose `content`,
+    /// `message` and file fields are empty.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// Who deleted it: `user` (its sender), `admin` or `system`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_by: Option<String>,
+    /// The audit's view only: why staff removed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletion_reason: Option<String>,
+    /// The audit's view only: what it said before each edit, oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub earlier_versions: Vec<MessageVersionView>,
+}
+
+/// A message's text until an edit replaced it (the audit's view).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct MessageVersionView {
+    pub content: String,
+    /// When this text was written: sent, or the edit that wrote it (RFC 3339 UTC).
+    pub written_at: String,
 }
 
 /// The fields an image or file message shows of its file, each null when the message carries
@@ -89,6 +114,9 @@ impl MessageView {
             width,
             height,
         } = row.attachment.into();
+        // A deleted message's file is no longer part of it.
+        let deleted = row.deleted_by.is_some();
+        let keep = |field| if deleted { None } else { field };
         MessageView {
             id: row.id,
             conversation_id: row.conversation_id,
@@ -97,17 +125,22 @@ impl MessageView {
             message_type: row.message_type,
             message: row.content.clone(),
             content: row.content,
-            file_id: row.file_id,
-            file_url: row.file_url.map(|path| attachments.url(&path)),
-            file_name,
-            file_size,
-            mime_type,
-            width,
-            height,
+            file_id: keep(row.file_id),
+            file_url: keep(row.file_url.map(|path| attachments.url(&path))),
+            file_name: keep(file_name),
+            file_size: if deleted { None } else { file_size },
+            mime_type: keep(mime_type),
+            width: if deleted { None } else { width },
+            height: if deleted { None } else { height },
             client_msg_id: row.client_msg_id,
             is_read: row.is_read,
             timestamp: wire_time(row.timestamp),
             erased: row.erased,
+            edited_at: row.edited_at.map(wire_time),
+            deleted,
+            deleted_by: row.deleted_by,
+            deletion_reason: None,
+            earlier_versions: Vec::new(),
         }
     }
 
@@ -132,6 +165,7 @@ impl MessageView {
                     id: message_id,
                     conversation_id,
                     sender_role: sender.role.as_str().to_string(),
+                    sender_id: sender.id,
                     sender_identifier: sender.identifier,
                     message_type: message_type.as_str().to_string(),
                     content,
@@ -142,6 +176,8 @@ impl MessageView {
                     is_read: false,
                     timestamp: event.recorded_at_micros,
                     erased: event.payload.contains("\"erased\":true"),
+                    edited_at: None,
+                    deleted_by: None,
                 },
                 attachments,
             )),
@@ -155,11 +191,12 @@ impl MessageView {
         message: projections::MessageAsOf,
         attachments: &crate::files::Attachments,
     ) -> Self {
-        MessageView::new(
+        let mut view = MessageView::new(
             MessageRow {
                 id: message.id,
                 conversation_id,
                 sender_role: message.sender.role.as_str().to_string(),
+                sender_id: message.sender.id,
                 sender_identifier: message.sender.identifier,
                 message_type: message.message_type,
                 content: message.content,
@@ -170,9 +207,26 @@ impl MessageView {
                 is_read: message.is_read,
                 timestamp: message.sent_at_micros,
                 erased: message.erased,
+                edited_at: message.edited_at_micros,
+                deleted_by: None,
             },
             attachments,
-        )
+        );
+        // Auditors read every version, and what a deleted message said.
+        if let Some(deletion) = message.deletion {
+            view.deleted = true;
+            view.deleted_by = Some(deletion.by.role.as_str().to_string());
+            view.deletion_reason = deletion.reason;
+        }
+        view.earlier_versions = message
+            .earlier_versions
+            .into_iter()
+            .map(|version| MessageVersionView {
+                content: version.content,
+                written_at: wire_time(version.written_at_micros),
+            })
+            .collect();
+        view
     }
 }
 

@@ -292,6 +292,31 @@ async function run() {
     await page.locator(`#messages li[data-id="${replied.id}"] .receipt.read`).waitFor();
     await page.screenshot({ path: path.join(SHOTS, 'conversation.png'), fullPage: true });
 
+    step('the admin edits their reply: the user\'s client hears message_updated');
+    const corrected = unique('your order ships tomorrow');
+    await page.locator(`#messages li[data-id="${replied.id}"] [data-tool=edit]`).click();
+    await page.locator('#edit-form textarea').fill(corrected);
+    await page.locator('#edit-form button[type=submit]').click();
+    await received_('message_updated', (d) => d.id === replied.id && d.message === corrected, 'the edit');
+    await page.locator(`#messages li[data-id="${replied.id}"] .text`, { hasText: corrected }).waitFor();
+    await page.locator(`#messages li[data-id="${replied.id}"] .edited`).waitFor();
+
+    step('the user edits a message from their client: the view follows without a reload');
+    const sentId = sent.json.data.id;
+    const rewritten = unique('where is my parcel');
+    await ack(socket, 'edit_message', { id: sentId, message: rewritten });
+    await page.locator(`#messages li[data-id="${sentId}"] .text`, { hasText: rewritten }).waitFor();
+
+    step('the admin removes a user message with a reason: a tombstone, and the user\'s client hears it');
+    const removedId = sentSecond.json.data.id;
+    await page.locator(`#messages li[data-id="${removedId}"] [data-tool=delete]`).click();
+    await page.locator('#delete-form input[name=reason]').fill('off-topic');
+    await page.locator('#delete-form button[type=submit]').click();
+    await received_('message_deleted', (d) => d.id === removedId && d.deleted_by === 'admin', 'the removal');
+    await page.locator(`#messages li[data-id="${removedId}"] .deleted`, { hasText: 'removed by admin' }).waitFor();
+    check(await page.locator('#messages li .text', { hasText: second }).count() === 0, 'the removed text is shown nowhere');
+    await page.screenshot({ path: path.join(SHOTS, 'message-changes.png'), fullPage: true });
+
     step('assign: the user\'s client gets conversation_assigned');
     await page.locator('#actions input[name=admin-id]').fill(String(ADMIN_ID));
     await page.locator('#actions [data-action=assign]').click();
@@ -384,6 +409,11 @@ async function run() {
     await page.locator('#audit-events tr[data-sequence="1"] a').click();
     await page.locator('#audit-state .badge', { hasText: 'active' }).waitFor();
     check(await page.locator('#audit-state .message').count() === 1, 'right after the first event there was one message');
+    await page.goto(`${URL_BASE}/admin/#/audit/${CONVERSATION}`);
+    await page.locator('#audit-events code', { hasText: 'MessageEdited' }).first().waitFor();
+    await page.locator('#audit-events code', { hasText: 'MessageDeleted' }).first().waitFor();
+    await page.locator('#audit-state .earlier-version del', { hasText: reply }).waitFor();
+    await page.locator('#audit-state .deleted', { hasText: 'off-topic' }).waitFor();
     await page.screenshot({ path: path.join(SHOTS, 'audit.png'), fullPage: true });
 
     step('an auditor sees the conversation read-only and the server refuses their reply');

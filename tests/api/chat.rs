@@ -658,6 +658,15 @@ async fn the_authorization_matrix_holds_for_every_route() {
             .await;
         let id = opened["data"]["conversation_id"].as_u64().unwrap();
         let message_id = opened["data"]["id"].as_u64().unwrap();
+        let (_, second) = app
+            .call(
+                Method::POST,
+                "/api/chat/messages",
+                Some(&owner),
+                Some(&json!({"message": "to withdraw", "conversation_id": id})),
+            )
+            .await;
+        let second_id = second["data"]["id"].as_u64().unwrap();
 
         // (method, path, body, [owner, other, admin, auditor, none, expired])
         let conv = |s: &str| format!("/api/chat/conversations/{id}{s}");
@@ -704,6 +713,19 @@ async fn the_authorization_matrix_holds_for_every_route() {
                 conv("/feedback"),
                 Some(json!({"rating": 3})),
                 [409, 403, 403, 403, 401, 401],
+            ),
+            (
+                Method::PATCH,
+                format!("/api/chat/messages/{message_id}"),
+                Some(json!({"message": "mine, edited"})),
+                [200, 403, 403, 403, 401, 401],
+            ),
+            // The owner withdraws it first: the admin's removal then finds it deleted.
+            (
+                Method::DELETE,
+                format!("/api/chat/messages/{second_id}"),
+                Some(json!({"reason": "moderation"})),
+                [200, 403, 409, 403, 401, 401],
             ),
             (
                 Method::POST,
@@ -989,6 +1011,7 @@ async fn the_openapi_document_covers_every_route_scheme_and_error_code() {
     let paths = document["paths"].as_object().unwrap();
     for path in [
         "/api/chat/messages",
+        "/api/chat/messages/{id}",
         "/api/chat/conversations",
         "/api/chat/conversations/{id}",
         "/api/chat/conversations/{id}/read",

@@ -197,6 +197,16 @@ async fn an_erased_person_is_nowhere_in_the_database_or_the_files_and_every_view
             post(&user, json!({"message": "Zhou again", "user_id": user_id})).await;
         assert_eq!(status, 201, "{second}");
         let b = second["data"]["conversation_id"].as_u64().unwrap();
+        // An edit's text is theirs too.
+        let (status, edited) = app
+            .call(
+                Method::PATCH,
+                &format!("/api/chat/messages/{}", second["data"]["id"]),
+                Some(&user),
+                Some(&json!({"message": "Zhou again, passport X9931475"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{edited}");
         let (status, kept) = post(&other, json!({"message": "my own words stay"})).await;
         assert_eq!(status, 201, "{kept}");
         assert!(

@@ -23,6 +23,7 @@ mod ios_guide;
 mod layers;
 mod limits;
 mod log_ordering;
+mod message_changes;
 mod metrics;
 mod observability;
 mod openapi_conformance;

@@ -95,6 +95,8 @@ async fn dropping_the_read_tables_and_replaying_the_log_gives_identical_rows() {
             "ConversationAssigned",
             "FeedbackGiven",
             "FileUploaded",
+            "MessageEdited",
+            "MessageDeleted",
         ] {
             let log = db.store.read_from(0, 10_000).await.unwrap();
             assert!(

@@ -159,6 +159,11 @@ async fn a_user_socket_can_neither_see_nor_touch_another_users_conversation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn edits_and_deletions_over_sockets_reach_every_socket_in_the_room_once() {
+    user_and_admin_scenario("message_changes", "I need help").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_message_sent_over_rest_reaches_every_socket_in_the_room_including_the_senders() {
     user_and_admin_scenario("rest_to_socket", "hello").await;
 }

@@ -1488,7 +1488,68 @@ def scenario_join_answer_first(cfg):
          f"all after what the answers held)")
 
 
+def scenario_message_changes(cfg):
+    """edit_message and delete_message: the sender edits their text, an admin removes a message
+    with a reason; every socket in the room hears message_updated and message_deleted once, in
+    the contract's shapes; refusals come back as error acks and change nothing."""
+    user, admin = cfg["user"], cfg["admin"]
+    conversation = user["conversation_id"]
+    u = Peer(cfg, "user", user["token"]).connect()
+    a = Peer(cfg, "admin", admin["token"]).connect()
+    join(u, conversation)
+    join(a, conversation)
+    sent = send(u, conversation, "helo wrold")
+    for peer in (u, a):
+        peer.expect("new_message", f"the message on {peer.name}")
+
+    edited = u.ok("edit_message", {"id": sent["id"], "message": "hello world"})
+    check_message(edited, "edit_message ack", id=sent["id"], content="hello world",
+                  timestamp=sent["timestamp"])
+    check(TIMESTAMP.match(edited.get("edited_at") or ""), f"edit ack has edited_at: {edited!r}")
+    for peer in (u, a):
+        update = peer.expect("message_updated", f"the edit on {peer.name}")
+        expected = {"conversation_id": conversation, "id": sent["id"], "message": "hello world",
+                    "content": "hello world", "edited_at": edited["edited_at"]}
+        check(update == expected, f"message_updated on {peer.name}: {update!r} != {expected!r}")
+        peer.expect_none("message_updated", f"the edit once on {peer.name}")
+    step("an edit reached both sockets once")
+
+    check_error(a.call("edit_message", {"id": sent["id"], "message": "not mine"}), "FORBIDDEN",
+                "an admin editing the user's message")
+    check_error(a.call("delete_message", {"id": sent["id"]}), "VALIDATION_ERROR",
+                "an admin removing without a reason")
+    check_error(u.call("edit_message", {"id": "x", "message": "?"}), "VALIDATION_ERROR",
+                "a malformed id")
+    check_error(u.call("edit_message", {"id": sent["id"], "message": "   "}), "EMPTY_MESSAGE",
+                "an empty edit")
+    check_error(u.call("delete_message", {"id": MAX_ID + 1}), "VALIDATION_ERROR",
+                "an id beyond 2^53")
+    for peer in (u, a):
+        peer.expect_none("message_updated", f"no change after refusals on {peer.name}")
+        peer.expect_none("message_deleted", f"no deletion after refusals on {peer.name}")
+
+    removed = a.ok("delete_message", {"id": sent["id"], "reason": "rude"})
+    check(removed.get("deleted") is True and removed.get("content") == ""
+          and removed.get("deleted_by") == "admin", f"delete_message ack: {removed!r}")
+    for peer in (u, a):
+        deletion = peer.expect("message_deleted", f"the deletion on {peer.name}")
+        expected = {"conversation_id": conversation, "id": sent["id"], "deleted_by": "admin"}
+        check(deletion == expected, f"message_deleted on {peer.name}: {deletion!r}")
+    check_error(u.call("edit_message", {"id": sent["id"], "message": "undo"}), "CONFLICT",
+                "editing a deleted message")
+
+    # A client that joins later reads the tombstone.
+    late = Peer(cfg, "late", user["token"]).connect()
+    joined = join(late, conversation)
+    tombstone = [m for m in joined["messages"] if m["id"] == sent["id"]]
+    check(len(tombstone) == 1 and tombstone[0].get("deleted") is True
+          and tombstone[0]["content"] == "", f"the join shows a tombstone: {tombstone!r}")
+    for peer in (u, a, late):
+        peer.close()
+
+
 SCENARIOS = {
+    "message_changes": scenario_message_changes,
     "ios_guide": scenario_ios_guide,
     "attachments": scenario_attachments,
     "connect_styles": scenario_connect_styles,

@@ -10,7 +10,9 @@ use utoipa::{IntoParams, ToSchema};
 use crate::app::access::{own_user_id, readable};
 use crate::app::ids::wire_id;
 use crate::app::{App, AppError, Origin, messages};
-use crate::http::extract::{ApiJson, ApiQuery, BodyUserId, Caller, bounded};
+use crate::http::extract::{
+    ApiJson, ApiQuery, BodyUserId, Caller, MessageId, OptionalApiJson, bounded,
+};
 use crate::store::MessageWindow;
 use crate::wire::{MessageView, SendMessageRequest, Success, success};
 
@@ -132,4 +134,73 @@ pub(in crate::http) async fn send_message(
         StatusCode::CREATED
     };
     Ok((status, Json(success(sent.message))))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub(in crate::http) struct EditMessageBody {
+    /// The new text: 1 to 5000 characters after trimming.
+    message: Option<String>,
+    /// The same as `message`; either may be sent.
+    content: Option<String>,
+}
+
+/// The sender rewrites a text message within `CHAT_EDIT_WINDOW_SECS` of sending it; everyone in
+/// the conversation gets `message_updated`, and the audit keeps every version.
+#[utoipa::path(patch, path = "/api/chat/messages/{id}", tag = "messages", request_body = EditMessageBody,
+    params(("id" = u64, Path, description = "message id")),
+    responses(
+        (status = 200, description = "the message as it now reads, with `edited_at`", body = Success<MessageView>),
+        (status = 400, body = crate::wire::ErrorBody), (status = 401, body = crate::wire::ErrorBody),
+        (status = 403, description = "not the sender's message", body = crate::wire::ErrorBody),
+        (status = 404, body = crate::wire::ErrorBody),
+        (status = 409, description = "outside the edit window, deleted, or the conversation is archived", body = crate::wire::ErrorBody),
+        (status = 429, body = crate::wire::ErrorBody), (status = 503, body = crate::wire::ErrorBody),
+    ),
+    security(("app_signature" = [], "bearer" = [])))]
+pub(in crate::http) async fn edit_message(
+    State(app): State<App>,
+    origin: Origin,
+    Caller(session): Caller,
+    MessageId(id): MessageId,
+    ApiJson(body): ApiJson<EditMessageBody>,
+) -> Result<Json<Success<MessageView>>, AppError> {
+    let content = body.message.or(body.content).unwrap_or_default();
+    let change = messages::MessageChange::Edit { content };
+    let message = messages::change(&app, &origin, &session, id, change).await?;
+    Ok(Json(success(message)))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub(in crate::http) struct DeleteMessageBody {
+    /// Staff removing someone else's message say why (at most 500 characters); a sender
+    /// withdrawing their own sends none.
+    reason: Option<String>,
+}
+
+/// The sender withdraws a message within `CHAT_EDIT_WINDOW_SECS`, or an admin removes any
+/// message with a reason. History then shows a tombstone (`deleted: true`, no content);
+/// everyone in the conversation gets `message_deleted`; the audit still reads what it said.
+#[utoipa::path(delete, path = "/api/chat/messages/{id}", tag = "messages", request_body(content = Option<DeleteMessageBody>, description = "optional"),
+    params(("id" = u64, Path, description = "message id")),
+    responses(
+        (status = 200, description = "the tombstone", body = Success<MessageView>),
+        (status = 400, body = crate::wire::ErrorBody), (status = 401, body = crate::wire::ErrorBody),
+        (status = 403, description = "not the sender's message", body = crate::wire::ErrorBody),
+        (status = 404, body = crate::wire::ErrorBody),
+        (status = 409, description = "outside the edit window, already deleted, or the conversation is archived", body = crate::wire::ErrorBody),
+        (status = 429, body = crate::wire::ErrorBody), (status = 503, body = crate::wire::ErrorBody),
+    ),
+    security(("app_signature" = [], "bearer" = [])))]
+pub(in crate::http) async fn delete_message(
+    State(app): State<App>,
+    origin: Origin,
+    Caller(session): Caller,
+    MessageId(id): MessageId,
+    OptionalApiJson(body): OptionalApiJson<DeleteMessageBody>,
+) -> Result<Json<Success<MessageView>>, AppError> {
+    let change = messages::MessageChange::Delete {
+        reason: body.reason,
+    };
+    let message = messages::change(&app, &origin, &session, id, change).await?;
+    Ok(Json(success(message)))
 }

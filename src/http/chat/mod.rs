@@ -23,6 +23,10 @@ pub fn router() -> axum::Router<App> {
             get(messages::list_messages).post(messages::send_message),
         )
         .route(
+            "/api/chat/messages/{id}",
+            axum::routing::patch(messages::edit_message).delete(messages::delete_message),
+        )
+        .route(
             "/api/chat/conversations",
             get(conversations::list_conversations).post(conversations::open_conversation),
         )

@@ -50,6 +50,8 @@ pub struct MessageRow {
     pub id: u64,
     pub conversation_id: u64,
     pub sender_role: String,
+    /// The user's or admin's id (0 for the system).
+    pub sender_id: u64,
     pub sender_identifier: String,
     pub message_type: String,
     pub content: String,
@@ -62,11 +64,15 @@ pub struct MessageRow {
     pub timestamp: i64,
     /// Its text (and file name) was erased with its person.
     pub erased: bool,
+    /// When its text was last edited.
+    pub edited_at: Option<i64>,
+    /// Who deleted it (`user`, `admin` or `system`); its text and file name are then empty.
+    pub deleted_by: Option<String>,
 }
 
 const MESSAGE_COLUMNS: &str = "id, conversation_id, sender_role, sender_identifier, message_type, content, \
      file_id, file_url, client_msg_id, is_read, timestamp, file_name, file_size, mime_type, width, height, \
-     erased";
+     erased, edited_at, deleted, deleted_by, coalesce(user_id, admin_id, 0) as sender_id";
 
 /// One upload, as the `files` projection keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +172,11 @@ impl EventStore {
         on_backend!(self, s => s.messages(conversation_id, window).await)
     }
 
+    /// One message by its id, wherever its conversation is (live or archived).
+    pub async fn message(&self, message_id: u64) -> Result<Option<MessageRow>, StoreError> {
+        on_backend!(self, s => s.message(message_id).await)
+    }
+
     pub async fn file(&self, file_id: &str) -> Result<Option<FileRow>, StoreError> {
         on_backend!(self, s => s.file(file_id).await)
     }
@@ -237,6 +248,17 @@ where
             .fetch_all(self.pool())
             .await
             .map_err(StoreError::from_sqlx)
+    }
+
+    async fn message(&self, message_id: u64) -> Result<Option<MessageRow>, StoreError> {
+        let sql = format!(
+            "select {MESSAGE_COLUMNS} from messages where id = ? union all \
+             select {MESSAGE_COLUMNS} from {ARCHIVED_MESSAGES} where id = ?"
+        );
+        let rows = self
+            .fetch(&sql, vec![int(message_id), int(message_id)])
+            .await?;
+        rows.first().map(message_from_row::<DB>).transpose()
     }
 
     async fn file(&self, file_id: &str) -> Result<Option<FileRow>, StoreError> {
@@ -536,6 +558,7 @@ where
         id: unsigned(int(0)?),
         conversation_id: unsigned(int(1)?),
         sender_role: text(2)?,
+        sender_id: unsigned(int(20)?),
         sender_identifier: text(3)?,
         message_type: text(4)?,
         content: text(5)?,
@@ -546,6 +569,14 @@ where
         is_read: int(9)? != 0,
         timestamp: int(10)?,
         erased: int(16)? != 0,
+        edited_at: row
+            .try_get::<Option<i64>, _>(17)
+            .map_err(StoreError::from_sqlx)?,
+        deleted_by: if int(18)? != 0 {
+            Some(opt_text(19)?.unwrap_or_default())
+        } else {
+            None
+        },
     })
 }
 

@@ -22,9 +22,21 @@ impl Rng {
     }
 }
 
-/// Appends `count` mixed commands from many users and admins: every event type appears.
+/// A text message of the history that may still be edited or deleted.
+struct Sent {
+    conversation: u64,
+    message_id: u64,
+    sender: Actor,
+    sent_at_micros: i64,
+}
+
+/// Appends `count` mixed commands from many users and admins: every event type appears. Edits
+/// and deletions are drawn from a generator of their own, so the rest of a seed's history is the
+/// same with or without them.
 pub async fn mixed_history(bus: &CommandBus, count: usize, seed: u64) {
     let mut rng = Rng(seed);
+    let mut changes = Rng(seed ^ 0x9e37_79b9_7f4a_7c15);
+    let mut texts: Vec<Sent> = Vec::new();
     let mut conversations: Vec<(u64, u64)> = Vec::new(); // (conversation, user)
     let mut messages: Vec<(u64, u64)> = Vec::new(); // (conversation, message id)
     let mut uploads: std::collections::HashMap<u64, String> = Default::default(); // conversation -> file id
@@ -156,6 +168,9 @@ pub async fn mixed_history(bus: &CommandBus, count: usize, seed: u64) {
             };
             (Intent::On(conversation, command), actor)
         };
+        if !texts.is_empty() && changes.below(100) < 8 {
+            change_one(bus, &mut changes, &texts, n).await;
+        }
         let Ok(committed) = bus.execute(intent, meta(&actor)).await else {
             continue; // refused by the domain: part of a realistic history
         };
@@ -164,8 +179,21 @@ pub async fn mixed_history(bus: &CommandBus, count: usize, seed: u64) {
                 events::ConversationEvent::ConversationOpened { user, .. } => {
                     conversations.push((committed.conversation_id, user.id))
                 }
-                events::ConversationEvent::MessageSent { message_id, .. } => {
-                    messages.push((committed.conversation_id, message_id))
+                events::ConversationEvent::MessageSent {
+                    message_id,
+                    sender,
+                    message_type,
+                    ..
+                } => {
+                    messages.push((committed.conversation_id, message_id));
+                    if message_type == events::MessageType::Text {
+                        texts.push(Sent {
+                            conversation: committed.conversation_id,
+                            message_id,
+                            sender,
+                            sent_at_micros: event.recorded_at_micros,
+                        });
+                    }
                 }
                 events::ConversationEvent::FileUploaded { file, .. } => {
                     uploads.insert(committed.conversation_id, file.file_id);
@@ -174,4 +202,51 @@ pub async fn mixed_history(bus: &CommandBus, count: usize, seed: u64) {
             }
         }
     }
+}
+
+/// Edits a text message (by its sender) or deletes one (by its sender, or by an admin with a
+/// reason); refused ones (archived, already deleted) are part of the history too.
+async fn change_one(bus: &CommandBus, rng: &mut Rng, texts: &[Sent], n: usize) {
+    let sent = &texts[rng.below(texts.len() as u64) as usize];
+    let message = events::SentMessage {
+        message_id: sent.message_id,
+        sender_role: sent.sender.role,
+        sender_id: sent.sender.id,
+        message_type: events::MessageType::Text,
+        sent_at_micros: sent.sent_at_micros,
+        now_micros: chrono::Utc::now().timestamp_micros(),
+        edit_window_secs: 24 * 3600,
+    };
+    let (actor, command) = match rng.below(3) {
+        0 | 1 => (
+            sent.sender.clone(),
+            ConversationCommand::EditMessage {
+                actor: sent.sender.clone(),
+                message,
+                content: format!("edited {n} 改了"),
+            },
+        ),
+        _ if rng.below(2) == 0 => (
+            sent.sender.clone(),
+            ConversationCommand::DeleteMessage {
+                actor: sent.sender.clone(),
+                message,
+                reason: None,
+            },
+        ),
+        _ => {
+            let moderator = admin(900 + rng.below(3));
+            (
+                moderator.clone(),
+                ConversationCommand::DeleteMessage {
+                    actor: moderator,
+                    message,
+                    reason: Some(format!("moderated {n}")),
+                },
+            )
+        }
+    };
+    let _ = bus
+        .execute(Intent::On(sent.conversation, command), meta(&actor))
+        .await;
 }

@@ -99,7 +99,10 @@ export function mount(view, context, id, params) {
             h('span', { class: 'sender' }, m.sender_identifier),
             h('time', {}, when(m.timestamp)),
             m.sender_role === 'user' ? null : h('span', { class: 'receipt' }, m.is_read ? '✓✓ read' : '✓ sent')),
-          h('div', { class: 'text' }, m.content)))));
+          m.deleted ? h('div', { class: 'deleted' }, `deleted by ${m.deleted_by}${m.deletion_reason ? `: “${m.deletion_reason}”` : ''}`) : null,
+          (m.earlier_versions || []).map((v) => h('div', { class: 'earlier-version' },
+            h('time', {}, when(v.written_at)), ' ', h('del', {}, v.content))),
+          h('div', { class: 'text' }, m.content, m.edited_at ? h('span', { class: 'edited' }, ` (edited ${when(m.edited_at)})`) : null)))));
     } catch (error) {
       if (!gone) fill(state, problem(error));
     }

@@ -1,6 +1,7 @@
-// One conversation: its messages (images shown, files linked), read receipts, the user's
-// typing indicator, and for admins a reply box (with their own typing indicator), assign,
-// close, reopen and archive.
+// One conversation: its messages (images shown, files linked, edits marked, deletions as
+// tombstones), read receipts, the user's typing indicator, and for admins a reply box (with
+// their own typing indicator), editing their own messages, removing any message with a reason,
+// assign, close, reopen and archive.
 import { api, query } from './api.js';
 import { badge, fill, h, localLink, problem, when } from './dom.js';
 
@@ -35,6 +36,10 @@ function fitted(width, height) {
 function messageBody(message) {
   // Erased with its person: ids, sender and time stay, the text and the file are gone.
   if (message.erased) return h('div', { class: 'erased' }, 'erased');
+  if (message.deleted) {
+    const by = message.deleted_by === 'user' ? 'withdrawn by its sender' : `removed by ${message.deleted_by || 'staff'}`;
+    return h('div', { class: 'deleted' }, `message deleted (${by})`);
+  }
   const link = message.file_url ? localLink(message.file_url) : null;
   if (message.message_type === 'image' && link) {
     // The pixel size (when the message carries it), scaled into the bubble, reserves the
@@ -65,6 +70,8 @@ export function mount(view, context, id) {
   let typingSince = null;
   let idleTimer = null;
   let closed = false;
+  /** The message whose edit or removal form is open: `{ id, mode: 'edit' | 'delete' }`. */
+  let editing = null;
 
   const header = h('div', { class: 'conversation-header' });
   const actions = h('div', { class: 'actions', id: 'actions' });
@@ -124,16 +131,67 @@ export function mount(view, context, id) {
     return h('span', { class: message.is_read ? 'receipt read' : 'receipt' }, message.is_read ? '✓✓ read' : '✓ sent');
   }
 
+  /** The admin's own message (the session's identifier: views carry no sender id). */
+  function isOwn(m) {
+    return m.sender_role === 'admin' && m.sender_identifier === me.identifier;
+  }
+
+  /** What an admin may do to a message: edit their own text, delete any (others' with a reason). */
+  function messageTools(m) {
+    if (!canWrite || m.deleted || m.erased || conversation?.status === 'archived') return null;
+    const tool = (label, name, onclick) => h('button', { type: 'button', class: 'link', dataset: { tool: name }, onclick }, label);
+    return h('span', { class: 'message-tools' },
+      isOwn(m) && m.message_type === 'text' ? tool('Edit', 'edit', () => { editing = { id: m.id, mode: 'edit' }; renderMessages(); }) : null,
+      tool(isOwn(m) ? 'Delete' : 'Remove', 'delete', () => { editing = { id: m.id, mode: 'delete' }; renderMessages(); }));
+  }
+
+  /** The inline form for the message being edited or removed. */
+  function changeForm(m) {
+    const cancel = h('button', { type: 'button', class: 'quiet', onclick: () => { editing = null; renderMessages(); } }, 'Cancel');
+    if (editing.mode === 'edit') {
+      const field = h('textarea', { name: 'edit', rows: 3, maxlength: 5000, 'aria-label': 'New text' }, m.content);
+      field.value = m.content;
+      const form = h('form', { class: 'message-change', id: 'edit-form' }, field, h('button', { type: 'submit' }, 'Save'), cancel);
+      form.addEventListener('submit', (event) => {
+        event.preventDefault();
+        change(m.id, 'PATCH', { message: field.value });
+      });
+      return form;
+    }
+    const reason = h('input', { name: 'reason', size: 32, maxlength: 500, placeholder: 'Reason (shown in the audit)', 'aria-label': 'Reason', required: !isOwn(m) });
+    const form = h('form', { class: 'message-change', id: 'delete-form' },
+      isOwn(m) ? null : reason,
+      h('button', { type: 'submit', class: 'danger' }, isOwn(m) ? 'Delete message' : 'Remove message'), cancel);
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      change(m.id, 'DELETE', isOwn(m) ? undefined : { reason: reason.value });
+    });
+    return form;
+  }
+
+  async function change(messageId, method, body) {
+    say(null);
+    try {
+      const changed = await api(method, `/chat/messages/${messageId}`, body);
+      editing = null;
+      add([changed]);
+    } catch (error) {
+      say(error);
+    }
+  }
+
   function renderMessages() {
     const sorted = [...messages.values()].sort((a, b) => a.id - b.id);
     fill(list, sorted.map((m) => h('li', {
-      class: `message from-${m.sender_role}`, dataset: { id: String(m.id) },
+      class: `message from-${m.sender_role}${m.deleted ? ' is-deleted' : ''}`, dataset: { id: String(m.id) },
     },
     h('div', { class: 'meta' },
       h('span', { class: 'sender' }, m.sender_role === 'system' ? 'system' : m.sender_identifier),
       h('time', { datetime: m.timestamp }, when(m.timestamp)),
-      receipt(m)),
-    messageBody(m))));
+      m.edited_at && !m.deleted ? h('span', { class: 'edited', title: `edited ${when(m.edited_at)}` }, 'edited') : null,
+      receipt(m),
+      messageTools(m)),
+    editing && editing.id === m.id ? changeForm(m) : messageBody(m))));
   }
 
   function scrollToEnd() {
@@ -269,6 +327,21 @@ export function mount(view, context, id) {
         markRead().then(renderMessages);
       }
       loadConversation().catch(say);
+    }),
+    live.on('message_updated', (update) => {
+      const m = update.conversation_id === id ? messages.get(update.id) : null;
+      if (!m) return;
+      m.content = update.message;
+      m.message = update.message;
+      m.edited_at = update.edited_at;
+      renderMessages();
+    }),
+    live.on('message_deleted', (deletion) => {
+      const m = deletion.conversation_id === id ? messages.get(deletion.id) : null;
+      if (!m) return;
+      Object.assign(m, { deleted: true, deleted_by: deletion.deleted_by, content: '', message: '', file_url: null });
+      if (editing && editing.id === m.id) editing = null;
+      renderMessages();
     }),
     live.on('typing_indicator', showTyping),
     live.on('message_read', (read) => {

@@ -243,7 +243,7 @@ export function mount(view, context, params) {
       load();
     }, 200);
   };
-  const stops = ['new_message', 'conversation_status', 'conversation_assigned', 'message_read', 'connect']
+  const stops = ['new_message', 'message_updated', 'message_deleted', 'conversation_status', 'conversation_assigned', 'message_read', 'connect']
     .map((event) => live.on(event, refresh));
   // A user coming or going changes only their rows: no reload.
   stops.push(live.on('presence', (change) => {
