@@ -235,6 +235,13 @@ pub const SETTINGS: &[Setting] = &[
         meaning: "index entries a search over every conversation reads before it answers with the matches among the newest messages and next_before_id to go on (a few common words that rarely meet would otherwise read all of the rarest one's)",
     },
     Setting {
+        var: "CHAT_EDIT_WINDOW_SECS",
+        key: "edit_window_secs",
+        flag: "edit-window-secs",
+        default: "900",
+        meaning: "how long after sending its sender may edit or delete a message (staff remove any message, with a reason, at any time)",
+    },
+    Setting {
         var: "CHAT_SOCKET_BUFFER",
         key: "socket_buffer",
         flag: "socket-buffer",

@@ -213,9 +213,10 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalA
         if no_body {
             return Ok(OptionalApiJson(T::default()));
         }
-        ApiJson::<T>::from_request(request, state)
+        // `null` is no body too.
+        ApiJson::<Option<T>>::from_request(request, state)
             .await
-            .map(|ApiJson(value)| OptionalApiJson(value))
+            .map(|ApiJson(value)| OptionalApiJson(value.unwrap_or_default()))
     }
 }
 

@@ -373,10 +373,10 @@ async function run() {
     await page.locator(`#conversations tr[data-id="${CONVERSATION}"]`).waitFor();
     check(await page.locator(`#conversations tr[data-id="${SECOND}"]`).count() === 0, 'the unassigned one is filtered out');
 
-    step('text search finds the conversation by a message');
+    step('text search finds the conversation by a message as it was edited');
     await page.locator('#filters select[name=status]').selectOption('');
     await page.locator('#filters input[name=assignee]').fill('');
-    await page.locator('#filters input[name=q]').fill(second);
+    await page.locator('#filters input[name=q]').fill(rewritten);
     await page.locator('#filters button[type=submit]').click();
     await page.locator(`#conversations tr[data-id="${CONVERSATION}"]`).waitFor();
 
@@ -421,7 +421,7 @@ async function run() {
     auditorContext.setDefaultTimeout(TIMEOUT);
     const auditor = await signIn(auditorContext, AUDITOR_TOKEN, 'auditor');
     await auditor.goto(`${URL_BASE}/admin/#/conversations/${CONVERSATION}`);
-    await auditor.locator('#messages li .text', { hasText: reply }).waitFor();
+    await auditor.locator('#messages li .text', { hasText: corrected }).waitFor();
     check(await auditor.locator('#reply').count() === 0, 'no reply box for an auditor');
     check(await auditor.locator('#actions button').count() === 0, 'no action buttons for an auditor');
     await auditor.locator('.read-only-note').waitFor();
