@@ -75,6 +75,20 @@ async fn search(app: &TestApp, token: &str, conversation: u64, q: &str) -> Vec<u
         .collect()
 }
 
+/// The conversation as the auditor's `state` shows it now.
+async fn audit_state(app: &TestApp, auditor: &str, conversation: u64) -> Value {
+    let (status, state) = app
+        .call(
+            Method::GET,
+            &format!("/api/audit/conversations/{conversation}/state"),
+            Some(auditor),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{state}");
+    state["data"].clone()
+}
+
 fn id_of(message: &Value) -> u64 {
     message["id"]
         .as_u64()
@@ -178,16 +192,8 @@ async fn a_sender_edits_and_withdraws_and_every_view_follows() {
         );
 
         // The auditor reads every version, and what the deleted message said.
-        let (status, state) = app
-            .call(
-                Method::GET,
-                &format!("/api/audit/conversations/{conversation}/state"),
-                Some(&auditor),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{state}");
-        let messages = state["data"]["messages"].as_array().unwrap();
+        let state = audit_state(&app, &auditor, conversation).await;
+        let messages = state["messages"].as_array().unwrap();
         assert_eq!(messages[0]["content"], "my order is 4411");
         assert_eq!(
             messages[0]["earlier_versions"][0]["content"],
@@ -379,15 +385,8 @@ async fn only_the_sender_edits_staff_remove_with_a_reason_and_refusals_write_not
             removed["data"].get("deletion_reason").is_none(),
             "the staff's reason is the audit's: {removed}"
         );
-        let (_, state) = app
-            .call(
-                Method::GET,
-                &format!("/api/audit/conversations/{conversation}/state"),
-                Some(&auditor),
-                None,
-            )
-            .await;
-        let audited = &state["data"]["messages"][0];
+        let state = audit_state(&app, &auditor, conversation).await;
+        let audited = &state["messages"][0];
         assert_eq!(
             (&audited["content"], &audited["deletion_reason"]),
             (&json!("spam spam spam"), &json!("spam"))
