@@ -4,9 +4,7 @@
 -- stays in the log. Folded from the log, like every read column.
 alter table messages
     add column edited_at bigint null,
-    add column deleted tinyint not null default 0,
     add column deleted_by varchar(16) null;
 alter table messages_archive
     add column edited_at bigint null,
-    add column deleted tinyint not null default 0,
     add column deleted_by varchar(16) null;

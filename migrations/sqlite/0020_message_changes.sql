@@ -3,8 +3,6 @@
 -- and time, loses its text and says who deleted it (`user`, `admin` or `system`). Every version
 -- stays in the log. Folded from the log, like every read column.
 alter table messages add column edited_at integer null;
-alter table messages add column deleted integer not null default 0;
 alter table messages add column deleted_by text null;
 alter table messages_archive add column edited_at integer null;
-alter table messages_archive add column deleted integer not null default 0;
 alter table messages_archive add column deleted_by text null;

@@ -23,7 +23,7 @@ const COLUMNS: &str = "id, conversation_id, user_id, admin_id, sender_role, send
 /// Every column, in the order of the table's definition, for moving rows to the archive.
 const ALL_COLUMNS: &str = "id, conversation_id, user_id, admin_id, sender_role, sender_identifier, \
      message_type, content, file_id, file_url, client_msg_id, metadata, is_read, read_at, timestamp, \
-     position, file_name, file_size, mime_type, width, height, erased, edited_at, deleted, deleted_by";
+     position, file_name, file_size, mime_type, width, height, erased, edited_at, deleted_by";
 // `file_url` holds the file's stored path; the API puts the public base and a signature on it.
 const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, null, 0, null, ?, ?)";
 
@@ -141,7 +141,7 @@ impl Projector for MessagesProjector {
                     pending_archived.flush(txn).await?;
                     // A tombstone: what it said is left to the log (and its auditors).
                     let change = "content = '', file_name = case when file_name is null then null \
-                                  else '' end, deleted = 1, deleted_by = ?";
+                                  else '' end, deleted_by = ?";
                     let values = [by.role.as_str().into()];
                     change_message(txn, [&live, &archive], event, *message_id, change, values)
                         .await?;

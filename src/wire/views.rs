@@ -106,7 +106,12 @@ impl From<Option<events::AttachedFile>> for FileFields {
 impl MessageView {
     /// The one way a message reaches the wire: the stored path in `file_url` becomes the signed
     /// public link the client loads.
-    pub fn new(row: MessageRow, attachments: &crate::files::Attachments) -> Self {
+    pub fn new(mut row: MessageRow, attachments: &crate::files::Attachments) -> Self {
+        // A deleted message's file is no longer part of it.
+        let deleted = row.deleted_by.is_some();
+        if deleted {
+            (row.file_id, row.file_url, row.attachment) = (None, None, None);
+        }
         let FileFields {
             file_name,
             file_size,
@@ -114,9 +119,6 @@ impl MessageView {
             width,
             height,
         } = row.attachment.into();
-        // A deleted message's file is no longer part of it.
-        let deleted = row.deleted_by.is_some();
-        let keep = |field| if deleted { None } else { field };
         MessageView {
             id: row.id,
             conversation_id: row.conversation_id,
@@ -125,13 +127,13 @@ impl MessageView {
             message_type: row.message_type,
             message: row.content.clone(),
             content: row.content,
-            file_id: keep(row.file_id),
-            file_url: keep(row.file_url.map(|path| attachments.url(&path))),
-            file_name: keep(file_name),
-            file_size: if deleted { None } else { file_size },
-            mime_type: keep(mime_type),
-            width: if deleted { None } else { width },
-            height: if deleted { None } else { height },
+            file_id: row.file_id,
+            file_url: row.file_url.map(|path| attachments.url(&path)),
+            file_name,
+            file_size,
+            mime_type,
+            width,
+            height,
             client_msg_id: row.client_msg_id,
             is_read: row.is_read,
             timestamp: wire_time(row.timestamp),

@@ -153,6 +153,7 @@ async fn a_sender_edits_and_withdraws_and_every_view_follows() {
             assert_eq!(messages[1]["content"], "");
             assert!(messages[1].get("edited_at").is_none());
         }
+
         // The list previews the last message as it reads now.
         let (_, listed) = app
             .call(
@@ -234,6 +235,39 @@ async fn a_sender_edits_and_withdraws_and_every_view_follows() {
             "{}",
             db.name()
         );
+
+        // A withdrawn photo's tombstone carries no file either.
+        let upload = crate::uploads::upload_ok(
+            &app,
+            &user,
+            conversation,
+            "image",
+            "photo.png",
+            crate::uploads::png(4, 4),
+        )
+        .await;
+        let photo = send(
+            &app,
+            &user,
+            json!({"conversation_id": conversation, "message_type": "image", "content": "",
+                   "file_id": upload["file_id"]}),
+        )
+        .await;
+        assert!(photo["file_url"].is_string(), "{photo}");
+        let (status, withdrawn) = delete(&app, &user, id_of(&photo), None).await;
+        assert_eq!(status, 200, "{withdrawn}");
+        let tombstone = history(&app, &admin, conversation).await.pop().unwrap();
+        assert_eq!(tombstone["id"], photo["id"]);
+        for field in [
+            "file_id",
+            "file_url",
+            "file_name",
+            "file_size",
+            "mime_type",
+            "width",
+        ] {
+            assert!(tombstone[field].is_null(), "{field} of {tombstone}");
+        }
 
         app.stop().await;
         db.cleanup().await;

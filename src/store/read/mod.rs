@@ -72,7 +72,7 @@ pub struct MessageRow {
 
 const MESSAGE_COLUMNS: &str = "id, conversation_id, sender_role, sender_identifier, message_type, content, \
      file_id, file_url, client_msg_id, is_read, timestamp, file_name, file_size, mime_type, width, height, \
-     erased, edited_at, deleted, deleted_by, coalesce(user_id, admin_id, 0) as sender_id";
+     erased, edited_at, deleted_by, coalesce(user_id, admin_id, 0) as sender_id";
 
 /// One upload, as the `files` projection keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -558,7 +558,7 @@ where
         id: unsigned(int(0)?),
         conversation_id: unsigned(int(1)?),
         sender_role: text(2)?,
-        sender_id: unsigned(int(20)?),
+        sender_id: unsigned(int(19)?),
         sender_identifier: text(3)?,
         message_type: text(4)?,
         content: text(5)?,
@@ -572,11 +572,7 @@ where
         edited_at: row
             .try_get::<Option<i64>, _>(17)
             .map_err(StoreError::from_sqlx)?,
-        deleted_by: if int(18)? != 0 {
-            Some(opt_text(19)?.unwrap_or_default())
-        } else {
-            None
-        },
+        deleted_by: opt_text(18)?,
     })
 }
 
